@@ -1,0 +1,1 @@
+"""jvae: variational inference in deep latent-variable models, in JAX."""

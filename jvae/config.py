@@ -1,0 +1,76 @@
+"""The default run configuration every experiment config starts from.
+
+Experiment files (``experiments/configs/NAME.py``) define ``get_config()`` returning
+``default_config()`` with their changes; any field can be overridden on the command line as
+``--config.FIELD=VALUE`` (``--config.model.likelihood=continuous_bernoulli``). Fields whose
+value 0 or "" means "off" say so below.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+__all__ = ["default_config"]
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.num_epochs = 10
+    c.batch_size = 128
+    c.learning_rate = 1e-3
+    c.latent_dim = 20
+    c.checkpoint_every = 1          # epochs between checkpoints (0: only at the end)
+    c.figures = True
+
+    c.dataset = ml_collections.ConfigDict()
+    c.dataset.name = "mnist"        # mnist | fashion_mnist | binarized_mnist | gaussian2d
+    c.dataset.data_dir = ""         # "": $JVAE_DATA_DIR
+    c.dataset.download = False      # fetch MNIST / Fashion-MNIST into the cache if missing
+    c.dataset.train_split = "train"
+    c.dataset.eval_split = "validation"
+    c.dataset.validation_size = 10000
+    c.dataset.binarize = "none"     # none | static | dynamic
+    c.dataset.threshold = 0.5
+    c.dataset.resize = 0            # 0: keep 28x28
+    c.dataset.limit_train = 0       # 0: all examples
+    c.dataset.limit_eval = 0
+    c.dataset.data_seed = 42        # synthetic data and the fixed eval binarisation
+    c.dataset.mode = "univariate"   # gaussian2d: univariate | multivariate
+    c.dataset.count = 15000         # gaussian2d: number of points (70% train)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.encoder = "mlp"         # mlp | conv
+    c.model.decoder = "mlp"         # mlp | conv
+    c.model.encoder_hidden = (400,)
+    c.model.decoder_hidden = (400,)
+    c.model.activation = "relu"
+    c.model.conv_encoder_features = (32, 64, 128, 256)
+    c.model.conv_encoder_out = 0    # dense projection after the conv stack (0: none)
+    c.model.conv_decoder_features = (128, 64, 32)
+    c.model.posterior = "gaussian"
+    c.model.posterior_scale = "softplus"   # softplus | exp (log-variance)
+    c.model.likelihood = "bernoulli"       # bernoulli | continuous_bernoulli | gaussian
+    c.model.gaussian_scale = "predicted"   # fixed | learned | predicted
+    c.model.fixed_scale = 1.0
+    c.model.prior = "standard"             # standard | mixture
+    c.model.prior_components = 10
+
+    c.objective = ml_collections.ConfigDict()
+    c.objective.name = "elbo"
+    c.objective.beta = 1.0
+    c.objective.num_samples = 1
+    c.objective.kl = "auto"                # auto | analytic | mc
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adam"
+    c.optim.grad_clip = 0.0                # 0: no clipping
+    c.optim.param_groups = ml_collections.ConfigDict()   # {module regex: learning rate}
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 1000
+    c.eval.elbo_samples = 1
+    c.eval.ll_samples = 0                  # K for importance-sampled log p(x) (0: off)
+    c.eval.ll_chunk = 100
+    c.eval.every = 1                       # evaluate every N epochs (and at the end)
+    return c

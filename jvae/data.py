@@ -1,0 +1,385 @@
+"""Datasets: IDX and npz readers, binarisation, resizing and synthetic 2-D data.
+
+Images are float32 arrays ``[N, H, W, 1]`` with grey levels in ``[0, 1]`` (NHWC, as Flax
+convolutions expect). Files are found through the ``data_dir`` argument or the
+``JVAE_DATA_DIR`` environment variable, laid out as::
+
+    <dir>/mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz           (IDX, gzip)
+    <dir>/fashion_mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz   (IDX, gzip)
+    <dir>/binarized_mnist/binarized_mnist_{train,valid,test}.npz          (packed bits)
+
+MNIST and Fashion-MNIST can also be fetched into a cache with :func:`download`
+(see ``jvae/download.py``); the fixed binarised MNIST of Larochelle & Murray (2011) must be
+placed by hand.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import pathlib
+import zlib
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jvae import download as _dl
+from jvae.download import DownloadError, default_cache_dir, download
+
+__all__ = [
+    "DATASETS", "SPLITS", "BINARIZE", "Split", "DataNotFoundError", "DownloadError",
+    "find_data_dir", "default_cache_dir", "load_split", "load_dataset", "binarize_static",
+    "binarize_dynamic", "resize_images", "gaussian2d", "validate_images", "download",
+]
+
+DATASETS = ("mnist", "fashion_mnist", "binarized_mnist")
+SPLITS = ("train", "validation", "test", "train_full")
+BINARIZE = ("none", "static", "dynamic")
+
+_IDX_MAGIC = {"images": 2051, "labels": 2049}
+_NPZ_FILES = {"train": "binarized_mnist_train.npz", "validation": "binarized_mnist_valid.npz",
+              "test": "binarized_mnist_test.npz"}
+_RESIZE_CHUNK = 2048  # images per chunk in resize_images; bounds temporary memory
+
+
+class Split(NamedTuple):
+    """One split of a dataset.
+
+    Attributes:
+        images: float32 ``[N, 28, 28, 1]``, grey levels in ``[0, 1]`` (read-only).
+        labels: int32 ``[N]`` class labels (read-only), or ``None`` (binarized_mnist).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised when the files of a dataset cannot be found in any searched directory."""
+
+
+def find_data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path | None:
+    """Returns the data directory: ``data_dir`` if given, else ``$JVAE_DATA_DIR``, else None."""
+    if data_dir is None:
+        data_dir = os.environ.get("JVAE_DATA_DIR") or None
+    return None if data_dir is None else pathlib.Path(data_dir).expanduser()
+
+
+def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
+               cache_dir=None, validation_size: int = 10000) -> Split:
+    """Loads one split of a dataset as grey levels in ``[0, 1]``.
+
+    Files are looked for in ``find_data_dir(data_dir)``, then in the download cache
+    (``cache_dir``, default ``$JVAE_CACHE_DIR`` or ``~/.cache/jvae``). If they are in neither
+    and ``download=True``, MNIST / Fashion-MNIST are fetched with :func:`download`.
+
+    Splits of mnist / fashion_mnist: ``"train"`` is the first ``60000 - validation_size``
+    training images, ``"validation"`` the last ``validation_size``, ``"train_full"`` all
+    60000, ``"test"`` the 10000 ``t10k`` images. For binarized_mnist the splits are the
+    published files (train 50000, validation 10000, test 10000; ``"train_full"`` is train
+    followed by validation), labels are ``None`` and ``validation_size`` is ignored.
+
+    Decoded files are cached in-process (keyed on path, size and mtime), so repeated loads
+    are cheap; the returned arrays are read-only views of that cache.
+
+    Args:
+        name: one of ``DATASETS``.
+        split: one of ``SPLITS``.
+        data_dir: directory holding ``<name>/...``; defaults to ``$JVAE_DATA_DIR``.
+        download: fetch missing MNIST / Fashion-MNIST files into the cache.
+        cache_dir: download cache; defaults to :func:`default_cache_dir`.
+        validation_size: number of training images held out for ``"validation"``
+            (``0 <= validation_size < 60000``).
+
+    Returns:
+        ``Split(images [N, 28, 28, 1] float32, labels [N] int32 or None)``.
+
+    Raises:
+        ValueError: unknown name/split, bad ``validation_size``, or a corrupt file.
+        DataNotFoundError: the files are missing everywhere searched.
+    """
+    _check_choice("dataset name", name, DATASETS)
+    _check_choice("split", split, SPLITS)
+    if name == "binarized_mnist":
+        parts = ("train", "validation") if split == "train_full" else (split,)
+        files = [_NPZ_FILES[p] for p in parts]
+        root = _locate(name, files, data_dir, cache_dir, download)
+        arrays = [_read_npz(*_stat(root / name / f)) for f in files]
+        images = arrays[0] if len(arrays) == 1 else _readonly(np.concatenate(arrays))
+        return Split(images, None)
+
+    if not isinstance(validation_size, (int, np.integer)) or not 0 <= validation_size < 60000:
+        raise ValueError(f"validation_size must be an int in [0, 60000), got {validation_size!r}")
+    if split == "validation" and validation_size == 0:
+        raise ValueError('split "validation" is empty because validation_size=0; '
+                         'use validation_size > 0 or the "train_full" split')
+    prefix = "t10k" if split == "test" else "train"
+    files = [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"]
+    root = _locate(name, files, data_dir, cache_dir, download)
+    images = _read_idx(*_stat(root / name / files[0]), kind="images")
+    labels = _read_idx(*_stat(root / name / files[1]), kind="labels")
+    if len(images) != len(labels):
+        raise ValueError(f"{root / name}: {len(images)} images but {len(labels)} labels")
+    cut = {"train": slice(0, len(images) - validation_size),
+           "validation": slice(len(images) - validation_size, None)}.get(split, slice(None))
+    return Split(images[cut], labels[cut])
+
+
+def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none",
+                 threshold: float = 0.5, resize: int | None = None, limit: int | None = None,
+                 download: bool = False, cache_dir=None,
+                 validation_size: int = 10000) -> np.ndarray:
+    """Loads images of a split, optionally subset, resized and statically binarised.
+
+    Order of operations: take the first ``limit`` examples, resize, then binarise.
+
+    Args:
+        name: one of ``DATASETS``.
+        split: one of ``SPLITS``.
+        data_dir, download, cache_dir, validation_size: as in :func:`load_split`.
+        binarize: ``"none"`` (grey levels), ``"static"`` (``x > threshold``, fixed once) or
+            ``"dynamic"``. Dynamic binarisation draws a fresh ``Bernoulli(x)`` each epoch
+            inside training (:func:`binarize_dynamic`), so here it returns grey levels.
+        threshold: static binarisation threshold in ``(0, 1)``.
+        resize: output side length ``S`` (antialiased bilinear, see :func:`resize_images`).
+        limit: keep only the first ``limit`` examples (``limit > 0``).
+
+    Returns:
+        float32 ``[N, S, S, 1]`` (``S = 28`` without ``resize``), values in ``[0, 1]``.
+        Without ``limit``/``resize``/``binarize="static"`` this is a read-only view of the
+        in-process cache; otherwise a new array.
+
+    Raises:
+        ValueError: unknown choices or out-of-range arguments.
+    """
+    _check_choice("binarize", binarize, BINARIZE)
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    _check_positive("limit", limit)
+    _check_positive("resize", resize)
+    x = load_split(name, split, data_dir=data_dir, download=download, cache_dir=cache_dir,
+                   validation_size=validation_size).images
+    if limit is not None:
+        x = x[:limit]
+    if resize is not None and resize != x.shape[1]:
+        x = resize_images(x, resize)
+    if binarize == "static":
+        x = binarize_static(x, threshold)
+    return x
+
+
+def binarize_static(x, threshold: float = 0.5) -> np.ndarray:
+    """Fixed binarisation ``x > threshold``.
+
+    Args:
+        x: grey levels, any shape.
+        threshold: cut-off.
+
+    Returns:
+        float32 array of 0/1 with the shape of ``x``.
+    """
+    return (np.asarray(x) > threshold).astype(np.float32)
+
+
+@jax.jit
+def binarize_dynamic(key: jax.Array, x) -> jax.Array:
+    """Dynamic binarisation: a fresh ``Bernoulli(x)`` draw per pixel (jittable).
+
+    Used once per epoch (or step) in training, as in the IWAE paper (Burda et al., 2016).
+    Compiled with ``jax.jit`` (and traceable inside other jitted code).
+
+    Args:
+        key: ``jax.random`` key; the same key gives the same draw.
+        x: probabilities in ``[0, 1]``, any shape.
+
+    Returns:
+        float32 array of 0/1 with the shape of ``x``.
+    """
+    return jax.random.bernoulli(key, x).astype(jnp.float32)
+
+
+def resize_images(x, size: int) -> np.ndarray:
+    """Resizes images with antialiased bilinear interpolation.
+
+    Matches ``torchvision.transforms.Resize(size)`` on square PIL images (PIL's bilinear
+    filter with half-pixel centres; its support widens when downsampling), without PIL's
+    rounding to uint8. Runs as two matrix products per chunk of images, so memory stays
+    bounded by the output plus one chunk.
+
+    Args:
+        x: ``[N, H, W, C]`` images.
+        size: output side length ``S > 0``.
+
+    Returns:
+        float32 ``[N, S, S, C]``.
+    """
+    _check_positive("size", size)
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"resize_images expects [N, H, W, C] images, got shape {x.shape}")
+    wh, ww = _resize_weights(x.shape[1], size), _resize_weights(x.shape[2], size)
+    out = np.empty((x.shape[0], size, size, x.shape[3]), np.float32)
+    for start in range(0, x.shape[0], _RESIZE_CHUNK):  # loop over chunks, not examples
+        chunk = x[start:start + _RESIZE_CHUNK].astype(np.float32)
+        rows = np.einsum("oh,nhwc->nowc", wh, chunk, optimize=True)
+        out[start:start + _RESIZE_CHUNK] = np.einsum("pw,nowc->nopc", ww, rows, optimize=True)
+    return out
+
+
+def gaussian2d(mode: str = "univariate", count: int = 15000,
+               seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic 2-D Gaussian data of the homework (its ``generate_2d_data``).
+
+    ``x = [2, 3] + (eps * [3, 1]) @ R`` with ``eps ~ N(0, I)``; ``R`` is the identity
+    (``"univariate"``: independent coordinates) or a 45 degree rotation (``"multivariate"``:
+    correlated coordinates). Uses a local ``np.random.RandomState(seed)``, so the result
+    equals the notebook's (which calls ``np.random.seed(42)``) without touching global state.
+
+    Args:
+        mode: ``"univariate"`` or ``"multivariate"``.
+        count: total number of points.
+        seed: random seed.
+
+    Returns:
+        ``(train [int(0.7 * count), 2], test [count - int(0.7 * count), 2])``, float32.
+    """
+    _check_choice("mode", mode, ("univariate", "multivariate"))
+    _check_positive("count", count)
+    mean, sigma = [[2.0, 3.0]], [[3.0, 1.0]]
+    if mode == "univariate":
+        rotate = [[1.0, 0.0], [0.0, 1.0]]
+    else:
+        rotate = [[np.sqrt(2) / 2, np.sqrt(2) / 2], [-np.sqrt(2) / 2, np.sqrt(2) / 2]]
+    rng = np.random.RandomState(seed)
+    data = (mean + (rng.randn(count, 2) * sigma).dot(rotate)).astype("float32")
+    cut = int(0.7 * count)
+    return data[:cut], data[cut:]
+
+
+def validate_images(x, name: str = "data", *, check_range: bool = False) -> None:
+    """Checks that ``x`` is a finite numeric ``[N, H, W, C]`` image array.
+
+    Args:
+        x: array to check.
+        name: what to call it in error messages.
+        check_range: also require grey levels in ``[0, 1]``.
+
+    Raises:
+        ValueError: naming the problem (dtype, ndim, NaN/Inf count and first index, range).
+    """
+    x = np.asarray(x)
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise ValueError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected images [N, H, W, C] (ndim 4), got shape {x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name}: {int(bad.sum())} non-finite values (NaN/Inf) of {x.size}; "
+                         f"first at index {first} (value {x[first]})")
+    if check_range and x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{name}: grey levels must lie in [0, 1], "
+                         f"got min {x.min()} and max {x.max()}")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _check_choice(what: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; valid choices: {', '.join(choices)}")
+
+
+def _check_positive(what: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                              or value <= 0):
+        raise ValueError(f"{what} must be a positive int or None, got {value!r}")
+
+
+def _locate(name: str, files: list[str], data_dir, cache_dir, fetch: bool) -> pathlib.Path:
+    """Returns the first directory ``d`` with every ``d/name/file``; downloads if allowed."""
+    searched = [d for d in (find_data_dir(data_dir), default_cache_dir(cache_dir)) if d]
+    for root in searched:
+        if all((root / name / f).is_file() for f in files):
+            return root
+    if fetch and name in _dl.SHA256:
+        return _dl.download(name, cache_dir=cache_dir).parent
+    where = "\n".join(f"  {root / name}" for root in searched)
+    how = ("pass data_dir=..., set the JVAE_DATA_DIR environment variable to the folder "
+           f"holding {name}/")
+    if name in _dl.SHA256:
+        how += f", or pass download=True to fetch it into {default_cache_dir(cache_dir)}"
+    else:
+        how += (". binarized_mnist cannot be downloaded by jvae: place the files there by hand "
+                "(Larochelle & Murray 2011 .amat data, packed as described in the data README)")
+    raise DataNotFoundError(f"{name}: missing {', '.join(files)}; searched:\n{where}\n"
+                            f"To provide them, {how}.")
+
+
+def _stat(path: pathlib.Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx(path: str, size: int, mtime_ns: int, *, kind: str) -> np.ndarray:
+    """Decodes a gzipped IDX file: images -> float32 [N, 28, 28, 1], labels -> int32 [N]."""
+    del size, mtime_ns  # cache key only
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: not a valid gzip file ({e})") from e
+    ndim = 3 if kind == "images" else 1
+    head = 4 * (1 + ndim)
+    if len(raw) < head:
+        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, need {head})")
+    magic, *dims = (int(v) for v in np.frombuffer(raw, ">u4", count=1 + ndim))
+    if magic != _IDX_MAGIC[kind]:
+        raise ValueError(f"{path}: bad IDX magic number {magic}, expected {_IDX_MAGIC[kind]} "
+                         f"for {kind}")
+    if kind == "images" and dims[1:] != [28, 28]:
+        raise ValueError(f"{path}: expected 28x28 images, header says {dims[1]}x{dims[2]}")
+    if len(raw) - head != int(np.prod(dims)):
+        raise ValueError(f"{path}: payload has {len(raw) - head} bytes, header {dims} needs "
+                         f"{int(np.prod(dims))} (truncated or corrupt file)")
+    data = np.frombuffer(raw, np.uint8, offset=head).reshape(dims)
+    if kind == "images":
+        return _readonly((data.astype(np.float32) / 255.0)[..., None])
+    if data.max(initial=0) > 9:
+        raise ValueError(f"{path}: labels outside 0..9 (max {data.max()})")
+    return _readonly(data.astype(np.int32))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_npz(path: str, size: int, mtime_ns: int) -> np.ndarray:
+    """Decodes a packed-bits npz (``bits`` [N, 98] uint8, ``shape`` [N, 784]) to [N, 28, 28, 1]."""
+    del size, mtime_ns  # cache key only
+    try:
+        with np.load(path) as z:
+            bits, shape = z["bits"], tuple(int(v) for v in z["shape"])
+    except (OSError, KeyError, ValueError, zlib.error) as e:
+        raise ValueError(f"{path}: not a valid binarized_mnist npz ({e})") from e
+    if shape[1:] != (784,) or bits.shape != (shape[0], 98):
+        raise ValueError(f"{path}: expected bits [N, 98] for shape [N, 784], "
+                         f"got bits {bits.shape} and shape {list(shape)}")
+    x = np.unpackbits(bits, axis=1, count=784)
+    return _readonly(x.astype(np.float32).reshape(-1, 28, 28, 1))
+
+
+def _resize_weights(n_in: int, n_out: int) -> np.ndarray:
+    """Interpolation matrix ``[n_out, n_in]`` of PIL's antialiased bilinear (triangle) filter."""
+    scale = n_in / n_out
+    support = max(scale, 1.0)  # the triangle widens by the downsampling factor
+    centre = (np.arange(n_out) + 0.5) * scale  # output pixel centres in input coordinates
+    dist = (np.arange(n_in) + 0.5)[None, :] - centre[:, None]
+    w = np.clip(1.0 - np.abs(dist) / support, 0.0, None)
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,215 @@
+"""A whole training run: data, model, jitted epochs, evaluation, metrics, checkpoints, figures.
+
+``train_and_evaluate(config, workdir)`` is what ``python -m jvae.train`` runs. The work
+directory receives ``config.json``, ``metrics.jsonl`` (one JSON object per epoch),
+``checkpoints/`` and PNG figures. With ``resume=True`` the run continues from the newest
+checkpoint and ends with exactly the parameters an uninterrupted run would have: the train
+state carries its PRNG key and evaluation keys are derived from the epoch number.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from jvae import builders, plotting
+from jvae.checkpoints import Checkpointer, write_json_atomic
+from jvae.evaluation import make_evaluator
+from jvae.model import VAE, init_params, reconstruct, sample_prior
+from jvae.training import NonFiniteLossError, TrainState, first_non_finite, make_train_epoch
+
+__all__ = ["train_and_evaluate", "read_metrics", "write_figures", "restore_run"]
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
+    """The per-epoch records of ``workdir/metrics.jsonl`` (empty list if absent)."""
+    path = pathlib.Path(workdir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_metrics(workdir: pathlib.Path, records: list[dict]) -> None:
+    path = workdir / METRICS_FILE
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.replace(path)
+
+
+def _append_metrics(workdir: pathlib.Path, record: dict) -> None:
+    with open(workdir / METRICS_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _keys(seed: int):
+    init_key, train_key, eval_key, figure_key = jax.random.split(jax.random.key(seed), 4)
+    return init_key, train_key, eval_key, figure_key
+
+
+def _setup(config: ml_collections.ConfigDict):
+    builders.validate_config(config)
+    datasets = builders.load_data(config)
+    model = builders.build_model(config, datasets.train.shape[1:])
+    optimizer = builders.build_optimizer(config)
+    return datasets, model, optimizer
+
+
+def restore_run(workdir: str | pathlib.Path, epoch: int | None = None):
+    """Rebuild a finished or interrupted run from its work directory.
+
+    Returns:
+      ``(config, datasets, model, state)`` with the state of the newest (or given) checkpoint.
+    """
+    workdir = pathlib.Path(workdir)
+    config_path = workdir / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(
+            f"{config_path} not found: {workdir} is not a jvae run directory (train one with "
+            "python -m jvae.train --config ... --workdir DIR).")
+    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    datasets, model, optimizer = _setup(config)
+    init_key, train_key, _, _ = _keys(int(config.seed))
+    template = TrainState.create(init_params(model, init_key, datasets.train[:1]), optimizer,
+                                 train_key)
+    state = Checkpointer(workdir / "checkpoints").restore(template, epoch)
+    return config, datasets, model, state
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` into ``workdir``; returns the last epoch's metrics record.
+
+    Raises:
+      NonFiniteLossError: a training loss became NaN/Inf; the message names epoch and step,
+        nothing of that epoch is saved and earlier checkpoints stay intact.
+      FileExistsError: ``workdir`` already holds checkpoints and ``resume`` is False.
+    """
+    workdir = pathlib.Path(workdir)
+    datasets, model, optimizer = _setup(config)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt = Checkpointer(workdir / "checkpoints")
+    if ckpt.latest_epoch() is not None and not resume:
+        raise FileExistsError(
+            f"{workdir} already holds checkpoints (epoch {ckpt.latest_epoch()}); pass --resume to "
+            "continue that run or choose a new --workdir.")
+    write_json_atomic(workdir / "config.json", config.to_dict())
+
+    init_key, train_key, eval_key, figure_key = _keys(int(config.seed))
+    state = TrainState.create(init_params(model, init_key, datasets.train[:1]), optimizer,
+                              train_key)
+    start, history = 0, []
+    if resume and ckpt.latest_epoch() is not None:
+        start = ckpt.latest_epoch()
+        state = ckpt.restore(state, start)
+        history = [r for r in read_metrics(workdir) if r.get("epoch", 0) <= start]
+    _write_metrics(workdir, history)
+
+    train = jax.device_put(jnp.asarray(datasets.train))
+    evals = jax.device_put(jnp.asarray(datasets.eval))
+    loss_fn = builders.build_loss(config, model)
+    epoch_fn = make_train_epoch(loss_fn, optimizer, int(config.batch_size),
+                                dynamic_binarization=config.dataset.binarize == "dynamic")
+    ll_samples = int(config.eval.ll_samples)
+    evaluator = make_evaluator(model, batch_size=int(config.eval.batch_size),
+                               elbo_samples=int(config.eval.elbo_samples),
+                               ll_samples=ll_samples if ll_samples > 1 else 0,
+                               ll_chunk=int(config.eval.ll_chunk))
+    t0 = time.perf_counter()
+    compiled = epoch_fn.lower(state, train).compile()
+    compile_seconds = time.perf_counter() - t0
+
+    num_epochs = int(config.num_epochs)
+    record: dict[str, Any] = history[-1] if history else {}
+    bar = tqdm(range(start + 1, num_epochs + 1), desc="epochs", disable=not progress,
+               initial=start, total=num_epochs)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        new_state, metrics, step_losses = compiled(state, train)
+        step_losses = np.asarray(step_losses)      # waits for the epoch to finish
+        jax.block_until_ready(new_state)
+        seconds = time.perf_counter() - t0
+        bad = first_non_finite(step_losses)
+        if bad is None and not _all_finite(new_state.params):
+            bad = len(step_losses) - 1            # the last update produced NaN/Inf parameters
+        if bad is not None:
+            last = ckpt.latest_epoch()
+            where = (f"the last good checkpoint (epoch {last}) in {ckpt.directory} is intact"
+                     if last is not None else "no checkpoint had been written yet")
+            raise NonFiniteLossError(epoch, bad, int(state.step) + bad,
+                                     f"Nothing of epoch {epoch} was saved; {where}.")
+        state = new_state
+        record = {"epoch": epoch, "step": int(state.step), "train/seconds": seconds}
+        if epoch == start + 1:
+            record["train/compile_seconds"] = compile_seconds
+        record.update({f"train/{k}": float(v) for k, v in metrics.items()})
+        if epoch % max(int(config.eval.every), 1) == 0 or epoch == num_epochs:
+            t0 = time.perf_counter()
+            ev = evaluator(state.params, jax.random.fold_in(eval_key, epoch), evals)
+            record.update({f"eval/{k}": float(v) for k, v in ev.items()})
+            record["eval/seconds"] = time.perf_counter() - t0
+        _append_metrics(workdir, record)
+        history.append(record)
+        every = int(config.checkpoint_every)
+        if (every and epoch % every == 0) or epoch == num_epochs:
+            ckpt.save(epoch, state)
+        bar.set_postfix(loss=f"{record['train/loss']:.2f}",
+                        elbo=f"{record.get('eval/elbo', float('nan')):.2f}")
+    bar.close()
+    if config.figures:
+        write_figures(model, state.params, figure_key, datasets, history, workdir)
+    ckpt.close()
+    return record
+
+
+def _all_finite(tree: Any) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
+
+
+def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Datasets,
+                  history: list[dict], workdir: pathlib.Path) -> list[pathlib.Path]:
+    """Write the standard figures of a run into ``workdir``; returns their paths.
+
+    Images: ``samples.png`` (decoder means of 64 prior draws), ``reconstructions.png``
+    (evaluation images above their reconstructions), ``latents.png`` (posterior means of the
+    evaluation set, first two coordinates, coloured by label). 2-D data:
+    ``samples_2d.png`` (data, samples with and without decoder noise). Both:
+    ``curves.png`` (train loss, eval ELBO, distortion, rate per epoch).
+    """
+    k_mean, k_sample, k_rec = jax.random.split(key, 3)
+    paths = []
+    evals = np.asarray(datasets.eval)
+    if history:
+        paths.append(plotting.save_curves(history, workdir / "curves.png"))
+    if len(model.data_shape) == 3:
+        _, means = sample_prior(model, params, k_mean, 64, mode="mean")
+        paths.append(plotting.save_image_grid(np.asarray(means), workdir / "samples.png",
+                                              nrow=8, title="prior samples (decoder means)"))
+        originals = evals[:32]
+        recons = reconstruct(model, params, k_rec, originals, mode="mean")
+        paths.append(plotting.save_reconstructions(originals, np.asarray(recons),
+                                                   workdir / "reconstructions.png", n=8))
+    else:
+        n = min(len(evals), 3000)
+        _, samples = sample_prior(model, params, k_sample, n, mode="sample")
+        _, means = sample_prior(model, params, k_sample, n, mode="mean")
+        paths.append(plotting.save_scatter_2d(workdir / "samples_2d.png", data=evals[:n],
+                                              samples=np.asarray(samples),
+                                              means=np.asarray(means)))
+    q = model.apply(params, evals[:2000], method=VAE.encode)
+    latents = np.asarray(q.mean())
+    if latents.shape[-1] >= 2:
+        labels = None if datasets.eval_labels is None else datasets.eval_labels[:2000]
+        paths.append(plotting.save_latent_scatter(latents[:, :2], labels,
+                                                  workdir / "latents.png",
+                                                  title="posterior means (first 2 dims)"))
+    return paths

@@ -1,0 +1,151 @@
+"""Heads: map network features to distrax distributions.
+
+Likelihood heads give ``p(x|z)`` over an observation of shape ``event_shape`` (e.g.
+``(28, 28, 1)``); the posterior head gives ``q(z|x)`` over ``R^D``. Every head accepts any
+number of leading batch/sample axes.
+
+With ``project=True`` (MLP decoders) a head owns its output layer: a dense map from the
+features ``[..., F]`` to all distribution parameters. With ``project=False`` (convolutional
+decoders) the features already are the parameter maps ``[..., H, W, C * num_params]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jvae import distributions as dists
+
+__all__ = [
+    "BernoulliHead",
+    "ContinuousBernoulliHead",
+    "GaussianHead",
+    "DiagGaussianHead",
+    "positive_scale",
+]
+
+
+def positive_scale(raw: jax.Array, kind: str = "softplus", min_scale: float = 1e-5) -> jax.Array:
+    """Numerically safe positive scale from an unconstrained network output.
+
+    ``kind="softplus"``: ``softplus(raw) + min_scale``. ``kind="exp"``: ``raw`` is a
+    log-variance (as in the PyTorch-examples VAE), ``exp(0.5 * raw) + min_scale``, with
+    ``raw`` clipped to ``[-30, 30]`` so that neither underflow nor overflow can occur.
+    """
+    if kind == "softplus":
+        return jax.nn.softplus(raw) + min_scale
+    if kind == "exp":
+        return jnp.exp(0.5 * jnp.clip(raw, -30.0, 30.0)) + min_scale
+    raise ValueError(f"Unknown scale parameterisation {kind!r}; expected 'softplus' or 'exp'.")
+
+
+class _LikelihoodHead(nn.Module):
+    """Shared parameter extraction: features -> ``[..., *event_shape, num_params]``."""
+
+    event_shape: Sequence[int]
+    project: bool = True
+
+    num_params = 1
+
+    def _params(self, h: jax.Array) -> jax.Array:
+        event = tuple(int(s) for s in self.event_shape)
+        if any(s <= 0 for s in event):
+            raise ValueError(f"event_shape must be positive, got {event}.")
+        k = self.num_params
+        if self.project:
+            h = nn.Dense(math.prod(event) * k, name="out")(h)
+            return h.reshape(h.shape[:-1] + event + (k,))
+        expected = event[:-1] + (event[-1] * k,)
+        if h.shape[h.ndim - len(event):] != expected:
+            raise ValueError(
+                f"{type(self).__name__}(project=False) expects features ending in {expected}, "
+                f"got shape {h.shape}.")
+        return h.reshape(h.shape[: h.ndim - len(event)] + event + (k,))
+
+
+class BernoulliHead(_LikelihoodHead):
+    """``p(x|z) = prod_i Bernoulli(x_i | sigmoid(logit_i))`` (binary or grey-level data)."""
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distrax.Distribution:
+        logits = self._params(h)[..., 0]
+        return dists.bernoulli(logits, len(self.event_shape))
+
+
+class ContinuousBernoulliHead(_LikelihoodHead):
+    """``p(x|z) = prod_i CB(x_i | lambda_i)`` for grey levels in [0, 1] (TFP's JAX version)."""
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distrax.Distribution:
+        logits = self._params(h)[..., 0]
+        return dists.continuous_bernoulli(logits, len(self.event_shape))
+
+
+class GaussianHead(_LikelihoodHead):
+    """``p(x|z) = prod_i N(x_i | mu_i, sigma_i^2)``.
+
+    Attributes:
+      scale: ``"fixed"`` (``sigma = fixed_scale``), ``"learned"`` (one trainable scale per
+        observed dimension, shared by all z) or ``"predicted"`` (the network outputs a scale per
+        dimension, as the homework's 2-D VAE does).
+      fixed_scale: the scale for ``"fixed"`` and the initial scale for ``"learned"``.
+      min_scale: floor added to learned/predicted scales.
+    """
+
+    scale: str = "predicted"
+    fixed_scale: float = 1.0
+    min_scale: float = 1e-3
+
+    @property
+    def num_params(self) -> int:  # type: ignore[override]
+        return 2 if self.scale == "predicted" else 1
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distrax.Distribution:
+        if self.scale not in ("fixed", "learned", "predicted"):
+            raise ValueError(
+                f"Unknown Gaussian scale mode {self.scale!r}; expected 'fixed', 'learned' or "
+                "'predicted'.")
+        if self.fixed_scale <= 0:
+            raise ValueError(f"fixed_scale must be positive, got {self.fixed_scale}.")
+        p = self._params(h)
+        loc = p[..., 0]
+        event = tuple(int(s) for s in self.event_shape)
+        if self.scale == "predicted":
+            scale = positive_scale(p[..., 1], "softplus", self.min_scale)
+        elif self.scale == "learned":
+            init = float(np.log(np.expm1(max(self.fixed_scale - self.min_scale, 1e-6))))
+            raw = self.param("raw_scale", nn.initializers.constant(init), event)
+            scale = jnp.broadcast_to(positive_scale(raw, "softplus", self.min_scale), loc.shape)
+        else:
+            scale = jnp.full(loc.shape, self.fixed_scale, loc.dtype)
+        return dists.gaussian(loc, scale, len(event))
+
+
+class DiagGaussianHead(nn.Module):
+    """``q(z|x) = N(mu(h), diag(sigma(h)^2))`` from encoder features ``[..., F]``.
+
+    Attributes:
+      latent_dim: D.
+      scale: ``"softplus"`` (DPM2 notebook) or ``"exp"`` (log-variance output, PyTorch
+        example); see :func:`positive_scale`.
+      min_scale: floor added to the scale.
+    """
+
+    latent_dim: int
+    scale: str = "softplus"
+    min_scale: float = 1e-5
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distrax.Distribution:
+        if int(self.latent_dim) <= 0:
+            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}.")
+        loc = nn.Dense(int(self.latent_dim), name="loc")(h)
+        raw = nn.Dense(int(self.latent_dim), name="raw_scale")(h)
+        return dists.diag_gaussian(loc, positive_scale(raw, self.scale, self.min_scale))

@@ -1,0 +1,151 @@
+"""The VAE: a prior, a decoder + likelihood head, and an encoder + posterior head.
+
+The module only builds distributions; everything else is a pure function of
+``(params, key, ...)`` so it can be jitted and vmapped:
+
+    model = VAE(data_shape=(28, 28, 1), prior=StandardNormalPrior(20),
+                encoder=MLP((400,), in_event_ndims=3), posterior=DiagGaussianHead(20),
+                decoder=MLP((400,)), likelihood=BernoulliHead((28, 28, 1)))
+    params = init_params(model, key, x[:1])
+    q = model.apply(params, x, method=VAE.encode)       # q(z|x), batch shape [B]
+    px = model.apply(params, z, method=VAE.decode)      # p(x|z), batch shape z.shape[:-1]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = ["VAE", "init_params", "sample_prior", "reconstruct", "naive_lower_bound",
+           "log_joint"]
+
+Params = Any
+
+
+class VAE(nn.Module):
+    """Joint ``p(z) p(x|z)`` with amortised posterior ``q(z|x)``.
+
+    Attributes:
+      data_shape: shape of one observation, e.g. ``(28, 28, 1)`` or ``(2,)``.
+      prior: module ``() -> p(z)`` (batch shape ``[]``).
+      encoder: network ``[..., *data_shape] -> [..., F]``.
+      posterior: head ``[..., F] -> q(z|x)``.
+      decoder: network ``[..., D] -> features``.
+      likelihood: head ``features -> p(x|z)`` with event shape ``data_shape``.
+    """
+
+    data_shape: Sequence[int]
+    prior: nn.Module
+    encoder: nn.Module
+    posterior: nn.Module
+    decoder: nn.Module
+    likelihood: nn.Module
+
+    def _check_x(self, x: jax.Array) -> None:
+        shape = tuple(int(s) for s in self.data_shape)
+        n = len(shape)
+        if x.ndim < n or tuple(x.shape[x.ndim - n:]) != shape:
+            raise ValueError(
+                f"This model expects observations of shape {shape} (with any leading batch "
+                f"axes), got an array of shape {tuple(x.shape)}.")
+
+    def encode(self, x: jax.Array) -> distrax.Distribution:
+        """``q(z|x)`` for ``x`` of shape ``[..., *data_shape]``; batch shape ``x.shape[:-n]``."""
+        self._check_x(x)
+        return self.posterior(self.encoder(x))
+
+    def decode(self, z: jax.Array) -> distrax.Distribution:
+        """``p(x|z)`` for ``z`` of shape ``[..., D]``; batch shape ``z.shape[:-1]``."""
+        return self.likelihood(self.decoder(z))
+
+    def prior_distribution(self) -> distrax.Distribution:
+        """``p(z)`` with batch shape ``[]``."""
+        return self.prior()
+
+    def log_joint(self, x: jax.Array, z: jax.Array) -> jax.Array:
+        """``log p(x, z) = log p(x|z) + log p(z)``; ``x [B, ...]``, ``z [..., B, D]`` -> ``[..., B]``."""
+        self._check_x(x)
+        return self.decode(z).log_prob(x) + self.prior().log_prob(z)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Touches every submodule (used by ``init``): ``log p(x, E_q[z])`` per example."""
+        z = self.encode(x).mean()
+        return self.log_joint(x, z)
+
+
+def init_params(model: VAE, key: jax.Array, x_example: jax.Array) -> Params:
+    """Initialise all parameters from an explicit key and an example batch ``[B, *data_shape]``."""
+    return model.init(key, jnp.asarray(x_example, jnp.float32))
+
+
+def log_joint(model: VAE, params: Params, x: jax.Array, z: jax.Array) -> jax.Array:
+    """Pure ``log p(x, z)``, see :meth:`VAE.log_joint`."""
+    return model.apply(params, x, z, method=VAE.log_joint)
+
+
+def _observation(px: distrax.Distribution, key: jax.Array, mode: str) -> jax.Array:
+    if mode == "mean":
+        return px.mean()
+    if mode == "sample":
+        return px.sample(seed=key)
+    raise ValueError(f"Unknown mode {mode!r}; expected 'mean' or 'sample'.")
+
+
+def sample_prior(model: VAE, params: Params, key: jax.Array, num: int,
+                 mode: str = "mean") -> tuple[jax.Array, jax.Array]:
+    """Ancestral samples ``z ~ p(z)``, ``x ~ p(x|z)`` (or ``x = E[x|z]`` with ``mode="mean"``).
+
+    Returns:
+      ``(z [num, D], x [num, *data_shape])``.
+    """
+    if int(num) <= 0:
+        raise ValueError(f"num must be positive, got {num}.")
+    kz, kx = jax.random.split(key)
+    z = model.apply(params, method=VAE.prior_distribution).sample(seed=kz, sample_shape=(num,))
+    px = model.apply(params, z, method=VAE.decode)
+    return z, _observation(px, kx, mode)
+
+
+def reconstruct(model: VAE, params: Params, key: jax.Array, x: jax.Array,
+                mode: str = "mean", latent: str = "mean") -> jax.Array:
+    """Conditional samples / reconstructions of ``x [B, *data_shape]``.
+
+    Args:
+      latent: ``"mean"`` decodes ``E_q[z]``; ``"sample"`` decodes ``z ~ q(z|x)``.
+      mode: ``"mean"`` returns ``E[x|z]``; ``"sample"`` draws ``x ~ p(x|z)``.
+
+    Returns:
+      ``[B, *data_shape]``.
+    """
+    kz, kx = jax.random.split(key)
+    q = model.apply(params, x, method=VAE.encode)
+    if latent == "mean":
+        z = q.mean()
+    elif latent == "sample":
+        z = q.sample(seed=kz)
+    else:
+        raise ValueError(f"Unknown latent {latent!r}; expected 'mean' or 'sample'.")
+    return _observation(model.apply(params, z, method=VAE.decode), kx, mode)
+
+
+def naive_lower_bound(model: VAE, params: Params, key: jax.Array, x: jax.Array,
+                      num_samples: int) -> jax.Array:
+    """The DPM2 notebook's naive bound ``log p(x) >= 1/S sum_s log p(x|z_s)``, ``z_s ~ p(z)``.
+
+    Jensen's inequality applied to ``p(x) = E_{p(z)}[p(x|z)]``: valid but loose, and needs no
+    inference model. Vectorised over samples (no Python loop).
+
+    Returns:
+      ``[B]`` per-example bounds.
+    """
+    if int(num_samples) <= 0:
+        raise ValueError(f"num_samples must be positive, got {num_samples}.")
+    batch = x.shape[: x.ndim - len(tuple(model.data_shape))]
+    pz = model.apply(params, method=VAE.prior_distribution)
+    z = pz.sample(seed=key, sample_shape=(int(num_samples),) + tuple(batch))
+    log_px_z = model.apply(params, z, method=VAE.decode).log_prob(x)
+    return jnp.mean(log_px_z, axis=0)
