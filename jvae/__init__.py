@@ -1,1 +1,70 @@
-"""jvae: variational inference in deep latent-variable models, in JAX."""
+"""jvae: variational inference in deep latent-variable models, in JAX.
+
+The public API, flat. See README.md for a tour and ``experiments/configs`` for runs.
+"""
+
+from jvae.builders import build_loss, build_model, build_optimizer, load_data, validate_config
+from jvae.checkpoints import Checkpointer
+from jvae.config import default_config
+from jvae.data import (
+    DATASETS,
+    DataNotFoundError,
+    Split,
+    binarize_dynamic,
+    binarize_static,
+    find_data_dir,
+    gaussian2d,
+    load_dataset,
+    load_split,
+    resize_images,
+    validate_images,
+)
+from jvae.data import download as download_dataset
+from jvae.distributions import (
+    Bernoulli,
+    bernoulli,
+    continuous_bernoulli,
+    continuous_bernoulli_log_normalizer,
+    diag_gaussian,
+    gaussian,
+    has_analytic_kl,
+    kl_divergence,
+)
+from jvae.evaluation import evaluate, importance_log_likelihood, make_evaluator
+from jvae.experiment import read_metrics, restore_run, train_and_evaluate
+from jvae.heads import (
+    BernoulliHead,
+    ContinuousBernoulliHead,
+    DiagGaussianHead,
+    GaussianHead,
+    positive_scale,
+)
+from jvae.model import VAE, init_params, log_joint, naive_lower_bound, reconstruct, sample_prior
+from jvae.nets import MLP, ConvDecoder, ConvEncoder
+from jvae.objectives import make_elbo_loss
+from jvae.objectives.elbo import elbo_terms
+from jvae.priors import MixturePrior, StandardNormalPrior
+from jvae.training import (
+    NonFiniteLossError,
+    TrainState,
+    first_non_finite,
+    make_optimizer,
+    make_train_epoch,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bernoulli", "BernoulliHead", "Checkpointer", "ContinuousBernoulliHead", "ConvDecoder",
+    "ConvEncoder", "DATASETS", "DataNotFoundError", "DiagGaussianHead", "GaussianHead", "MLP",
+    "MixturePrior", "NonFiniteLossError", "Split", "StandardNormalPrior", "TrainState", "VAE",
+    "bernoulli", "binarize_dynamic", "binarize_static", "build_loss", "build_model",
+    "build_optimizer", "continuous_bernoulli", "continuous_bernoulli_log_normalizer",
+    "default_config", "diag_gaussian", "download_dataset", "elbo_terms", "evaluate",
+    "find_data_dir", "first_non_finite", "gaussian", "gaussian2d", "has_analytic_kl",
+    "importance_log_likelihood", "init_params", "kl_divergence", "load_data", "load_dataset",
+    "load_split", "log_joint", "make_elbo_loss", "make_evaluator", "make_optimizer",
+    "make_train_epoch", "naive_lower_bound", "positive_scale", "read_metrics",
+    "reconstruct", "resize_images", "restore_run", "sample_prior", "train_and_evaluate",
+    "validate_config", "validate_images",
+]

@@ -14,7 +14,7 @@ import numpy as np
 from jvae import data as jdata
 from jvae.heads import BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead
 from jvae.model import VAE
-from jvae.nets import MLP, ConvDecoder, ConvEncoder
+from jvae.nets import INITS, MLP, ConvDecoder, ConvEncoder
 from jvae.objectives.elbo import make_elbo_loss
 from jvae.priors import MixturePrior, StandardNormalPrior
 from jvae.training import make_optimizer
@@ -65,6 +65,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _choice("likelihood", m.likelihood, LIKELIHOODS)
     _choice("prior", m.prior, PRIORS)
     _choice("posterior", m.posterior, POSTERIORS)
+    _choice("init", m.init, INITS)
     _choice("objective", config.objective.name, OBJECTIVES)
     _positive("config.objective.num_samples", config.objective.num_samples)
     _positive("config.objective.beta", config.objective.beta, allow_zero=True)
@@ -120,21 +121,23 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
         prior = MixturePrior(latent, int(m.prior_components))
 
     if m.encoder == "mlp":
-        encoder = MLP(tuple(m.encoder_hidden), m.activation, in_event_ndims=len(data_shape))
+        encoder = MLP(tuple(m.encoder_hidden), m.activation, in_event_ndims=len(data_shape),
+                      init=m.init)
     else:
         encoder = ConvEncoder(tuple(m.conv_encoder_features), out_dim=m.conv_encoder_out or None)
-    posterior = DiagGaussianHead(latent, scale=m.posterior_scale)
+    posterior = DiagGaussianHead(latent, scale=m.posterior_scale, init=m.init)
 
     if m.likelihood == "gaussian":
         likelihood = GaussianHead(data_shape, project=m.decoder == "mlp",
-                                  scale=m.gaussian_scale, fixed_scale=m.fixed_scale)
+                                  scale=m.gaussian_scale, fixed_scale=m.fixed_scale,
+                                  init=m.init)
         params_per_pixel = 2 if m.gaussian_scale == "predicted" else 1
     else:
         head = BernoulliHead if m.likelihood == "bernoulli" else ContinuousBernoulliHead
-        likelihood = head(data_shape, project=m.decoder == "mlp")
+        likelihood = head(data_shape, project=m.decoder == "mlp", init=m.init)
         params_per_pixel = 1
     if m.decoder == "mlp":
-        decoder = MLP(tuple(m.decoder_hidden), m.activation)
+        decoder = MLP(tuple(m.decoder_hidden), m.activation, init=m.init)
     else:
         decoder = ConvDecoder(data_shape[:2], data_shape[2] * params_per_pixel,
                               tuple(m.conv_decoder_features))

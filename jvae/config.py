@@ -45,6 +45,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.encoder_hidden = (400,)
     c.model.decoder_hidden = (400,)
     c.model.activation = "relu"
+    c.model.init = "lecun"          # dense-layer init: lecun (Flax) | torch (PyTorch nn.Linear)
     c.model.conv_encoder_features = (32, 64, 128, 256)
     c.model.conv_encoder_out = 0    # dense projection after the conv stack (0: none)
     c.model.conv_decoder_features = (128, 64, 32)

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "get_activation"]
+__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "get_activation", "dense"]
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -37,6 +37,31 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
             f"Unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}.") from None
 
 
+INITS = ("lecun", "torch")
+
+
+def dense(features: int, fan_in: int, init: str = "lecun", name: str | None = None) -> nn.Dense:
+    """A dense layer with Flax's or PyTorch's default initialisation.
+
+    Args:
+      features: output width.
+      fan_in: input width (needed by the PyTorch scheme's bias bound).
+      init: ``"lecun"`` (Flax: LeCun-normal kernel, zero bias) or ``"torch"`` (PyTorch's
+        ``nn.Linear``: kernel and bias uniform in ``+-1/sqrt(fan_in)``).
+    """
+    if init == "lecun":
+        return nn.Dense(features, name=name)
+    if init == "torch":
+        bound = 1.0 / math.sqrt(max(int(fan_in), 1))
+
+        def bias_init(key, shape, dtype=jnp.float32):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+        return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, name=name)
+    raise ValueError(f"Unknown init {init!r}; choose one of {list(INITS)}.")
+
+
 def _check_positive(name: str, values: Sequence[int]) -> None:
     if any(int(v) <= 0 for v in values):
         raise ValueError(f"{name} must be positive integers, got {tuple(values)}.")
@@ -50,12 +75,14 @@ class MLP(nn.Module):
       activation: name of the activation (see :func:`get_activation`).
       in_event_ndims: trailing input axes flattened into one feature axis (3 for images).
       activate_final: whether the last layer is followed by the activation too.
+      init: ``"lecun"`` (Flax default) or ``"torch"`` (PyTorch default), see :func:`dense`.
     """
 
     hidden: Sequence[int]
     activation: str = "relu"
     in_event_ndims: int = 1
     activate_final: bool = True
+    init: str = "lecun"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -64,7 +91,7 @@ class MLP(nn.Module):
         if self.in_event_ndims > 1:
             x = x.reshape(x.shape[: x.ndim - self.in_event_ndims] + (-1,))
         for i, width in enumerate(self.hidden):
-            x = nn.Dense(int(width), name=f"dense_{i}")(x)
+            x = dense(int(width), x.shape[-1], self.init, name=f"dense_{i}")(x)
             if i < len(self.hidden) - 1 or self.activate_final:
                 x = act(x)
         return x
