@@ -30,7 +30,8 @@ from jvae.distributions import (
     has_analytic_kl,
     kl_divergence,
 )
-from jvae.evaluation import evaluate, importance_log_likelihood, make_evaluator
+# The function jvae.evaluation.evaluate is not re-exported: ``jvae.evaluate`` is the CLI module.
+from jvae.evaluation import importance_log_likelihood, make_evaluator
 from jvae.experiment import read_metrics, restore_run, train_and_evaluate
 from jvae.heads import (
     BernoulliHead,
@@ -60,7 +61,7 @@ __all__ = [
     "MixturePrior", "NonFiniteLossError", "Split", "StandardNormalPrior", "TrainState", "VAE",
     "bernoulli", "binarize_dynamic", "binarize_static", "build_loss", "build_model",
     "build_optimizer", "continuous_bernoulli", "continuous_bernoulli_log_normalizer",
-    "default_config", "diag_gaussian", "download_dataset", "elbo_terms", "evaluate",
+    "default_config", "diag_gaussian", "download_dataset", "elbo_terms",
     "find_data_dir", "first_non_finite", "gaussian", "gaussian2d", "has_analytic_kl",
     "importance_log_likelihood", "init_params", "kl_divergence", "load_data", "load_dataset",
     "load_split", "log_joint", "make_elbo_loss", "make_evaluator", "make_optimizer",

@@ -122,22 +122,22 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
 
     if m.encoder == "mlp":
         encoder = MLP(tuple(m.encoder_hidden), m.activation, in_event_ndims=len(data_shape),
-                      init=m.init)
+                      weight_init=m.init)
     else:
         encoder = ConvEncoder(tuple(m.conv_encoder_features), out_dim=m.conv_encoder_out or None)
-    posterior = DiagGaussianHead(latent, scale=m.posterior_scale, init=m.init)
+    posterior = DiagGaussianHead(latent, scale=m.posterior_scale, weight_init=m.init)
 
     if m.likelihood == "gaussian":
         likelihood = GaussianHead(data_shape, project=m.decoder == "mlp",
                                   scale=m.gaussian_scale, fixed_scale=m.fixed_scale,
-                                  init=m.init)
+                                  weight_init=m.init)
         params_per_pixel = 2 if m.gaussian_scale == "predicted" else 1
     else:
         head = BernoulliHead if m.likelihood == "bernoulli" else ContinuousBernoulliHead
-        likelihood = head(data_shape, project=m.decoder == "mlp", init=m.init)
+        likelihood = head(data_shape, project=m.decoder == "mlp", weight_init=m.init)
         params_per_pixel = 1
     if m.decoder == "mlp":
-        decoder = MLP(tuple(m.decoder_hidden), m.activation, init=m.init)
+        decoder = MLP(tuple(m.decoder_hidden), m.activation, weight_init=m.init)
     else:
         decoder = ConvDecoder(data_shape[:2], data_shape[2] * params_per_pixel,
                               tuple(m.conv_decoder_features))

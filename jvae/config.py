@@ -71,7 +71,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 1000
     c.eval.elbo_samples = 1
-    c.eval.ll_samples = 0                  # K for importance-sampled log p(x) (0: off)
+    c.eval.ll_samples = 0                  # K for importance-sampled log p(x) each epoch (<= 1: off)
     c.eval.ll_chunk = 100
     c.eval.every = 1                       # evaluate every N epochs (and at the end)
     return c

@@ -51,7 +51,7 @@ class _LikelihoodHead(nn.Module):
 
     event_shape: Sequence[int]
     project: bool = True
-    init: str = "lecun"
+    weight_init: str = "lecun"
 
     num_params = 1
 
@@ -61,7 +61,7 @@ class _LikelihoodHead(nn.Module):
             raise ValueError(f"event_shape must be positive, got {event}.")
         k = self.num_params
         if self.project:
-            h = dense(math.prod(event) * k, h.shape[-1], self.init, name="out")(h)
+            h = dense(math.prod(event) * k, h.shape[-1], self.weight_init, name="out")(h)
             return h.reshape(h.shape[:-1] + event + (k,))
         expected = event[:-1] + (event[-1] * k,)
         if h.shape[h.ndim - len(event):] != expected:
@@ -138,19 +138,19 @@ class DiagGaussianHead(nn.Module):
       scale: ``"softplus"`` (DPM2 notebook) or ``"exp"`` (log-variance output, PyTorch
         example); see :func:`positive_scale`.
       min_scale: floor added to the scale.
-      init: initialisation scheme of the output layer (see :func:`jvae.nets.dense`).
+      weight_init: initialisation scheme of the output layer (see :func:`jvae.nets.dense`).
     """
 
     latent_dim: int
     scale: str = "softplus"
     min_scale: float = 1e-5
-    init: str = "lecun"
+    weight_init: str = "lecun"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
         if int(self.latent_dim) <= 0:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}.")
         d, fan_in = int(self.latent_dim), h.shape[-1]
-        loc = dense(d, fan_in, self.init, name="loc")(h)
-        raw = dense(d, fan_in, self.init, name="raw_scale")(h)
+        loc = dense(d, fan_in, self.weight_init, name="loc")(h)
+        raw = dense(d, fan_in, self.weight_init, name="raw_scale")(h)
         return dists.diag_gaussian(loc, positive_scale(raw, self.scale, self.min_scale))

@@ -56,7 +56,15 @@ class VAE(nn.Module):
     def encode(self, x: jax.Array) -> distrax.Distribution:
         """``q(z|x)`` for ``x`` of shape ``[..., *data_shape]``; batch shape ``x.shape[:-n]``."""
         self._check_x(x)
-        return self.posterior(self.encoder(x))
+        q = self.posterior(self.encoder(x))
+        batch = tuple(x.shape[: x.ndim - len(tuple(self.data_shape))])
+        if tuple(q.batch_shape) != batch:
+            raise ValueError(
+                f"The encoder maps a batch of shape {batch} to a posterior with batch shape "
+                f"{tuple(q.batch_shape)}: it must flatten the observation axes (e.g. "
+                f"MLP(..., in_event_ndims={len(tuple(self.data_shape))}) for {tuple(self.data_shape)} "
+                "observations).")
+        return q
 
     def decode(self, z: jax.Array) -> distrax.Distribution:
         """``p(x|z)`` for ``z`` of shape ``[..., D]``; batch shape ``z.shape[:-1]``."""

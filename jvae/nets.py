@@ -75,14 +75,14 @@ class MLP(nn.Module):
       activation: name of the activation (see :func:`get_activation`).
       in_event_ndims: trailing input axes flattened into one feature axis (3 for images).
       activate_final: whether the last layer is followed by the activation too.
-      init: ``"lecun"`` (Flax default) or ``"torch"`` (PyTorch default), see :func:`dense`.
+      weight_init: ``"lecun"`` (Flax default) or ``"torch"`` (PyTorch default), see :func:`dense`.
     """
 
     hidden: Sequence[int]
     activation: str = "relu"
     in_event_ndims: int = 1
     activate_final: bool = True
-    init: str = "lecun"
+    weight_init: str = "lecun"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -91,7 +91,7 @@ class MLP(nn.Module):
         if self.in_event_ndims > 1:
             x = x.reshape(x.shape[: x.ndim - self.in_event_ndims] + (-1,))
         for i, width in enumerate(self.hidden):
-            x = dense(int(width), x.shape[-1], self.init, name=f"dense_{i}")(x)
+            x = dense(int(width), x.shape[-1], self.weight_init, name=f"dense_{i}")(x)
             if i < len(self.hidden) - 1 or self.activate_final:
                 x = act(x)
         return x

@@ -28,9 +28,14 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)   # orbax logs every checkpoint step at INFO
     try:
-        record = train_and_evaluate(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value,
+        config = _CONFIG.value          # loading a missing/broken config file raises here
+    except Exception as e:  # noqa: BLE001 - any failure to load the file is a usage error
+        print(f"error: could not load --config: {e}", file=sys.stderr)
+        return 2
+    try:
+        record = train_and_evaluate(config, _WORKDIR.value, resume=_RESUME.value,
                                     progress=_PROGRESS.value)
-    except (NonFiniteLossError, FileExistsError, FileNotFoundError, ValueError) as e:
+    except (NonFiniteLossError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     summary = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"

@@ -1,0 +1,176 @@
+"""Shared pytest fixtures."""
+
+# --- Probabilistic PCA as a jvae VAE (shared by test_model.py and test_evaluation.py) ---------
+# x = W z + mu + sigma * eps, z ~ N(0, I): p(x) = N(mu, W W^T + sigma^2 I) and
+# p(z|x) = N(M^-1 W^T (x - mu), sigma^2 M^-1), M = W^T W + sigma^2 I. W has orthogonal
+# columns, so M and the exact posterior are diagonal and a DiagGaussianHead can represent it.
+
+import types as _types
+
+import numpy as _np
+import pytest as _pytest
+
+
+def _ppca_params(init_params, ppca, loc_shift=0.0, scale_factor=1.0):
+    """Hand-set VAE params: exact posterior, or one shifted by ``loc_shift`` posterior sds
+    and with sds multiplied by ``scale_factor``."""
+    import jax
+    import jax.numpy as jnp
+
+    W, mu, sigma, m_diag, post_sd = ppca.W, ppca.mu, ppca.sigma, ppca.m_diag, ppca.post_sd
+    A = W.T / m_diag[:, None]                                  # M^-1 W^T, [Dz, Dx]
+    sd = post_sd * scale_factor
+    raw_bias = _np.log(_np.expm1(sd - ppca.min_scale))         # softplus^-1(sd - min_scale)
+    new = {
+        "posterior": {
+            "loc": {"kernel": A.T, "bias": -A @ mu + loc_shift * post_sd},
+            "raw_scale": {"kernel": _np.zeros_like(A.T), "bias": raw_bias},
+        },
+        "likelihood": {"out": {"kernel": W.T, "bias": mu}},
+    }
+    old = init_params["params"]
+    assert jax.tree.structure(old) == jax.tree.structure(new), jax.tree.structure(old)
+    for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new)):
+        assert a.shape == b.shape
+    return {"params": jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), new)}
+
+
+@_pytest.fixture(scope="session")
+def ppca():
+    """PPCA with Dx=5, Dz=2, sigma=0.5 as a jvae VAE with hand-set (exact or poorer) params.
+
+    Attributes: model, params (exact posterior), params_poor (loc shifted by 1 posterior sd,
+    sds scaled by 0.8), W, mu, sigma, m_diag, post_sd, numpy closed forms ``log_px(x)``,
+    ``post_mean(x)``, ``log_joint(x, z)``, ``log_px_given_z(x, z)``, ``kl_q_post(shift, f)``,
+    and ``sample(n, seed)`` drawing x from the model (float32).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jvae.heads import DiagGaussianHead, GaussianHead
+    from jvae.model import VAE, init_params
+    from jvae.nets import MLP
+    from jvae.priors import StandardNormalPrior
+
+    dx, dz, sigma = 5, 2, 0.5
+    rng = _np.random.default_rng(0)
+    q, _ = _np.linalg.qr(rng.normal(size=(dx, dz)))
+    W = q * _np.array([2.0, 0.7])                              # orthogonal columns
+    mu = rng.normal(size=dx)
+    m_diag = _np.sum(W * W, axis=0) + sigma**2                 # diag of M
+    post_sd = _np.sqrt(sigma**2 / m_diag)
+    cov = W @ W.T + sigma**2 * _np.eye(dx)
+    cov_inv = _np.linalg.inv(cov)
+    logdet = _np.linalg.slogdet(cov)[1]
+    min_scale = 1e-5
+
+    model = VAE(data_shape=(dx,), prior=StandardNormalPrior(dz),
+                encoder=MLP(hidden=()), posterior=DiagGaussianHead(dz, scale="softplus",
+                                                                   min_scale=min_scale),
+                decoder=MLP(hidden=()),
+                likelihood=GaussianHead((dx,), scale="fixed", fixed_scale=sigma))
+    # Only the structure of the parameters is needed: eval_shape compiles nothing.
+    init = jax.eval_shape(lambda: init_params(model, jax.random.PRNGKey(0), jnp.zeros((1, dx))))
+
+    def log_px(x):
+        r = _np.asarray(x, _np.float64) - mu
+        return -0.5 * (_np.einsum("...i,ij,...j->...", r, cov_inv, r)
+                       + logdet + dx * _np.log(2 * _np.pi))
+
+    def log_px_given_z(x, z):
+        r = _np.asarray(x, _np.float64) - (_np.asarray(z, _np.float64) @ W.T + mu)
+        return -0.5 * _np.sum(r**2, -1) / sigma**2 - dx * _np.log(sigma) \
+            - 0.5 * dx * _np.log(2 * _np.pi)
+
+    def log_pz(z):
+        z = _np.asarray(z, _np.float64)
+        return -0.5 * _np.sum(z**2, -1) - 0.5 * dz * _np.log(2 * _np.pi)
+
+    def post_mean(x):
+        return ((_np.asarray(x, _np.float64) - mu) @ W) / m_diag
+
+    def kl_q_post(shift, factor):
+        """KL(q || p(z|x)) for q = N(post_mean + shift*sd, (factor*sd)^2): same for every x."""
+        return dz * 0.5 * (factor**2 + shift**2 - 1.0 - 2.0 * _np.log(factor))
+
+    def sample(n, seed):
+        r = _np.random.default_rng(seed)
+        z = r.normal(size=(n, dz))
+        return (z @ W.T + mu + sigma * r.normal(size=(n, dx))).astype(_np.float32)
+
+    ns = _types.SimpleNamespace(
+        model=model, W=W, mu=mu, sigma=sigma, m_diag=m_diag, post_sd=post_sd, dx=dx, dz=dz,
+        min_scale=min_scale, log_px=log_px, log_px_given_z=log_px_given_z, log_pz=log_pz,
+        log_joint=lambda x, z: log_px_given_z(x, z) + log_pz(z), post_mean=post_mean,
+        kl_q_post=kl_q_post, sample=sample, poor_shift=1.0, poor_factor=0.8)
+    ns.params = _ppca_params(init, ns)
+    ns.params_poor = _ppca_params(init, ns, ns.poor_shift, ns.poor_factor)
+    return ns
+
+
+# --- One XLA compilation per distinct program per test session ---------------------------------
+# Several tests train the same small configuration more than once (a run and its resumed copy,
+# univariate vs multivariate data of the same shapes); each run builds fresh jitted closures, so
+# without a cache every run recompiles identical programs. A per-session persistent cache in a
+# temporary directory (removed at exit) lets XLA reuse them; set JVAE_TEST_XLA_CACHE_DIR to
+# keep the cache in that directory across sessions instead. It must be configured before the
+# first compilation, hence at import time of this conftest.
+
+import atexit as _atexit
+import os as _os
+import pathlib as _pathlib
+import shutil as _shutil
+import tempfile as _tempfile
+
+import jax as _jax
+
+_XLA_CACHE_DIR = _os.environ.get("JVAE_TEST_XLA_CACHE_DIR")
+if not _XLA_CACHE_DIR:
+    _XLA_CACHE_DIR = _tempfile.mkdtemp(prefix="jvae-tests-xla-cache-")
+    _atexit.register(_shutil.rmtree, _XLA_CACHE_DIR, ignore_errors=True)
+_jax.config.update("jax_compilation_cache_dir", _XLA_CACHE_DIR)
+_jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+_jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@_pytest.fixture(scope="session")
+def jvae_data_dir():
+    """``$JVAE_DATA_DIR`` as a path; skips the test when it is unset or not a directory."""
+    d = _os.environ.get("JVAE_DATA_DIR")
+    if not d or not _pathlib.Path(d).is_dir():
+        _pytest.skip("real data not available: set JVAE_DATA_DIR to the folder with mnist/, "
+                     "fashion_mnist/ and binarized_mnist/ (e.g. ../shared/data)")
+    return _pathlib.Path(d)
+
+
+def _small_gaussian2d_config(**changes):
+    """The shipped ``experiments/configs/gaussian2d.py`` made small and quiet.
+
+    16 hidden units, batch 64, lr 3e-3, no figures, no log-likelihood; the full 15000 points
+    (10500 train, 164 steps per epoch). ``changes`` maps dotted field names to values, e.g.
+    ``small(**{"dataset.mode": "multivariate"}, num_epochs=3)``. Tests that build their model
+    from this config share compiled programs through the cache above.
+    """
+    import runpy
+
+    path = _pathlib.Path(__file__).resolve().parents[1] / "experiments/configs/gaussian2d.py"
+    c = runpy.run_path(str(path))["get_config"]()
+    c.batch_size = 64
+    c.learning_rate = 3e-3
+    c.model.encoder_hidden = (16,)
+    c.model.decoder_hidden = (16,)
+    c.figures = False
+    c.eval.ll_samples = 0
+    for key, value in changes.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+@_pytest.fixture(scope="session")
+def small_g2d_config():
+    """Factory ``(**changes) -> ConfigDict`` of a small gaussian2d run (no data files)."""
+    return _small_gaussian2d_config

@@ -1,0 +1,221 @@
+"""Tests for the command lines (``python -m jvae.train`` / ``python -m jvae.evaluate``) and the
+start-up checks behind them.
+
+One subprocess in all (it pays JAX's start-up, ~10-30 s on a busy 2-core machine): a one-epoch
+MNIST run of ``python -m jvae.train`` with the pytorch_example config on a subset. Its
+evaluation calls ``jvae.evaluate.main`` in-process with the same arguments (no second
+start-up; it reuses the subprocess's compilations through the session's XLA cache). Every bad
+input is checked in-process, where it fails before anything is compiled.
+"""
+
+import json
+import os
+import pathlib
+import runpy
+import subprocess
+import sys
+import types
+import warnings
+
+import jax
+import numpy as np
+import pytest
+from absl import flags
+
+import jvae
+from jvae import data as jdata
+from jvae import evaluate as evaluate_cli
+from jvae import train
+from jvae.experiment import read_metrics, train_and_evaluate
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "experiments" / "configs"
+OVERRIDES = ["--config.dataset.limit_train=512", "--config.dataset.limit_eval=256",
+             "--config.batch_size=64", "--config.num_epochs=1",
+             "--config.model.encoder_hidden=(32,)", "--config.model.decoder_hidden=(32,)",
+             "--config.eval.batch_size=256"]
+
+
+def _cli(*args, timeout=240):
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
+    cache = jax.config.jax_compilation_cache_dir
+    if cache:   # the session's XLA cache (conftest): the in-process evaluation reuses its work
+        env.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def _describe(proc) -> str:
+    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+
+
+# ------------------------------------------------------------------- end to end on MNIST
+
+
+@pytest.fixture(scope="module")
+def trained(jvae_data_dir, tmp_path_factory):
+    """``python -m jvae.train`` with the pytorch_example config, 1 epoch on 512 images."""
+    workdir = tmp_path_factory.mktemp("cli") / "run"
+    proc = _cli("jvae.train", f"--config={CONFIGS / 'pytorch_example.py'}",
+                f"--workdir={workdir}", "--noprogress", *OVERRIDES)
+    return workdir, proc
+
+
+def test_train_cli_writes_a_complete_run(trained):
+    workdir, proc = trained
+    assert proc.returncode == 0, _describe(proc)
+    assert "done:" in proc.stdout and "epoch=1" in proc.stdout
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["dataset"]["name"] == "mnist" and config["seed"] == 1   # the shipped config
+    assert config["dataset"]["limit_train"] == 512 and config["batch_size"] == 64  # overrides
+    assert config["model"]["encoder_hidden"] == [32]
+    records = read_metrics(workdir)
+    assert [r["epoch"] for r in records] == [1]
+    assert records[0]["step"] == 512 // 64
+    assert np.isfinite(records[0]["train/loss"]) and np.isfinite(records[0]["eval/elbo"])
+    assert (workdir / "checkpoints" / "1").is_dir()
+    for name in ("samples.png", "reconstructions.png", "curves.png", "latents.png"):
+        assert (workdir / name).stat().st_size > 1000, name
+
+
+def test_evaluate_cli_log_likelihood_is_above_the_elbo(trained, capsys):
+    workdir, proc = trained
+    assert proc.returncode == 0, _describe(proc)
+    returned = evaluate_cli.main([f"--workdir={workdir}", "--num-samples=20"])
+    stdout = capsys.readouterr().out
+    printed = json.loads(stdout[stdout.index("{"):stdout.rindex("}") + 1])
+    assert printed == returned
+    saved = json.loads((workdir / "eval_test_K20.json").read_text())
+    assert printed == saved
+    assert saved["split"] == "test" and saved["num_examples"] == 256
+    assert saved["num_samples"] == 20 and saved["step"] == 512 // 64
+    np.testing.assert_allclose(saved["elbo"], -(saved["distortion"] + saved["rate"]),
+                               rtol=1e-5)
+    # Importance sampling with K=20 is a tighter bound than the one-sample ELBO; both are
+    # averages over 256 images, so allow for the Monte Carlo noise of the ELBO only.
+    assert saved["log_likelihood"] >= saved["elbo"] - 1.0, saved
+    # Same checkpoint and images as the run's own last evaluation (other random draws).
+    assert abs(saved["elbo"] - read_metrics(workdir)[-1]["eval/elbo"]) < 3.0
+
+
+# ------------------------------------------------------------ bad inputs, in-process
+
+
+@pytest.fixture
+def parsed_train_flags():
+    """Parse ``jvae.train``'s real absl flags in-process; unparsed again afterwards."""
+
+    def parse(*argv):
+        flags.FLAGS(["jvae.train", *argv])
+
+    yield parse
+    flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")   # ml_collections
+def test_unknown_config_file_is_a_one_line_error(tmp_path, parsed_train_flags, capsys):
+    parsed_train_flags("--config=experiments/configs/no_such_config.py",
+                       f"--workdir={tmp_path / 'run'}", "--noprogress")
+    assert train.main(["jvae.train"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "no_such_config.py" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def cli_main(monkeypatch):
+    """Run ``jvae.train.main`` in-process with a given config (the flags bypassed)."""
+
+    def run(config, workdir):
+        for name, value in (("_CONFIG", config), ("_WORKDIR", str(workdir)),
+                            ("_RESUME", False), ("_PROGRESS", False)):
+            monkeypatch.setattr(train, name, types.SimpleNamespace(value=value))
+        return train.main(["jvae.train"])
+
+    return run
+
+
+def test_unknown_dataset_name_lists_the_valid_choices(small_g2d_config, tmp_path, cli_main,
+                                                      capsys):
+    config = small_g2d_config(**{"dataset.name": "nope"})
+    with pytest.raises(ValueError, match="nope") as info:
+        train_and_evaluate(config, tmp_path / "a", progress=False)
+    for choice in ("mnist", "fashion_mnist", "binarized_mnist", "gaussian2d"):
+        assert choice in str(info.value)
+    assert not (tmp_path / "a").exists()
+    assert cli_main(config, tmp_path / "b") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "nope" in err and "gaussian2d" in err
+
+
+@pytest.mark.parametrize("field", ["batch_size", "latent_dim", "num_epochs"])
+@pytest.mark.parametrize("value", [0, -3])
+def test_non_positive_sizes_are_rejected(small_g2d_config, tmp_path, field, value):
+    with pytest.raises(ValueError, match=f"{field}.*{value}"):
+        train_and_evaluate(small_g2d_config(**{field: value}), tmp_path, progress=False)
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_missing_data_files_name_the_files_and_jvae_data_dir(small_g2d_config, tmp_path,
+                                                             monkeypatch, cli_main, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("JVAE_CACHE_DIR", str(tmp_path / "cache"))   # not ~/.cache/jvae
+    config = small_g2d_config(**{"dataset.name": "mnist", "dataset.data_dir": str(empty),
+                                 "model.likelihood": "bernoulli"})
+    with pytest.raises(FileNotFoundError) as info:
+        train_and_evaluate(config, tmp_path / "run", progress=False)
+    msg = str(info.value)
+    assert "train-images-idx3-ubyte.gz" in msg and "JVAE_DATA_DIR" in msg
+    assert str(empty / "mnist") in msg
+    assert not (tmp_path / "run").exists()
+    assert cli_main(config, tmp_path / "run") == 1
+    assert "JVAE_DATA_DIR" in capsys.readouterr().err
+
+
+def test_nan_in_the_data_is_rejected(small_g2d_config, tmp_path, monkeypatch):
+    def load_with_nan(name, split, **kwargs):
+        x = np.array(np.zeros((64, 28, 28, 1), np.float32))
+        if split == "train":
+            x[3, 5, 7, 0] = np.nan
+        return x
+
+    monkeypatch.setattr(jdata, "load_dataset", load_with_nan)
+    config = small_g2d_config(**{"dataset.name": "binarized_mnist",
+                                 "model.likelihood": "bernoulli"})
+    with pytest.raises(ValueError, match=r"non-finite.*\(3, 5, 7, 0\)"):
+        train_and_evaluate(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_without_a_run_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        evaluate_cli.main(["--workdir", str(tmp_path)])
+    # As a command line: a one-line error and exit status 1, no traceback.
+    monkeypatch.setattr(sys, "argv", ["jvae.evaluate", "--workdir", str(tmp_path)])
+    with warnings.catch_warnings(), pytest.raises(SystemExit) as info:
+        # runpy warns that jvae.evaluate is already imported; running it as __main__ anyway
+        # is exactly what `python -m jvae.evaluate` does.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        runpy.run_module("jvae.evaluate", run_name="__main__")
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "config.json" in err and "jvae.train" in err
+
+
+def test_evaluate_rejects_non_positive_sample_counts(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        evaluate_cli.main(["--workdir", str(tmp_path), "--num-samples", "0"])
+    assert info.value.code == 2
+    assert "--num-samples" in capsys.readouterr().err
+
+
+def test_public_names_do_not_shadow_submodules():
+    """``jvae.evaluate`` once named both the CLI module and a re-exported function: importing
+    the module rebound the attribute. No public name may equal a submodule's name."""
+    package = pathlib.Path(jvae.__file__).parent
+    submodules = {p.stem for p in package.glob("*.py")} | {
+        p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert "evaluate" in submodules and "train" in submodules
+    assert not set(jvae.__all__) & submodules
