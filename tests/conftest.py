@@ -17,7 +17,7 @@ def _ppca_params(init_params, ppca, loc_shift=0.0, scale_factor=1.0):
     import jax
     import jax.numpy as jnp
 
-    W, mu, sigma, m_diag, post_sd = ppca.W, ppca.mu, ppca.sigma, ppca.m_diag, ppca.post_sd
+    W, mu, m_diag, post_sd = ppca.W, ppca.mu, ppca.m_diag, ppca.post_sd
     A = W.T / m_diag[:, None]                                  # M^-1 W^T, [Dz, Dx]
     sd = post_sd * scale_factor
     raw_bias = _np.log(_np.expm1(sd - ppca.min_scale))         # softplus^-1(sd - min_scale)

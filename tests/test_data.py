@@ -33,12 +33,9 @@ COUNTS = {  # split -> (mnist / fashion_mnist, binarized_mnist)
 
 
 @pytest.fixture(scope="session")
-def data_dir():
-    d = os.environ.get("JVAE_DATA_DIR")
-    if not d or not pathlib.Path(d).is_dir():
-        pytest.skip("real data not available: set JVAE_DATA_DIR to the folder with mnist/, "
-                    "fashion_mnist/ and binarized_mnist/ (e.g. ../shared/data)")
-    return pathlib.Path(d)
+def data_dir(jvae_data_dir):
+    """The real data folder (conftest's fixture skips when $JVAE_DATA_DIR is absent)."""
+    return jvae_data_dir
 
 
 @pytest.fixture(autouse=True)
