@@ -117,8 +117,9 @@ def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float
 
 def make_train_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                      batch_size: int, *, dynamic_binarization: bool = False,
+                     batch_sharding: jax.sharding.Sharding | None = None,
                      jit: bool = True):
-    """Build ``epoch(state, data) -> (state, metrics, step_losses)``.
+    """Build ``epoch(state, data, order_key=None) -> (state, metrics, step_losses)``.
 
     Args:
       loss_fn: pure ``loss(params, key, x) -> (loss, aux)``.
@@ -126,26 +127,34 @@ def make_train_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation,
       batch_size: examples per step; the epoch takes ``N // batch_size`` steps.
       dynamic_binarization: draw a fresh ``Bernoulli(x)`` binarisation of every batch inside
         the step, from the step's key (Salakhutdinov & Murray, 2008).
-      jit: compile the epoch (disable only for debugging).
+      batch_sharding: optional sharding of each ``[batch_size, ...]`` batch (e.g.
+        ``NamedSharding(mesh, P("data"))``): with parameters replicated, the compiler splits
+        every step over the devices and all-reduces the gradients (data parallelism).
+      jit: compile the epoch (disable to vmap it first, or for debugging).
 
     Returns:
-      A function taking a :class:`TrainState` and the training array ``[N, *data_shape]``
-      (already on the device) and returning the new state, the per-epoch means of every
-      ``aux`` entry, and the per-step losses ``[N // batch_size]`` (to locate a non-finite
-      step on the host).
+      A function taking a :class:`TrainState`, the training array ``[N, *data_shape]``
+      (already on the device) and an optional ``order_key`` and returning the new state, the
+      per-epoch means of every ``aux`` entry (``loss_fn``'s ``aux`` must contain ``"loss"``),
+      and the per-step losses ``[N // batch_size]`` (to locate a non-finite step on the host).
+      The batch order is drawn from ``order_key`` when given, else from the state's key. Runs
+      that share an ``order_key`` see the same batches: vmapped over many seeds, the data
+      batch is then common to all seeds and layers reading it become one wide matrix product.
     """
     if int(batch_size) <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     batch_size = int(batch_size)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def epoch(state: TrainState, data: jax.Array):
+    def epoch(state: TrainState, data: jax.Array, order_key: jax.Array | None = None):
         n = data.shape[0]
         num_steps = n // batch_size
         if num_steps == 0:
             raise ValueError(
                 f"batch_size {batch_size} is larger than the training set ({n} examples).")
         next_key, perm_key, epoch_key = jax.random.split(state.key, 3)
+        if order_key is not None:
+            perm_key = order_key
         perm = jax.random.permutation(perm_key, n)[: num_steps * batch_size]
         perm = perm.reshape(num_steps, batch_size)
 
@@ -154,6 +163,8 @@ def make_train_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation,
             idx, i = inputs
             loss_key, bin_key = jax.random.split(jax.random.fold_in(epoch_key, i))
             x = jnp.take(data, idx, axis=0)
+            if batch_sharding is not None:
+                x = jax.lax.with_sharding_constraint(x, batch_sharding)
             if dynamic_binarization:
                 x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
             (_, aux), grads = grad_fn(params, loss_key, x)
