@@ -53,7 +53,7 @@ def _positive(what: str, value, allow_zero: bool = False) -> None:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raise ``ValueError`` naming the first invalid field of a run config."""
-    for field in ("num_epochs", "batch_size", "latent_dim"):
+    for field in ("num_epochs", "batch_size", "latent_dim", "num_seeds"):
         _positive(f"config.{field}", config[field])
     _positive("config.learning_rate", config.learning_rate)
     _positive("config.checkpoint_every", config.checkpoint_every, allow_zero=True)

@@ -20,6 +20,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.batch_size = 128
     c.learning_rate = 1e-3
     c.latent_dim = 20
+    c.num_seeds = 1                 # > 1: seeds seed, seed+1, ... trained as one vmapped program
     c.checkpoint_every = 1          # epochs between checkpoints (0: only at the end)
     c.figures = True
 
@@ -36,6 +37,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.dataset.limit_train = 0       # 0: all examples
     c.dataset.limit_eval = 0
     c.dataset.data_seed = 42        # synthetic data and the fixed eval binarisation
+    c.dataset.order_seed = -1       # batch order (shared by all seeds of a run); -1: use seed
     c.dataset.mode = "univariate"   # gaussian2d: univariate | multivariate
     c.dataset.count = 15000         # gaussian2d: number of points (70% train)
 

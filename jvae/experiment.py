@@ -5,6 +5,12 @@ directory receives ``config.json``, ``metrics.jsonl`` (one JSON object per epoch
 ``checkpoints/`` and PNG figures. With ``resume=True`` the run continues from the newest
 checkpoint and ends with exactly the parameters an uninterrupted run would have: the train
 state carries its PRNG key and evaluation keys are derived from the epoch number.
+
+With ``config.num_seeds = N > 1`` the N seeds ``seed .. seed + N - 1`` train as one program:
+the train state is stacked over seeds and the epoch is vmapped; all seeds see the same batches
+(the batch order comes from ``dataset.order_seed``, default ``seed``), so seed ``i`` of such a
+run equals a single-seed run with ``seed = seed + i`` and ``dataset.order_seed = seed``.
+Metrics hold per-seed lists plus ``_mean`` and ``_std``.
 """
 
 from __future__ import annotations
@@ -64,11 +70,51 @@ def _setup(config: ml_collections.ConfigDict):
     return datasets, model, optimizer
 
 
+def _initial_state(config, model, optimizer, x_example) -> TrainState:
+    """The train state of seed ``config.seed`` or, with ``num_seeds > 1``, the states of seeds
+    ``seed .. seed + num_seeds - 1`` stacked along a leading axis (built by ``vmap``)."""
+    def create(init_key, train_key):
+        return TrainState.create(init_params(model, init_key, x_example), optimizer, train_key)
+
+    keys = [_keys(s) for s in _seeds(config)]
+    if len(keys) == 1:
+        return create(keys[0][0], keys[0][1])
+    return jax.jit(jax.vmap(create))(jnp.stack([k[0] for k in keys]),
+                                     jnp.stack([k[1] for k in keys]))
+
+
+def _seeds(config) -> list[int]:
+    return [int(config.seed) + i for i in range(int(config.num_seeds))]
+
+
+def _order_key(config, epoch: int) -> jax.Array:
+    """Batch-order key of an epoch: shared by all seeds of a run (see make_train_epoch)."""
+    base = int(config.dataset.order_seed)
+    return jax.random.fold_in(jax.random.key(base if base >= 0 else int(config.seed)), epoch)
+
+
+def _record(prefix: str, metrics: dict, record: dict) -> None:
+    """Scalars as floats; per-seed vectors as lists plus ``_mean`` and ``_std``."""
+    for k, v in metrics.items():
+        arr = np.asarray(v, np.float64)
+        if arr.ndim == 0:
+            record[f"{prefix}/{k}"] = float(arr)
+        else:
+            record[f"{prefix}/{k}"] = arr.tolist()
+            record[f"{prefix}/{k}_mean"] = float(arr.mean())
+            record[f"{prefix}/{k}_std"] = float(arr.std())
+
+
+def _scalar(record: dict, key: str) -> float:
+    return record.get(f"{key}_mean", record.get(key, float("nan")))
+
+
 def restore_run(workdir: str | pathlib.Path, epoch: int | None = None):
     """Rebuild a finished or interrupted run from its work directory.
 
     Returns:
-      ``(config, datasets, model, state)`` with the state of the newest (or given) checkpoint.
+      ``(config, datasets, model, state)`` with the state of the newest (or given) checkpoint
+      (stacked over seeds for a multi-seed run).
     """
     workdir = pathlib.Path(workdir)
     config_path = workdir / "config.json"
@@ -78,9 +124,7 @@ def restore_run(workdir: str | pathlib.Path, epoch: int | None = None):
             "python -m jvae.train --config ... --workdir DIR).")
     config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
     datasets, model, optimizer = _setup(config)
-    init_key, train_key, _, _ = _keys(int(config.seed))
-    template = TrainState.create(init_params(model, init_key, datasets.train[:1]), optimizer,
-                                 train_key)
+    template = _initial_state(config, model, optimizer, datasets.train[:1])
     state = Checkpointer(workdir / "checkpoints").restore(template, epoch)
     return config, datasets, model, state
 
@@ -104,9 +148,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             "continue that run or choose a new --workdir.")
     write_json_atomic(workdir / "config.json", config.to_dict())
 
-    init_key, train_key, eval_key, figure_key = _keys(int(config.seed))
-    state = TrainState.create(init_params(model, init_key, datasets.train[:1]), optimizer,
-                              train_key)
+    seeds = _seeds(config)
+    multi = len(seeds) > 1
+    eval_keys = jnp.stack([_keys(s)[2] for s in seeds]) if multi else _keys(seeds[0])[2]
+    figure_key = _keys(seeds[0])[3]
+    state = _initial_state(config, model, optimizer, datasets.train[:1])
     start, history = 0, []
     if resume and ckpt.latest_epoch() is not None:
         start = ckpt.latest_epoch()
@@ -118,14 +164,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     evals = jax.device_put(jnp.asarray(datasets.eval))
     loss_fn = builders.build_loss(config, model)
     epoch_fn = make_train_epoch(loss_fn, optimizer, int(config.batch_size),
-                                dynamic_binarization=config.dataset.binarize == "dynamic")
+                                dynamic_binarization=config.dataset.binarize == "dynamic",
+                                jit=False)
+    # Many seeds: one program, vmapped over the stacked states; data and batch order shared.
+    epoch_fn = jax.jit(jax.vmap(epoch_fn, in_axes=(0, None, None)) if multi else epoch_fn)
     ll_samples = int(config.eval.ll_samples)
     evaluator = make_evaluator(model, batch_size=int(config.eval.batch_size),
                                elbo_samples=int(config.eval.elbo_samples),
                                ll_samples=ll_samples if ll_samples > 1 else 0,
                                ll_chunk=int(config.eval.ll_chunk))
+    if multi:
+        evaluator = jax.jit(jax.vmap(evaluator, in_axes=(0, 0, None)))
     t0 = time.perf_counter()
-    compiled = epoch_fn.lower(state, train).compile()
+    compiled = epoch_fn.lower(state, train, _order_key(config, 1)).compile()
     compile_seconds = time.perf_counter() - t0
 
     num_epochs = int(config.num_epochs)
@@ -134,39 +185,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                initial=start, total=num_epochs)
     for epoch in bar:
         t0 = time.perf_counter()
-        new_state, metrics, step_losses = compiled(state, train)
-        step_losses = np.asarray(step_losses)      # waits for the epoch to finish
+        new_state, metrics, step_losses = compiled(state, train, _order_key(config, epoch))
+        step_losses = np.asarray(step_losses).reshape(len(seeds), -1)   # waits for the epoch
         jax.block_until_ready(new_state)
         seconds = time.perf_counter() - t0
-        bad = first_non_finite(step_losses)
+        bad, bad_seed = None, None
+        for i, losses in enumerate(step_losses):
+            bad = first_non_finite(losses)
+            if bad is not None:
+                bad_seed = seeds[i]
+                break
         if bad is None and not _all_finite(new_state.params):
-            bad = len(step_losses) - 1            # the last update produced NaN/Inf parameters
+            bad = step_losses.shape[1] - 1        # the last update produced NaN/Inf parameters
         if bad is not None:
             last = ckpt.latest_epoch()
             where = (f"the last good checkpoint (epoch {last}) in {ckpt.directory} is intact"
                      if last is not None else "no checkpoint had been written yet")
-            raise NonFiniteLossError(epoch, bad, int(state.step) + bad,
-                                     f"Nothing of epoch {epoch} was saved; {where}.")
+            which = f"It happened in seed {bad_seed}. " if multi and bad_seed is not None else ""
+            raise NonFiniteLossError(epoch, bad, int(np.ravel(state.step)[0]) + bad,
+                                     f"{which}Nothing of epoch {epoch} was saved; {where}.")
         state = new_state
-        record = {"epoch": epoch, "step": int(state.step), "train/seconds": seconds}
+        record = {"epoch": epoch, "step": int(np.ravel(state.step)[0]),
+                  "train/seconds": seconds}
+        if multi:
+            record["seeds"] = seeds
         if epoch == start + 1:
             record["train/compile_seconds"] = compile_seconds
-        record.update({f"train/{k}": float(v) for k, v in metrics.items()})
+        _record("train", metrics, record)
         if epoch % max(int(config.eval.every), 1) == 0 or epoch == num_epochs:
             t0 = time.perf_counter()
-            ev = evaluator(state.params, jax.random.fold_in(eval_key, epoch), evals)
-            record.update({f"eval/{k}": float(v) for k, v in ev.items()})
+            keys = (jax.vmap(lambda k: jax.random.fold_in(k, epoch))(eval_keys) if multi
+                    else jax.random.fold_in(eval_keys, epoch))
+            _record("eval", evaluator(state.params, keys, evals), record)
             record["eval/seconds"] = time.perf_counter() - t0
         _append_metrics(workdir, record)
         history.append(record)
         every = int(config.checkpoint_every)
         if (every and epoch % every == 0) or epoch == num_epochs:
             ckpt.save(epoch, state)
-        bar.set_postfix(loss=f"{record['train/loss']:.2f}",
-                        elbo=f"{record.get('eval/elbo', float('nan')):.2f}")
+        bar.set_postfix(loss=f"{_scalar(record, 'train/loss'):.2f}",
+                        elbo=f"{_scalar(record, 'eval/elbo'):.2f}")
     bar.close()
     if config.figures:
-        write_figures(model, state.params, figure_key, datasets, history, workdir)
+        params = jax.tree.map(lambda a: a[0], state.params) if multi else state.params
+        write_figures(model, params, figure_key, datasets, history, workdir)
     ckpt.close()
     return record
 
@@ -183,7 +245,9 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
     (evaluation images above their reconstructions), ``latents.png`` (posterior means of the
     evaluation set, first two coordinates, coloured by label). 2-D data:
     ``samples_2d.png`` (data, samples with and without decoder noise). Both:
-    ``curves.png`` (train loss, eval ELBO, distortion, rate per epoch).
+    ``curves.png`` (train loss, eval ELBO, distortion, rate per epoch; for a multi-seed run the
+    mean with a band of one standard deviation across seeds, the other figures from the
+    first seed).
     """
     k_mean, k_sample, k_rec = jax.random.split(key, 3)
     paths = []
