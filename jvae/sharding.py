@@ -68,7 +68,9 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     """Copy every leaf of ``tree`` to every device of ``mesh``.
 
     Works on any pytree of arrays, including a :class:`jvae.training.TrainState` whose
-    ``key`` is a typed PRNG key array (``jax.random.key``).
+    ``key`` is a typed PRNG key array (``jax.random.key``). In a multi-process job every
+    process must pass the same values (e.g. parameters initialised from the same seed);
+    ``jax.device_put`` checks this.
 
     Args:
       tree: pytree of arrays (NumPy or JAX).
@@ -77,7 +79,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     Returns:
       The same pytree with every leaf a JAX array replicated over ``mesh``.
     """
-    return jax.device_put(tree, replicated(mesh))
+    return _put(tree, replicated(mesh))
 
 
 def shard_leading_axis(tree: Any, mesh: Mesh, axis_name: str = "data") -> Any:
@@ -86,6 +88,9 @@ def shard_leading_axis(tree: Any, mesh: Mesh, axis_name: str = "data") -> Any:
     Meant for a stack of independent runs (e.g. a ``TrainState`` vmapped over seeds, leaves
     ``[S, ...]``): with S equal to the device count each device holds one run, and a vmapped
     epoch applied to the result runs the seeds in parallel without communication.
+
+    In a multi-process job every process passes the whole stack (the same values); each
+    keeps the slices of its own devices.
 
     Args:
       tree: pytree whose leaves all have the same leading size S.
@@ -109,7 +114,7 @@ def shard_leading_axis(tree: Any, mesh: Mesh, axis_name: str = "data") -> Any:
             raise ValueError(
                 f"Leading axis of {where} has size {shape[0]}, not divisible by the {n} "
                 f"devices on mesh axis {axis_name!r}.")
-    return jax.device_put(tree, batch_sharding(mesh, axis_name))
+    return _put(tree, batch_sharding(mesh, axis_name))
 
 
 def check_batch_divisible(batch_size: int, mesh: Mesh, axis_name: str = "data") -> None:
@@ -125,3 +130,28 @@ def check_batch_divisible(batch_size: int, mesh: Mesh, axis_name: str = "data") 
         raise ValueError(
             f"batch_size {batch_size} is not divisible by the {n} devices on mesh axis "
             f"{axis_name!r}; choose a multiple of {n}.")
+
+
+def _multi_process() -> bool:
+    return jax.process_count() > 1
+
+
+def _put(tree: Any, sharding: NamedSharding) -> Any:
+    """``jax.device_put(tree, sharding)``, also from committed arrays in multi-process jobs.
+
+    With several processes ``device_put`` onto devices of other hosts accepts host values
+    (and uncommitted arrays), not arrays already committed to a local device, so local JAX
+    arrays go through NumPy first; typed PRNG keys travel as their raw key data.
+    """
+    if not _multi_process():
+        return jax.device_put(tree, sharding)
+
+    def put(x):
+        if isinstance(x, jax.Array) and x.is_fully_addressable:
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                data = put(jax.random.key_data(x))
+                return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+            x = np.asarray(x)
+        return jax.device_put(x, sharding)
+
+    return jax.tree.map(put, tree)

@@ -201,3 +201,20 @@ def test_shard_leading_axis_and_batch_errors():
         shard_leading_axis({"w": jnp.ones((4, 2))}, fake)
     with pytest.raises(ValueError, match="batch_size 64 is not divisible by the 3 devices"):
         check_batch_divisible(64, fake)
+
+
+def test_multi_process_path_keeps_typed_keys(monkeypatch):
+    """The route used with several processes (host values, raw key data) gives the same tree."""
+    import jvae.sharding as jsh
+
+    monkeypatch.setattr(jsh, "_multi_process", lambda: True)
+    mesh = make_mesh(1)
+    key = jax.random.key(3, impl="rbg")
+    state = TrainState({"w": jnp.arange(6.0).reshape(3, 2)}, (), jnp.zeros((), jnp.int32), key)
+    rep = replicate(state, mesh)
+    assert jax.random.key_impl(rep.key) == jax.random.key_impl(key)
+    assert jnp.array_equal(jax.random.key_data(rep.key), jax.random.key_data(key))
+    assert jnp.array_equal(rep.params["w"], state.params["w"])
+    assert rep.key.sharding == replicated(mesh)
+    keys = shard_leading_axis(jax.random.split(key, 2), mesh)
+    assert keys.shape == (2,) and keys.sharding == batch_sharding(mesh)

@@ -1,0 +1,95 @@
+"""Benchmark: S seeds trained as one vmapped program against S sequential single-seed epochs.
+
+The ``pytorch_example`` model (MNIST, batch 128). For each S in ``--seeds`` the script times
+one epoch of S seeds vmapped (stacked train states, shared data and batch order, as
+``--config.num_seeds=S`` trains them) and S single-seed epochs run one after the other, both
+compiled ahead of time, in the same process; it prints the medians over ``--repeats`` and the
+ratio vmapped / sequential (below 1: the vmapped program is faster).
+
+    JVAE_DATA_DIR=../shared/data python experiments/bench_seeds.py --seeds 1 2 4 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from jvae import builders  # noqa: E402
+from jvae.data import load_dataset  # noqa: E402
+from jvae.model import init_params  # noqa: E402
+from jvae.training import TrainState, make_train_epoch  # noqa: E402
+from configs import pytorch_example  # noqa: E402
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--examples", type=int, default=60000, help="training images used")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", default=None, help="default: $JVAE_DATA_DIR")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    if min(args.seeds) <= 0 or args.repeats <= 0 or args.examples <= 0:
+        parser.error("--seeds, --repeats and --examples must be positive")
+
+    images = np.ascontiguousarray(
+        load_dataset("mnist", "train_full", data_dir=args.data_dir, limit=args.examples))
+    config = pytorch_example.get_config()
+    model = builders.build_model(config, images.shape[1:])
+    optimizer = builders.build_optimizer(config)
+    epoch = make_train_epoch(builders.build_loss(config, model), optimizer,
+                             int(config.batch_size), jit=False)
+    data = jax.device_put(images)
+    order_key = jax.random.key(0)
+
+    def create(seed):
+        k_init, k_train = jax.random.split(jax.random.key(seed))
+        return TrainState.create(init_params(model, k_init, images[:1]), optimizer, k_train)
+
+    print(f"{os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].device_kind}; "
+          f"{len(images)} images, batch {config.batch_size}")
+    single = jax.jit(epoch).lower(create(0), data, order_key).compile()
+    results = {}
+    for s in args.seeds:
+        states = [create(i) for i in range(s)]
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
+        vmapped = jax.jit(jax.vmap(epoch, in_axes=(0, None, None))).lower(
+            stacked, data, order_key).compile()
+        run_seq = lambda: [single(st, data, order_key) for st in states]  # noqa: E731
+        run_vm = lambda: vmapped(stacked, data, order_key)  # noqa: E731
+        run_seq(), run_vm()                                  # warm up
+        seq, vm = [], []
+        for _ in range(args.repeats):                        # interleaved, same conditions
+            seq.append(_time(run_seq))
+            vm.append(_time(run_vm))
+        r = {"sequential_seconds": statistics.median(seq), "vmapped_seconds": statistics.median(vm)}
+        r["ratio"] = r["vmapped_seconds"] / r["sequential_seconds"]
+        r["seed_epochs_per_second"] = s / r["vmapped_seconds"]
+        results[s] = r
+        print(f"S={s}: sequential {r['sequential_seconds']:.2f} s, vmapped "
+              f"{r['vmapped_seconds']:.2f} s, ratio {r['ratio']:.3f}, "
+              f"{r['seed_epochs_per_second']:.2f} seed-epochs/s", flush=True)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
