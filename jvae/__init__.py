@@ -45,6 +45,14 @@ from jvae.nets import MLP, ConvDecoder, ConvEncoder
 from jvae.objectives import make_elbo_loss
 from jvae.objectives.elbo import elbo_terms
 from jvae.priors import MixturePrior, StandardNormalPrior
+from jvae.sharding import (
+    batch_sharding,
+    check_batch_divisible,
+    make_mesh,
+    replicate,
+    replicated,
+    shard_leading_axis,
+)
 from jvae.training import (
     NonFiniteLossError,
     TrainState,
@@ -67,5 +75,6 @@ __all__ = [
     "load_split", "log_joint", "make_elbo_loss", "make_evaluator", "make_optimizer",
     "make_train_epoch", "naive_lower_bound", "positive_scale", "read_metrics",
     "reconstruct", "resize_images", "restore_run", "sample_prior", "train_and_evaluate",
-    "validate_config", "validate_images",
+    "validate_config", "validate_images", "batch_sharding", "check_batch_divisible",
+    "make_mesh", "replicate", "replicated", "shard_leading_axis",
 ]
