@@ -20,7 +20,7 @@ from jvae.priors import MixturePrior, StandardNormalPrior
 from jvae.training import make_optimizer
 
 __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimizer",
-           "validate_config"]
+           "validate_config", "sweep_values"]
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 PRIORS = ("standard", "mixture")
@@ -71,6 +71,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _positive("config.objective.beta", config.objective.beta, allow_zero=True)
     _positive("config.eval.batch_size", config.eval.batch_size)
     _positive("config.eval.ll_samples", config.eval.ll_samples, allow_zero=True)
+    sweep_values(config)
     if config.dataset.name in SYNTHETIC and m.likelihood != "gaussian":
         raise ValueError("The 2-D Gaussian data needs likelihood='gaussian'.")
 
@@ -144,19 +145,46 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
     return VAE(data_shape, prior, encoder, posterior, decoder, likelihood)
 
 
-def build_loss(config: ml_collections.ConfigDict, model: VAE):
-    """The training loss named by ``config.objective``."""
+def build_loss(config: ml_collections.ConfigDict, model: VAE, beta=None):
+    """The training loss named by ``config.objective`` (``beta`` overrides the config's, and
+    may be a traced value inside a vmapped sweep)."""
     obj = config.objective
-    return make_elbo_loss(model, beta=float(obj.beta), num_samples=int(obj.num_samples),
-                          kl=obj.kl)
+    beta = float(obj.beta) if beta is None else beta
+    return make_elbo_loss(model, beta=beta, num_samples=int(obj.num_samples), kl=obj.kl)
 
 
 def build_optimizer(config: ml_collections.ConfigDict):
-    """The optax optimiser from ``config.learning_rate`` and ``config.optim``."""
+    """The optax optimiser from ``config.learning_rate`` and ``config.optim`` (with an injected
+    learning rate when ``config.sweep.learning_rate`` sweeps it)."""
     o = config.optim
     groups = {k: float(v) for k, v in dict(o.param_groups).items()}
     return make_optimizer(float(config.learning_rate), name=o.name,
-                          grad_clip=float(o.grad_clip), param_groups=groups)
+                          grad_clip=float(o.grad_clip), param_groups=groups,
+                          inject=bool(config.sweep.learning_rate))
+
+
+def sweep_values(config: ml_collections.ConfigDict) -> dict[str, np.ndarray] | None:
+    """The vmapped hyperparameter axis of a sweep run, or ``None``.
+
+    ``config.sweep.beta`` and ``config.sweep.learning_rate`` are tuples of values; a non-empty
+    one defines the sweep (both non-empty: equal lengths, paired element by element); the
+    other hyperparameter keeps its config value. Returns ``{"beta": [H], "learning_rate": [H]}``.
+    """
+    betas, rates = tuple(config.sweep.beta), tuple(config.sweep.learning_rate)
+    if not betas and not rates:
+        return None
+    if betas and rates and len(betas) != len(rates):
+        raise ValueError(f"config.sweep.beta ({len(betas)} values) and "
+                         f"config.sweep.learning_rate ({len(rates)}) must have equal lengths.")
+    if int(config.num_seeds) != 1:
+        raise ValueError("A sweep runs one seed per value: set num_seeds=1.")
+    size = max(len(betas), len(rates))
+    beta = np.asarray(betas or [config.objective.beta] * size, np.float32)
+    lr = np.asarray(rates or [config.learning_rate] * size, np.float32)
+    if np.any(beta < 0) or np.any(lr <= 0):
+        raise ValueError(f"Sweep values out of range: beta {beta.tolist()} must be >= 0, "
+                         f"learning_rate {lr.tolist()} > 0.")
+    return {"beta": beta, "learning_rate": lr}
 
 
 def to_plain(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -70,6 +70,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.optim.grad_clip = 0.0                # 0: no clipping
     c.optim.param_groups = ml_collections.ConfigDict()   # {module regex: learning rate}
 
+    c.sweep = ml_collections.ConfigDict()  # vmapped hyperparameter sweep (one program)
+    c.sweep.beta = ()                      # e.g. (0.1, 0.3, 1.0, 3.0): one run per value
+    c.sweep.learning_rate = ()             # e.g. (3e-4, 1e-3, 3e-3); paired with beta if both
+
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 1000
     c.eval.elbo_samples = 1

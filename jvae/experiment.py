@@ -11,6 +11,11 @@ the train state is stacked over seeds and the epoch is vmapped; all seeds see th
 (the batch order comes from ``dataset.order_seed``, default ``seed``), so seed ``i`` of such a
 run equals a single-seed run with ``seed = seed + i`` and ``dataset.order_seed = seed``.
 Metrics hold per-seed lists plus ``_mean`` and ``_std``.
+
+A sweep (``config.sweep.beta`` and/or ``config.sweep.learning_rate``, tuples of values) runs
+one model per value as one vmapped program in the same way: beta enters the loss as a traced
+value, learning rates live in the optimiser state (``optax.inject_hyperparams``); every model
+starts from ``config.seed``. Element ``i`` equals a single run with those hyperparameters.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from jvae import builders, plotting
 from jvae.checkpoints import Checkpointer, write_json_atomic
 from jvae.evaluation import make_evaluator
 from jvae.model import VAE, init_params, reconstruct, sample_prior
-from jvae.training import NonFiniteLossError, TrainState, first_non_finite, make_train_epoch
+from jvae.training import (NonFiniteLossError, TrainState, first_non_finite, make_train_epoch,
+                           set_learning_rate)
 
 __all__ = ["train_and_evaluate", "read_metrics", "write_figures", "restore_run"]
 
@@ -71,20 +77,38 @@ def _setup(config: ml_collections.ConfigDict):
 
 
 def _initial_state(config, model, optimizer, x_example) -> TrainState:
-    """The train state of seed ``config.seed`` or, with ``num_seeds > 1``, the states of seeds
-    ``seed .. seed + num_seeds - 1`` stacked along a leading axis (built by ``vmap``)."""
+    """The train state of seed ``config.seed``; with ``num_seeds > 1`` the states of seeds
+    ``seed .. seed + num_seeds - 1``, and for a sweep one state per swept value (all from
+    ``config.seed``, with their own learning rate), stacked along a leading axis by ``vmap``."""
     def create(init_key, train_key):
         return TrainState.create(init_params(model, init_key, x_example), optimizer, train_key)
 
+    sweep = builders.sweep_values(config)
     keys = [_keys(s) for s in _seeds(config)]
-    if len(keys) == 1:
+    if sweep is None and len(keys) == 1:
         return create(keys[0][0], keys[0][1])
-    return jax.jit(jax.vmap(create))(jnp.stack([k[0] for k in keys]),
-                                     jnp.stack([k[1] for k in keys]))
+    state = jax.jit(jax.vmap(create))(jnp.stack([k[0] for k in keys]),
+                                      jnp.stack([k[1] for k in keys]))
+    if sweep is not None and config.sweep.learning_rate:
+        state = state._replace(opt_state=set_learning_rate(state.opt_state,
+                                                           sweep["learning_rate"]))
+    return state
 
 
 def _seeds(config) -> list[int]:
+    """The seed of every element of the run's leading axis (a sweep repeats ``seed``)."""
+    sweep = builders.sweep_values(config)
+    if sweep is not None:
+        return [int(config.seed)] * len(sweep["beta"])
     return [int(config.seed) + i for i in range(int(config.num_seeds))]
+
+
+def _labels(config) -> list[str]:
+    sweep = builders.sweep_values(config)
+    if sweep is None:
+        return [f"seed {s}" for s in _seeds(config)]
+    return [f"sweep element {i} (beta={b:g}, learning_rate={lr:g})"
+            for i, (b, lr) in enumerate(zip(sweep["beta"], sweep["learning_rate"]))]
 
 
 def _order_key(config, epoch: int) -> jax.Array:
@@ -149,7 +173,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     write_json_atomic(workdir / "config.json", config.to_dict())
 
     seeds = _seeds(config)
-    multi = len(seeds) > 1
+    sweep = builders.sweep_values(config)
+    multi = len(seeds) > 1 or sweep is not None
     eval_keys = jnp.stack([_keys(s)[2] for s in seeds]) if multi else _keys(seeds[0])[2]
     figure_key = _keys(seeds[0])[3]
     state = _initial_state(config, model, optimizer, datasets.train[:1])
@@ -162,12 +187,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     train = jax.device_put(jnp.asarray(datasets.train))
     evals = jax.device_put(jnp.asarray(datasets.eval))
-    loss_fn = builders.build_loss(config, model)
-    epoch_fn = make_train_epoch(loss_fn, optimizer, int(config.batch_size),
-                                dynamic_binarization=config.dataset.binarize == "dynamic",
-                                jit=False)
-    # Many seeds: one program, vmapped over the stacked states; data and batch order shared.
-    epoch_fn = jax.jit(jax.vmap(epoch_fn, in_axes=(0, None, None)) if multi else epoch_fn)
+    def make_epoch(beta=None):
+        loss_fn = (builders.build_loss(config, model) if beta is None
+                   else builders.build_loss(config, model, beta=beta))
+        return make_train_epoch(loss_fn, optimizer,
+                                int(config.batch_size), jit=False,
+                                dynamic_binarization=config.dataset.binarize == "dynamic")
+
+    # Many seeds or swept values: one program, vmapped over the stacked states (and betas);
+    # the data and the batch order are shared.
+    if sweep is not None:
+        betas = jnp.asarray(sweep["beta"])
+        swept = jax.vmap(lambda st, beta, d, k: make_epoch(beta)(st, d, k),
+                         in_axes=(0, 0, None, None))
+        epoch_fn = jax.jit(lambda st, d, k: swept(st, betas, d, k))
+    elif multi:
+        epoch_fn = jax.jit(jax.vmap(make_epoch(), in_axes=(0, None, None)))
+    else:
+        epoch_fn = jax.jit(make_epoch())
     ll_samples = int(config.eval.ll_samples)
     evaluator = make_evaluator(model, batch_size=int(config.eval.batch_size),
                                elbo_samples=int(config.eval.elbo_samples),
@@ -189,11 +226,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         step_losses = np.asarray(step_losses).reshape(len(seeds), -1)   # waits for the epoch
         jax.block_until_ready(new_state)
         seconds = time.perf_counter() - t0
-        bad, bad_seed = None, None
+        bad, bad_label = None, None
         for i, losses in enumerate(step_losses):
             bad = first_non_finite(losses)
             if bad is not None:
-                bad_seed = seeds[i]
+                bad_label = _labels(config)[i]
                 break
         if bad is None and not _all_finite(new_state.params):
             bad = step_losses.shape[1] - 1        # the last update produced NaN/Inf parameters
@@ -201,13 +238,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             last = ckpt.latest_epoch()
             where = (f"the last good checkpoint (epoch {last}) in {ckpt.directory} is intact"
                      if last is not None else "no checkpoint had been written yet")
-            which = f"It happened in seed {bad_seed}. " if multi and bad_seed is not None else ""
+            which = f"It happened in {bad_label}. " if multi and bad_label is not None else ""
             raise NonFiniteLossError(epoch, bad, int(np.ravel(state.step)[0]) + bad,
                                      f"{which}Nothing of epoch {epoch} was saved; {where}.")
         state = new_state
         record = {"epoch": epoch, "step": int(np.ravel(state.step)[0]),
                   "train/seconds": seconds}
-        if multi:
+        if sweep is not None:
+            record["sweep/beta"] = sweep["beta"].tolist()
+            record["sweep/learning_rate"] = sweep["learning_rate"].tolist()
+        elif multi:
             record["seeds"] = seeds
         if epoch == start + 1:
             record["train/compile_seconds"] = compile_seconds

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 __all__ = ["TrainState", "make_optimizer", "make_train_epoch", "NonFiniteLossError",
-           "first_non_finite"]
+           "first_non_finite", "set_learning_rate"]
 
 LossFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
@@ -75,8 +75,8 @@ def _group_labels(params: Any, groups: Mapping[str, float]) -> Any:
 
 def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float = 0.0,
                    param_groups: Mapping[str, float] | None = None,
-                   schedule: Callable[[jax.Array], jax.Array] | None = None
-                   ) -> optax.GradientTransformation:
+                   schedule: Callable[[jax.Array], jax.Array] | None = None,
+                   inject: bool = False) -> optax.GradientTransformation:
     """Build the optax optimiser.
 
     Args:
@@ -88,6 +88,9 @@ def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float
         ``"posterior"``), the rest use ``learning_rate``. Built with ``optax.multi_transform``,
         the notebook's ``OptCollection`` done declaratively.
       schedule: optional multiplier ``step -> factor`` applied to every learning rate.
+      inject: build the default group with ``optax.inject_hyperparams`` so that its learning
+        rate lives in the optimiser state (see :func:`set_learning_rate`), e.g. to vmap a sweep
+        over learning rates.
     """
     makers = {"adam": optax.adam, "adamw": optax.adamw, "rmsprop": optax.rmsprop,
               "sgd": optax.sgd}
@@ -100,19 +103,44 @@ def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float
     if grad_clip < 0:
         raise ValueError(f"grad_clip must be >= 0, got {grad_clip!r}.")
 
-    def base(lr: float) -> optax.GradientTransformation:
+    def base(lr: float, injected: bool = False) -> optax.GradientTransformation:
+        if injected:
+            if schedule is not None:
+                raise ValueError("inject=True cannot be combined with a schedule.")
+            return optax.inject_hyperparams(makers[name])(learning_rate=lr)
         rate = (lambda count: lr * schedule(count)) if schedule is not None else lr
         return makers[name](rate)
 
     if groups:
         transforms = {g: base(lr) for g, lr in groups.items()}
-        transforms["__default__"] = base(learning_rate)
+        transforms["__default__"] = base(learning_rate, inject)
         opt = optax.multi_transform(transforms, lambda p: _group_labels(p, groups))
     else:
-        opt = base(learning_rate)
+        opt = base(learning_rate, inject)
     if grad_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(grad_clip), opt)
     return opt
+
+
+def set_learning_rate(opt_state: Any, learning_rate) -> Any:
+    """Replace the injected learning rate(s) in an optimiser state built with ``inject=True``.
+
+    Works on stacked (vmapped) states too: ``learning_rate`` of shape ``[H]`` sets one rate per
+    sweep element. Raises ``ValueError`` if the state holds no injected learning rate.
+    """
+    found = []
+
+    def replace(path, leaf):
+        if any(getattr(p, "key", None) == "learning_rate" for p in path):
+            found.append(path)
+            return jnp.broadcast_to(jnp.asarray(learning_rate, leaf.dtype), leaf.shape)
+        return leaf
+
+    new = jax.tree_util.tree_map_with_path(replace, opt_state)
+    if not found:
+        raise ValueError("The optimiser state has no injected learning rate; build the "
+                         "optimiser with make_optimizer(..., inject=True).")
+    return new
 
 
 def make_train_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation,

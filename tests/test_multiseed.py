@@ -60,3 +60,35 @@ def test_num_seeds_must_be_positive(small_g2d_config, tmp_path):
 
     with pytest.raises(ValueError, match="num_seeds"):
         train_and_evaluate(small_g2d_config(num_seeds=0), tmp_path, progress=False)
+
+
+def test_beta_and_learning_rate_sweep_elements_equal_single_runs(small_g2d_config, tmp_path):
+    sweep = small_g2d_config(num_epochs=2, seed=3, checkpoint_every=0,
+                             **{"sweep.beta": (0.5, 1.0, 4.0),
+                                "sweep.learning_rate": (1e-3, 3e-3, 1e-2)})
+    train_and_evaluate(sweep, tmp_path / "sweep", progress=False)
+    stacked = _params_of(tmp_path / "sweep")
+    record = read_metrics(tmp_path / "sweep")[-1]
+    assert record["sweep/beta"] == [0.5, 1.0, 4.0]
+    np.testing.assert_allclose(record["sweep/learning_rate"], [1e-3, 3e-3, 1e-2], rtol=1e-6)
+    # More weight on the rate term gives a lower rate (the R-D trade-off).
+    rates = record["eval/rate"]
+    assert rates[0] > rates[1] > rates[2]
+
+    single = small_g2d_config(num_epochs=2, seed=3, checkpoint_every=0, learning_rate=1e-2,
+                              **{"objective.beta": 4.0})
+    train_and_evaluate(single, tmp_path / "single", progress=False)
+    for a, b in zip(jax.tree.leaves(_params_of(tmp_path / "single")), jax.tree.leaves(stacked)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b)[2], rtol=1e-4, atol=1e-5)
+
+
+def test_sweep_validation(small_g2d_config, tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="equal lengths"):
+        train_and_evaluate(small_g2d_config(**{"sweep.beta": (1.0, 2.0),
+                                               "sweep.learning_rate": (1e-3,)}),
+                           tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="beta"):
+        train_and_evaluate(small_g2d_config(**{"sweep.beta": (-1.0, 2.0)}), tmp_path / "b",
+                           progress=False)

@@ -49,6 +49,7 @@ def make_elbo_loss(model: VAE, beta: float = 1.0, num_samples: int = 1,
     Args:
       model: the VAE.
       beta: weight of the rate term (beta-VAE, Higgins et al., 2017); ``beta=1`` is the ELBO.
+        May be a traced scalar, so that a sweep over beta can be vmapped.
       num_samples: S reparameterised samples per example (vectorised, no loop).
       kl: how the rate is computed, see :func:`elbo_terms`.
 
@@ -58,7 +59,7 @@ def make_elbo_loss(model: VAE, beta: float = 1.0, num_samples: int = 1,
     """
     if int(num_samples) <= 0:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
-    if not beta >= 0:
+    if isinstance(beta, (int, float)) and not beta >= 0:
         raise ValueError(f"beta must be non-negative, got {beta!r}.")
     if kl not in ("auto", "analytic", "mc"):
         raise ValueError(f"Unknown kl {kl!r}; expected 'auto', 'analytic' or 'mc'.")
