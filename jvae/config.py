@@ -21,6 +21,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.learning_rate = 1e-3
     c.latent_dim = 20
     c.num_seeds = 1                 # > 1: seeds seed, seed+1, ... trained as one vmapped program
+    c.data_parallel = False         # split every batch over all devices (jax.devices())
+    c.shard_seeds = False           # spread the seeds / sweep values over all devices
     c.checkpoint_every = 1          # epochs between checkpoints (0: only at the end)
     c.figures = True
 

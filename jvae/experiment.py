@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from jvae import builders, plotting
+from jvae import builders, plotting, sharding
 from jvae.checkpoints import Checkpointer, write_json_atomic
 from jvae.evaluation import make_evaluator
 from jvae.model import VAE, init_params, reconstruct, sample_prior
@@ -187,12 +187,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     train = jax.device_put(jnp.asarray(datasets.train))
     evals = jax.device_put(jnp.asarray(datasets.eval))
+    state, train, evals, batch_spec = _place(config, state, train, evals, multi)
+
     def make_epoch(beta=None):
         loss_fn = (builders.build_loss(config, model) if beta is None
                    else builders.build_loss(config, model, beta=beta))
         return make_train_epoch(loss_fn, optimizer,
                                 int(config.batch_size), jit=False,
-                                dynamic_binarization=config.dataset.binarize == "dynamic")
+                                dynamic_binarization=config.dataset.binarize == "dynamic",
+                                batch_sharding=batch_spec)
 
     # Many seeds or swept values: one program, vmapped over the stacked states (and betas);
     # the data and the batch order are shared.
@@ -271,6 +274,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         write_figures(model, params, figure_key, datasets, history, workdir)
     ckpt.close()
     return record
+
+
+def _place(config, state, train, evals, stacked: bool):
+    """Put state and data on the devices as ``config.data_parallel`` / ``shard_seeds`` ask.
+
+    ``data_parallel``: state and data replicated on every device, each step's batch split
+    over them (gradients all-reduced by the compiler). ``shard_seeds``: the stacked states of
+    a multi-seed run or sweep spread over the devices (no communication). Returns
+    ``(state, train, evals, batch_sharding or None)``; with neither option, nothing moves.
+    """
+    if not (config.data_parallel or config.shard_seeds):
+        return state, train, evals, None
+    mesh = sharding.make_mesh()
+    if config.data_parallel and config.shard_seeds:
+        raise ValueError("Choose one of config.data_parallel and config.shard_seeds.")
+    train, evals = sharding.replicate((train, evals), mesh)
+    if config.data_parallel:
+        sharding.check_batch_divisible(int(config.batch_size), mesh)
+        return sharding.replicate(state, mesh), train, evals, sharding.batch_sharding(mesh)
+    if not stacked:
+        raise ValueError("config.shard_seeds needs num_seeds > 1 or a sweep.")
+    return sharding.shard_leading_axis(state, mesh), train, evals, None
 
 
 def _all_finite(tree: Any) -> bool:

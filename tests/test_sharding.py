@@ -15,6 +15,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jvae.sharding import (
@@ -218,3 +219,23 @@ def test_multi_process_path_keeps_typed_keys(monkeypatch):
     assert rep.key.sharding == replicated(mesh)
     keys = shard_leading_axis(jax.random.split(key, 2), mesh)
     assert keys.shape == (2,) and keys.sharding == batch_sharding(mesh)
+
+
+def test_runner_sharding_options_on_one_device(small_g2d_config, tmp_path):
+    # On one device both options must run and give the unsharded result; on several devices
+    # the library functions they use are checked by the 8-device subprocess test above.
+    import jax as _jax
+
+    from jvae.experiment import restore_run, train_and_evaluate
+
+    runs = {}
+    for name, changes in (("plain", {}), ("data_parallel", {"data_parallel": True})):
+        config = small_g2d_config(num_epochs=1, checkpoint_every=0, **changes)
+        train_and_evaluate(config, tmp_path / name, progress=False)
+        runs[name] = _jax.tree.leaves(restore_run(tmp_path / name)[3].params)
+    for a, b in zip(runs["plain"], runs["data_parallel"]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    seeds = small_g2d_config(num_epochs=1, checkpoint_every=0, num_seeds=2, shard_seeds=True)
+    assert "train/loss_mean" in train_and_evaluate(seeds, tmp_path / "seeds", progress=False)
+    with pytest.raises(ValueError, match="num_seeds > 1"):
+        train_and_evaluate(small_g2d_config(shard_seeds=True), tmp_path / "bad", progress=False)
