@@ -86,8 +86,11 @@ class VAE(nn.Module):
 
 
 def init_params(model: VAE, key: jax.Array, x_example: jax.Array) -> Params:
-    """Initialise all parameters from an explicit key and an example batch ``[B, *data_shape]``."""
-    return model.init(key, jnp.asarray(x_example, jnp.float32))
+    """Initialise all parameters from an explicit key and an example batch ``[B, *data_shape]``.
+
+    Compiled as one program (eager Flax initialisation dispatches every operation separately).
+    """
+    return jax.jit(model.init)(key, jnp.asarray(x_example, jnp.float32))
 
 
 def log_joint(model: VAE, params: Params, x: jax.Array, z: jax.Array) -> jax.Array:
