@@ -29,6 +29,8 @@ from jvae.distributions import (
     gaussian,
     has_analytic_kl,
     kl_divergence,
+    mixture_diag_gaussian,
+    sample_mixture,
 )
 # The function jvae.evaluation.evaluate is not re-exported: ``jvae.evaluate`` is the CLI module.
 from jvae.evaluation import importance_log_likelihood, make_evaluator
@@ -38,12 +40,35 @@ from jvae.heads import (
     ContinuousBernoulliHead,
     DiagGaussianHead,
     GaussianHead,
+    MixtureGaussianHead,
     positive_scale,
 )
 from jvae.model import VAE, init_params, log_joint, naive_lower_bound, reconstruct, sample_prior
 from jvae.nets import MLP, ConvDecoder, ConvEncoder
-from jvae.objectives import make_elbo_loss
-from jvae.objectives.elbo import elbo_terms
+from jvae.objectives import (
+    CONTROL_VARIATES,
+    CVContext,
+    ControlVariate,
+    EstimatorState,
+    Objective,
+    as_objective,
+    centred_reward,
+    chain,
+    elbo_terms,
+    iwae_bound,
+    learned_baseline,
+    leave_one_out,
+    make_control_variate,
+    make_elbo_loss,
+    make_iwae_loss,
+    make_mixture_objective,
+    make_sfe_objective,
+    make_vimco_objective,
+    scaled_reward,
+    score_surrogate,
+    self_critic,
+    vimco_baseline,
+)
 from jvae.priors import MixturePrior, StandardNormalPrior
 from jvae.sharding import (
     batch_sharding,
@@ -59,6 +84,7 @@ from jvae.training import (
     first_non_finite,
     make_optimizer,
     make_train_epoch,
+    trainable,
 )
 
 __version__ = "0.1.0"
@@ -77,4 +103,9 @@ __all__ = [
     "reconstruct", "resize_images", "restore_run", "sample_prior", "train_and_evaluate",
     "validate_config", "validate_images", "batch_sharding", "check_batch_divisible",
     "make_mesh", "replicate", "replicated", "shard_leading_axis",
+    "CONTROL_VARIATES", "CVContext", "ControlVariate", "EstimatorState", "MixtureGaussianHead",
+    "Objective", "as_objective", "centred_reward", "chain", "iwae_bound", "learned_baseline",
+    "leave_one_out", "make_control_variate", "make_iwae_loss", "make_mixture_objective",
+    "make_sfe_objective", "make_vimco_objective", "mixture_diag_gaussian", "sample_mixture",
+    "scaled_reward", "score_surrogate", "self_critic", "trainable", "vimco_baseline",
 ]

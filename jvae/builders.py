@@ -8,25 +8,31 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from jvae import data as jdata
-from jvae.heads import BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead
+from jvae.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead,
+                        MixtureGaussianHead)
 from jvae.model import VAE
 from jvae.nets import INITS, MLP, ConvDecoder, ConvEncoder
+from jvae.objectives.control_variates import CONTROL_VARIATES, make_control_variate
 from jvae.objectives.elbo import make_elbo_loss
+from jvae.objectives.iwae import IWAE_ESTIMATORS, make_iwae_loss, make_vimco_objective
+from jvae.objectives.score_function import make_mixture_objective, make_sfe_objective
 from jvae.priors import MixturePrior, StandardNormalPrior
 from jvae.training import make_optimizer
 
 __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimizer",
-           "validate_config", "sweep_values"]
+           "validate_config", "sweep_values", "iwae_schedule", "iwae_epochs"]
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 PRIORS = ("standard", "mixture")
-POSTERIORS = ("gaussian",)
+POSTERIORS = ("gaussian", "mixture")
 NETWORKS = ("mlp", "conv")
-OBJECTIVES = ("elbo",)
+OBJECTIVES = ("elbo", "sfe", "mixture", "iwae", "vimco")
+SCHEDULES = ("constant", "iwae")
 SYNTHETIC = ("gaussian2d",)
 
 
@@ -64,11 +70,39 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _choice("decoder", m.decoder, NETWORKS)
     _choice("likelihood", m.likelihood, LIKELIHOODS)
     _choice("prior", m.prior, PRIORS)
-    _choice("posterior", m.posterior, POSTERIORS)
     _choice("init", m.init, INITS)
-    _choice("objective", config.objective.name, OBJECTIVES)
-    _positive("config.objective.num_samples", config.objective.num_samples)
-    _positive("config.objective.beta", config.objective.beta, allow_zero=True)
+    obj = config.objective
+    _choice("objective", obj.name, OBJECTIVES)
+    _positive("config.objective.num_samples", obj.num_samples)
+    _positive("config.objective.beta", obj.beta, allow_zero=True)
+    _choice("kl", obj.kl, ("auto", "analytic", "mc"))
+    _choice("IWAE estimator", obj.estimator, IWAE_ESTIMATORS)
+    for cv in obj.control_variates:
+        _choice("control variate", cv, CONTROL_VARIATES)
+    if obj.control_variates and obj.name not in ("sfe", "mixture", "vimco"):
+        raise ValueError(f"config.objective.control_variates apply to score-function "
+                         f"objectives ('sfe', 'mixture', 'vimco'), not {obj.name!r}.")
+    if obj.name == "vimco" and int(obj.num_samples) < 2:
+        raise ValueError("objective 'vimco' needs config.objective.num_samples >= 2.")
+    if "leave_one_out" in obj.control_variates and int(obj.num_samples) < 2:
+        raise ValueError("control variate 'leave_one_out' needs num_samples >= 2.")
+    if "vimco" in obj.control_variates and obj.name != "vimco":
+        raise ValueError("control variate 'vimco' only applies to objective 'vimco'.")
+    if not 0.0 <= float(obj.cv_decay) < 1.0:
+        raise ValueError(f"config.objective.cv_decay must be in [0, 1), got {obj.cv_decay!r}.")
+    _positive("config.objective.baseline_learning_rate", obj.baseline_learning_rate,
+              allow_zero=True)
+    _choice("posterior", m.posterior, POSTERIORS)
+    if m.posterior == "mixture":
+        _positive("config.model.posterior_components", m.posterior_components)
+        if obj.name in ("elbo", "iwae"):
+            raise ValueError(
+                f"objective {obj.name!r} needs a reparameterisable posterior; a mixture "
+                "posterior trains with objective 'mixture', 'sfe' or 'vimco'.")
+    if obj.name == "mixture" and m.posterior != "mixture":
+        raise ValueError("objective 'mixture' needs model.posterior='mixture'.")
+    _choice("schedule", config.optim.schedule, SCHEDULES)
+    _positive("config.optim.eps", config.optim.eps)
     _positive("config.eval.batch_size", config.eval.batch_size)
     _positive("config.eval.ll_samples", config.eval.ll_samples, allow_zero=True)
     sweep_values(config)
@@ -126,7 +160,11 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
                       weight_init=m.init)
     else:
         encoder = ConvEncoder(tuple(m.conv_encoder_features), out_dim=m.conv_encoder_out or None)
-    posterior = DiagGaussianHead(latent, scale=m.posterior_scale, weight_init=m.init)
+    if m.posterior == "mixture":
+        posterior = MixtureGaussianHead(latent, int(m.posterior_components),
+                                        scale=m.posterior_scale, weight_init=m.init)
+    else:
+        posterior = DiagGaussianHead(latent, scale=m.posterior_scale, weight_init=m.init)
 
     if m.likelihood == "gaussian":
         likelihood = GaussianHead(data_shape, project=m.decoder == "mlp",
@@ -146,21 +184,74 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
 
 
 def build_loss(config: ml_collections.ConfigDict, model: VAE, beta=None):
-    """The training loss named by ``config.objective`` (``beta`` overrides the config's, and
-    may be a traced value inside a vmapped sweep)."""
+    """The training objective named by ``config.objective``: a plain loss function
+    (``elbo``, ``iwae``) or a stateful :class:`~jvae.objectives.base.Objective` (``sfe``,
+    ``mixture``, ``vimco``); the trainer takes either. ``beta`` overrides the config's, and
+    may be a traced value inside a vmapped sweep."""
     obj = config.objective
     beta = float(obj.beta) if beta is None else beta
-    return make_elbo_loss(model, beta=beta, num_samples=int(obj.num_samples), kl=obj.kl)
+    samples = int(obj.num_samples)
+    cvs = [make_control_variate(name, decay=float(obj.cv_decay),
+                                baseline_hidden=tuple(obj.baseline_hidden))
+           for name in obj.control_variates]
+    if obj.name == "elbo":
+        return make_elbo_loss(model, beta=beta, num_samples=samples, kl=obj.kl)
+    if obj.name == "sfe":
+        return make_sfe_objective(model, num_samples=samples, beta=beta,
+                                  control_variates=cvs, kl=obj.kl)
+    if obj.name == "mixture":
+        return make_mixture_objective(model, num_samples=samples, beta=beta,
+                                      control_variates=cvs)
+    if obj.name == "iwae":
+        return make_iwae_loss(model, num_samples=samples, estimator=obj.estimator)
+    return make_vimco_objective(model, num_samples=samples, control_variates=cvs or None)
 
 
-def build_optimizer(config: ml_collections.ConfigDict):
+def iwae_schedule(steps_per_epoch: int, num_stages: int = 8):
+    """The IWAE paper's learning-rate multiplier: stage ``i`` (``i = 0..num_stages-1``) lasts
+    ``3^i`` epochs with the learning rate multiplied by ``10^(-i/7)``; after the last stage
+    the last factor stays. Returns ``step -> factor``."""
+    bounds = np.cumsum([3 ** i for i in range(num_stages)])[:-1] * int(steps_per_epoch)
+    bounds = jnp.asarray(bounds, jnp.int32)
+
+    def schedule(step):
+        stage = jnp.sum(step >= bounds)
+        return 10.0 ** (-stage.astype(jnp.float32) / 7.0)
+
+    return schedule
+
+
+def iwae_epochs(num_stages: int) -> int:
+    """Epochs of ``num_stages`` IWAE stages: ``sum_i 3^i = (3^n - 1) / 2``."""
+    return (3 ** int(num_stages) - 1) // 2
+
+
+def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int | None = None):
     """The optax optimiser from ``config.learning_rate`` and ``config.optim`` (with an injected
-    learning rate when ``config.sweep.learning_rate`` sweeps it)."""
+    learning rate when ``config.sweep.learning_rate`` sweeps it). A learned baseline gets
+    ``config.objective.baseline_learning_rate`` as its own parameter group when that is set.
+    ``config.optim.schedule = "iwae"`` needs ``steps_per_epoch``."""
     o = config.optim
     groups = {k: float(v) for k, v in dict(o.param_groups).items()}
+    if float(config.objective.baseline_learning_rate) > 0:
+        groups.setdefault("baseline", float(config.objective.baseline_learning_rate))
+    schedule = None
+    if o.schedule == "iwae":
+        if steps_per_epoch is None:
+            raise ValueError("The 'iwae' schedule needs steps_per_epoch.")
+        schedule = iwae_schedule(steps_per_epoch, max(1, _stages_for(int(config.num_epochs))))
+    eps = None if o.name == "sgd" else float(o.eps)
     return make_optimizer(float(config.learning_rate), name=o.name,
                           grad_clip=float(o.grad_clip), param_groups=groups,
-                          inject=bool(config.sweep.learning_rate))
+                          schedule=schedule, inject=bool(config.sweep.learning_rate), eps=eps)
+
+
+def _stages_for(num_epochs: int) -> int:
+    """Smallest number of IWAE stages covering ``num_epochs``."""
+    n = 1
+    while iwae_epochs(n) < num_epochs:
+        n += 1
+    return n
 
 
 def sweep_values(config: ml_collections.ConfigDict) -> dict[str, np.ndarray] | None:

@@ -53,7 +53,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.conv_encoder_features = (32, 64, 128, 256)
     c.model.conv_encoder_out = 0    # dense projection after the conv stack (0: none)
     c.model.conv_decoder_features = (128, 64, 32)
-    c.model.posterior = "gaussian"
+    c.model.posterior = "gaussian"        # gaussian | mixture (of diagonal Gaussians)
+    c.model.posterior_components = 2       # mixture posterior: number of components
     c.model.posterior_scale = "softplus"   # softplus | exp (log-variance)
     c.model.likelihood = "bernoulli"       # bernoulli | continuous_bernoulli | gaussian
     c.model.gaussian_scale = "predicted"   # fixed | learned | predicted
@@ -62,15 +63,24 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.prior_components = 10
 
     c.objective = ml_collections.ConfigDict()
-    c.objective.name = "elbo"
-    c.objective.beta = 1.0
-    c.objective.num_samples = 1
-    c.objective.kl = "auto"                # auto | analytic | mc
+    c.objective.name = "elbo"              # elbo | sfe | mixture | iwae | vimco
+    c.objective.beta = 1.0                 # rate weight (elbo, sfe, mixture)
+    c.objective.num_samples = 1            # S samples (elbo, sfe, mixture) or K (iwae, vimco)
+    c.objective.kl = "auto"                # elbo, sfe: auto | analytic | mc
+    c.objective.estimator = "iwae"         # iwae: iwae | stl | dreg
+    c.objective.control_variates = ()      # sfe, mixture, vimco: applied in order, from
+                                           # centred | scaled | self_critic | baseline |
+                                           # leave_one_out | vimco (vimco defaults to (vimco,))
+    c.objective.cv_decay = 0.9             # decay of the running mean / std
+    c.objective.baseline_hidden = (512,)   # learned baseline MLP widths
+    c.objective.baseline_learning_rate = 0.0   # 0: the model's learning rate
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adam"
     c.optim.grad_clip = 0.0                # 0: no clipping
     c.optim.param_groups = ml_collections.ConfigDict()   # {module regex: learning rate}
+    c.optim.eps = 1e-8                     # adam/adamw/rmsprop epsilon
+    c.optim.schedule = "constant"          # constant | iwae (stages of 3^i epochs, lr * 10^(-i/7))
 
     c.sweep = ml_collections.ConfigDict()  # vmapped hyperparameter sweep (one program)
     c.sweep.beta = ()                      # e.g. (0.1, 0.3, 1.0, 3.0): one run per value

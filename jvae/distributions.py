@@ -95,6 +95,72 @@ def diag_gaussian(loc: jax.Array, scale: jax.Array) -> distrax.Distribution:
     return distrax.MultivariateNormalDiag(loc, scale)
 
 
+def mixture_diag_gaussian(logits: jax.Array, loc: jax.Array,
+                          scale: jax.Array) -> distrax.MixtureSameFamily:
+    """Mixture of ``C`` diagonal Gaussians over the last axis.
+
+    Args:
+      logits: mixing logits ``[..., C]``.
+      loc, scale: component parameters ``[..., C, D]``.
+
+    Returns:
+      ``MixtureSameFamily`` with batch shape ``[...]`` and event shape ``[D]``. Its ``sample``
+      is not reparameterisable in the mixing weights (the component choice is discrete); use
+      :func:`sample_mixture` for the pathwise-within-component sample.
+    """
+    if loc.shape != scale.shape or loc.shape[:-1] != logits.shape:
+        raise ValueError(f"Mixture shapes disagree: logits {logits.shape}, loc {loc.shape}, "
+                         f"scale {scale.shape} (expected [..., C], [..., C, D], [..., C, D]).")
+    return distrax.MixtureSameFamily(distrax.Categorical(logits=logits),
+                                     distrax.MultivariateNormalDiag(loc, scale))
+
+
+def mixture_parts(q: distrax.Distribution) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(logits [..., C], loc [..., C, D], scale [..., C, D])`` of a diagonal-Gaussian mixture
+    built by :func:`mixture_diag_gaussian`; ``TypeError`` for anything else."""
+    if not isinstance(q, distrax.MixtureSameFamily):
+        raise TypeError(f"Expected a mixture of diagonal Gaussians, got {type(q).__name__}.")
+    comps = q.components_distribution
+    if not isinstance(comps, distrax.MultivariateNormalDiag):
+        raise TypeError("Expected MultivariateNormalDiag mixture components, got "
+                        f"{type(comps).__name__}.")
+    return q.mixture_distribution.logits, comps.loc, comps.scale_diag
+
+
+def sample_mixture(q: distrax.Distribution, key: jax.Array,
+                   sample_shape: tuple[int, ...] = ()) -> tuple[jax.Array, jax.Array]:
+    """Draw ``(c, z)`` from a diagonal-Gaussian mixture, pathwise within the component.
+
+    ``c ~ Categorical(softmax(logits))`` carries no gradient; ``z = loc_c + scale_c * eps``
+    with ``eps ~ N(0, I)`` is differentiable in the chosen component's ``loc`` and ``scale``.
+    This is the sampling half of the mixture estimator (score function for ``c``,
+    reparameterisation for ``z``).
+
+    Returns:
+      ``c`` of shape ``[*sample_shape, ...]`` (int32) and ``z`` of shape
+      ``[*sample_shape, ..., D]``.
+    """
+    logits, loc, scale = mixture_parts(q)
+    k_c, k_eps = jax.random.split(key)
+    batch = tuple(sample_shape) + logits.shape[:-1]
+    c = jax.random.categorical(k_c, logits, shape=batch)
+    onehot = jax.nn.one_hot(c, logits.shape[-1], dtype=loc.dtype)[..., None]   # [..., C, 1]
+    eps = jax.random.normal(k_eps, batch + loc.shape[-1:], loc.dtype)
+    mu = jnp.sum(onehot * loc, axis=-2)
+    sigma = jnp.sum(onehot * scale, axis=-2)
+    return c, mu + sigma * eps
+
+
+def require_reparameterised(q: distrax.Distribution, what: str) -> None:
+    """Raise ``ValueError`` if ``q`` cannot be sampled pathwise (a mixture: its component
+    choice is discrete and ``q.sample`` would silently give a biased gradient)."""
+    if isinstance(q, distrax.MixtureSameFamily):
+        raise ValueError(
+            f"{what} needs a reparameterisable posterior, but q(z|x) is a mixture: train it "
+            "with objective 'mixture' (score function for the component, path derivatives "
+            "within it), 'sfe' or 'vimco'.")
+
+
 def has_analytic_kl(q: distrax.Distribution, p: distrax.Distribution) -> bool:
     """Whether distrax/TFP registers a closed-form ``KL(q || p)`` for these types."""
     try:

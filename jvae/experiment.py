@@ -35,6 +35,7 @@ from jvae import builders, plotting, sharding
 from jvae.checkpoints import Checkpointer, write_json_atomic
 from jvae.evaluation import make_evaluator
 from jvae.model import VAE, init_params, reconstruct, sample_prior
+from jvae.objectives.base import as_objective
 from jvae.training import (NonFiniteLossError, TrainState, first_non_finite, make_train_epoch,
                            set_learning_rate)
 
@@ -72,7 +73,11 @@ def _setup(config: ml_collections.ConfigDict):
     builders.validate_config(config)
     datasets = builders.load_data(config)
     model = builders.build_model(config, datasets.train.shape[1:])
-    optimizer = builders.build_optimizer(config)
+    steps = len(datasets.train) // int(config.batch_size)
+    if steps == 0:
+        raise ValueError(f"config.batch_size {config.batch_size} is larger than the training "
+                         f"set ({len(datasets.train)} examples).")
+    optimizer = builders.build_optimizer(config, steps_per_epoch=steps)
     return datasets, model, optimizer
 
 
@@ -80,8 +85,12 @@ def _initial_state(config, model, optimizer, x_example) -> TrainState:
     """The train state of seed ``config.seed``; with ``num_seeds > 1`` the states of seeds
     ``seed .. seed + num_seeds - 1``, and for a sweep one state per swept value (all from
     ``config.seed``, with their own learning rate), stacked along a leading axis by ``vmap``."""
+    objective = as_objective(builders.build_loss(config, model))
+
     def create(init_key, train_key):
-        return TrainState.create(init_params(model, init_key, x_example), optimizer, train_key)
+        est = objective.init(jax.random.fold_in(init_key, 1), jnp.asarray(x_example))
+        return TrainState.create(init_params(model, init_key, x_example), optimizer, train_key,
+                                 est)
 
     sweep = builders.sweep_values(config)
     keys = [_keys(s) for s in _seeds(config)]

@@ -28,6 +28,7 @@ __all__ = [
     "ContinuousBernoulliHead",
     "GaussianHead",
     "DiagGaussianHead",
+    "MixtureGaussianHead",
     "positive_scale",
 ]
 
@@ -154,3 +155,44 @@ class DiagGaussianHead(nn.Module):
         loc = dense(d, fan_in, self.weight_init, name="loc")(h)
         raw = dense(d, fan_in, self.weight_init, name="raw_scale")(h)
         return dists.diag_gaussian(loc, positive_scale(raw, self.scale, self.min_scale))
+
+
+class MixtureGaussianHead(nn.Module):
+    """``q(z|x) = sum_c w_c(h) N(mu_c(h), diag(sigma_c(h)^2))``: a mixture of ``C`` diagonal
+    Gaussians from encoder features ``[..., F]`` (the DPM2 notebook's MoG posterior).
+
+    Not reparameterisable as a whole (the component choice is discrete): train it with the
+    score-function (``"sfe"``) or the mixture (``"mixture"``) estimator, not the
+    reparameterised ELBO. The component means start apart (the ``loc`` layer's bias is drawn
+    from ``N(0, init_spread^2)``) so the components do not collapse onto one another.
+
+    Attributes:
+      latent_dim: D.
+      num_components: C.
+      scale: ``"softplus"`` or ``"exp"``, see :func:`positive_scale`.
+      min_scale: floor added to every scale.
+      init_spread: standard deviation of the initial component-mean offsets.
+      weight_init: initialisation scheme of the output layers.
+    """
+
+    latent_dim: int
+    num_components: int = 2
+    scale: str = "softplus"
+    min_scale: float = 1e-5
+    init_spread: float = 1.0
+    weight_init: str = "lecun"
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distrax.Distribution:
+        d, c = int(self.latent_dim), int(self.num_components)
+        if d <= 0 or c <= 0:
+            raise ValueError(f"latent_dim and num_components must be positive integers, got "
+                             f"{self.latent_dim!r} and {self.num_components!r}.")
+        fan_in = h.shape[-1]
+        lead = h.shape[:-1]
+        loc = dense(c * d, fan_in, self.weight_init, name="loc")(h).reshape(*lead, c, d)
+        offset = self.param("loc_offset", nn.initializers.normal(self.init_spread), (c, d))
+        raw = dense(c * d, fan_in, self.weight_init, name="raw_scale")(h).reshape(*lead, c, d)
+        logits = dense(c, fan_in, self.weight_init, name="logits")(h)
+        return dists.mixture_diag_gaussian(logits, loc + offset,
+                                           positive_scale(raw, self.scale, self.min_scale))

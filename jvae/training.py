@@ -8,6 +8,7 @@ to the host until the epoch ends.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -15,8 +16,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jvae.objectives.base import EstimatorState, Objective, as_objective
+
 __all__ = ["TrainState", "make_optimizer", "make_train_epoch", "NonFiniteLossError",
-           "first_non_finite", "set_learning_rate"]
+           "first_non_finite", "set_learning_rate", "trainable"]
 
 LossFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
@@ -26,20 +29,40 @@ class TrainState(NamedTuple):
 
     Attributes:
       params: model parameters.
-      opt_state: optimiser state.
+      opt_state: optimiser state of :func:`trainable` ``(params, estimator)``.
       step: number of optimiser steps taken (int32 scalar).
       key: typed PRNG key consumed by the next epoch.
+      estimator: the objective's :class:`~jvae.objectives.base.EstimatorState` (control
+        variate statistics, a learned baseline); empty for stateless objectives.
     """
 
     params: Any
     opt_state: Any
     step: jax.Array
     key: jax.Array
+    estimator: EstimatorState = EstimatorState()
 
     @classmethod
     def create(cls, params: Any, optimizer: optax.GradientTransformation,
-               key: jax.Array) -> "TrainState":
-        return cls(params, optimizer.init(params), jnp.zeros((), jnp.int32), key)
+               key: jax.Array, estimator: EstimatorState = EstimatorState()) -> "TrainState":
+        """A fresh state; ``estimator`` comes from ``objective.init(key, x_example)``."""
+        opt_state = optimizer.init(trainable(params, estimator))
+        return cls(params, opt_state, jnp.zeros((), jnp.int32), key, estimator)
+
+
+def trainable(params: Any, estimator: EstimatorState = EstimatorState()) -> Any:
+    """The pytree the optimiser updates: the model parameters, or ``(params, est_params)``
+    when the estimator has trainable parameters (e.g. a learned baseline, whose leaves sit
+    under a ``"baseline"`` key so a parameter group can give it its own learning rate)."""
+    if jax.tree_util.tree_leaves(estimator.params):
+        return (params, estimator.params)
+    return params
+
+
+def _untrainable(tree: Any, estimator: EstimatorState) -> tuple[Any, Any]:
+    if jax.tree_util.tree_leaves(estimator.params):
+        return tree
+    return tree, estimator.params
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -76,7 +99,8 @@ def _group_labels(params: Any, groups: Mapping[str, float]) -> Any:
 def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float = 0.0,
                    param_groups: Mapping[str, float] | None = None,
                    schedule: Callable[[jax.Array], jax.Array] | None = None,
-                   inject: bool = False) -> optax.GradientTransformation:
+                   inject: bool = False, eps: float | None = None
+                   ) -> optax.GradientTransformation:
     """Build the optax optimiser.
 
     Args:
@@ -91,6 +115,8 @@ def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float
       inject: build the default group with ``optax.inject_hyperparams`` so that its learning
         rate lives in the optimiser state (see :func:`set_learning_rate`), e.g. to vmap a sweep
         over learning rates.
+      eps: the epsilon of Adam/AdamW/RMSprop (``None``: optax's default; the IWAE paper
+        uses 1e-4 with Adam).
     """
     makers = {"adam": optax.adam, "adamw": optax.adamw, "rmsprop": optax.rmsprop,
               "sgd": optax.sgd}
@@ -102,6 +128,11 @@ def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float
             raise ValueError(f"Learning rate of group {group!r} must be positive, got {lr!r}.")
     if grad_clip < 0:
         raise ValueError(f"grad_clip must be >= 0, got {grad_clip!r}.")
+    if eps is not None:
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}.")
+        if name != "sgd":
+            makers[name] = functools.partial(makers[name], eps=float(eps))
 
     def base(lr: float, injected: bool = False) -> optax.GradientTransformation:
         if injected:
@@ -143,14 +174,17 @@ def set_learning_rate(opt_state: Any, learning_rate) -> Any:
     return new
 
 
-def make_train_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation,
+def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTransformation,
                      batch_size: int, *, dynamic_binarization: bool = False,
                      batch_sharding: jax.sharding.Sharding | None = None,
                      jit: bool = True):
     """Build ``epoch(state, data, order_key=None) -> (state, metrics, step_losses)``.
 
     Args:
-      loss_fn: pure ``loss(params, key, x) -> (loss, aux)``.
+      loss_fn: pure ``loss(params, key, x) -> (loss, aux)``, or a stateful
+        :class:`~jvae.objectives.base.Objective`, whose estimator state
+        (``state.estimator``) is threaded through the scan and whose trainable estimator
+        parameters are updated by ``optimizer`` with the model.
       optimizer: optax transformation matching ``state.opt_state``.
       batch_size: examples per step; the epoch takes ``N // batch_size`` steps.
       dynamic_binarization: draw a fresh ``Bernoulli(x)`` binarisation of every batch inside
@@ -172,7 +206,13 @@ def make_train_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     if int(batch_size) <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     batch_size = int(batch_size)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    objective = as_objective(loss_fn)
+
+    def joint_loss(tree, est_state, key, x):
+        params, est_params = tree
+        return objective.loss(params, EstimatorState(est_params, est_state), key, x)
+
+    grad_fn = jax.value_and_grad(joint_loss, has_aux=True)
 
     def epoch(state: TrainState, data: jax.Array, order_key: jax.Array | None = None):
         n = data.shape[0]
@@ -187,7 +227,7 @@ def make_train_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation,
         perm = perm.reshape(num_steps, batch_size)
 
         def step(carry, inputs):
-            params, opt_state = carry
+            params, opt_state, est = carry
             idx, i = inputs
             loss_key, bin_key = jax.random.split(jax.random.fold_in(epoch_key, i))
             x = jnp.take(data, idx, axis=0)
@@ -195,14 +235,18 @@ def make_train_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                 x = jax.lax.with_sharding_constraint(x, batch_sharding)
             if dynamic_binarization:
                 x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
-            (_, aux), grads = grad_fn(params, loss_key, x)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return (params, opt_state), aux
+            (_, (aux, new_est)), grads = grad_fn((params, est.params), est.state, loss_key, x)
+            if not jax.tree_util.tree_leaves(est.params):
+                grads = grads[0]
+            tree = trainable(params, est)
+            updates, opt_state = optimizer.update(grads, opt_state, tree)
+            params, est_params = _untrainable(optax.apply_updates(tree, updates), est)
+            return (params, opt_state, EstimatorState(est_params, new_est.state)), aux
 
-        (params, opt_state), aux = jax.lax.scan(
-            step, (state.params, state.opt_state), (perm, jnp.arange(num_steps)))
-        new_state = TrainState(params, opt_state, state.step + num_steps, next_key)
+        (params, opt_state, est), aux = jax.lax.scan(
+            step, (state.params, state.opt_state, state.estimator),
+            (perm, jnp.arange(num_steps)))
+        new_state = TrainState(params, opt_state, state.step + num_steps, next_key, est)
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
         return new_state, metrics, aux["loss"]
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jvae.distributions import kl_divergence
+from jvae.distributions import kl_divergence, require_reparameterised
 from jvae.model import VAE
 
 __all__ = ["make_elbo_loss", "elbo_terms"]
@@ -34,6 +34,7 @@ def elbo_terms(model: VAE, params: Any, key: jax.Array, x: jax.Array, num_sample
       ``(distortion [B], rate [B])``; the ELBO is ``-(distortion + rate)``.
     """
     q = model.apply(params, x, method=VAE.encode)
+    require_reparameterised(q, "the reparameterised ELBO")
     z = q.sample(seed=key, sample_shape=(num_samples,))                 # [S, B, D]
     log_px_z = model.apply(params, z, method=VAE.decode).log_prob(x)    # [S, B]
     distortion = -jnp.mean(log_px_z, axis=0)

@@ -1,0 +1,183 @@
+"""Score-function (NVIL) estimators of the ELBO gradient, and the mixture estimator.
+
+For ``ELBO(x) = E_q[log p(x, z) - log q(z|x)]`` (Mnih & Gregor, 2014; the DPM2 notebook's
+section 3.3):
+
+* the generative parameters get ``E_q[grad_theta log p(x, z)]``;
+* the inference parameters get ``E_q[(r - b) grad_lambda log q(z|x)]`` with the learning
+  signal ``r = log p(x|z) + beta (log p(z) - log q(z|x))`` (``kl="mc"``), or, with an
+  analytic KL (``kl="analytic"``), ``r = log p(x|z)`` and the KL's gradient taken exactly;
+  ``b`` is whatever the control variates subtract (or divide by).
+
+The samples are stopped (``stop_gradient``), so the estimator is a pure score-function
+estimator for every posterior, reparameterisable ones included, and can be compared with the
+reparameterised gradient on the same model.
+
+The *mixture* estimator (the notebook's "Beyond" section) is for a mixture-of-Gaussians
+``q``: the component choice ``c`` is discrete and gets a score-function term
+``(r - b) grad log w_c``, the within-component sample ``z = mu_c + sigma_c eps`` is
+reparameterised, so ``mu`` and ``sigma`` get path derivatives.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jvae.distributions import has_analytic_kl, mixture_parts, sample_mixture
+from jvae.model import VAE
+from jvae.objectives.base import (EstimatorState, Objective, score_surrogate,
+                                  value_and_surrogate)
+from jvae.objectives.control_variates import CVContext, ControlVariate, chain
+
+__all__ = ["make_sfe_objective", "make_mixture_objective"]
+
+_sg = jax.lax.stop_gradient
+
+
+def _check(num_samples, beta, kl):
+    if int(num_samples) <= 0:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
+    if isinstance(beta, (int, float)) and not beta >= 0:
+        raise ValueError(f"beta must be non-negative, got {beta!r}.")
+    if kl not in ("auto", "analytic", "mc"):
+        raise ValueError(f"Unknown kl {kl!r}; expected 'auto', 'analytic' or 'mc'.")
+    return int(num_samples)
+
+
+def _as_chain(control_variates) -> ControlVariate:
+    if isinstance(control_variates, ControlVariate):
+        return control_variates
+    return chain(*tuple(control_variates))
+
+
+def _signal_stats(raw: jax.Array, centred: jax.Array) -> dict:
+    return {"signal_mean": jnp.mean(raw), "signal_std": jnp.std(raw),
+            "centred_signal_mean": jnp.mean(centred), "centred_signal_std": jnp.std(centred)}
+
+
+def make_sfe_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
+                       control_variates: Sequence[ControlVariate] | ControlVariate = (),
+                       kl: str = "mc") -> Objective:
+    """The score-function (NVIL) estimator as an :class:`Objective`.
+
+    Args:
+      model: the VAE (any posterior).
+      num_samples: S samples per example, drawn at once (``[S, B, D]``).
+      beta: weight of the rate (may be traced, for vmapped sweeps).
+      control_variates: a sequence applied as a :func:`chain`, or one control variate.
+      kl: ``"mc"`` (signal ``log p(x|z) + beta (log p(z) - log q(z|x))``), ``"analytic"``
+        (signal ``log p(x|z)``, ``beta KL`` differentiated exactly) or ``"auto"`` (analytic
+        where distrax/TFP has it).
+
+    Returns:
+      An :class:`Objective`. ``loss`` has the value ``mean_B [D + beta R]`` (plus the
+      control variates' own losses, e.g. a learned baseline's squared error) and the
+      gradient of the estimator; ``aux`` holds ``loss``, ``elbo``, ``distortion``, ``rate``,
+      the raw and centred signal's mean and std and the control variates' diagnostics.
+    """
+    num_samples = _check(num_samples, beta, kl)
+    cv = _as_chain(control_variates)
+
+    def init(key, x_example):
+        params, state = cv.init(key, x_example)
+        return EstimatorState(params, state)
+
+    def loss(params, est, key, x):
+        k_z, k_fresh = jax.random.split(key)
+        q = model.apply(params, x, method=VAE.encode)
+        pz = model.apply(params, method=VAE.prior_distribution)
+        analytic = kl == "analytic" or (kl == "auto" and has_analytic_kl(q, pz))
+        kl_exact = q.kl_divergence(pz) if analytic else None                    # [B]
+
+        def terms(z):
+            log_px_z = model.apply(params, z, method=VAE.decode).log_prob(x)    # [S, B]
+            log_pz, log_q = pz.log_prob(z), q.log_prob(z)
+            signal = log_px_z if analytic else log_px_z + beta * (log_pz - log_q)
+            return log_px_z, log_pz, log_q, signal
+
+        z = _sg(q.sample(seed=k_z, sample_shape=(num_samples,)))                # [S, B, D]
+        log_px_z, log_pz, log_q, raw = terms(z)
+
+        def fresh_signal():
+            z2 = _sg(q.sample(seed=k_fresh, sample_shape=(num_samples,)))
+            return _sg(terms(z2)[3])
+
+        ctx = CVContext(x=x, fresh_signal=fresh_signal)
+        centred, cv_state, cv_loss, cv_aux = cv.apply(est.params, est.state, _sg(raw), ctx)
+
+        distortion = -jnp.mean(log_px_z, axis=0)                                # [B]
+        if analytic:
+            rate = kl_exact
+            model_term = -distortion - beta * kl_exact
+        else:
+            rate = jnp.mean(log_q - log_pz, axis=0)
+            model_term = jnp.mean(log_px_z + beta * log_pz, axis=0)
+        surrogate = model_term + jnp.mean(score_surrogate(log_q, centred), axis=0)
+        value = jnp.mean(distortion + beta * rate)
+        total = value_and_surrogate(value, -jnp.mean(surrogate)) + cv_loss
+        aux = {"loss": value, "elbo": -jnp.mean(distortion + rate),
+               "distortion": jnp.mean(distortion), "rate": jnp.mean(rate),
+               **_signal_stats(raw, centred), **cv_aux}
+        return total, (aux, EstimatorState(est.params, cv_state))
+
+    return Objective(init, loss)
+
+
+def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
+                           control_variates: Sequence[ControlVariate] | ControlVariate = ()
+                           ) -> Objective:
+    """The mixture estimator for a mixture-of-diagonal-Gaussians posterior.
+
+    With ``c ~ Cat(w(x))`` and ``z = mu_c(x) + sigma_c(x) eps`` and
+    ``f = log p(x|z) + beta (log p(z) - log q(z|x))`` (``log q`` the full mixture density):
+    ``grad E[f] = E[(f - b) grad log w_c] + E[grad f]``, the first term by the score function
+    (only the mixing weights receive it), the second by reparameterisation (path derivatives
+    through ``z`` to ``mu``, ``sigma`` and the decoder, plus the direct dependence of
+    ``log q`` on all of q's parameters). Unbiased; the rate is Monte Carlo (no closed-form KL
+    exists for mixtures).
+
+    Args: as :func:`make_sfe_objective` (the posterior must be a
+      :class:`jvae.heads.MixtureGaussianHead`).
+    """
+    num_samples = _check(num_samples, beta, "mc")
+    cv = _as_chain(control_variates)
+
+    def init(key, x_example):
+        params, state = cv.init(key, x_example)
+        return EstimatorState(params, state)
+
+    def loss(params, est, key, x):
+        k_z, k_fresh = jax.random.split(key)
+        q = model.apply(params, x, method=VAE.encode)
+        try:
+            logits = mixture_parts(q)[0]
+        except TypeError as e:
+            raise ValueError("objective 'mixture' needs a mixture posterior "
+                             "(model.posterior='mixture').") from e
+        pz = model.apply(params, method=VAE.prior_distribution)
+
+        def terms(key_):
+            c, z = sample_mixture(q, key_, (num_samples,))                     # [S,B], [S,B,D]
+            log_px_z = model.apply(params, z, method=VAE.decode).log_prob(x)   # [S, B]
+            log_pz, log_q = pz.log_prob(z), q.log_prob(z)
+            return c, log_px_z, log_pz, log_q, log_px_z + beta * (log_pz - log_q)
+
+        c, log_px_z, log_pz, log_q, f = terms(k_z)
+        ctx = CVContext(x=x, fresh_signal=lambda: _sg(terms(k_fresh)[4]))
+        centred, cv_state, cv_loss, cv_aux = cv.apply(est.params, est.state, _sg(f), ctx)
+        log_w_c = jnp.take_along_axis(jax.nn.log_softmax(logits)[None], c[..., None],
+                                      axis=-1)[..., 0]                          # [S, B]
+        surrogate = jnp.mean(f + score_surrogate(log_w_c, centred), axis=0)     # [B]
+        distortion = -jnp.mean(log_px_z, axis=0)
+        rate = jnp.mean(log_q - log_pz, axis=0)
+        value = jnp.mean(distortion + beta * rate)
+        total = value_and_surrogate(value, -jnp.mean(surrogate)) + cv_loss
+        aux = {"loss": value, "elbo": -jnp.mean(distortion + rate),
+               "distortion": jnp.mean(distortion), "rate": jnp.mean(rate),
+               **_signal_stats(f, centred), **cv_aux}
+        return total, (aux, EstimatorState(est.params, cv_state))
+
+    return Objective(init, loss)
