@@ -40,7 +40,7 @@ def ppca():
     """PPCA with Dx=5, Dz=2, sigma=0.5 as a jvae VAE with hand-set (exact or poorer) params.
 
     Attributes: model, params (exact posterior), params_poor (loc shifted by 1 posterior sd,
-    sds scaled by 0.8), W, mu, sigma, m_diag, post_sd, numpy closed forms ``log_px(x)``,
+    sds scaled by 0.8), params_near (shifted by 0.3 sd, sds scaled by 0.9), W, mu, sigma, m_diag, post_sd, numpy closed forms ``log_px(x)``,
     ``post_mean(x)``, ``log_joint(x, z)``, ``log_px_given_z(x, z)``, ``kl_q_post(shift, f)``,
     and ``sample(n, seed)`` drawing x from the model (float32).
     """
@@ -105,6 +105,7 @@ def ppca():
         kl_q_post=kl_q_post, sample=sample, poor_shift=1.0, poor_factor=0.8)
     ns.params = _ppca_params(init, ns)
     ns.params_poor = _ppca_params(init, ns, ns.poor_shift, ns.poor_factor)
+    ns.params_near = _ppca_params(init, ns, 0.3, 0.9)       # close to the exact posterior
     return ns
 
 

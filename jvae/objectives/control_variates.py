@@ -252,6 +252,11 @@ def chain(*cvs: ControlVariate) -> ControlVariate:
         return tuple(p for p, _ in pairs), tuple(s for _, s in pairs)
 
     def apply(params, state, r, ctx):
+        if len(params) != len(cvs) or len(state) != len(cvs):
+            raise ValueError(
+                f"This chain has {len(cvs)} control variates but got estimator params/state "
+                f"for {len(params)}/{len(state)}: build the state with the same objective's "
+                "init().")
         total, aux, new_states = 0.0, {}, []
         for cv, p, s in zip(cvs, params, state):
             r, s, loss, a = cv.apply(p, s, r, ctx)

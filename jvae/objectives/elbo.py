@@ -21,7 +21,7 @@ LossFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
 
 def elbo_terms(model: VAE, params: Any, key: jax.Array, x: jax.Array, num_samples: int = 1,
-               kl: str = "auto") -> tuple[jax.Array, jax.Array]:
+               kl: str = "auto", pathwise: bool = False) -> tuple[jax.Array, jax.Array]:
     """Per-example distortion and rate with ``S`` reparameterised samples.
 
     Args:
@@ -29,12 +29,16 @@ def elbo_terms(model: VAE, params: Any, key: jax.Array, x: jax.Array, num_sample
       num_samples: S samples per example, drawn at once as ``[S, B, D]``.
       kl: ``"auto"`` (analytic if distrax/TFP has it, else Monte Carlo), ``"analytic"`` or
         ``"mc"``.
+      pathwise: the caller differentiates through the samples: refuse posteriors that are
+        not reparameterisable (mixtures), whose sample gradient would be silently biased.
+        Evaluation (no gradient) works with any posterior.
 
     Returns:
       ``(distortion [B], rate [B])``; the ELBO is ``-(distortion + rate)``.
     """
     q = model.apply(params, x, method=VAE.encode)
-    require_reparameterised(q, "the reparameterised ELBO")
+    if pathwise:
+        require_reparameterised(q, "the reparameterised ELBO")
     z = q.sample(seed=key, sample_shape=(num_samples,))                 # [S, B, D]
     log_px_z = model.apply(params, z, method=VAE.decode).log_prob(x)    # [S, B]
     distortion = -jnp.mean(log_px_z, axis=0)
@@ -67,7 +71,7 @@ def make_elbo_loss(model: VAE, beta: float = 1.0, num_samples: int = 1,
     num_samples = int(num_samples)
 
     def loss_fn(params, key, x):
-        distortion, rate = elbo_terms(model, params, key, x, num_samples, kl)
+        distortion, rate = elbo_terms(model, params, key, x, num_samples, kl, pathwise=True)
         loss = jnp.mean(distortion + beta * rate)
         aux = {
             "loss": loss,
