@@ -5,12 +5,132 @@ FFNN encoder 4096-512-512-1024 followed by the Gaussian head's 20-unit hidden la
 likelihood; softplus scales; Adam; batch 256, 5 epochs. ``--config.model.encoder=conv
 --config.model.decoder=conv`` gives the CNN variant. Differences from the notebook: no
 dropout (the notebook's decoder uses p=0.1), and a ReLU after the encoder's 1024-unit layer.
+
+Variants (section 3.3.3 and "Beyond")
+-------------------------------------
+``get_config()`` (no argument, or an empty string) is the classic VAE above: Gaussian prior,
+Gaussian posterior, reparameterised ELBO, Adam 1e-3. ``get_config("key=value,...")`` picks one
+of the notebook's variants; on the command line through ml_collections' config string::
+
+    python -m jvae.train --workdir runs/dpm2_mix \\
+        --config experiments/configs/fashion_mnist_dpm2.py:prior=mixture,posterior=mixture,estimator=sfe
+
+Keys (all optional; unknown keys or values raise ``ValueError`` listing the valid choices):
+
+* ``prior``: ``gaussian`` (standard normal, default) | ``mixture`` (learned mixture of
+  ``model.prior_components = 10`` diagonal Gaussians, the notebook's ``MoGPriorNet``).
+* ``posterior``: ``gaussian`` (diagonal Gaussian, default) | ``mixture`` (mixture of
+  ``model.posterior_components = 2`` diagonal Gaussians, the notebook's ``MoGCPDNet``
+  default).
+* ``estimator``:
+
+  - ``reparam`` (default): objective ``elbo``, the reparameterised gradient. Needs
+    ``posterior=gaussian`` (a mixture is not reparameterisable), otherwise ``ValueError``.
+  - ``sfe``: objective ``sfe``, the score-function (NVIL) estimator for the inference
+    model (any posterior), with the control-variate chain named by ``cv``.
+  - ``mixture``: objective ``mixture``, the "Beyond" section's estimator (score function for
+    the component choice, reparameterisation within the component, with the same ``cv``
+    chain on the score-function term). Needs ``posterior=mixture``, otherwise ``ValueError``.
+
+* ``cv`` (only with ``estimator=sfe|mixture``; ``ValueError`` with ``reparam``): the chain
+  of control variates (``objective.control_variates``, the notebook's ``CVChain``),
+  applied left to right:
+
+  - ``critic`` (default): ``("self_critic", "centred", "scaled")``: subtract the signal of a
+    fresh sample ``z' ~ q(z|x)`` (``SelfCritic``; it must come first because it subtracts a
+    raw signal), centre what is left by a running mean (``CentredReward``) and divide by a
+    running standard deviation floored at 1 (``ScaledReward``). No trained parameters; costs
+    one more decoder pass per step.
+  - ``baseline``: ``("centred", "baseline", "scaled")``: the notebook's commented-out chain
+    ``CVChain(CentredReward(), Baseline(4096, 512), ScaledReward())`` with everything
+    enabled; the baseline is an MLP 4096-512-1 of ``x`` trained by squared error with its
+    own learning rate (``objective.baseline_learning_rate``).
+  - ``centred``: ``("centred",)``, the chain the notebook leaves switched on.
+  - ``none``: ``()``, the plain (high-variance) score-function estimator.
+
+  ``objective.cv_decay = 0.1``: the notebook's running estimates put weight ``alpha = 0.9``
+  on the newest batch, which is ``decay = 1 - alpha`` in jvae's convention.
+
+Optimiser of the score-function variants (``sfe`` and ``mixture``): RMSprop with the
+notebook's ``OptCollection`` learning rates as parameter groups (``optim.param_groups``,
+regexes on module names): the generative model (``prior``, ``decoder``, ``likelihood``) 5e-4,
+the inference model (``encoder``, ``posterior``) 1e-4, a learned baseline
+(``baseline``, via ``objective.baseline_learning_rate``) 1e-4. ``learning_rate = 5e-4`` is
+the default for anything not in a group. Differences from the notebook's ``torch.optim.RMSprop``:
+no weight decay (the notebook uses 1e-6 on the generative model and the baseline; jvae's
+optimiser has no weight-decay option), and optax's defaults ``decay = 0.9`` and ``eps``
+inside the square root (PyTorch: ``alpha = 0.99``, ``eps`` outside); jvae does not expose
+RMSprop's decay. The reparameterised variant keeps Adam 1e-3 ("Adam is the go-to choice for
+(reparameterised) VAEs"; "Adam is not often a good choice for SFE-based optimisation").
+
+Every field can still be overridden after the variant, e.g.
+``--config.model.prior_components=5 --config.objective.num_samples=4``.
 """
 
 from jvae.config import default_config
 
+PRIORS = {"gaussian": "standard", "mixture": "mixture"}
+POSTERIORS = {"gaussian": "gaussian", "mixture": "mixture"}
+ESTIMATORS = {"reparam": "elbo", "sfe": "sfe", "mixture": "mixture"}
+CV_CHAINS = {
+    "critic": ("self_critic", "centred", "scaled"),
+    "baseline": ("centred", "baseline", "scaled"),
+    "centred": ("centred",),
+    "none": (),
+}
+CHOICES = {"prior": tuple(PRIORS), "posterior": tuple(POSTERIORS),
+           "estimator": tuple(ESTIMATORS), "cv": tuple(CV_CHAINS)}
+DEFAULTS = {"prior": "gaussian", "posterior": "gaussian", "estimator": "reparam"}
 
-def get_config():
+GENERATIVE_LR = 5e-4        # notebook: RMSprop(model.gen_params(), lr=5e-4)
+INFERENCE_LR = 1e-4         # notebook: RMSprop(model.inf_params(), lr=1e-4)
+BASELINE_LR = 1e-4          # notebook: RMSprop(model.cv_params(), lr=1e-4)
+
+
+def parse_variant(variant: str) -> dict:
+    """``"prior=mixture,estimator=sfe"`` -> ``{"prior": "mixture", "posterior": "gaussian",
+    "estimator": "sfe", "cv": "critic"}`` (defaults filled in); raises ``ValueError`` on an
+    unknown key or value, a repeated key, or an invalid combination."""
+    chosen = {}
+    for item in (variant or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = (s.strip() for s in item.partition("="))
+        if not sep:
+            raise ValueError(f"fashion_mnist_dpm2 variant {item!r} is not key=value; valid keys "
+                             f"and values: {_describe_choices()}.")
+        if key not in CHOICES:
+            raise ValueError(f"Unknown fashion_mnist_dpm2 variant key {key!r}; valid keys and "
+                             f"values: {_describe_choices()}.")
+        if value not in CHOICES[key]:
+            raise ValueError(f"Unknown value {value!r} for fashion_mnist_dpm2 variant key "
+                             f"{key!r}; choose one of {list(CHOICES[key])}.")
+        if key in chosen:
+            raise ValueError(f"fashion_mnist_dpm2 variant key {key!r} given twice.")
+        chosen[key] = value
+    out = {**DEFAULTS, **chosen}
+    if out["estimator"] == "reparam":
+        if out["posterior"] == "mixture":
+            raise ValueError("fashion_mnist_dpm2: estimator=reparam needs posterior=gaussian "
+                             "(a mixture posterior is not reparameterisable); use "
+                             "estimator=sfe or estimator=mixture.")
+        if "cv" in chosen:
+            raise ValueError("fashion_mnist_dpm2: cv (control variates) applies to "
+                             "estimator=sfe or estimator=mixture, not estimator=reparam.")
+    if out["estimator"] == "mixture" and out["posterior"] != "mixture":
+        raise ValueError("fashion_mnist_dpm2: estimator=mixture needs posterior=mixture.")
+    if out["estimator"] != "reparam":
+        out.setdefault("cv", "critic")
+    return out
+
+
+def _describe_choices() -> str:
+    return "; ".join(f"{k} in {list(v)}" for k, v in CHOICES.items())
+
+
+def get_config(variant: str = ""):
+    v = parse_variant(variant)
     c = default_config()
     c.seed = 42
     c.num_epochs = 5
@@ -29,4 +149,22 @@ def get_config():
     c.model.likelihood = "bernoulli"
     c.eval.batch_size = 500
     c.checkpoint_every = 1
+
+    c.model.prior = PRIORS[v["prior"]]
+    c.model.prior_components = 10
+    c.model.posterior = POSTERIORS[v["posterior"]]
+    c.model.posterior_components = 2
+    c.objective.name = ESTIMATORS[v["estimator"]]
+    if v["estimator"] != "reparam":
+        c.objective.control_variates = CV_CHAINS[v["cv"]]
+        c.objective.cv_decay = 0.1
+        if "baseline" in c.objective.control_variates:
+            c.objective.baseline_hidden = (512,)
+            c.objective.baseline_learning_rate = BASELINE_LR
+        c.optim.name = "rmsprop"
+        c.learning_rate = GENERATIVE_LR
+        for module in ("prior", "decoder", "likelihood"):
+            c.optim.param_groups[module] = GENERATIVE_LR
+        for module in ("encoder", "posterior"):
+            c.optim.param_groups[module] = INFERENCE_LR
     return c
