@@ -103,6 +103,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError("objective 'mixture' needs model.posterior='mixture'.")
     _choice("schedule", config.optim.schedule, SCHEDULES)
     _positive("config.optim.eps", config.optim.eps)
+    _positive("config.optim.weight_decay", config.optim.weight_decay, allow_zero=True)
+    if not 0 < float(config.optim.rmsprop_decay) < 1:
+        raise ValueError(f"config.optim.rmsprop_decay must be in (0, 1), got "
+                         f"{config.optim.rmsprop_decay!r}.")
+    _positive("config.eval.every", config.eval.every)
+    _positive("config.eval.ll_every", config.eval.ll_every, allow_zero=True)
     _positive("config.eval.batch_size", config.eval.batch_size)
     _positive("config.eval.ll_samples", config.eval.ll_samples, allow_zero=True)
     sweep_values(config)
@@ -243,7 +249,9 @@ def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int | No
     eps = None if o.name == "sgd" else float(o.eps)
     return make_optimizer(float(config.learning_rate), name=o.name,
                           grad_clip=float(o.grad_clip), param_groups=groups,
-                          schedule=schedule, inject=bool(config.sweep.learning_rate), eps=eps)
+                          schedule=schedule, inject=bool(config.sweep.learning_rate), eps=eps,
+                          weight_decay=float(o.weight_decay),
+                          rmsprop_decay=float(o.rmsprop_decay) if o.name == "rmsprop" else None)
 
 
 def _stages_for(num_epochs: int) -> int:

@@ -49,7 +49,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.encoder_hidden = (400,)
     c.model.decoder_hidden = (400,)
     c.model.activation = "relu"
-    c.model.init = "lecun"          # dense-layer init: lecun (Flax) | torch (PyTorch nn.Linear)
+    c.model.init = "lecun"          # dense-layer init: lecun (Flax) | torch (PyTorch) | glorot
     c.model.conv_encoder_features = (32, 64, 128, 256)
     c.model.conv_encoder_out = 0    # dense projection after the conv stack (0: none)
     c.model.conv_decoder_features = (128, 64, 32)
@@ -80,6 +80,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.optim.grad_clip = 0.0                # 0: no clipping
     c.optim.param_groups = ml_collections.ConfigDict()   # {module regex: learning rate}
     c.optim.eps = 1e-8                     # adam/adamw/rmsprop epsilon
+    c.optim.weight_decay = 0.0             # L2 added to the gradients (adamw: decoupled)
+    c.optim.rmsprop_decay = 0.9            # rmsprop's averaging (PyTorch's alpha is 0.99)
     c.optim.schedule = "constant"          # constant | iwae (stages of 3^i epochs, lr * 10^(-i/7))
 
     c.sweep = ml_collections.ConfigDict()  # vmapped hyperparameter sweep (one program)
@@ -92,4 +94,6 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.ll_samples = 0                  # K for importance-sampled log p(x) each epoch (<= 1: off)
     c.eval.ll_chunk = 100
     c.eval.every = 1                       # evaluate every N epochs (and at the end)
+    c.eval.ll_every = 0                    # log p(x) only every N epochs and at the end
+                                           # (0: at every evaluation)
     return c

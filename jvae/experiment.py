@@ -218,12 +218,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     else:
         epoch_fn = jax.jit(make_epoch())
     ll_samples = int(config.eval.ll_samples)
-    evaluator = make_evaluator(model, batch_size=int(config.eval.batch_size),
-                               elbo_samples=int(config.eval.elbo_samples),
-                               ll_samples=ll_samples if ll_samples > 1 else 0,
-                               ll_chunk=int(config.eval.ll_chunk))
-    if multi:
-        evaluator = jax.jit(jax.vmap(evaluator, in_axes=(0, 0, None)))
+    ll_every = int(config.eval.ll_every)
+
+    def build_evaluator(with_ll: bool):
+        fn = make_evaluator(model, batch_size=int(config.eval.batch_size),
+                            elbo_samples=int(config.eval.elbo_samples),
+                            ll_samples=ll_samples if (with_ll and ll_samples > 1) else 0,
+                            ll_chunk=int(config.eval.ll_chunk))
+        return jax.jit(jax.vmap(fn, in_axes=(0, 0, None))) if multi else fn
+
+    evaluator = build_evaluator(True)
+    cheap_evaluator = build_evaluator(False) if ll_every and ll_samples > 1 else evaluator
     t0 = time.perf_counter()
     compiled = epoch_fn.lower(state, train, _order_key(config, 1)).compile()
     compile_seconds = time.perf_counter() - t0
@@ -268,15 +273,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             t0 = time.perf_counter()
             keys = (jax.vmap(lambda k: jax.random.fold_in(k, epoch))(eval_keys) if multi
                     else jax.random.fold_in(eval_keys, epoch))
-            _record("eval", evaluator(state.params, keys, evals), record)
+            with_ll = not ll_every or epoch % ll_every == 0 or epoch == num_epochs
+            _record("eval", (evaluator if with_ll else cheap_evaluator)(state.params, keys,
+                                                                        evals), record)
             record["eval/seconds"] = time.perf_counter() - t0
         _append_metrics(workdir, record)
         history.append(record)
         every = int(config.checkpoint_every)
         if (every and epoch % every == 0) or epoch == num_epochs:
             ckpt.save(epoch, state)
+        last_eval = next((r for r in reversed(history) if "eval/elbo" in r
+                          or "eval/elbo_mean" in r), record)
         bar.set_postfix(loss=f"{_scalar(record, 'train/loss'):.2f}",
-                        elbo=f"{_scalar(record, 'eval/elbo'):.2f}")
+                        elbo=f"{_scalar(last_eval, 'eval/elbo'):.2f}")
     bar.close()
     if config.figures:
         params = jax.tree.map(lambda a: a[0], state.params) if multi else state.params

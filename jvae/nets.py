@@ -37,7 +37,7 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
             f"Unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}.") from None
 
 
-INITS = ("lecun", "torch")
+INITS = ("lecun", "torch", "glorot")
 
 
 def dense(features: int, fan_in: int, init: str = "lecun", name: str | None = None) -> nn.Dense:
@@ -46,11 +46,14 @@ def dense(features: int, fan_in: int, init: str = "lecun", name: str | None = No
     Args:
       features: output width.
       fan_in: input width (needed by the PyTorch scheme's bias bound).
-      init: ``"lecun"`` (Flax: LeCun-normal kernel, zero bias) or ``"torch"`` (PyTorch's
-        ``nn.Linear``: kernel and bias uniform in ``+-1/sqrt(fan_in)``).
+      init: ``"lecun"`` (Flax: LeCun-normal kernel, zero bias), ``"torch"`` (PyTorch's
+        ``nn.Linear``: kernel and bias uniform in ``+-1/sqrt(fan_in)``) or ``"glorot"``
+        (Glorot & Bengio's uniform kernel, zero bias; the IWAE paper's choice).
     """
     if init == "lecun":
         return nn.Dense(features, name=name)
+    if init == "glorot":
+        return nn.Dense(features, kernel_init=nn.initializers.glorot_uniform(), name=name)
     if init == "torch":
         bound = 1.0 / math.sqrt(max(int(fan_in), 1))
 

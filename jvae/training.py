@@ -99,7 +99,8 @@ def _group_labels(params: Any, groups: Mapping[str, float]) -> Any:
 def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float = 0.0,
                    param_groups: Mapping[str, float] | None = None,
                    schedule: Callable[[jax.Array], jax.Array] | None = None,
-                   inject: bool = False, eps: float | None = None
+                   inject: bool = False, eps: float | None = None,
+                   weight_decay: float = 0.0, rmsprop_decay: float | None = None
                    ) -> optax.GradientTransformation:
     """Build the optax optimiser.
 
@@ -117,6 +118,11 @@ def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float
         over learning rates.
       eps: the epsilon of Adam/AdamW/RMSprop (``None``: optax's default; the IWAE paper
         uses 1e-4 with Adam).
+      weight_decay: L2 penalty added to every gradient before the optimiser (``grad + wd *
+        param``, PyTorch's ``weight_decay`` for Adam/RMSprop/SGD; 0 disables). For
+        ``"adamw"`` it is AdamW's decoupled decay instead.
+      rmsprop_decay: RMSprop's squared-gradient averaging (optax default 0.9; PyTorch's
+        ``alpha`` default 0.99).
     """
     makers = {"adam": optax.adam, "adamw": optax.adamw, "rmsprop": optax.rmsprop,
               "sgd": optax.sgd}
@@ -128,6 +134,14 @@ def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float
             raise ValueError(f"Learning rate of group {group!r} must be positive, got {lr!r}.")
     if grad_clip < 0:
         raise ValueError(f"grad_clip must be >= 0, got {grad_clip!r}.")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
+    if rmsprop_decay is not None:
+        if not 0 < rmsprop_decay < 1:
+            raise ValueError(f"rmsprop_decay must be in (0, 1), got {rmsprop_decay!r}.")
+        makers["rmsprop"] = functools.partial(makers["rmsprop"], decay=float(rmsprop_decay))
+    if weight_decay > 0 and name == "adamw":
+        makers["adamw"] = functools.partial(makers["adamw"], weight_decay=float(weight_decay))
     if eps is not None:
         if not eps > 0:
             raise ValueError(f"eps must be positive, got {eps!r}.")
@@ -148,6 +162,8 @@ def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float
         opt = optax.multi_transform(transforms, lambda p: _group_labels(p, groups))
     else:
         opt = base(learning_rate, inject)
+    if weight_decay > 0 and name != "adamw":
+        opt = optax.chain(optax.add_decayed_weights(float(weight_decay)), opt)
     if grad_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(grad_clip), opt)
     return opt

@@ -393,3 +393,15 @@ def test_encoder_that_does_not_flatten_images_is_rejected():
     x = jnp.zeros((1, 4, 4, 1))
     with pytest.raises(ValueError, match="in_event_ndims=3"):
         jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
+
+
+def test_glorot_init_has_the_glorot_variance():
+    import jax
+    import numpy as np
+
+    from jvae.nets import dense
+
+    layer = dense(300, 500, "glorot")
+    params = layer.init(jax.random.key(0), np.zeros((1, 500), np.float32))["params"]
+    np.testing.assert_allclose(np.var(params["kernel"]), 2.0 / (500 + 300), rtol=0.03)
+    assert not np.any(params["bias"])

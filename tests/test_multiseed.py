@@ -92,3 +92,16 @@ def test_sweep_validation(small_g2d_config, tmp_path):
     with pytest.raises(ValueError, match="beta"):
         train_and_evaluate(small_g2d_config(**{"sweep.beta": (-1.0, 2.0)}), tmp_path / "b",
                            progress=False)
+
+
+def test_evaluate_cli_evaluates_every_seed_of_a_multi_seed_run(small_g2d_config, tmp_path):
+    from jvae import evaluate as evaluate_cli
+
+    config = small_g2d_config(num_epochs=1, num_seeds=2, seed=0, checkpoint_every=0)
+    config.dataset.count = 1500
+    train_and_evaluate(config, tmp_path, progress=False)
+    result = evaluate_cli.main([f"--workdir={tmp_path}", "--num-samples=10", "--limit=200"])
+    assert len(result["log_likelihood"]) == 2 and len(result["elbo"]) == 2
+    assert result["log_likelihood"][0] != result["log_likelihood"][1]
+    for ll, elbo in zip(result["log_likelihood"], result["elbo"]):
+        assert ll >= elbo - 0.5

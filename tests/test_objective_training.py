@@ -165,3 +165,31 @@ def test_iwae_schedule_stages():
         np.testing.assert_allclose(schedule(jnp.asarray(epoch * 10)), 10 ** (-stage / 7),
                                    rtol=1e-6)
     assert builders.iwae_epochs(8) == 3280
+
+
+def test_log_likelihood_only_every_ll_every_epochs(small_g2d_config, tmp_path):
+    cfg = _tiny(small_g2d_config, num_epochs=3, checkpoint_every=0,
+                **{"eval.ll_samples": 5, "eval.ll_every": 2})
+    train_and_evaluate(cfg, tmp_path, progress=False)
+    records = read_metrics(tmp_path)
+    assert ["eval/log_likelihood" in r for r in records] == [False, True, True]
+    assert all("eval/elbo" in r for r in records)
+
+
+def test_weight_decay_and_rmsprop_decay_options():
+    params = {"w": jnp.ones(3)}
+    zero = {"w": jnp.zeros(3)}
+    opt = make_optimizer(0.1, name="sgd", weight_decay=0.5)
+    updates, _ = opt.update(zero, opt.init(params), params)
+    np.testing.assert_allclose(updates["w"], -0.1 * 0.5 * np.ones(3), rtol=1e-6)
+    grads = {"w": jnp.full(3, 2.0)}
+    for decay in (0.9, 0.99):
+        opt = make_optimizer(0.1, name="rmsprop", rmsprop_decay=decay, eps=1e-12)
+        updates, _ = opt.update(grads, opt.init(params), params)
+        # First step: nu = (1 - decay) g^2, update = -lr g / sqrt(nu).
+        np.testing.assert_allclose(updates["w"], -0.1 / np.sqrt(1 - decay) * np.ones(3),
+                                   rtol=1e-4)
+    with pytest.raises(ValueError, match="weight_decay"):
+        make_optimizer(0.1, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="rmsprop_decay"):
+        make_optimizer(0.1, name="rmsprop", rmsprop_decay=1.0)

@@ -56,11 +56,11 @@ notebook's ``OptCollection`` learning rates as parameter groups (``optim.param_g
 regexes on module names): the generative model (``prior``, ``decoder``, ``likelihood``) 5e-4,
 the inference model (``encoder``, ``posterior``) 1e-4, a learned baseline
 (``baseline``, via ``objective.baseline_learning_rate``) 1e-4. ``learning_rate = 5e-4`` is
-the default for anything not in a group. Differences from the notebook's ``torch.optim.RMSprop``:
-no weight decay (the notebook uses 1e-6 on the generative model and the baseline; jvae's
-optimiser has no weight-decay option), and optax's defaults ``decay = 0.9`` and ``eps``
-inside the square root (PyTorch: ``alpha = 0.99``, ``eps`` outside); jvae does not expose
-RMSprop's decay. The reparameterised variant keeps Adam 1e-3 ("Adam is the go-to choice for
+the default for anything not in a group. RMSprop's averaging is PyTorch's default
+(``optim.rmsprop_decay = 0.99``) and an L2 weight decay of 1e-6 is added to the gradients
+(``optim.weight_decay``). Differences from the notebook's ``torch.optim.RMSprop``: the weight
+decay applies to every parameter (the notebook leaves the inference model without), and
+optax puts ``eps`` inside the square root (PyTorch: outside). The reparameterised variant keeps Adam 1e-3 ("Adam is the go-to choice for
 (reparameterised) VAEs"; "Adam is not often a good choice for SFE-based optimisation").
 
 Every field can still be overridden after the variant, e.g.
@@ -162,6 +162,8 @@ def get_config(variant: str = ""):
             c.objective.baseline_hidden = (512,)
             c.objective.baseline_learning_rate = BASELINE_LR
         c.optim.name = "rmsprop"
+        c.optim.rmsprop_decay = 0.99
+        c.optim.weight_decay = 1e-6
         c.learning_rate = GENERATIVE_LR
         for module in ("prior", "decoder", "likelihood"):
             c.optim.param_groups[module] = GENERATIVE_LR
