@@ -86,6 +86,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError("objective 'vimco' needs config.objective.num_samples >= 2.")
     if "leave_one_out" in obj.control_variates and int(obj.num_samples) < 2:
         raise ValueError("control variate 'leave_one_out' needs num_samples >= 2.")
+    if obj.name == "sfe" and obj.kl == "analytic" and "scaled" in obj.control_variates:
+        raise ValueError("control variate 'scaled' needs objective.kl='mc' (or 'auto') with "
+                         "objective 'sfe': it divides the score term only, and an analytic "
+                         "KL's gradient is outside it.")
     if "vimco" in obj.control_variates and obj.name != "vimco":
         raise ValueError("control variate 'vimco' only applies to objective 'vimco'.")
     if not 0.0 <= float(obj.cv_decay) < 1.0:
@@ -203,8 +207,9 @@ def build_loss(config: ml_collections.ConfigDict, model: VAE, beta=None):
     if obj.name == "elbo":
         return make_elbo_loss(model, beta=beta, num_samples=samples, kl=obj.kl)
     if obj.name == "sfe":
+        # "auto" means the notebook's NVIL signal for SFE: the whole bound in the score term.
         return make_sfe_objective(model, num_samples=samples, beta=beta,
-                                  control_variates=cvs, kl=obj.kl)
+                                  control_variates=cvs, kl="mc" if obj.kl == "auto" else obj.kl)
     if obj.name == "mixture":
         return make_mixture_objective(model, num_samples=samples, beta=beta,
                                       control_variates=cvs)

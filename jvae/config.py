@@ -66,7 +66,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.objective.name = "elbo"              # elbo | sfe | mixture | iwae | vimco
     c.objective.beta = 1.0                 # rate weight (elbo, sfe, mixture)
     c.objective.num_samples = 1            # S samples (elbo, sfe, mixture) or K (iwae, vimco)
-    c.objective.kl = "auto"                # elbo, sfe: auto | analytic | mc
+    c.objective.kl = "auto"                # elbo: auto (analytic where known) | analytic | mc
+                                           # sfe: auto (= mc, the NVIL signal) | analytic | mc
     c.objective.estimator = "iwae"         # iwae: iwae | stl | dreg
     c.objective.control_variates = ()      # sfe, mixture, vimco: applied in order, from
                                            # centred | scaled | self_critic | baseline |

@@ -164,6 +164,15 @@ def test_scaled_reward_and_the_full_chain_rescale_the_inference_gradient(ppca, s
         _assert_unbiased(draws, expected)
 
 
+def test_scaled_reward_refuses_an_analytic_kl(ppca, setup):
+    x, params, _, _ = setup
+    with pytest.raises(ValueError, match="kl='mc'"):
+        _sfe(ppca, (scaled_reward(),), kl="analytic")
+    obj = _sfe(ppca, (centred_reward(), scaled_reward()), kl="auto")   # resolves to analytic
+    with pytest.raises(ValueError, match="kl='mc'"):
+        obj.loss(params, obj.init(jax.random.key(0), x), jax.random.key(0), x)
+
+
 def test_score_surrogate_value_is_zero_and_gradient_is_signal_times_score():
     theta = jnp.asarray([0.3, -0.2])
 

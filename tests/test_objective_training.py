@@ -151,6 +151,8 @@ def test_every_objective_trains_from_the_config(small_g2d_config, tmp_path, chan
      "num_samples >= 2"),
     ({"objective.name": "iwae", "objective.estimator": "drg"}, "IWAE estimator"),
     ({"objective.name": "sfe", "objective.cv_decay": 1.0}, "cv_decay"),
+    ({"objective.name": "sfe", "objective.kl": "analytic",
+      "objective.control_variates": ("scaled",)}, "kl='mc'"),
     ({"objective.name": "reinforce"}, "objective"),
 ])
 def test_invalid_objective_configs_are_rejected(small_g2d_config, changes, match):

@@ -50,10 +50,16 @@ class CVContext(NamedTuple):
 
 class ControlVariate(NamedTuple):
     """``init(key, x_example) -> (params, state)`` and
-    ``apply(params, state, signal, ctx) -> (signal, state, loss, aux)``."""
+    ``apply(params, state, signal, ctx) -> (signal, state, loss, aux)``.
+
+    ``rescales`` marks control variates that divide the signal (``scaled_reward``): they
+    rescale the score-function term, so every other part of the inference gradient must be
+    in that term too (see :func:`jvae.objectives.score_function.make_sfe_objective`).
+    """
 
     init: Callable[[jax.Array, jax.Array], tuple[Any, Any]]
     apply: Callable[[Any, Any, jax.Array, CVContext], tuple[jax.Array, Any, jax.Array, dict]]
+    rescales: bool = False
 
 
 class RunningMean(NamedTuple):
@@ -122,7 +128,7 @@ def scaled_reward(decay: float = 0.9) -> ControlVariate:
         return out, RunningStd(new.astype(jnp.float32), state.count + 1), 0.0, {
             "cv/running_std": state.std}
 
-    return ControlVariate(init, apply)
+    return ControlVariate(init, apply, rescales=True)
 
 
 def self_critic() -> ControlVariate:
@@ -265,7 +271,7 @@ def chain(*cvs: ControlVariate) -> ControlVariate:
             aux.update(a)
         return r, tuple(new_states), jnp.asarray(total, jnp.float32), aux
 
-    return ControlVariate(init, apply)
+    return ControlVariate(init, apply, rescales=any(cv.rescales for cv in cvs))
 
 
 CONTROL_VARIATES = ("centred", "scaled", "self_critic", "baseline", "leave_one_out", "vimco")

@@ -35,6 +35,11 @@ from jvae.objectives.control_variates import CVContext, ControlVariate, chain
 __all__ = ["make_sfe_objective", "make_mixture_objective"]
 
 _sg = jax.lax.stop_gradient
+_RESCALE_ERROR = (
+    "scaled_reward divides the score-function term by a running std; with an analytic KL "
+    "the KL's gradient is outside that term and would not be divided, which reweights the "
+    "rate against the distortion for the inference network. Use kl='mc' (the NVIL signal "
+    "log p(x, z) - log q(z|x)) with scaled_reward.")
 
 
 def _check(num_samples, beta, kl):
@@ -68,9 +73,12 @@ def make_sfe_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
       num_samples: S samples per example, drawn at once (``[S, B, D]``).
       beta: weight of the rate (may be traced, for vmapped sweeps).
       control_variates: a sequence applied as a :func:`chain`, or one control variate.
-      kl: ``"mc"`` (signal ``log p(x|z) + beta (log p(z) - log q(z|x))``), ``"analytic"``
-        (signal ``log p(x|z)``, ``beta KL`` differentiated exactly) or ``"auto"`` (analytic
-        where distrax/TFP has it).
+      kl: ``"mc"`` (signal ``log p(x|z) + beta (log p(z) - log q(z|x))``, the NVIL form of
+        the notebook), ``"analytic"`` (signal ``log p(x|z)``, ``beta KL`` differentiated
+        exactly) or ``"auto"`` (analytic where distrax/TFP has it). A rescaling control
+        variate (``scaled_reward``) needs ``"mc"``: it divides only the score term, and with
+        an analytic KL it would reweight the rate's gradient against the distortion's (in
+        effect ``beta * s`` for the inference network) instead of rescaling the gradient.
 
     Returns:
       An :class:`Objective`. ``loss`` has the value ``mean_B [D + beta R]`` (plus the
@@ -85,11 +93,16 @@ def make_sfe_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
         params, state = cv.init(key, x_example)
         return EstimatorState(params, state)
 
+    if kl == "analytic" and cv.rescales:
+        raise ValueError(_RESCALE_ERROR)
+
     def loss(params, est, key, x):
         k_z, k_fresh = jax.random.split(key)
         q = model.apply(params, x, method=VAE.encode)
         pz = model.apply(params, method=VAE.prior_distribution)
         analytic = kl == "analytic" or (kl == "auto" and has_analytic_kl(q, pz))
+        if analytic and cv.rescales:
+            raise ValueError(_RESCALE_ERROR)
         kl_exact = q.kl_divergence(pz) if analytic else None                    # [B]
 
         def terms(z):
