@@ -90,6 +90,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError("control variate 'scaled' needs objective.kl='mc' (or 'auto') with "
                          "objective 'sfe': it divides the score term only, and an analytic "
                          "KL's gradient is outside it.")
+    if obj.name in ("mixture", "vimco") and "scaled" in obj.control_variates:
+        raise ValueError(f"control variate 'scaled' does not apply to objective {obj.name!r}: "
+                         "it would divide the score term but not the rest of the inference "
+                         "gradient.")
     if "vimco" in obj.control_variates and obj.name != "vimco":
         raise ValueError("control variate 'vimco' only applies to objective 'vimco'.")
     if not 0.0 <= float(obj.cv_decay) < 1.0:

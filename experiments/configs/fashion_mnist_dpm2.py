@@ -48,6 +48,11 @@ Keys (all optional; unknown keys or values raise ``ValueError`` listing the vali
   - ``centred``: ``("centred",)``, the chain the notebook leaves switched on.
   - ``none``: ``()``, the plain (high-variance) score-function estimator.
 
+  With ``estimator=mixture`` the ``scaled`` step is left out of the chain: it would divide
+  only the component choice's score term and not the path derivatives. With ``sfe`` the
+  signal is the full ``log p(x, z) - log q(z|x)`` (``objective.kl = "auto"`` is Monte Carlo
+  for ``sfe``), so ``scaled`` rescales the whole inference gradient.
+
   ``objective.cv_decay = 0.1``: the notebook's running estimates put weight ``alpha = 0.9``
   on the newest batch, which is ``decay = 1 - alpha`` in jvae's convention.
 
@@ -156,7 +161,10 @@ def get_config(variant: str = ""):
     c.model.posterior_components = 2
     c.objective.name = ESTIMATORS[v["estimator"]]
     if v["estimator"] != "reparam":
-        c.objective.control_variates = CV_CHAINS[v["cv"]]
+        chain = CV_CHAINS[v["cv"]]
+        if v["estimator"] == "mixture":     # `scaled` would divide only the component's
+            chain = tuple(cv for cv in chain if cv != "scaled")     # score term
+        c.objective.control_variates = chain
         c.objective.cv_decay = 0.1
         if "baseline" in c.objective.control_variates:
             c.objective.baseline_hidden = (512,)

@@ -125,7 +125,8 @@ def make_vimco_objective(model: VAE, num_samples: int = 5,
     with the samples stopped: works for any posterior (e.g. mixtures). The first term goes
     through :func:`jvae.objectives.base.score_surrogate` after the control variates
     (default: only :func:`vimco_baseline`; others may follow it in the chain, e.g.
-    ``scaled_reward``).
+    ``centred_reward``; a rescaling one such as ``scaled_reward`` is refused, because the
+    bound's own gradient is outside the score term).
 
     Args:
       model: the VAE.
@@ -137,6 +138,10 @@ def make_vimco_objective(model: VAE, num_samples: int = 5,
         raise ValueError(f"VIMCO needs num_samples >= 2, got {num_samples!r}.")
     k_samples = int(num_samples)
     cv = chain(*(control_variates if control_variates is not None else (vimco_baseline(),)))
+    if cv.rescales:
+        raise ValueError("VIMCO cannot take a rescaling control variate (scaled_reward): the "
+                         "bound's own gradient is outside the score term and would not be "
+                         "divided.")
 
     def init(key, x_example):
         params, state = cv.init(key, x_example)

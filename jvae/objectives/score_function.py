@@ -157,6 +157,12 @@ def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.
     """
     num_samples = _check(num_samples, beta, "mc")
     cv = _as_chain(control_variates)
+    if cv.rescales:
+        raise ValueError(
+            "The mixture estimator cannot take a rescaling control variate (scaled_reward): "
+            "only the component choice's score term would be divided, not the path "
+            "derivatives, which would reweight the gradient's parts. Use centred, "
+            "self_critic, baseline or leave_one_out.")
 
     def init(key, x_example):
         params, state = cv.init(key, x_example)
