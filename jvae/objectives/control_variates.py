@@ -171,6 +171,11 @@ def learned_baseline(hidden: Sequence[int] = (512,), data_ndims: int | None = No
     (``make_optimizer(..., param_groups={"baseline": lr})``, built on
     ``optax.multi_transform``).
 
+    Its output starts near 0, while an ELBO signal is of the order of -100 to -1000 nats and
+    a small learning rate takes many steps to get there: put :func:`centred_reward` before it
+    in a chain (``chain(centred_reward(), learned_baseline())``) so that it fits the
+    input-dependent residual around the running mean.
+
     Args:
       hidden: hidden layer widths.
       data_ndims: number of trailing observation axes (default: all axes of ``x_example``
