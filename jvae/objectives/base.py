@@ -21,7 +21,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Objective", "EstimatorState", "as_objective", "score_surrogate", "value_and_surrogate"]
+__all__ = ["Objective", "EstimatorState", "as_objective", "score_surrogate", "value_and_surrogate",
+           "check_bound_args"]
 
 LossFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
@@ -99,3 +100,17 @@ def value_and_surrogate(value: jax.Array, surrogate: jax.Array) -> jax.Array:
     ``stop_gradient(value) + surrogate - stop_gradient(surrogate)``."""
     return (jax.lax.stop_gradient(value) + surrogate
             - jax.lax.stop_gradient(surrogate)).astype(jnp.result_type(value))
+
+
+def check_bound_args(num_samples, beta=1.0, kl: str = "auto") -> int:
+    """Validate the settings every ELBO-type objective shares; returns ``int(num_samples)``.
+
+    ``beta`` may be a traced value (a vmapped sweep), checked only when it is a number.
+    """
+    if int(num_samples) <= 0:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
+    if isinstance(beta, (int, float)) and not beta >= 0:
+        raise ValueError(f"beta must be non-negative, got {beta!r}.")
+    if kl not in ("auto", "analytic", "mc"):
+        raise ValueError(f"Unknown kl {kl!r}; expected 'auto', 'analytic' or 'mc'.")
+    return int(num_samples)

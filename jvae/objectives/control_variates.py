@@ -26,10 +26,12 @@ import jax
 import jax.numpy as jnp
 
 from jvae.nets import MLP
+from jvae.objectives.base import EstimatorState
 
 __all__ = ["CVContext", "ControlVariate", "RunningMean", "RunningStd", "centred_reward",
            "scaled_reward", "self_critic", "learned_baseline", "leave_one_out",
-           "vimco_baseline", "chain", "CONTROL_VARIATES", "make_control_variate"]
+           "vimco_baseline", "chain", "CONTROL_VARIATES", "make_control_variate",
+           "estimator_init"]
 
 
 class CVContext(NamedTuple):
@@ -277,6 +279,15 @@ def chain(*cvs: ControlVariate) -> ControlVariate:
         return r, tuple(new_states), jnp.asarray(total, jnp.float32), aux
 
     return ControlVariate(init, apply, rescales=any(cv.rescales for cv in cvs))
+
+
+def estimator_init(cv: ControlVariate):
+    """``init(key, x_example) -> EstimatorState`` of an objective whose only state is that of
+    the control variate (chain) ``cv``."""
+    def init(key, x_example):
+        return EstimatorState(*cv.init(key, x_example))
+
+    return init
 
 
 CONTROL_VARIATES = ("centred", "scaled", "self_critic", "baseline", "leave_one_out", "vimco")

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from jvae.distributions import kl_divergence, require_reparameterised
 from jvae.model import VAE
+from jvae.objectives.base import check_bound_args
 
 __all__ = ["make_elbo_loss", "elbo_terms"]
 
@@ -62,13 +63,7 @@ def make_elbo_loss(model: VAE, beta: float = 1.0, num_samples: int = 1,
       A pure function. ``loss`` is ``mean_B [D + beta R]``; ``aux`` holds the per-example means
       ``elbo``, ``distortion``, ``rate`` and ``loss``.
     """
-    if int(num_samples) <= 0:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
-    if isinstance(beta, (int, float)) and not beta >= 0:
-        raise ValueError(f"beta must be non-negative, got {beta!r}.")
-    if kl not in ("auto", "analytic", "mc"):
-        raise ValueError(f"Unknown kl {kl!r}; expected 'auto', 'analytic' or 'mc'.")
-    num_samples = int(num_samples)
+    num_samples = check_bound_args(num_samples, beta, kl)
 
     def loss_fn(params, key, x):
         distortion, rate = elbo_terms(model, params, key, x, num_samples, kl, pathwise=True)

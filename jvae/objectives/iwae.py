@@ -31,7 +31,8 @@ from jvae.distributions import require_reparameterised
 from jvae.model import VAE
 from jvae.objectives.base import (EstimatorState, Objective, score_surrogate,
                                   value_and_surrogate)
-from jvae.objectives.control_variates import CVContext, ControlVariate, chain, vimco_baseline
+from jvae.objectives.control_variates import (CVContext, ControlVariate, chain, estimator_init,
+                                              vimco_baseline)
 
 __all__ = ["make_iwae_loss", "make_vimco_objective", "iwae_bound", "IWAE_ESTIMATORS"]
 
@@ -79,16 +80,12 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
         require_reparameterised(q, f"the IWAE bound with estimator {estimator!r}")
         z = q.sample(seed=key, sample_shape=(k_samples,))                      # [K, B, D]
         stopped = _sg(params)
-        if estimator == "iwae":
-            log_pxz, log_q = _log_weights(model, params, params, x, z)
+        if estimator in ("iwae", "stl"):
+            # STL: q's parameters stopped inside log q (no score term).
+            q_params = params if estimator == "iwae" else stopped
+            log_pxz, log_q = _log_weights(model, params, q_params, x, z)
             log_w = log_pxz - log_q
-            bound = iwae_bound(log_w)
-            objective = bound
-        elif estimator == "stl":
-            log_pxz, log_q = _log_weights(model, params, stopped, x, z)
-            log_w = log_pxz - log_q
-            bound = iwae_bound(log_w)
-            objective = bound
+            bound = objective = iwae_bound(log_w)
         else:  # dreg
             # theta: L_K at stopped samples with q stopped -> sum_k w~_k grad_theta log p.
             log_pxz_t, log_q_t = _log_weights(model, params, stopped, x, _sg(z))
@@ -143,10 +140,6 @@ def make_vimco_objective(model: VAE, num_samples: int = 5,
                          "bound's own gradient is outside the score term and would not be "
                          "divided.")
 
-    def init(key, x_example):
-        params, state = cv.init(key, x_example)
-        return EstimatorState(params, state)
-
     def loss(params, est, key, x):
         q = model.apply(params, x, method=VAE.encode)
         z = _sg(q.sample(seed=key, sample_shape=(k_samples,)))                 # [K, B, D]
@@ -166,4 +159,4 @@ def make_vimco_objective(model: VAE, num_samples: int = 5,
                "signal_std": jnp.std(centred), **cv_aux}
         return total, (aux, EstimatorState(est.params, cv_state))
 
-    return Objective(init, loss)
+    return Objective(estimator_init(cv), loss)

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 
 from jvae.distributions import has_analytic_kl, mixture_parts, sample_mixture
 from jvae.model import VAE
-from jvae.objectives.base import (EstimatorState, Objective, score_surrogate,
+from jvae.objectives.base import (EstimatorState, Objective, check_bound_args, score_surrogate,
                                   value_and_surrogate)
-from jvae.objectives.control_variates import CVContext, ControlVariate, chain
+from jvae.objectives.control_variates import CVContext, ControlVariate, chain, estimator_init
 
 __all__ = ["make_sfe_objective", "make_mixture_objective"]
 
@@ -42,25 +42,24 @@ _RESCALE_ERROR = (
     "log p(x, z) - log q(z|x)) with scaled_reward.")
 
 
-def _check(num_samples, beta, kl):
-    if int(num_samples) <= 0:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
-    if isinstance(beta, (int, float)) and not beta >= 0:
-        raise ValueError(f"beta must be non-negative, got {beta!r}.")
-    if kl not in ("auto", "analytic", "mc"):
-        raise ValueError(f"Unknown kl {kl!r}; expected 'auto', 'analytic' or 'mc'.")
-    return int(num_samples)
-
-
 def _as_chain(control_variates) -> ControlVariate:
     if isinstance(control_variates, ControlVariate):
         return control_variates
     return chain(*tuple(control_variates))
 
 
-def _signal_stats(raw: jax.Array, centred: jax.Array) -> dict:
-    return {"signal_mean": jnp.mean(raw), "signal_std": jnp.std(raw),
-            "centred_signal_mean": jnp.mean(centred), "centred_signal_std": jnp.std(centred)}
+def _result(distortion, rate, beta, surrogate, raw, centred, cv_loss, cv_aux, est, cv_state):
+    """``(loss, (aux, new_est))`` from per-example ``distortion``, ``rate`` and ``surrogate``
+    ``[B]``: the value ``mean [D + beta R]`` with the gradient of ``-mean surrogate``, plus the
+    control variates' own loss; aux with the signal's statistics before and after them."""
+    value = jnp.mean(distortion + beta * rate)
+    total = value_and_surrogate(value, -jnp.mean(surrogate)) + cv_loss
+    aux = {"loss": value, "elbo": -jnp.mean(distortion + rate),
+           "distortion": jnp.mean(distortion), "rate": jnp.mean(rate),
+           "signal_mean": jnp.mean(raw), "signal_std": jnp.std(raw),
+           "centred_signal_mean": jnp.mean(centred), "centred_signal_std": jnp.std(centred),
+           **cv_aux}
+    return total, (aux, EstimatorState(est.params, cv_state))
 
 
 def make_sfe_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
@@ -86,12 +85,8 @@ def make_sfe_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
       gradient of the estimator; ``aux`` holds ``loss``, ``elbo``, ``distortion``, ``rate``,
       the raw and centred signal's mean and std and the control variates' diagnostics.
     """
-    num_samples = _check(num_samples, beta, kl)
+    num_samples = check_bound_args(num_samples, beta, kl)
     cv = _as_chain(control_variates)
-
-    def init(key, x_example):
-        params, state = cv.init(key, x_example)
-        return EstimatorState(params, state)
 
     if kl == "analytic" and cv.rescales:
         raise ValueError(_RESCALE_ERROR)
@@ -129,14 +124,10 @@ def make_sfe_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
             rate = jnp.mean(log_q - log_pz, axis=0)
             model_term = jnp.mean(log_px_z + beta * log_pz, axis=0)
         surrogate = model_term + jnp.mean(score_surrogate(log_q, centred), axis=0)
-        value = jnp.mean(distortion + beta * rate)
-        total = value_and_surrogate(value, -jnp.mean(surrogate)) + cv_loss
-        aux = {"loss": value, "elbo": -jnp.mean(distortion + rate),
-               "distortion": jnp.mean(distortion), "rate": jnp.mean(rate),
-               **_signal_stats(raw, centred), **cv_aux}
-        return total, (aux, EstimatorState(est.params, cv_state))
+        return _result(distortion, rate, beta, surrogate, raw, centred, cv_loss, cv_aux, est,
+                       cv_state)
 
-    return Objective(init, loss)
+    return Objective(estimator_init(cv), loss)
 
 
 def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
@@ -155,7 +146,7 @@ def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.
     Args: as :func:`make_sfe_objective` (the posterior must be a
       :class:`jvae.heads.MixtureGaussianHead`).
     """
-    num_samples = _check(num_samples, beta, "mc")
+    num_samples = check_bound_args(num_samples, beta)
     cv = _as_chain(control_variates)
     if cv.rescales:
         raise ValueError(
@@ -163,10 +154,6 @@ def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.
             "only the component choice's score term would be divided, not the path "
             "derivatives, which would reweight the gradient's parts. Use centred, "
             "self_critic, baseline or leave_one_out.")
-
-    def init(key, x_example):
-        params, state = cv.init(key, x_example)
-        return EstimatorState(params, state)
 
     def loss(params, est, key, x):
         k_z, k_fresh = jax.random.split(key)
@@ -192,11 +179,7 @@ def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.
         surrogate = jnp.mean(f + score_surrogate(log_w_c, centred), axis=0)     # [B]
         distortion = -jnp.mean(log_px_z, axis=0)
         rate = jnp.mean(log_q - log_pz, axis=0)
-        value = jnp.mean(distortion + beta * rate)
-        total = value_and_surrogate(value, -jnp.mean(surrogate)) + cv_loss
-        aux = {"loss": value, "elbo": -jnp.mean(distortion + rate),
-               "distortion": jnp.mean(distortion), "rate": jnp.mean(rate),
-               **_signal_stats(f, centred), **cv_aux}
-        return total, (aux, EstimatorState(est.params, cv_state))
+        return _result(distortion, rate, beta, surrogate, f, centred, cv_loss, cv_aux, est,
+                       cv_state)
 
-    return Objective(init, loss)
+    return Objective(estimator_init(cv), loss)
