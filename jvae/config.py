@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-__all__ = ["default_config"]
+__all__ = ["default_config", "split_variant"]
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -98,3 +98,27 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.ll_every = 0                    # log p(x) only every N epochs and at the end
                                            # (0: at every evaluation)
     return c
+
+
+def split_variant(variant: str, name: str, keys, describe: str) -> dict[str, str]:
+    """Split a config string ``"key=value,key=value"`` (``--config FILE.py:STRING``) into a
+    dict of strings, for experiment configs with variants.
+
+    Raises ``ValueError`` naming the config ``name`` for an item that is not ``key=value``, a
+    key not in ``keys`` or a key given twice; ``describe`` (the valid keys and values) ends
+    the first two messages. Checking the values is the caller's job.
+    """
+    chosen: dict[str, str] = {}
+    for item in (variant or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep:
+            raise ValueError(f"{name} variant {item!r} is not key=value; {describe}.")
+        if key not in keys:
+            raise ValueError(f"Unknown {name} variant key {key!r}; {describe}.")
+        if key in chosen:
+            raise ValueError(f"{name} variant key {key!r} given twice.")
+        chosen[key] = value
+    return chosen

@@ -72,7 +72,7 @@ Every field can still be overridden after the variant, e.g.
 ``--config.model.prior_components=5 --config.objective.num_samples=4``.
 """
 
-from jvae.config import default_config
+from jvae.config import default_config, split_variant
 
 PRIORS = {"gaussian": "standard", "mixture": "mixture"}
 POSTERIORS = {"gaussian": "gaussian", "mixture": "mixture"}
@@ -96,24 +96,12 @@ def parse_variant(variant: str) -> dict:
     """``"prior=mixture,estimator=sfe"`` -> ``{"prior": "mixture", "posterior": "gaussian",
     "estimator": "sfe", "cv": "critic"}`` (defaults filled in); raises ``ValueError`` on an
     unknown key or value, a repeated key, or an invalid combination."""
-    chosen = {}
-    for item in (variant or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, value = (s.strip() for s in item.partition("="))
-        if not sep:
-            raise ValueError(f"fashion_mnist_dpm2 variant {item!r} is not key=value; valid keys "
-                             f"and values: {_describe_choices()}.")
-        if key not in CHOICES:
-            raise ValueError(f"Unknown fashion_mnist_dpm2 variant key {key!r}; valid keys and "
-                             f"values: {_describe_choices()}.")
+    chosen = split_variant(variant, "fashion_mnist_dpm2", CHOICES,
+                           f"valid keys and values: {_describe_choices()}")
+    for key, value in chosen.items():
         if value not in CHOICES[key]:
             raise ValueError(f"Unknown value {value!r} for fashion_mnist_dpm2 variant key "
                              f"{key!r}; choose one of {list(CHOICES[key])}.")
-        if key in chosen:
-            raise ValueError(f"fashion_mnist_dpm2 variant key {key!r} given twice.")
-        chosen[key] = value
     out = {**DEFAULTS, **chosen}
     if out["estimator"] == "reparam":
         if out["posterior"] == "mixture":

@@ -40,7 +40,7 @@ stochastically too, here once with ``dataset.data_seed``.
 """
 
 from jvae.builders import iwae_epochs
-from jvae.config import default_config
+from jvae.config import default_config, split_variant
 
 ESTIMATORS = ("iwae", "stl", "dreg")
 KEYS = ("k", "stages", "estimator")
@@ -51,23 +51,15 @@ PAPER_K = (1, 5, 50)
 def parse_variant(variant: str) -> dict:
     """``"k=5,stages=3"`` -> ``{"k": 5, "stages": 3, "estimator": "iwae"}``; raises
     ``ValueError`` on an unknown key, a bad value or a repeated key."""
-    chosen = {}
-    for item in (variant or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, value = (s.strip() for s in item.partition("="))
-        if not sep or key not in KEYS:
-            raise ValueError(f"Unknown iwae_mnist variant {item!r}; use key=value with keys "
-                             f"k (positive integer, the paper's {list(PAPER_K)}), stages "
-                             f"(positive integer) and estimator (one of {list(ESTIMATORS)}).")
-        if key in chosen:
-            raise ValueError(f"iwae_mnist variant key {key!r} given twice.")
+    chosen: dict = split_variant(
+        variant, "iwae_mnist", KEYS,
+        f"use key=value with keys k (positive integer, the paper's {list(PAPER_K)}), stages "
+        f"(positive integer) and estimator (one of {list(ESTIMATORS)})")
+    for key, value in chosen.items():
         if key == "estimator":
             if value not in ESTIMATORS:
                 raise ValueError(f"Unknown iwae_mnist estimator {value!r}; choose one of "
                                  f"{list(ESTIMATORS)}.")
-            chosen[key] = value
             continue
         try:
             number = int(value)
