@@ -1,8 +1,8 @@
 """Benchmark: S seeds trained as one vmapped program against S sequential single-seed epochs.
 
 The ``pytorch_example`` model (MNIST, batch 128). For each S in ``--seeds`` the script times
-one epoch of S seeds vmapped (stacked train states, shared data and batch order, as
-``--config.num_seeds=S`` trains them) and S single-seed epochs run one after the other, both
+one epoch of S seeds vmapped (stacked train states, shared data and batch order, the order
+key repeated per seed, as ``--config.num_seeds=S`` trains them) and S single-seed epochs run one after the other, both
 compiled ahead of time, in the same process; it prints the medians over ``--repeats`` and the
 ratio vmapped / sequential (below 1: the vmapped program is faster).
 
@@ -70,10 +70,11 @@ def main(argv=None) -> dict:
     for s in args.seeds:
         states = [create(i) for i in range(s)]
         stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
-        vmapped = jax.jit(jax.vmap(epoch, in_axes=(0, None, None))).lower(
-            stacked, data, order_key).compile()
+        order_keys = jnp.stack([order_key] * s)
+        vmapped = jax.jit(jax.vmap(epoch, in_axes=(0, None, 0))).lower(
+            stacked, data, order_keys).compile()
         run_seq = lambda: [single(st, data, order_key) for st in states]  # noqa: E731
-        run_vm = lambda: vmapped(stacked, data, order_key)  # noqa: E731
+        run_vm = lambda: vmapped(stacked, data, order_keys)  # noqa: E731
         run_seq(), run_vm()                                  # warm up
         seq, vm = [], []
         for _ in range(args.repeats):                        # interleaved, same conditions

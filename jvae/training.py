@@ -216,8 +216,11 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
       per-epoch means of every ``aux`` entry (``loss_fn``'s ``aux`` must contain ``"loss"``),
       and the per-step losses ``[N // batch_size]`` (to locate a non-finite step on the host).
       The batch order is drawn from ``order_key`` when given, else from the state's key. Runs
-      that share an ``order_key`` see the same batches: vmapped over many seeds, the data
-      batch is then common to all seeds and layers reading it become one wide matrix product.
+      given the same ``order_key`` see the same batches. When vmapping over many runs, pass
+      the key repeated along the run axis (``in_axes=0``) rather than once (``None``): each
+      run then gathers its own copy of the batch and every layer is a batched product, while
+      an unbatched batch turns the first layer into one wide product whose weight-sized
+      transposes slow the CPU epoch (see ``jvae.experiment``).
     """
     if int(batch_size) <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
