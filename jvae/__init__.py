@@ -22,6 +22,7 @@ from jvae.data import (
 from jvae.data import download as download_dataset
 from jvae.distributions import (
     Bernoulli,
+    FlatIndependent,
     bernoulli,
     continuous_bernoulli,
     continuous_bernoulli_log_normalizer,
@@ -91,7 +92,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Bernoulli", "BernoulliHead", "Checkpointer", "ContinuousBernoulliHead", "ConvDecoder",
-    "ConvEncoder", "DATASETS", "DataNotFoundError", "DiagGaussianHead", "GaussianHead", "MLP",
+    "ConvEncoder", "DATASETS", "DataNotFoundError", "DiagGaussianHead", "FlatIndependent",
+    "GaussianHead", "MLP",
     "MixturePrior", "NonFiniteLossError", "Split", "StandardNormalPrior", "TrainState", "VAE",
     "bernoulli", "binarize_dynamic", "binarize_static", "build_loss", "build_model",
     "build_optimizer", "continuous_bernoulli", "continuous_bernoulli_log_normalizer",

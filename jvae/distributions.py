@@ -15,6 +15,7 @@ tfd = tfp.distributions
 
 __all__ = [
     "Bernoulli",
+    "FlatIndependent",
     "bernoulli",
     "continuous_bernoulli",
     "continuous_bernoulli_log_normalizer",
@@ -38,6 +39,44 @@ class Bernoulli(distrax.Bernoulli):
         return value * logits - jax.nn.softplus(logits)
 
 
+class FlatIndependent(distrax.Independent):
+    """``distrax.Independent`` whose ``log_prob`` runs over the flattened event axes.
+
+    Same values as ``distrax.Independent``. An image likelihood over ``[..., 28, 28, 1]``
+    otherwise evaluates its element-wise log-density on that shape, and XLA's CPU loops,
+    which vectorise along the innermost axis, then run on an axis of length 1: the
+    Bernoulli log-density of a ``[128, 28, 28, 1]`` batch took about 4x longer than on
+    ``[128, 784]``. For Bernoulli, continuous Bernoulli and Normal base distributions the
+    parameters and the value are reshaped to ``[..., prod(event_shape)]`` first; any other
+    base distribution, or a value whose trailing shape is not the event shape, takes
+    ``distrax.Independent``'s path unchanged.
+    """
+
+    def log_prob(self, value):
+        k = self.reinterpreted_batch_ndims
+        value = jnp.asarray(value)
+        event = tuple(self.event_shape)
+        if k < 2 or value.ndim < k or tuple(value.shape[value.ndim - k:]) != event:
+            return super().log_prob(value)
+        full = tuple(self.distribution.batch_shape)
+        lead = full[: len(full) - k]
+
+        def flat(a):
+            return jnp.broadcast_to(a, full).reshape(lead + (-1,))
+
+        base = self.distribution
+        if isinstance(base, Bernoulli):
+            flat_base = Bernoulli(logits=flat(base.logits))
+        elif isinstance(base, tfd.ContinuousBernoulli) and base.logits is not None:
+            flat_base = tfd.ContinuousBernoulli(logits=flat(base.logits))
+        elif isinstance(base, distrax.Normal):
+            flat_base = distrax.Normal(flat(base.loc), flat(base.scale))
+        else:
+            return super().log_prob(value)
+        return jnp.sum(flat_base.log_prob(value.reshape(value.shape[: value.ndim - k] + (-1,))),
+                       axis=-1)
+
+
 def bernoulli(logits: jax.Array, event_ndims: int) -> distrax.Distribution:
     """Product of Bernoullis over the last ``event_ndims`` axes of ``logits``.
 
@@ -46,11 +85,12 @@ def bernoulli(logits: jax.Array, event_ndims: int) -> distrax.Distribution:
       event_ndims: number of trailing axes that form one observation.
 
     Returns:
-      ``distrax.Independent(Bernoulli)`` with batch shape ``logits.shape[:-event_ndims]``.
+      :class:`FlatIndependent` over :class:`Bernoulli`, with batch shape
+      ``logits.shape[:-event_ndims]``.
       Its ``log_prob`` accepts grey levels in [0, 1] too, where it equals minus the
       binary cross-entropy (the PyTorch-examples VAE objective).
     """
-    return distrax.Independent(Bernoulli(logits=logits), event_ndims)
+    return FlatIndependent(Bernoulli(logits=logits), event_ndims)
 
 
 def continuous_bernoulli(logits: jax.Array, event_ndims: int) -> distrax.Distribution:
@@ -63,7 +103,7 @@ def continuous_bernoulli(logits: jax.Array, event_ndims: int) -> distrax.Distrib
       logits: ``[..., *event_shape]`` natural parameters (log-odds of ``lambda``).
       event_ndims: number of trailing axes that form one observation.
     """
-    return distrax.Independent(tfd.ContinuousBernoulli(logits=logits), event_ndims)
+    return FlatIndependent(tfd.ContinuousBernoulli(logits=logits), event_ndims)
 
 
 def continuous_bernoulli_log_normalizer(probs: jax.Array) -> jax.Array:
@@ -87,7 +127,7 @@ def continuous_bernoulli_log_normalizer(probs: jax.Array) -> jax.Array:
 
 def gaussian(loc: jax.Array, scale: jax.Array, event_ndims: int) -> distrax.Distribution:
     """Product of univariate Gaussians over the last ``event_ndims`` axes."""
-    return distrax.Independent(distrax.Normal(loc, scale), event_ndims)
+    return FlatIndependent(distrax.Normal(loc, scale), event_ndims)
 
 
 def diag_gaussian(loc: jax.Array, scale: jax.Array) -> distrax.Distribution:

@@ -396,3 +396,31 @@ def test_diag_gaussian_head_structured_batch(scale):
     ref_std = (np.log1p(np.exp(raw)) if scale == "softplus" else np.exp(0.5 * raw)) + 1e-5
     np.testing.assert_allclose(mean, loc, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(std, ref_std, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "continuous_bernoulli", "gaussian", "other"])
+def test_flat_independent_log_prob_equals_distrax_independent(kind):
+    # Likelihood parameters [S, B, 4, 3, 2] against values [B, 4, 3, 2] (broadcast over S),
+    # [S, B, 4, 3, 2] and a single [4, 3, 2] observation: the flattened path must give
+    # exactly distrax.Independent's per-example log-probs.
+    ks = jax.random.split(jax.random.key(3), 3)
+    shape = (5, 2, 4, 3, 2)
+    logits = 3.0 * jax.random.normal(ks[0], shape)
+    x = jax.random.uniform(ks[1], shape[1:])
+    if kind == "bernoulli":
+        base = dists.Bernoulli(logits=logits)
+    elif kind == "continuous_bernoulli":
+        base = dists.tfd.ContinuousBernoulli(logits=logits)
+    elif kind == "gaussian":
+        base = distrax.Normal(logits, jnp.exp(0.3 * jax.random.normal(ks[2], shape[-3:])))
+    else:
+        base = distrax.Laplace(logits, 1.5)   # no flat path: distrax's own reduction
+    flat, ref = dists.FlatIndependent(base, 3), distrax.Independent(base, 3)
+    for value in (x, jnp.broadcast_to(x, shape), x[0]):
+        got, want = flat.log_prob(value), ref.log_prob(value)
+        assert got.shape == want.shape == jnp.broadcast_shapes(value.shape[:-3], shape[:-3])
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)
+    assert flat.event_shape == (4, 3, 2) and flat.batch_shape == (5, 2)
+    # A value with the wrong trailing shape is left to distrax, which rejects it.
+    with pytest.raises((ValueError, TypeError)):
+        flat.log_prob(jnp.zeros((2, 3, 4, 2)))
