@@ -92,7 +92,8 @@ def _loss_function(logits, x, mu, logvar):
     return bce + kld
 
 
-def time_torch_epochs(images, num_epochs, batch_size=128, lr=1e-3, seed=1, num_threads=None) -> dict:
+def time_torch_epochs(images, num_epochs, batch_size=128, lr=1e-3, seed=1, num_threads=None,
+                      test_images=None) -> dict:
     """Trains the PyTorch-examples VAE on the CPU and times each epoch.
 
     Args:
@@ -103,11 +104,13 @@ def time_torch_epochs(images, num_epochs, batch_size=128, lr=1e-3, seed=1, num_t
       seed: seeds ``torch.manual_seed`` (initialisation, reparameterisation noise) and the
         shuffling generator.
       num_threads: intra-op threads for ``torch.set_num_threads``; default ``os.cpu_count()``.
+      test_images: optional float32 ``[M, 784]``: after training, the example's test loss on
+        them (negative ELBO per example with one sample, summed then divided by ``M``).
 
     Returns:
       dict with ``epoch_seconds`` (wall-clock seconds per epoch, shuffling included),
       ``train_loss`` (mean negative ELBO per example per epoch, in nats, as the example prints),
-      ``num_threads`` (int) and ``torch_version`` (str).
+      ``num_threads`` (int), ``torch_version`` (str) and, with ``test_images``, ``test_loss``.
     """
     import torch
 
@@ -147,7 +150,18 @@ def time_torch_epochs(images, num_epochs, batch_size=128, lr=1e-3, seed=1, num_t
         total = total.item()
         epoch_seconds.append(time.perf_counter() - start)
         train_loss.append(total / n)
-    return {
+    result = {}
+    if test_images is not None:
+        test = torch.from_numpy(np.ascontiguousarray(test_images, dtype=np.float32))
+        model.eval()
+        with torch.no_grad():
+            total = 0.0
+            for i in range(0, test.shape[0], batch_size):
+                x = test[i : i + batch_size]
+                logits, mu, logvar = model(x)
+                total += _loss_function(logits, x, mu, logvar).item()
+        result["test_loss"] = total / test.shape[0]
+    return result | {
         "epoch_seconds": epoch_seconds,
         "train_loss": train_loss,
         "num_threads": num_threads,
@@ -155,13 +169,16 @@ def time_torch_epochs(images, num_epochs, batch_size=128, lr=1e-3, seed=1, num_t
     }
 
 
-def load_mnist_train_images(data_dir) -> np.ndarray:
-    """Reads MNIST training images as float32 ``[60000, 784]`` grey levels in ``[0, 1]``.
+def load_mnist_train_images(data_dir, split: str = "train") -> np.ndarray:
+    """Reads MNIST images as float32 ``[N, 784]`` grey levels in ``[0, 1]``.
 
     Args:
-      data_dir: directory holding ``mnist/train-images-idx3-ubyte.gz``.
+      data_dir: directory holding ``mnist/{split}-images-idx3-ubyte.gz``.
+      split: ``"train"`` (60000 images) or ``"t10k"`` (the 10000 test images).
     """
-    path = Path(data_dir) / "mnist" / "train-images-idx3-ubyte.gz"
+    if split not in ("train", "t10k"):
+        raise ValueError(f"split must be 'train' or 't10k', got {split!r}")
+    path = Path(data_dir) / "mnist" / f"{split}-images-idx3-ubyte.gz"
     with gzip.open(path, "rb") as f:
         raw = f.read()
     return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784).astype(np.float32) / 255.0
@@ -174,18 +191,24 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--num-threads", type=int, default=None, help="default: os.cpu_count()")
+    parser.add_argument("--test", action="store_true",
+                        help="after training, print the example's test loss (one sample)")
     args = parser.parse_args(argv)
     if args.data_dir is None:
         parser.error("give --data-dir or set JVAE_DATA_DIR")
     if not torch_available():
         parser.error("PyTorch is not installed (pip install 'jvae[torch]')")
     images = load_mnist_train_images(args.data_dir)
+    test = load_mnist_train_images(args.data_dir, split="t10k") if args.test else None
     result = time_torch_epochs(
-        images, args.epochs, batch_size=args.batch_size, seed=args.seed, num_threads=args.num_threads
+        images, args.epochs, batch_size=args.batch_size, seed=args.seed, num_threads=args.num_threads,
+        test_images=test,
     )
     print(f"torch {result['torch_version']}, {result['num_threads']} threads, {len(images)} images")
     for epoch, (sec, loss) in enumerate(zip(result["epoch_seconds"], result["train_loss"]), start=1):
         print(f"epoch {epoch}: {sec:.2f} s, train loss {loss:.2f} nats/example")
+    if "test_loss" in result:
+        print(f"test loss {result['test_loss']:.2f} nats/example ({len(test)} test images, one sample)")
     return result
 
 
