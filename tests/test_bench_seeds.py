@@ -1,0 +1,30 @@
+"""Smoke test of ``experiments/bench_seeds.py`` on a small subset (timings are not asserted)."""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_bench_seeds_reports_ratios(jvae_data_dir, tmp_path):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import bench_seeds
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    out = tmp_path / "seeds.json"
+    results = bench_seeds.main(["--seeds", "2", "--examples", "512", "--repeats", "2",
+                                "--data-dir", str(jvae_data_dir), "--json", str(out)])
+    assert sorted(results) == [2]
+    for s, r in results.items():
+        assert r["sequential_seconds"] > 0 and r["vmapped_seconds"] > 0
+        assert r["ratio"] == pytest.approx(r["vmapped_seconds"] / r["sequential_seconds"])
+        assert len(r["repeat_ratios"]) == 2
+        assert min(r["repeat_ratios"]) <= r["median_repeat_ratio"] <= max(r["repeat_ratios"])
+        assert r["seed_epochs_per_second"] == pytest.approx(s / r["vmapped_seconds"])
+    assert set(json.loads(out.read_text())) == {"2"}
+    with pytest.raises(SystemExit):
+        bench_seeds.main(["--seeds", "0", "--data-dir", str(jvae_data_dir)])
