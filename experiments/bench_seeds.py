@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
             stacked, data, order_keys).compile()
         run_seq = lambda: [single(st, data, order_key) for st in states]  # noqa: E731
         run_vm = lambda: vmapped(stacked, data, order_keys)  # noqa: E731
-        run_seq(), run_vm()                                  # warm up
+        jax.block_until_ready((run_seq(), run_vm()))        # warm up, finished before timing
         seq, vm = [], []
         for _ in range(args.repeats):                        # interleaved, same conditions
             seq.append(_time(run_seq))
