@@ -3,9 +3,9 @@
 The ``pytorch_example`` model (MNIST, batch 128). For each S in ``--seeds`` the script times
 one epoch of S seeds vmapped (stacked train states, shared data and batch order, the order
 key repeated per seed, as ``--config.num_seeds=S`` trains them) and S single-seed epochs run
-one after the other, both compiled ahead of time, in the same process; it prints the medians over ``--repeats``, the
-ratio vmapped / sequential of the medians (below 1: the vmapped program is faster) and the
-ratio within each repeat.
+one after the other, both compiled ahead of time, in the same process; it prints the medians
+over ``--repeats``, the ratio vmapped / sequential of the medians (below 1: the vmapped
+program is faster) and the ratio within each repeat.
 
     JVAE_DATA_DIR=../shared/data python experiments/bench_seeds.py --seeds 1 2 4 8
 """

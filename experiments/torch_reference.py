@@ -150,7 +150,12 @@ def time_torch_epochs(images, num_epochs, batch_size=128, lr=1e-3, seed=1, num_t
         total = total.item()
         epoch_seconds.append(time.perf_counter() - start)
         train_loss.append(total / n)
-    result = {}
+    result = {
+        "epoch_seconds": epoch_seconds,
+        "train_loss": train_loss,
+        "num_threads": num_threads,
+        "torch_version": torch.__version__,
+    }
     if test_images is not None:
         test = torch.from_numpy(np.ascontiguousarray(test_images, dtype=np.float32))
         model.eval()
@@ -161,12 +166,7 @@ def time_torch_epochs(images, num_epochs, batch_size=128, lr=1e-3, seed=1, num_t
                 logits, mu, logvar = model(x)
                 total += _loss_function(logits, x, mu, logvar).item()
         result["test_loss"] = total / test.shape[0]
-    return result | {
-        "epoch_seconds": epoch_seconds,
-        "train_loss": train_loss,
-        "num_threads": num_threads,
-        "torch_version": torch.__version__,
-    }
+    return result
 
 
 def load_mnist_train_images(data_dir, split: str = "train") -> np.ndarray:
