@@ -48,8 +48,9 @@ class FlatIndependent(distrax.Independent):
     ``pytorch_example`` training step the fused softplus of the Bernoulli log-density took
     13.8 ms per 50 steps on ``[1, 128, 28, 28, 1]`` and 7.1 ms on ``[1, 128, 784]``. For
     Bernoulli, continuous Bernoulli and Normal base distributions the parameters and the value
-    are reshaped to ``[..., prod(event_shape)]`` first; any other base distribution, or a value whose trailing shape is not the event shape, takes
-    ``distrax.Independent``'s path unchanged.
+    are reshaped to ``[..., prod(event_shape)]`` first; any other base distribution, or a
+    value whose trailing shape is not the event shape, takes ``distrax.Independent``'s path
+    unchanged.
     """
 
     def log_prob(self, value):
