@@ -22,6 +22,11 @@ def test_bench_seeds_reports_ratios(jvae_data_dir, tmp_path):
     for s, r in results.items():
         assert r["sequential_seconds"] > 0 and r["vmapped_seconds"] > 0
         assert r["ratio"] == pytest.approx(r["vmapped_seconds"] / r["sequential_seconds"])
+        seq, vm = r["sequential_repeats"], r["vmapped_repeats"]
+        assert len(seq) == len(vm) == 2
+        assert r["sequential_seconds"] == pytest.approx(sum(seq) / 2)
+        assert r["min_ratio"] == pytest.approx(min(vm) / min(seq))
+        assert r["repeat_ratios"] == pytest.approx([v / q for v, q in zip(vm, seq)])
         assert len(r["repeat_ratios"]) == 2
         assert min(r["repeat_ratios"]) <= r["median_repeat_ratio"] <= max(r["repeat_ratios"])
         assert r["seed_epochs_per_second"] == pytest.approx(s / r["vmapped_seconds"])
