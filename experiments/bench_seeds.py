@@ -6,9 +6,12 @@ key repeated per seed, as ``--config.num_seeds=S`` trains them) and S single-see
 one after the other, both compiled ahead of time, in the same process; it prints the medians
 over ``--repeats`` (alternating which of the two runs first), the ratio vmapped / sequential
 of the medians (below 1: the vmapped program is faster), the ratio of the fastest repeats
-(load from other jobs only adds time) and the ratio within each repeat.
+(load from other jobs only adds time) and the ratio within each repeat. With
+``--vmapped-only`` it times only the vmapped programs and, when S=1 is among ``--seeds``,
+gives each one's epoch time relative to one seed's (the GPU check: 1, 8 and 64 seeds).
 
     JVAE_DATA_DIR=../shared/data python experiments/bench_seeds.py --seeds 1 2 4 8
+    JVAE_DATA_DIR=../shared/data python experiments/bench_seeds.py --seeds 1 8 64 --vmapped-only
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
+def _summary(s: int, vm: list, results: dict) -> dict:
+    """Vmapped timings of S seeds; against the vmapped one-seed epoch if that was timed."""
+    r = {"vmapped_seconds": statistics.median(vm), "vmapped_repeats": vm}
+    r["seed_epochs_per_second"] = s / r["vmapped_seconds"]
+    if 1 in results:
+        r["vs_one_seed"] = r["vmapped_seconds"] / results[1]["vmapped_seconds"]
+    return r
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -47,6 +59,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", default=None, help="default: $JVAE_DATA_DIR")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--vmapped-only", action="store_true",
+                        help="time only the vmapped programs (for many seeds on an accelerator)")
     args = parser.parse_args(argv)
     if min(args.seeds) <= 0 or args.repeats <= 0 or args.examples <= 0:
         parser.error("--seeds, --repeats and --examples must be positive")
@@ -67,7 +81,8 @@ def main(argv=None) -> dict:
 
     print(f"{os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].device_kind}; "
           f"{len(images)} images, batch {config.batch_size}")
-    single = jax.jit(epoch).lower(create(0), data, order_key).compile()
+    if not args.vmapped_only:
+        single = jax.jit(epoch).lower(create(0), data, order_key).compile()
     results = {}
     for s in args.seeds:
         states = [create(i) for i in range(s)]
@@ -77,6 +92,14 @@ def main(argv=None) -> dict:
             stacked, data, order_keys).compile()
         run_seq = lambda: [single(st, data, order_key) for st in states]  # noqa: E731
         run_vm = lambda: vmapped(stacked, data, order_keys)  # noqa: E731
+        if args.vmapped_only:
+            jax.block_until_ready(run_vm())                 # warm up, finished before timing
+            vm = [_time(run_vm) for _ in range(args.repeats)]
+            results[s] = r = _summary(s, vm, results)
+            print(f"S={s}: vmapped {r['vmapped_seconds']:.3f} s"
+                  + (f", {r['vs_one_seed']:.2f}x one seed" if "vs_one_seed" in r else "")
+                  + f", {r['seed_epochs_per_second']:.2f} seed-epochs/s", flush=True)
+            continue
         jax.block_until_ready((run_seq(), run_vm()))        # warm up, finished before timing
         seq, vm = [], []
         for i in range(args.repeats):    # interleaved; which runs first alternates per repeat
@@ -86,8 +109,8 @@ def main(argv=None) -> dict:
             else:
                 vm.append(_time(run_vm))
                 seq.append(_time(run_seq))
-        r = {"sequential_seconds": statistics.median(seq), "vmapped_seconds": statistics.median(vm),
-             "sequential_repeats": seq, "vmapped_repeats": vm}
+        r = _summary(s, vm, results)
+        r.update(sequential_seconds=statistics.median(seq), sequential_repeats=seq)
         r["ratio"] = r["vmapped_seconds"] / r["sequential_seconds"]
         # Load from other jobs only ever adds time, so the fastest repeat of each is the
         # least disturbed one.
@@ -96,7 +119,6 @@ def main(argv=None) -> dict:
         # the host's speed than the ratio of the medians.
         r["repeat_ratios"] = [v / q for v, q in zip(vm, seq)]
         r["median_repeat_ratio"] = statistics.median(r["repeat_ratios"])
-        r["seed_epochs_per_second"] = s / r["vmapped_seconds"]
         results[s] = r
         print(f"S={s}: sequential {r['sequential_seconds']:.2f} s, vmapped "
               f"{r['vmapped_seconds']:.2f} s, ratio {r['ratio']:.3f}, of the fastest "

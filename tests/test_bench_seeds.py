@@ -31,5 +31,12 @@ def test_bench_seeds_reports_ratios(jvae_data_dir, tmp_path):
         assert min(r["repeat_ratios"]) <= r["median_repeat_ratio"] <= max(r["repeat_ratios"])
         assert r["seed_epochs_per_second"] == pytest.approx(s / r["vmapped_seconds"])
     assert set(json.loads(out.read_text())) == {"2"}
+    assert "vs_one_seed" not in results[2]          # S=1 was not timed
+    only = bench_seeds.main(["--seeds", "1", "2", "--examples", "256", "--repeats", "1",
+                             "--vmapped-only", "--data-dir", str(jvae_data_dir)])
+    assert "sequential_seconds" not in only[2] and "ratio" not in only[2]
+    assert only[2]["vs_one_seed"] == pytest.approx(
+        only[2]["vmapped_seconds"] / only[1]["vmapped_seconds"])
+    assert "vs_one_seed" not in only[1]
     with pytest.raises(SystemExit):
         bench_seeds.main(["--seeds", "0", "--data-dir", str(jvae_data_dir)])
