@@ -3,9 +3,10 @@
 Evaluates the newest checkpoint of a run on its evaluation split (or ``--split``; ``--limit N``
 for its first N examples): distortion, rate, ELBO and the importance-sampled log-likelihood
 with K samples, in chunks of ``--chunk-size`` samples, in blocks of ``--block-size`` examples
-with progress on stderr. Prints the numbers as JSON and writes
-``DIR/eval_<split>_K<K>.json``. For a multi-seed run or a sweep every element is evaluated
-(lists, in the run's order).
+with progress on stderr. Prints the numbers as JSON and writes ``DIR/eval_<split>_K<K>.json``,
+with the device and the examples evaluated per second over the full blocks after the first
+(the first block, and a shorter last one, include compilation). For a multi-seed run or a
+sweep every element is evaluated (lists, in the run's order).
 """
 
 from __future__ import annotations
@@ -60,14 +61,19 @@ def main(argv=None) -> dict:
                                ll_samples=args.num_samples, ll_chunk=args.chunk_size)
     evaluator = jax.jit(jax.vmap(evaluator, in_axes=(0, None, None)) if stacked else evaluator)
     t0 = time.perf_counter()
+    timed = [0, 0.0]    # examples and seconds of the full blocks after the first (compiled)
     sums: dict[str, np.ndarray] = {}
     key = jax.random.key(args.seed)
     for start in range(0, len(data), args.block_size):
+        t_block = time.perf_counter()
         block = data[start:start + args.block_size]
         part = evaluator(state.params, jax.random.fold_in(key, start), block)
         for k, v in part.items():
             sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64) * len(block)
         done = start + len(block)
+        if start > 0 and len(block) == args.block_size:
+            timed[0] += len(block)
+            timed[1] += time.perf_counter() - t_block
         print(f"{done}/{len(data)} examples, {time.perf_counter() - t0:.0f} s, "
               + ", ".join(f"{k} {np.mean(v) / done:.3f}" for k, v in sums.items()),
               file=sys.stderr)
@@ -75,7 +81,10 @@ def main(argv=None) -> dict:
     result = {"split": config.dataset.eval_split, "num_examples": int(len(data)),
               "split_size": int(len(datasets.eval)),
               "num_samples": args.num_samples, "step": int(np.ravel(state.step)[0]),
-              "seconds": time.perf_counter() - t0, **metrics}
+              "seconds": time.perf_counter() - t0, "device": jax.devices()[0].device_kind}
+    if timed[0]:    # the first block compiles, a shorter last one compiles again
+        result["examples_per_second"] = timed[0] / timed[1]
+    result.update(metrics)
     write_json_atomic(workdir / f"eval_{result['split']}_K{args.num_samples}.json", result)
     print(json.dumps(result, indent=2))
     return result

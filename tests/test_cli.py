@@ -108,6 +108,9 @@ def test_evaluate_cli_limit_and_blocks_agree_with_one_call(trained, capsys):
                                 "--block-size=30"])
     assert whole["num_examples"] == blocks["num_examples"] == 100
     assert whole["split_size"] == 256
+    assert whole["device"] == jax.devices()[0].device_kind
+    assert "examples_per_second" not in whole            # one block: nothing compiled to time
+    assert blocks["examples_per_second"] > 0             # blocks 2 and 3 of 30, 30, 30, 10
     assert "100/100 examples" in capsys.readouterr().err
     # Different random draws per block, same images: the means agree to Monte Carlo noise.
     for key in ("elbo", "log_likelihood", "rate"):
