@@ -90,7 +90,6 @@ def main(argv=None) -> dict:
         order_keys = jnp.stack([order_key] * s)
         vmapped = jax.jit(jax.vmap(epoch, in_axes=(0, None, 0))).lower(
             stacked, data, order_keys).compile()
-        run_seq = lambda: [single(st, data, order_key) for st in states]  # noqa: E731
         run_vm = lambda: vmapped(stacked, data, order_keys)  # noqa: E731
         if args.vmapped_only:
             jax.block_until_ready(run_vm())                 # warm up, finished before timing
@@ -100,6 +99,7 @@ def main(argv=None) -> dict:
                   + (f", {r['vs_one_seed']:.2f}x one seed" if "vs_one_seed" in r else "")
                   + f", {r['seed_epochs_per_second']:.2f} seed-epochs/s", flush=True)
             continue
+        run_seq = lambda: [single(st, data, order_key) for st in states]  # noqa: E731
         jax.block_until_ready((run_seq(), run_vm()))        # warm up, finished before timing
         seq, vm = [], []
         for i in range(args.repeats):    # interleaved; which runs first alternates per repeat
