@@ -29,7 +29,13 @@ __all__ = [
     "save_latent_scatter",
 ]
 
-DEFAULT_CURVE_KEYS = ("train/loss", "eval/elbo", "eval/distortion", "eval/rate")
+DEFAULT_CURVE_KEYS = ("train/elbo", "eval/elbo", "train/distortion", "eval/distortion",
+                      "train/rate", "eval/rate")
+
+_GRID_PAD = 2  # image_grid's default padding, used by the reconstruction grid
+_SPLIT_LABELS = {"train": "train (mean over the epoch)", "eval": "eval (end of epoch)"}
+_METRIC_TITLES = {"elbo": "ELBO", "distortion": "distortion D", "rate": "rate R",
+                  "loss": "loss (negative bound)"}
 
 
 def image_grid(images, nrow: int | None = None, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
@@ -88,27 +94,41 @@ def save_image_grid(images, path, nrow: int | None = None, title: str | None = N
     return _save_grid(image_grid(images, nrow=nrow), path, title)
 
 
-def save_reconstructions(originals, reconstructions, path, n: int = 8, title: str | None = None) -> Path:
-    """Saves observations above their reconstructions.
+def save_reconstructions(originals, reconstructions, path, n: int = 8,
+                         title: str | None = "data and their reconstructions",
+                         row_labels: tuple[str, str] | None = ("data", "reconstruction")) -> Path:
+    """Saves observations above their reconstructions, with a title and row labels.
 
     The batch is cut into blocks of ``n`` images; each block gives one row of observations with
     the matching reconstructions in the row directly below. A last partial block is completed
-    with blank tiles, so any ``N`` works.
+    with blank tiles, so any ``N`` works. Each tile row is labelled on the left with
+    ``row_labels[0]`` (observations) or ``row_labels[1]`` (reconstructions).
 
     Args:
       originals: ``[N, H, W]`` or ``[N, H, W, C]`` observations in ``[0, 1]``.
       reconstructions: same shape as ``originals``.
       path: output file.
       n: images per row.
-      title: optional figure title.
+      title: figure title; ``None`` for none.
+      row_labels: labels of the observation and reconstruction rows; ``None`` for none.
 
     Returns:
       The path written.
 
     Raises:
-      ValueError: if the shapes differ or are not image batches.
+      ValueError: if the shapes differ or are not image batches, or ``row_labels`` is not a
+        pair of strings.
     """
-    return _save_grid(_reconstruction_grid(originals, reconstructions, n), path, title)
+    grid = _reconstruction_grid(originals, reconstructions, n)
+    labels = None
+    if row_labels is not None:
+        if isinstance(row_labels, str) or len(row_labels) != 2:
+            raise ValueError(f"row_labels must be a pair of strings, got {row_labels!r}")
+        num, h = _as_nhwc(originals, "originals").shape[:2]
+        num_rows = 2 * math.ceil(num / min(int(n), num))
+        labels = [(_GRID_PAD + r * (h + _GRID_PAD) + h / 2, str(row_labels[r % 2]))
+                  for r in range(num_rows)]
+    return _save_grid(grid, path, title, row_labels=labels)
 
 
 def save_interpolations(images, path, title: str | None = None) -> Path:
@@ -135,8 +155,16 @@ def save_interpolations(images, path, title: str | None = None) -> Path:
     return _save_grid(image_grid(flat, nrow=steps), path, title)
 
 
-def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch") -> Path:
-    """Plots training curves, one subplot per metric.
+def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch",
+                units: str | None = "nats per example", title: str | None = None) -> Path:
+    """Plots training curves, one panel per metric, the splits of a metric overlaid.
+
+    A key ``"SPLIT/METRIC"`` (``"train/elbo"``, ``"eval/elbo"``) is drawn in the panel of
+    ``METRIC`` as a line labelled by its split, so the train and evaluation ELBO share axes and
+    over-fitting shows as the two lines parting. Train values are means over the epoch's
+    batches (the parameters move during the epoch), evaluation values are taken at the end of
+    the epoch. With the default keys, a history without ``train/elbo`` (an objective that
+    reports only its loss) gets a ``loss`` panel from ``train/loss`` instead.
 
     Values may be scalars or lists of per-seed values (multi-seed runs); for lists the mean is
     drawn with a shaded band of +- one standard deviation across seeds. ``None`` and missing
@@ -147,6 +175,9 @@ def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch") ->
       path: output file.
       keys: metric names to plot; those absent from every entry are skipped.
       x_key: name of the x value in each entry; entries without it use their 1-based index.
+      units: y-axis label of every panel (jvae's losses, ELBOs, distortions and rates are all
+        in nats per example); ``None`` for none.
+      title: optional figure title.
 
     Returns:
       The path written.
@@ -160,24 +191,50 @@ def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch") ->
         raise ValueError("every history entry must be a dict")
     if isinstance(keys, str):
         keys = (keys,)
-    present = [k for k in keys if any(entry.get(k) is not None for entry in history)]
-    if not present:
-        raise ValueError(f"none of the keys {tuple(keys)} is present in the history")
+    keys = tuple(keys)
 
-    ncols = min(len(present), 4)
-    nrows = math.ceil(len(present) / ncols)
-    fig = _figure((4.0 * ncols, 3.0 * nrows))
+    def present(key):
+        return any(entry.get(key) is not None for entry in history)
+
+    if keys == DEFAULT_CURVE_KEYS and not present("train/elbo") and present("train/loss"):
+        keys = keys + ("train/loss",)
+    found = [k for k in keys if present(k)]
+    if not found:
+        raise ValueError(f"none of the keys {tuple(keys)} is present in the history")
+    panels: dict[str, list[tuple[str, str]]] = {}
+    for key in found:
+        split, sep, metric = key.partition("/")
+        if not sep:
+            split, metric = "", key
+        panels.setdefault(metric, []).append((split, key))
+
+    ncols = min(len(panels), 4)
+    nrows = math.ceil(len(panels) / ncols)
+    fig = _figure((4.0 * ncols, 3.2 * nrows + (0.4 if title else 0.0)))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, key in zip(axes, present):
-        x, mean, std = _curve_stats(history, key, x_key)
-        (line,) = ax.plot(x, mean, marker="." if len(x) < 30 else None)
-        if np.any(std > 0):
-            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.25, linewidth=0)
-        ax.set_title(key)
+    colours: dict[str, str] = {}  # one colour per split in every panel
+    in_legend: set[str] = set()
+    for ax, (metric, lines) in zip(axes, panels.items()):
+        for split, key in lines:
+            x, mean, std = _curve_stats(history, key, x_key)
+            colour = colours.setdefault(split, f"C{len(colours)}")
+            label = _SPLIT_LABELS.get(split, split or key)
+            ax.plot(x, mean, marker="." if len(x) < 30 else None, label=label, color=colour)
+            if np.any(std > 0):
+                ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.25, linewidth=0)
+        ax.set_title(_METRIC_TITLES.get(metric, metric))
         ax.set_xlabel(x_key)
+        if units:
+            ax.set_ylabel(units)
+        splits = {split for split, _ in lines if split}
+        if splits - in_legend:  # a legend where a split first appears: colours hold throughout
+            ax.legend(fontsize="small", loc="best")
+            in_legend |= splits
         ax.grid(alpha=0.3)
-    for ax in axes[len(present) :]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -354,27 +411,48 @@ def _figure(figsize) -> Figure:
     return fig
 
 
-def _save_grid(grid: np.ndarray, path, title: str | None) -> Path:
-    """Draws a tiled grid with square pixels, nearest-neighbour, upscaled by an integer factor."""
+def _save_grid(grid: np.ndarray, path, title: str | None, row_labels=None) -> Path:
+    """Draws a tiled grid with square pixels, nearest-neighbour, upscaled by an integer factor.
+
+    ``row_labels``: optional ``(y, text)`` pairs, ``y`` in grid pixels from the top; each text
+    is drawn right-aligned in a left margin sized to the longest one.
+    """
     h, w = grid.shape[:2]
     dpi = 100
+    fontsize = 10
     zoom = max(1, min(8, 800 // max(h, w)))
     title_in = 0.4 if title else 0.0
+    label_in = 0.0
+    if row_labels:
+        widest = max(_text_width_px(text, fontsize, dpi) for _, text in row_labels)
+        label_in = (widest + 12) / dpi
     width_in, height_in = w * zoom / dpi, h * zoom / dpi
-    fig = Figure(figsize=(width_in, height_in + title_in), dpi=dpi)
+    fig_w, fig_h = width_in + label_in, height_in + title_in
+    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.0, 0.0, 1.0, height_in / (height_in + title_in)))
+    ax = fig.add_axes((label_in / fig_w, 0.0, width_in / fig_w, height_in / fig_h))
     kwargs = {"cmap": "gray"} if grid.ndim == 2 else {}
     ax.imshow(grid, vmin=0.0, vmax=1.0, interpolation="nearest", **kwargs)
     ax.set_axis_off()
+    for y, text in row_labels or ():
+        fig.text((label_in - 6 / dpi) / fig_w, (height_in - y * zoom / dpi) / fig_h,
+                 text, ha="right", va="center", fontsize=fontsize)
     if title:
-        fig.text(0.5, 1.0 - 0.5 * title_in / (height_in + title_in), title, ha="center", va="center")
+        fig.text(0.5, 1.0 - 0.5 * title_in / fig_h, title, ha="center", va="center",
+                 fontsize=fontsize + 1)
     return _save(fig, path, tight=False)
+
+
+def _text_width_px(text: str, fontsize: float, dpi: int) -> float:
+    """Rendered width of ``text`` in pixels at ``fontsize`` points."""
+    fig = _figure((1.0, 1.0))
+    fig.set_dpi(dpi)
+    artist = fig.text(0.0, 0.0, text, fontsize=fontsize)
+    return artist.get_window_extent(renderer=fig.canvas.get_renderer()).width
 
 
 def _save(fig: Figure, path, tight: bool = True) -> Path:
     path = Path(os.fspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", bbox_inches="tight" if tight else None)
-    fig.clear()
-    return path
+    return path  # the figure belongs to no pyplot manager: it is freed with its last reference

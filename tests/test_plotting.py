@@ -149,11 +149,57 @@ def test_reconstruction_grid_fewer_images_than_n():
     assert grid.shape == (2 * 4 + 2, 3 * 4 + 2)
 
 
-def test_save_reconstructions(tmp_path):
+def _spy_savefig(monkeypatch):
+    """Records every figure just before it is saved (texts and axes are final then)."""
+    figures = []
+    orig = plotting.Figure.savefig
+
+    def spy(self, *a, **k):
+        figures.append(self)
+        self.canvas.draw()  # lay out so that text extents are real
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(plotting.Figure, "savefig", spy)
+    return figures
+
+
+def test_save_reconstructions(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     x = rng.uniform(size=(13, 28, 28, 1))
-    path = save_reconstructions(x, np.clip(x + 0.1, 0, 1), tmp_path / "rec.png", n=5, title="recon")
+    figures = _spy_savefig(monkeypatch)
+    path = save_reconstructions(x, np.clip(x + 0.1, 0, 1), tmp_path / "rec.png", n=5)
     _assert_has_content(_read_png(path))
+    (fig,) = figures
+    texts = [t.get_text() for t in fig.texts]
+    # default title, then one label per tile row: 3 blocks of (data, reconstruction)
+    assert texts[-1] == "data and their reconstructions"
+    assert texts[:-1] == ["data", "reconstruction"] * 3
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    image_box = ax.get_window_extent(renderer)
+    labels = fig.texts[:-1]
+    for k, label in enumerate(labels):
+        box = label.get_window_extent(renderer)
+        assert box.x1 <= image_box.x0 and box.x0 >= 0  # in the left margin, not cut off
+        # centred on tile row k: rows are 28 px + 2 px padding, drawn at an integer zoom
+        zoom = image_box.height / (6 * 30 + 2)
+        centre_from_top = (2 + k * 30 + 14) * zoom
+        assert abs((image_box.y1 - centre_from_top) - 0.5 * (box.y0 + box.y1)) < 2
+    title_box = fig.texts[-1].get_window_extent(renderer)
+    assert title_box.y0 >= image_box.y1  # above the images
+
+
+def test_save_reconstructions_custom_and_no_labels(tmp_path, monkeypatch):
+    x = np.random.default_rng(4).uniform(size=(4, 8, 8))
+    figures = _spy_savefig(monkeypatch)
+    save_reconstructions(x, x, tmp_path / "a.png", n=8, title="t", row_labels=("x", "x_hat"))
+    save_reconstructions(x, x, tmp_path / "b.png", title=None, row_labels=None)
+    assert [t.get_text() for t in figures[0].texts] == ["x", "x_hat", "t"]
+    assert figures[1].texts == []
+    (ax,) = figures[1].axes
+    assert ax.get_position().x0 == 0.0  # no label margin without labels
+    with pytest.raises(ValueError, match="row_labels"):
+        save_reconstructions(x, x, tmp_path / "c.png", row_labels="data")
 
 
 def test_save_reconstructions_shape_mismatch():
@@ -179,23 +225,57 @@ def test_save_interpolations(tmp_path):
 # ---------------------------------------------------------------------------------------- curves
 
 
-def test_save_curves_scalars_and_missing_keys(tmp_path, monkeypatch):
+def _lines(ax):
+    return {line.get_label(): (line.get_xdata(), line.get_ydata()) for line in ax.get_lines()}
+
+
+TRAIN, EVAL = "train (mean over the epoch)", "eval (end of epoch)"
+
+
+def test_save_curves_overlays_train_and_eval(tmp_path, monkeypatch):
     history = [
-        {"epoch": e, "train/loss": 200.0 / e, "eval/elbo": -210.0 / e, "eval/rate": 20.0 + e} for e in range(1, 6)
+        {"epoch": e, "train/loss": 200.0 / e, "train/elbo": -200.0 / e, "eval/elbo": -210.0 / e,
+         "train/rate": 20.0 + e, "eval/rate": 21.0 + e}
+        for e in range(1, 6)
     ]
     history[2].pop("eval/elbo")  # a missing value in the middle is skipped
-    calls = []
-    orig = plotting.Figure.subplots
-    monkeypatch.setattr(
-        plotting.Figure, "subplots", lambda self, *a, **k: calls.append(a) or orig(self, *a, **k)
-    )
-    path = save_curves(history, tmp_path / "curves.png")  # eval/distortion is absent: 3 panels
-    assert calls == [(1, 3)]
+    figures = _spy_savefig(monkeypatch)
+    path = save_curves(history, tmp_path / "curves.png")  # no distortion: 2 panels
     _assert_has_content(_read_png(path))
-    x, mean, std = plotting._curve_stats(history, "eval/elbo", "epoch")
-    np.testing.assert_array_equal(x, [1, 2, 4, 5])
-    np.testing.assert_allclose(mean, [-210.0, -105.0, -52.5, -42.0])
-    assert np.all(std == 0)
+    (fig,) = figures
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["ELBO", "rate R"]
+    assert all(ax.get_ylabel() == "nats per example" and ax.get_xlabel() == "epoch" for ax in axes)
+    elbo = _lines(axes[0])
+    assert set(elbo) == {TRAIN, EVAL}  # train and eval ELBO on the same axes
+    np.testing.assert_array_equal(elbo[TRAIN][0], [1, 2, 3, 4, 5])
+    np.testing.assert_allclose(elbo[TRAIN][1], [-200.0 / e for e in range(1, 6)])
+    np.testing.assert_array_equal(elbo[EVAL][0], [1, 2, 4, 5])
+    np.testing.assert_allclose(elbo[EVAL][1], [-210.0, -105.0, -52.5, -42.0])
+    rate = _lines(axes[1])
+    np.testing.assert_allclose(rate[EVAL][1], [22.0, 23.0, 24.0, 25.0, 26.0])
+    # each split keeps its colour in every panel; one legend names them
+    for label in (TRAIN, EVAL):
+        colours = {line.get_color() for ax in axes for line in ax.get_lines() if line.get_label() == label}
+        assert len(colours) == 1
+    assert axes[0].get_legend() is not None and axes[1].get_legend() is None
+    legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert legend == [TRAIN, EVAL]
+
+
+def test_save_curves_falls_back_to_train_loss(tmp_path, monkeypatch):
+    history = [{"epoch": e, "train/loss": 10.0 - e, "eval/elbo": -9.0 + e} for e in range(1, 4)]
+    figures = _spy_savefig(monkeypatch)
+    save_curves(history, tmp_path / "c.png", title="a run")
+    (fig,) = figures
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["ELBO", "loss (negative bound)"]
+    np.testing.assert_allclose(_lines(axes[1])[TRAIN][1], [9.0, 8.0, 7.0])
+    assert set(_lines(axes[0])) == {EVAL}
+    assert fig._suptitle.get_text() == "a run"
+    # both panels introduce a split, so both carry a legend; colours differ by split
+    assert axes[0].get_legend() is not None and axes[1].get_legend() is not None
+    assert axes[0].get_lines()[0].get_color() != axes[1].get_lines()[0].get_color()
 
 
 def test_save_curves_per_seed_lists(tmp_path, monkeypatch):
@@ -219,9 +299,13 @@ def test_save_curves_per_seed_lists(tmp_path, monkeypatch):
     np.testing.assert_allclose(bands[0][1], seeds.mean(1) + seeds.std(1))
 
 
-def test_save_curves_without_x_key_and_single_key(tmp_path):
-    path = save_curves([{"loss": 3.0}, {"loss": 2.0}], tmp_path / "c.png", keys="loss")
+def test_save_curves_without_x_key_and_single_key(tmp_path, monkeypatch):
+    figures = _spy_savefig(monkeypatch)
+    path = save_curves([{"loss": 3.0}, {"loss": 2.0}], tmp_path / "c.png", keys="loss", units=None)
     assert path.stat().st_size > 0
+    (ax,) = [ax for ax in figures[0].axes if ax.get_visible()]
+    assert ax.get_ylabel() == "" and ax.get_legend() is None  # no split, no legend
+    np.testing.assert_allclose(_lines(ax)["loss"][1], [3.0, 2.0])
     np.testing.assert_array_equal(plotting._curve_stats([{"loss": 3.0}, {"loss": 2.0}], "loss", "epoch")[0], [1, 2])
 
 
