@@ -57,10 +57,37 @@ def _positive(what: str, value, allow_zero: bool = False) -> None:
         raise ValueError(f"{what} must be {bound}, got {value!r}.")
 
 
+def _integer(what: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be an integer, got {value!r}.")
+
+
+def _seed_range(what: str, value, count: int = 1) -> None:
+    if not 0 <= int(value) <= 2 ** 32 - int(count):
+        span = f" (with {count} seeds, seed + {count - 1} too)" if count > 1 else ""
+        raise ValueError(f"{what} must lie in [0, 2**32){span}, got {value!r}.")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raise ``ValueError`` naming the first invalid field of a run config."""
+    for field in ("seed", "num_epochs", "batch_size", "latent_dim", "num_seeds",
+                  "checkpoint_every"):
+        _integer(f"config.{field}", config[field])
+    for field in ("data_seed", "order_seed", "validation_size", "limit_train", "limit_eval",
+                  "resize", "count"):
+        _integer(f"config.dataset.{field}", config.dataset[field])
     for field in ("num_epochs", "batch_size", "latent_dim", "num_seeds"):
         _positive(f"config.{field}", config[field])
+    # JAX keys take 32-bit seeds (a larger seed silently wraps onto a smaller one).
+    _seed_range("config.seed", config.seed, count=int(config.num_seeds))
+    _seed_range("config.dataset.data_seed", config.dataset.data_seed)
+    if int(config.dataset.order_seed) != -1:
+        _seed_range("config.dataset.order_seed (-1: use config.seed)", config.dataset.order_seed)
+    for field in ("factor", "max_loss"):
+        value = config.divergence[field]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"config.divergence.{field} must be a number >= 0 (0: off), "
+                             f"got {value!r}.")
     _positive("config.learning_rate", config.learning_rate)
     _positive("config.checkpoint_every", config.checkpoint_every, allow_zero=True)
     _choice("dataset", config.dataset.name, jdata.DATASETS + SYNTHETIC)
@@ -130,6 +157,8 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
     Static binarisation and resizing happen here, once. With ``binarize="dynamic"`` the
     training data stays grey (a fresh binarisation is drawn per step inside the epoch) and the
     evaluation data is binarised once with a fixed key, so every evaluation sees the same set.
+    Local files are checked against their pinned SHA-256 on first use unless
+    ``config.dataset.verify_checksums`` is false (see :func:`jvae.data.load_split`).
     """
     ds = config.dataset
     if ds.name == "gaussian2d":
@@ -139,13 +168,15 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
         return Datasets(train, test, None)
     common = dict(data_dir=ds.data_dir or None, binarize=ds.binarize, threshold=ds.threshold,
                   resize=ds.resize or None, download=ds.download,
-                  validation_size=int(ds.validation_size))
+                  validation_size=int(ds.validation_size),
+                  verify=bool(ds.get("verify_checksums", True)))
     train = jdata.load_dataset(ds.name, ds.train_split, limit=ds.limit_train or None, **common)
     evals = jdata.load_dataset(ds.name, ds.eval_split, limit=ds.limit_eval or None, **common)
     labels = None
     if ds.name != "binarized_mnist":
         split = jdata.load_split(ds.name, ds.eval_split, data_dir=common["data_dir"],
-                                 download=ds.download, validation_size=common["validation_size"])
+                                 download=ds.download, validation_size=common["validation_size"],
+                                 verify=common["verify"])
         labels = split.labels[: len(evals)]
     if ds.binarize == "dynamic":
         draws = np.random.default_rng(int(ds.data_seed)).random(evals.shape, np.float32)

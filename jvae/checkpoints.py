@@ -1,87 +1,397 @@
-"""Checkpoints of a :class:`~jvae.training.TrainState` with orbax.
+"""Verified, atomic checkpoints of a :class:`~jvae.training.TrainState`.
 
-Orbax writes each checkpoint into a temporary directory and renames it only once complete,
-so a crash mid-write leaves the previous checkpoints untouched; a half-written one is never
-picked up as the latest. Typed PRNG keys are stored as their raw key data and wrapped again
+Layout under the checkpoint directory::
+
+    <epoch>/state/...            the train state, written by orbax (synchronously)
+    <epoch>/jvae_manifest.json   size and SHA-256 of every file above, the epoch, and the
+                                 shape and dtype of every leaf of the state
+
+A checkpoint is written into a hidden temporary directory (``.tmp-<epoch>-<pid>``), its
+manifest is written last, and the directory is renamed to ``<epoch>`` in one atomic step, so
+a crash at any moment leaves either the complete checkpoint or none: a directory named like
+an epoch always held a manifest when it appeared. Old checkpoints are renamed to a hidden
+name before they are deleted, so a kill during a deletion never leaves a half-deleted
+checkpoint under an epoch's name.
+
+On restore every file is checked against the manifest. :meth:`Checkpointer.restore_latest`
+falls back from a damaged newest checkpoint to the newest one that verifies and reports each
+one it skipped and why. Typed PRNG keys are stored as their raw key data and wrapped again
 on restore, so a restored run draws exactly the random numbers the uninterrupted run would.
+Checkpointing is single-process (``jax.process_count() == 1``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
+import shutil
 import tempfile
-from typing import Any
+import time
+import warnings
+from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jvae.training import TrainState
 
-__all__ = ["Checkpointer", "write_json_atomic"]
+__all__ = ["Checkpointer", "CheckpointError", "CheckpointSkippedWarning", "Restored",
+           "check_writable", "write_json_atomic"]
+
+MANIFEST = "jvae_manifest.json"
+_FORMAT = 1
+_STATE = "state"
 
 
-def _to_storable(state: TrainState) -> TrainState:
-    return state._replace(key=jax.random.key_data(state.key))
+class CheckpointError(ValueError):
+    """A checkpoint is missing, damaged or does not fit the requested train state."""
+
+
+class CheckpointSkippedWarning(UserWarning):
+    """Issued when a damaged checkpoint is skipped in favour of an older one."""
+
+
+class Restored(NamedTuple):
+    """Result of :meth:`Checkpointer.restore_latest`.
+
+    Attributes:
+      epoch: epoch of the restored checkpoint.
+      state: the restored :class:`~jvae.training.TrainState`.
+      skipped: ``(epoch, reason)`` of every newer checkpoint that failed verification.
+    """
+
+    epoch: int
+    state: TrainState
+    skipped: list[tuple[int, str]]
 
 
 class Checkpointer:
     """Save and restore train states by epoch number under ``directory``.
 
     Args:
-      directory: where checkpoints live (created if missing).
-      max_to_keep: number of most recent checkpoints kept.
+      directory: where checkpoints live (created on the first save or by
+        :meth:`check_writable`).
+      max_to_keep: number of most recent checkpoints kept (>= 1).
     """
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3):
+        if int(max_to_keep) < 1:
+            raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep!r}.")
         self.directory = pathlib.Path(directory).absolute()
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self.max_to_keep = int(max_to_keep)
+        self._orbax = None
+
+    # ------------------------------------------------------------------ listing
+
+    def all_epochs(self) -> list[int]:
+        """Epochs of the complete checkpoints, oldest first.
+
+        A checkpoint is complete when its manifest is present and every file it lists exists
+        with the recorded size (the cheap check; :meth:`verify` also compares the digests).
+        Temporary and half-deleted directories are never listed.
+        """
+        return [e for e, reason in self._scan() if reason is None]
+
+    def incomplete(self) -> list[tuple[int, str]]:
+        """``(epoch, reason)`` of every epoch-named directory that is not a complete
+        checkpoint (e.g. damaged by hand, or written by a jvae without manifests)."""
+        return [(e, r) for e, r in self._scan() if r is not None]
 
     def latest_epoch(self) -> int | None:
         """Epoch of the newest complete checkpoint, or ``None``."""
-        return self._manager.latest_step()
+        epochs = self.all_epochs()
+        return epochs[-1] if epochs else None
 
-    def all_epochs(self) -> list[int]:
-        return sorted(self._manager.all_steps())
+    def verify(self, epoch: int) -> str | None:
+        """``None`` if checkpoint ``epoch`` matches its manifest byte for byte, else the
+        reason it does not (missing file, size or SHA-256 mismatch, unreadable manifest)."""
+        path = self.directory / str(int(epoch))
+        manifest, reason = _read_manifest(path)
+        if reason:
+            return reason
+        for rel, (size, digest) in manifest["files"].items():
+            file = path / rel
+            try:
+                actual_size = file.stat().st_size
+            except OSError:
+                return f"file {rel} is missing"
+            if actual_size != size:
+                return f"file {rel} has {actual_size} bytes, the manifest says {size}"
+            if _sha256(file) != digest:
+                return f"file {rel} does not match its SHA-256 (damaged on disk)"
+        return None
 
-    def save(self, epoch: int, state: TrainState) -> None:
-        """Write ``state`` as the checkpoint of ``epoch`` and wait until it is on disk."""
-        self._manager.save(int(epoch), args=ocp.args.StandardSave(_to_storable(state)),
-                           force=True)
-        self._manager.wait_until_finished()
+    # ------------------------------------------------------------------ saving
 
-    def restore(self, template: TrainState, epoch: int | None = None) -> TrainState:
-        """Restore the checkpoint of ``epoch`` (default: latest) into ``template``'s structure.
+    def check_writable(self) -> None:
+        """Create the directory and write, sync and delete a probe file in it.
 
         Raises:
-          FileNotFoundError: no checkpoint exists (the message names the directory).
+          OSError: naming the directory, when it cannot be created or written.
+        """
+        check_writable(self.directory, "checkpoint directory")
+
+    def save(self, epoch: int, state: TrainState) -> None:
+        """Write ``state`` as the verified checkpoint of ``epoch`` (replacing any checkpoint
+        of that epoch) and delete checkpoints beyond ``max_to_keep``.
+
+        Raises:
+          OSError: the checkpoint could not be written (the message names the directory);
+            the checkpoints already on disk are untouched.
+        """
+        if jax.process_count() > 1:
+            raise NotImplementedError("jvae checkpoints are single-process for now.")
+        epoch = int(epoch)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._remove_leftovers()
+        storable = _to_storable(state)
+        tmp = self.directory / f".tmp-{epoch}-{os.getpid()}"
+        try:
+            tmp.mkdir()
+            self._checkpointer().save(tmp / _STATE, args=ocp.args.StandardSave(storable))
+            files = {str(p.relative_to(tmp)): [p.stat().st_size, _sha256(p)]
+                     for p in sorted(tmp.rglob("*")) if p.is_file()}
+            manifest = {"format": _FORMAT, "epoch": epoch, "time": time.time(),
+                        "leaves": _leaf_specs(storable), "files": files}
+            write_json_atomic(tmp / MANIFEST, manifest)
+            final = self.directory / str(epoch)
+            if final.exists():
+                self._discard(final)
+            os.replace(tmp, final)
+            _fsync_dir(self.directory)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise OSError(e.errno, f"Could not write the checkpoint of epoch {epoch} in "
+                              f"{self.directory}: {e.strerror or e}") from e
+            raise
+        for old in self.all_epochs()[:-self.max_to_keep]:
+            self._discard(self.directory / str(old))
+
+    # ------------------------------------------------------------------ restoring
+
+    def restore(self, template: TrainState, epoch: int | None = None) -> TrainState:
+        """Restore the checkpoint of ``epoch``, or the newest one that verifies.
+
+        Without ``epoch`` a damaged newest checkpoint is skipped with a
+        :class:`CheckpointSkippedWarning` (see :meth:`restore_latest`). With ``epoch``, that
+        checkpoint must verify.
+
+        Raises:
+          FileNotFoundError: no checkpoint (of that epoch) exists; the message names the
+            directory and the epochs found.
+          CheckpointError: the checkpoint is damaged, or holds a state of another shape than
+            ``template`` (a different model or config).
         """
         if epoch is None:
-            epoch = self.latest_epoch()
-        if epoch is None:
+            return self.restore_latest(template).state
+        epoch = int(epoch)
+        if not (self.directory / str(epoch)).is_dir():
+            raise FileNotFoundError(f"No checkpoint of epoch {epoch} in {self.directory}; "
+                                    f"checkpoints found: {self.all_epochs() or 'none'}.")
+        reason = self.verify(epoch)
+        if reason:
+            raise CheckpointError(f"Checkpoint of epoch {epoch} in {self.directory} is damaged:"
+                                  f" {reason}.")
+        return self._restore(template, epoch)
+
+    def restore_latest(self, template: TrainState, *, warn: bool = True) -> Restored:
+        """Restore the newest checkpoint that verifies.
+
+        Every newer epoch-named directory that fails verification is skipped and reported in
+        ``Restored.skipped`` (and as a :class:`CheckpointSkippedWarning` when ``warn``).
+
+        Raises:
+          FileNotFoundError: there is no checkpoint at all.
+          CheckpointError: no checkpoint verifies (each reason listed), or the newest intact
+            one does not fit ``template``.
+        """
+        skipped = []
+        for epoch, reason in reversed(self._scan()):
+            if reason is None:
+                reason = self.verify(epoch)
+            if reason is None:
+                state = self._restore(template, epoch)
+                if warn:
+                    for e, r in skipped:
+                        warnings.warn(f"skipped the checkpoint of epoch {e} in "
+                                      f"{self.directory}: {r}; restoring epoch {epoch}.",
+                                      CheckpointSkippedWarning, stacklevel=2)
+                return Restored(epoch, state, skipped)
+            skipped.append((epoch, reason))
+        if not skipped:
             raise FileNotFoundError(f"No checkpoint found in {self.directory}.")
+        listed = "; ".join(f"epoch {e}: {r}" for e, r in skipped)
+        raise CheckpointError(f"No checkpoint in {self.directory} verifies ({listed}).")
+
+    def close(self) -> None:
+        """Release orbax's resources (safe to call more than once)."""
+        if self._orbax is not None:
+            self._orbax.close()
+            self._orbax = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _checkpointer(self) -> ocp.Checkpointer:
+        if self._orbax is None:   # synchronous: no background thread can outlive a failure
+            self._orbax = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+        return self._orbax
+
+    def _scan(self) -> list[tuple[int, str | None]]:
+        """``(epoch, None or why it is incomplete)`` of every epoch-named directory."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for path in self.directory.iterdir():
+            if path.name.isdigit() and path.is_dir():
+                manifest, reason = _read_manifest(path)
+                if reason is None:
+                    for rel, (size, _) in manifest["files"].items():
+                        file = path / rel
+                        if not file.is_file():
+                            reason = f"file {rel} is missing"
+                            break
+                        if file.stat().st_size != size:
+                            reason = f"file {rel} has {file.stat().st_size} bytes, not {size}"
+                            break
+                found.append((int(path.name), reason))
+        return sorted(found)
+
+    def _restore(self, template: TrainState, epoch: int) -> TrainState:
+        path = self.directory / str(epoch)
+        manifest, _ = _read_manifest(path)
         storable = _to_storable(template)
+        expected, stored = _leaf_specs(storable), manifest.get("leaves")
+        if stored is not None and stored != expected:
+            raise CheckpointError(
+                f"The checkpoint of epoch {epoch} in {self.directory} holds a different train "
+                f"state than this run builds ({_first_difference(stored, expected)}): it was "
+                "written by another model or config.")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, storable)
-        restored = self._manager.restore(int(epoch), args=ocp.args.StandardRestore(abstract))
+        try:
+            restored = self._checkpointer().restore(path / _STATE,
+                                                    args=ocp.args.StandardRestore(abstract))
+        except (ValueError, KeyError, OSError, TypeError) as e:
+            raise CheckpointError(f"Could not read the checkpoint of epoch {epoch} in "
+                                  f"{self.directory}: {str(e).splitlines()[0]}") from e
         restored = TrainState(*restored)
         return restored._replace(key=jax.random.wrap_key_data(restored.key))
 
-    def close(self) -> None:
-        self._manager.close()
+    def _remove_leftovers(self) -> None:
+        """Delete temporary and half-deleted directories a killed run left behind."""
+        for path in self.directory.glob(".tmp-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        for path in self.directory.glob(".trash-*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _discard(self, path: pathlib.Path) -> None:
+        """Rename ``path`` to a hidden name (atomic), then delete it."""
+        trash = self.directory / f".trash-{path.name}-{os.getpid()}-{time.time_ns()}"
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def check_writable(directory: str | os.PathLike, what: str = "directory") -> None:
+    """Create ``directory`` if needed and write, sync and delete a probe file in it.
+
+    Raises:
+      OSError: one line naming ``what``, the directory and the system's reason.
+    """
+    directory = pathlib.Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".jvae-write-test-")
+        try:
+            os.write(fd, b"jvae")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        raise OSError(e.errno, f"Cannot write to the {what} {directory}: "
+                      f"{e.strerror or e}") from e
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
+    """Write JSON to ``path`` via a synced temporary file and ``os.replace`` (never
+    half-written)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+# ----------------------------------------------------------------------------- private
+
+
+def _to_storable(state: TrainState) -> TrainState:
+    return state._replace(key=jax.random.key_data(state.key))
+
+
+def _leaf_specs(tree: Any) -> list[str]:
+    """``"dtype[shape]"`` of every leaf, in tree order."""
+    return [f"{np.dtype(leaf.dtype).name}{list(np.shape(leaf))}"
+            for leaf in jax.tree.leaves(tree)]
+
+
+def _first_difference(stored: list[str], expected: list[str]) -> str:
+    if len(stored) != len(expected):
+        return f"{len(stored)} arrays stored, {len(expected)} expected"
+    i = next(i for i, (a, b) in enumerate(zip(stored, expected)) if a != b)
+    return f"array {i} is {stored[i]} in the checkpoint, {expected[i]} here"
+
+
+def _read_manifest(path: pathlib.Path) -> tuple[dict, str | None]:
+    file = path / MANIFEST
+    if not file.is_file():
+        return {}, f"{MANIFEST} is missing (incomplete, damaged, or written by an older jvae)"
+    try:
+        manifest = json.loads(file.read_text())
+        files = manifest["files"]
+        if manifest.get("format") != _FORMAT or not isinstance(files, dict) or not files:
+            raise ValueError("unexpected content")
+        for rel, (size, digest) in files.items():
+            if not isinstance(size, int) or not isinstance(digest, str):
+                raise ValueError(f"bad entry for {rel}")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return {}, f"{MANIFEST} is unreadable ({e})"
+    return manifest, None
+
+
+def _sha256(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: pathlib.Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -30,6 +30,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.dataset.name = "mnist"        # mnist | fashion_mnist | binarized_mnist | gaussian2d
     c.dataset.data_dir = ""         # "": $JVAE_DATA_DIR
     c.dataset.download = False      # fetch MNIST / Fashion-MNIST into the cache if missing
+    c.dataset.verify_checksums = True   # check local files against their published SHA-256
     c.dataset.train_split = "train"
     c.dataset.eval_split = "validation"
     c.dataset.validation_size = 10000
@@ -88,6 +89,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.sweep = ml_collections.ConfigDict()  # vmapped hyperparameter sweep (one program)
     c.sweep.beta = ()                      # e.g. (0.1, 0.3, 1.0, 3.0): one run per value
     c.sweep.learning_rate = ()             # e.g. (3e-4, 1e-3, 3e-3); paired with beta if both
+
+    c.divergence = ml_collections.ConfigDict()   # stop a run whose loss blows up (finite or not)
+    c.divergence.factor = 100.0            # a step's loss above m + factor * max(|m|, 1), m its
+                                           # running minimum, stops the run (0: off)
+    c.divergence.max_loss = 1e10           # |loss| above this stops the run (0: off)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 1000

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
+import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +34,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jvae import builders, plotting, sharding
-from jvae.checkpoints import Checkpointer, write_json_atomic
+from jvae.checkpoints import Checkpointer, check_writable, write_json_atomic
+from jvae.config_io import config_from_json, normalised, resume_differences
 from jvae.evaluation import make_evaluator
+from jvae.guards import DivergenceError, first_divergent_step
+from jvae.lock import WorkdirLock
 from jvae.model import VAE, init_params, reconstruct, sample_prior
 from jvae.objectives.base import as_objective
 from jvae.training import (NonFiniteLossError, TrainState, first_non_finite, make_train_epoch,
@@ -151,12 +156,21 @@ def _scalar(record: dict, key: str) -> float:
     return record.get(f"{key}_mean", record.get(key, float("nan")))
 
 
-def restore_run(workdir: str | pathlib.Path, epoch: int | None = None):
+def restore_run(workdir: str | pathlib.Path, epoch: int | None = None, *,
+                log: Callable[[str], None] | None = None):
     """Rebuild a finished or interrupted run from its work directory.
+
+    Without ``epoch`` the newest checkpoint that verifies is restored; each newer damaged
+    one is skipped with a line to ``log`` (default: standard error) saying why.
 
     Returns:
       ``(config, datasets, model, state)`` with the state of the newest (or given) checkpoint
       (stacked over seeds for a multi-seed run).
+
+    Raises:
+      FileNotFoundError: ``workdir`` holds no ``config.json`` or no checkpoint.
+      jvae.checkpoints.CheckpointError: no checkpoint verifies, or it does not fit the
+        stored config.
     """
     workdir = pathlib.Path(workdir)
     config_path = workdir / "config.json"
@@ -164,44 +178,135 @@ def restore_run(workdir: str | pathlib.Path, epoch: int | None = None):
         raise FileNotFoundError(
             f"{config_path} not found: {workdir} is not a jvae run directory (train one with "
             "python -m jvae.train --config ... --workdir DIR).")
-    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    config = config_from_json(config_path)
     datasets, model, optimizer = _setup(config)
     template = _initial_state(config, model, optimizer, datasets.train[:1])
-    state = Checkpointer(workdir / "checkpoints").restore(template, epoch)
+    ckpt = Checkpointer(workdir / "checkpoints")
+    if epoch is None:
+        restored = ckpt.restore_latest(template, warn=False)
+        _report_skipped(restored.skipped, restored.epoch, ckpt, log or _stderr)
+        state = restored.state
+    else:
+        state = ckpt.restore(template, epoch)
     return config, datasets, model, state
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _report_skipped(skipped, epoch: int, ckpt: Checkpointer, log) -> None:
+    for e, reason in skipped:
+        log(f"warning: skipped the checkpoint of epoch {e} in {ckpt.directory}: {reason}; "
+            f"using epoch {epoch}.")
+
+
+def _check_resume(config, workdir: pathlib.Path) -> list[str]:
+    """Refuse a resume whose config changes more than :data:`jvae.config_io.RESUMABLE`;
+    returns the allowed changes."""
+    stored = workdir / "config.json"
+    if not stored.exists():
+        return []
+    refused, allowed = resume_differences(config_from_json(stored), config)
+    if refused:
+        raise ValueError(
+            f"--resume would change {', '.join(refused)} of the run in {workdir}; a resumed "
+            "run keeps its model, data and optimiser (only evaluation, figures, checkpointing, "
+            "data location and num_epochs upwards may change: jvae.config_io.RESUMABLE). "
+            "Start a new --workdir to train another config.")
+    return allowed
+
+
+def _check_space(ckpt: Checkpointer, state: TrainState) -> None:
+    """Fail before training when the disk cannot hold two more checkpoints."""
+    need = 2 * sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree.leaves(
+        jax.tree.map(lambda a: jax.random.key_data(a) if jax.dtypes.issubdtype(
+            a.dtype, jax.dtypes.prng_key) else a, state))) + (1 << 20)
+    free = shutil.disk_usage(ckpt.directory).free
+    if free < need:
+        raise OSError(28, f"Not enough disk space for checkpoints in {ckpt.directory}: "
+                      f"{free / 1e6:.1f} MB free, about {need / 1e6:.1f} MB needed")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
-                       resume: bool = False, progress: bool = True) -> dict[str, Any]:
+                       resume: bool = False, progress: bool = True,
+                       log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``config`` into ``workdir``; returns the last epoch's metrics record.
+
+    Before anything is written the config is validated and the data and model are built;
+    then the work directory is locked (:class:`~jvae.lock.WorkdirLock`) and checked for
+    writability and free space. With ``resume`` the run continues from the newest checkpoint
+    that verifies (damaged newer ones are skipped with a line to ``log``), after checking
+    that ``config`` differs from the stored ``config.json`` only in fields that may change
+    on resume (:data:`jvae.config_io.RESUMABLE`).
+
+    Args:
+      config: the run config (``jvae.config.default_config()`` and changes).
+      workdir: the run directory.
+      resume: continue the run in ``workdir`` (a new run if it holds no checkpoint).
+      progress: show a progress bar over epochs.
+      log: where one-line notices go (skipped checkpoints, a stale lock); default stderr.
 
     Raises:
       NonFiniteLossError: a training loss became NaN/Inf; the message names epoch and step,
         nothing of that epoch is saved and earlier checkpoints stay intact.
+      DivergenceError: a finite loss exceeded ``config.divergence``'s limits; as above.
       FileExistsError: ``workdir`` already holds checkpoints and ``resume`` is False.
+      WorkdirLockedError: another live run holds ``workdir``.
+      ValueError: an invalid config, or a resume that would change the model, data or
+        optimiser (the fields are named).
+      OSError: ``workdir`` or its checkpoint directory cannot be written.
     """
+    if not str(workdir).strip():
+        raise ValueError("The work directory is empty; pass --workdir DIR.")
     workdir = pathlib.Path(workdir)
+    log = log or _stderr
     datasets, model, optimizer = _setup(config)
-    workdir.mkdir(parents=True, exist_ok=True)
+    template = _initial_state(config, model, optimizer, datasets.train[:1])
+    lock = WorkdirLock(workdir)
+    try:
+        lock.acquire()
+    except OSError as e:
+        raise OSError(e.errno, f"Cannot write to the work directory {workdir}: "
+                      f"{e.strerror or e}") from e
     ckpt = Checkpointer(workdir / "checkpoints")
-    if ckpt.latest_epoch() is not None and not resume:
+    try:
+        if lock.stale:
+            log(f"note: {lock.describe_stale()}.")
+        check_writable(workdir, "work directory")
+        ckpt.check_writable()
+        _check_space(ckpt, template)
+        return _train(config, workdir, datasets, model, optimizer, template, ckpt, resume,
+                      progress, log)
+    finally:
+        ckpt.close()
+        lock.release()
+
+
+def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, progress, log):
+    """The body of :func:`train_and_evaluate`, with the directory locked and checked."""
+    existing = ckpt.all_epochs() or [e for e, _ in ckpt.incomplete()]
+    if existing and not resume:
         raise FileExistsError(
-            f"{workdir} already holds checkpoints (epoch {ckpt.latest_epoch()}); pass --resume to "
+            f"{workdir} already holds checkpoints (epoch {max(existing)}); pass --resume to "
             "continue that run or choose a new --workdir.")
-    write_json_atomic(workdir / "config.json", config.to_dict())
+    if resume:
+        for change in _check_resume(config, workdir):
+            log(f"note: resuming with {change}.")
+    start, history = 0, []
+    if resume and existing:
+        restored = ckpt.restore_latest(state, warn=False)
+        _report_skipped(restored.skipped, restored.epoch, ckpt, log)
+        start, state = restored.epoch, restored.state
+        history = [r for r in read_metrics(workdir) if r.get("epoch", 0) <= start]
+    write_json_atomic(workdir / "config.json", normalised(config))
+    _write_metrics(workdir, history)
 
     seeds = _seeds(config)
     sweep = builders.sweep_values(config)
     multi = len(seeds) > 1 or sweep is not None
     eval_keys = jnp.stack([_keys(s)[2] for s in seeds]) if multi else _keys(seeds[0])[2]
     figure_key = _keys(seeds[0])[3]
-    state = _initial_state(config, model, optimizer, datasets.train[:1])
-    start, history = 0, []
-    if resume and ckpt.latest_epoch() is not None:
-        start = ckpt.latest_epoch()
-        state = ckpt.restore(state, start)
-        history = [r for r in read_metrics(workdir) if r.get("epoch", 0) <= start]
-    _write_metrics(workdir, history)
 
     train = jax.device_put(jnp.asarray(datasets.train))
     evals = jax.device_put(jnp.asarray(datasets.eval))
@@ -248,61 +353,84 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     record: dict[str, Any] = history[-1] if history else {}
     bar = tqdm(range(start + 1, num_epochs + 1), desc="epochs", disable=not progress,
                initial=start, total=num_epochs)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        new_state, metrics, step_losses = compiled(state, train, _order_key(config, epoch, runs))
-        step_losses = np.asarray(step_losses).reshape(len(seeds), -1)   # waits for the epoch
-        jax.block_until_ready(new_state)
-        seconds = time.perf_counter() - t0
-        bad, bad_label = None, None
-        for i, losses in enumerate(step_losses):
-            bad = first_non_finite(losses)
-            if bad is not None:
-                bad_label = _labels(config)[i]
-                break
-        if bad is None and not _all_finite(new_state.params):
-            bad = step_losses.shape[1] - 1        # the last update produced NaN/Inf parameters
-        if bad is not None:
-            last = ckpt.latest_epoch()
-            where = (f"the last good checkpoint (epoch {last}) in {ckpt.directory} is intact"
-                     if last is not None else "no checkpoint had been written yet")
-            which = f"It happened in {bad_label}. " if multi and bad_label is not None else ""
-            raise NonFiniteLossError(epoch, bad, int(np.ravel(state.step)[0]) + bad,
-                                     f"{which}Nothing of epoch {epoch} was saved; {where}.")
-        state = new_state
-        record = {"epoch": epoch, "step": int(np.ravel(state.step)[0]),
-                  "train/seconds": seconds}
-        if sweep is not None:
-            record["sweep/beta"] = sweep["beta"].tolist()
-            record["sweep/learning_rate"] = sweep["learning_rate"].tolist()
-        elif multi:
-            record["seeds"] = seeds
-        if epoch == start + 1:
-            record["train/compile_seconds"] = compile_seconds
-        _record("train", metrics, record)
-        if epoch % max(int(config.eval.every), 1) == 0 or epoch == num_epochs:
+    # Running minimum of the step losses per run, for the divergence guard (kept in the
+    # metrics, so a resumed run continues the same guard).
+    lowest = np.broadcast_to(np.asarray(record.get("train/loss_min", np.inf), np.float64),
+                             (len(seeds),)).copy()
+    try:
+        for epoch in bar:
             t0 = time.perf_counter()
-            keys = (jax.vmap(lambda k: jax.random.fold_in(k, epoch))(eval_keys) if multi
-                    else jax.random.fold_in(eval_keys, epoch))
-            with_ll = not ll_every or epoch % ll_every == 0 or epoch == num_epochs
-            _record("eval", (evaluator if with_ll else cheap_evaluator)(state.params, keys,
-                                                                        evals), record)
-            record["eval/seconds"] = time.perf_counter() - t0
-        _append_metrics(workdir, record)
-        history.append(record)
-        every = int(config.checkpoint_every)
-        if (every and epoch % every == 0) or epoch == num_epochs:
-            ckpt.save(epoch, state)
-        last_eval = next((r for r in reversed(history) if "eval/elbo" in r
-                          or "eval/elbo_mean" in r), record)
-        bar.set_postfix(loss=f"{_scalar(record, 'train/loss'):.2f}",
-                        elbo=f"{_scalar(last_eval, 'eval/elbo'):.2f}")
-    bar.close()
+            new_state, metrics, step_losses = compiled(state, train, _order_key(config, epoch, runs))
+            step_losses = np.asarray(step_losses).reshape(len(seeds), -1)   # waits for the epoch
+            jax.block_until_ready(new_state)
+            seconds = time.perf_counter() - t0
+            _check_losses(config, ckpt, epoch, state, new_state, step_losses, lowest, multi)
+            lowest = np.minimum(lowest, step_losses.min(axis=1))
+            state = new_state
+            record = {"epoch": epoch, "step": int(np.ravel(state.step)[0]),
+                      "train/seconds": seconds}
+            if sweep is not None:
+                record["sweep/beta"] = sweep["beta"].tolist()
+                record["sweep/learning_rate"] = sweep["learning_rate"].tolist()
+            elif multi:
+                record["seeds"] = seeds
+            if epoch == start + 1:
+                record["train/compile_seconds"] = compile_seconds
+            _record("train", metrics, record)
+            record["train/loss_min"] = lowest.tolist() if multi else float(lowest[0])
+            if epoch % max(int(config.eval.every), 1) == 0 or epoch == num_epochs:
+                t0 = time.perf_counter()
+                keys = (jax.vmap(lambda k: jax.random.fold_in(k, epoch))(eval_keys) if multi
+                        else jax.random.fold_in(eval_keys, epoch))
+                with_ll = not ll_every or epoch % ll_every == 0 or epoch == num_epochs
+                _record("eval", (evaluator if with_ll else cheap_evaluator)(state.params, keys,
+                                                                            evals), record)
+                record["eval/seconds"] = time.perf_counter() - t0
+            _append_metrics(workdir, record)
+            history.append(record)
+            every = int(config.checkpoint_every)
+            if (every and epoch % every == 0) or epoch == num_epochs:
+                ckpt.save(epoch, state)
+            last_eval = next((r for r in reversed(history) if "eval/elbo" in r
+                              or "eval/elbo_mean" in r), record)
+            bar.set_postfix(loss=f"{_scalar(record, 'train/loss'):.2f}",
+                            elbo=f"{_scalar(last_eval, 'eval/elbo'):.2f}")
+    finally:
+        bar.close()
     if config.figures:
         params = jax.tree.map(lambda a: a[0], state.params) if multi else state.params
         write_figures(model, params, figure_key, datasets, history, workdir)
-    ckpt.close()
     return record
+
+
+def _check_losses(config, ckpt, epoch, state, new_state, step_losses, lowest, multi) -> None:
+    """Raise NonFiniteLossError / DivergenceError for an epoch whose per-step losses
+    ``[runs, steps]`` (or new parameters) went wrong, naming the step and the run."""
+    step0 = int(np.ravel(state.step)[0])
+    kept = f"Nothing of epoch {epoch} was saved; {_last_good(ckpt)}."
+    labels = _labels(config)
+    for i, losses in enumerate(step_losses):
+        bad = first_non_finite(losses)
+        if bad is not None:
+            which = f"It happened in {labels[i]}. " if multi else ""
+            raise NonFiniteLossError(epoch, bad, step0 + bad, which + kept)
+    if not _all_finite(new_state.params):
+        bad = step_losses.shape[1] - 1        # the last update produced NaN/Inf parameters
+        raise NonFiniteLossError(epoch, bad, step0 + bad, kept)
+    for i, losses in enumerate(step_losses):
+        diverged = first_divergent_step(losses, lowest[i], factor=float(config.divergence.factor),
+                                        max_loss=float(config.divergence.max_loss))
+        if diverged is not None:
+            step, reason = diverged
+            which = f"It happened in {labels[i]}. " if multi else ""
+            raise DivergenceError(epoch, step, step0 + step, float(losses[step]), reason,
+                                  which + kept)
+
+
+def _last_good(ckpt: Checkpointer) -> str:
+    last = ckpt.latest_epoch()
+    return (f"the last good checkpoint (epoch {last}) in {ckpt.directory} is intact"
+            if last is not None else "no checkpoint had been written yet")
 
 
 def _place(config, state, train, evals, stacked: bool):

@@ -14,13 +14,11 @@ import pathlib
 import runpy
 import subprocess
 import sys
-import types
 import warnings
 
 import jax
 import numpy as np
 import pytest
-from absl import flags
 
 import jvae
 from jvae import data as jdata
@@ -65,7 +63,12 @@ def trained(jvae_data_dir, tmp_path_factory):
 def test_train_cli_writes_a_complete_run(trained):
     workdir, proc = trained
     assert proc.returncode == 0, _describe(proc)
-    assert "done:" in proc.stdout and "epoch=1" in proc.stdout
+    assert proc.stdout.startswith("done: epoch 1, step 8\n")
+    # It says where everything went and what to run next.
+    for name in ("metrics.jsonl", "config.json", "samples.png", "curves.png"):
+        assert str(workdir / name) in proc.stdout, name
+    assert "eval ELBO -" in proc.stdout and "nats per example" in proc.stdout
+    assert f"python -m jvae.evaluate --workdir {workdir}" in proc.stdout
     config = json.loads((workdir / "config.json").read_text())
     assert config["dataset"]["name"] == "mnist" and config["seed"] == 1   # the shipped config
     assert config["dataset"]["limit_train"] == 512 and config["batch_size"] == 64  # overrides
@@ -122,36 +125,21 @@ def test_evaluate_cli_limit_and_blocks_agree_with_one_call(trained, capsys):
 # ------------------------------------------------------------ bad inputs, in-process
 
 
-@pytest.fixture
-def parsed_train_flags():
-    """Parse ``jvae.train``'s real absl flags in-process; unparsed again afterwards."""
-
-    def parse(*argv):
-        flags.FLAGS(["jvae.train", *argv])
-
-    yield parse
-    flags.FLAGS.unparse_flags()
-
-
-@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")   # ml_collections
-def test_unknown_config_file_is_a_one_line_error(tmp_path, parsed_train_flags, capsys):
-    parsed_train_flags("--config=experiments/configs/no_such_config.py",
-                       f"--workdir={tmp_path / 'run'}", "--noprogress")
-    assert train.main(["jvae.train"]) != 0
+def test_unknown_config_file_is_a_one_line_error(tmp_path, capsys):
+    assert train.main(["--config=experiments/configs/no_such_config.py",
+                       f"--workdir={tmp_path / 'run'}", "--noprogress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and "no_such_config.py" in err
+    assert err.startswith("error:") and "no_such_config.py" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
 
 
 @pytest.fixture
 def cli_main(monkeypatch):
-    """Run ``jvae.train.main`` in-process with a given config (the flags bypassed)."""
+    """Run ``jvae.train.main`` in-process with a given config (the config file bypassed)."""
 
     def run(config, workdir):
-        for name, value in (("_CONFIG", config), ("_WORKDIR", str(workdir)),
-                            ("_RESUME", False), ("_PROGRESS", False)):
-            monkeypatch.setattr(train, name, types.SimpleNamespace(value=value))
-        return train.main(["jvae.train"])
+        monkeypatch.setattr(train, "load_config_file", lambda spec: config)
+        return train.main(["--config=given.py", f"--workdir={workdir}", "--noprogress"])
 
     return run
 

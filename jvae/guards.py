@@ -1,0 +1,60 @@
+"""Stopping a run whose loss blows up while it is still finite.
+
+A non-finite loss is caught by :class:`~jvae.training.NonFiniteLossError`; a loss that grows
+by orders of magnitude (a learning rate of 1e6 gives 1e33 nats) stays finite and would
+otherwise be reported as a finished run. :func:`first_divergent_step` checks an epoch's
+per-step losses on the host, after the epoch, against the running minimum of the run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["DivergenceError", "first_divergent_step"]
+
+
+class DivergenceError(FloatingPointError):
+    """Raised when the training loss diverges while finite; names the epoch and step."""
+
+    def __init__(self, epoch: int, step_in_epoch: int, global_step: int, loss: float,
+                 reason: str, detail: str = ""):
+        self.epoch, self.step_in_epoch, self.global_step = epoch, step_in_epoch, global_step
+        self.loss = loss
+        super().__init__(
+            f"Training diverged at epoch {epoch}, step {step_in_epoch} of that epoch (global "
+            f"step {global_step}): loss {loss:.4g} {reason}. {detail}".strip())
+
+
+def first_divergent_step(losses, running_min: float, *, factor: float,
+                         max_loss: float) -> tuple[int, str] | None:
+    """The first step of an epoch whose loss diverged, or ``None``.
+
+    A step diverges when ``|loss| > max_loss`` or ``loss > m + factor * max(|m|, 1)``, where
+    ``m`` is the smallest loss of all earlier steps of the run (``running_min`` before this
+    epoch, ``inf`` at the start). ``factor = 0`` or ``max_loss = 0`` switches that test off.
+    Non-finite losses are left to the non-finite check.
+
+    Args:
+      losses: per-step losses of the epoch, ``[steps]``.
+      running_min: smallest loss before this epoch.
+      factor, max_loss: the thresholds (``config.divergence``).
+
+    Returns:
+      ``(step, reason)`` of the first divergent step.
+    """
+    losses = np.asarray(losses, np.float64).ravel()
+    finite = np.where(np.isfinite(losses), losses, np.inf)
+    before = np.minimum.accumulate(np.concatenate([[running_min], finite]))[:-1]
+    bad = np.zeros(losses.shape, bool)
+    if max_loss:
+        bad |= np.isfinite(losses) & (np.abs(losses) > max_loss)
+    if factor:
+        limit = before + factor * np.maximum(np.abs(before), 1.0)
+        bad |= np.isfinite(before) & np.isfinite(losses) & (losses > limit)
+    if not bad.any():
+        return None
+    i = int(np.flatnonzero(bad)[0])
+    if max_loss and abs(losses[i]) > max_loss:
+        return i, f"exceeds config.divergence.max_loss = {max_loss:g}"
+    return i, (f"exceeds {factor:g} times the run's lowest loss so far ({before[i]:.4g}; "
+               "config.divergence.factor)")
