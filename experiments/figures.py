@@ -1,0 +1,391 @@
+"""Regenerate the documentation's figures (``docs/figures/*.png``) and say which are stale.
+
+Each figure comes from a *source*: a training run (a config from ``experiments/configs`` with
+overrides, trained into ``--workdir``; its standard figures are copied) or a measured-results
+file in ``docs/data`` (the numbers on the results pages, drawn here). ``docs/figures/
+manifest.json`` records, per figure, a SHA-256 of the code that draws it and one of its source
+(the resolved run config, or the results file). A figure is stale when it is missing, has no
+manifest entry, or either hash differs.
+
+    python experiments/figures.py            # list the stale figures, regenerate them
+    python experiments/figures.py --check    # only list them; exit status 1 if any is stale
+    python experiments/figures.py --all      # regenerate every figure
+    python experiments/figures.py gaussian2d # regenerate one source's figures (or a figure name)
+
+Regenerating everything takes a few minutes on 2 CPU cores (two 10-epoch gaussian2d runs of
+seconds each, the 10-epoch ``pytorch_example`` run of the README's main command, and the
+drawings from ``docs/data``). Runs need the data: set ``JVAE_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import hashlib
+import json
+import pathlib
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIGURES = ROOT / "docs" / "figures"
+DATA = ROOT / "docs" / "data"
+MANIFEST = FIGURES / "manifest.json"
+MAX_BYTES = 300_000
+sys.path.insert(0, str(ROOT / "experiments"))
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a group of figures comes from and the code that draws them.
+
+    ``config``/``overrides``: a training run whose figures (``outputs``: run file -> figure
+    name) are copied. ``data``/``draw``: a results file in ``docs/data`` drawn by ``draw(data,
+    path)`` (``outputs``: one figure name). ``code``: ``(file, function or None)`` pairs whose
+    source text is hashed (``None``: the whole file).
+    """
+
+    name: str
+    outputs: dict[str, str]
+    code: tuple[tuple[str, str | None], ...]
+    config: str | None = None
+    overrides: dict = field(default_factory=dict)
+    data: str | None = None
+    draw: Callable | None = None
+
+
+# ------------------------------------------------------------------------- drawing from results
+
+
+def _figure(size):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+
+
+def draw_seeds(data: dict, path) -> None:
+    """Strip plot: jvae's 8 seeds and the PyTorch reference's 5, mean +- std, the notebook's value."""
+    import numpy as np
+
+    fig = _figure((6.4, 4.2))
+    ax = fig.add_subplot()
+    groups = [("jvae\n(seeds 1-8, one program)", data["jvae"], "C0"),
+              ("PyTorch reference\n(seeds 1-5)", data["pytorch"], "C1")]
+    rng = np.random.default_rng(0)
+    for i, (label, run, colour) in enumerate(groups):
+        y = np.asarray(run["test_loss"])
+        ax.scatter(i + rng.uniform(-0.08, 0.08, len(y)), y, color=colour, s=28, zorder=3)
+        ax.errorbar(i + 0.22, run["mean"], yerr=run["std"], fmt="D", color="k", capsize=4,
+                    markersize=5, zorder=3)
+        ax.annotate(f"mean {run['mean']:.2f}\nstd {run['std']:.2f}", (i + 0.28, run["mean"]),
+                    va="center", fontsize=8)
+    ref = data["reference"]["test_loss"]
+    ax.axhline(ref, ls="--", color="grey", lw=1)
+    ax.annotate(f"notebook: {ref:.2f}", (-0.35, ref), va="bottom", fontsize=8, color="grey")
+    ax.set_xticks(range(len(groups)), [g[0] for g in groups])
+    ax.set_xlim(-0.4, len(groups) - 0.2)
+    ax.set_ylabel("test loss, -ELBO (nats per example)")
+    ax.set_title(f"pytorch_example, 10 epochs ({data['measured']})")
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, path)
+
+
+def draw_rate_distortion(data: dict, path) -> None:
+    """The rate-distortion experiment's own plot, from its measured table."""
+    from rate_distortion import plot_rate_distortion
+
+    plot_rate_distortion(data["rate"], data["distortion"], data["beta"], path)
+
+
+def draw_iwae(data: dict, path) -> None:
+    """Test ELBO, IWAE bound (K=5) and log p(x) (K=5000) of the k=1 and k=5 models, +- s.e."""
+    import numpy as np
+
+    metrics = [("test_elbo", "ELBO"), ("iwae_k5", "IWAE bound\nK = 5"),
+               ("log_px_k5000", "log p(x)\nK = 5000")]
+    fig = _figure((6.4, 4.2))
+    ax = fig.add_subplot()
+    for j, row in enumerate(data["rows"]):
+        x = np.arange(len(metrics)) + (j - 0.5) * 0.25
+        y = [row[m][0] for m, _ in metrics]
+        err = [row[m][1] for m, _ in metrics]
+        ax.errorbar(x, y, yerr=err, fmt="o", capsize=4, label=f"trained with {row['model']}",
+                    color=f"C{j}")
+        for xi, yi in zip(x, y):
+            ax.annotate(f"{yi:.2f}", (xi, yi), textcoords="offset points", xytext=(6, -3),
+                        fontsize=7)
+    ax.set_xticks(range(len(metrics)), [label for _, label in metrics])
+    ax.set_xlim(-0.5, len(metrics) - 0.3)
+    ax.set_ylabel("test value (nats per example)")
+    ax.set_title(f"iwae_mnist, 13 epochs, all 10000 test images ({data['measured']})")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, path)
+
+
+def draw_estimator_variance(data: dict, path) -> None:
+    """Gradient variance relative to the reparameterised estimator, log scale, two models."""
+    import numpy as np
+
+    rows = data["rows"][::-1]
+    names = [r[0] for r in rows]
+    fig = _figure((8.0, 4.6))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, col, title in ((axes[0], 1, "MNIST VAE"), (axes[1], 3, "Fashion-MNIST 64x64 VAE")):
+        v = np.asarray([r[col] for r in rows], float)
+        colours = ["C2" if n.startswith("mixture posterior: mixture") or n == "reparameterised"
+                   else "C0" for n in names]
+        ax.barh(range(len(rows)), v, color=colours)
+        ax.set_xscale("log")
+        ax.set_xlim(0.5, v.max() * 8)
+        for i, value in enumerate(v):
+            text = f"{value:g}" if value < 1e5 else f"{value:.2g}".replace("e+0", "e")
+            ax.annotate(text, (value, i), textcoords="offset points", xytext=(3, 0),
+                        va="center", fontsize=7)
+        ax.set_title(title)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticks(range(len(rows)), names, fontsize=8)
+    fig.supxlabel("variance of the inference-network gradient / reparameterised (log scale)",
+                  fontsize=9)
+    fig.suptitle(f"inference-network gradient variance at a fixed point ({data['measured']})",
+                 fontsize=10)
+    _save(fig, path)
+
+
+def draw_benchmarks(data: dict, path) -> None:
+    """Left: epoch time of jvae and PyTorch per host state. Right: many-seeds ratio for S = 8."""
+    import numpy as np
+
+    fig = _figure((9.6, 3.8))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    rows = data["epoch_time"]["rows"]
+    x = np.arange(len(rows))
+    for dx, key, label in ((-0.18, "jvae_s", "jvae"), (0.18, "pytorch_s", "PyTorch")):
+        bars = left.bar(x + dx, [r[key] for r in rows], width=0.36, label=label)
+        left.bar_label(bars, fmt="%.2f", fontsize=7)
+    left.set_xticks(x, [f"{r['host']}\n{r['measured']}" for r in rows], fontsize=7)
+    left.set_ylabel("seconds per epoch (median)")
+    left.set_title("pytorch_example epoch, 60000 images", fontsize=10)
+    left.legend(fontsize=8)
+    runs = data["many_seeds"]["runs"]
+    hosts = {"quiet": "C2", "calmer": "C8", "mostly loaded": "C1", "loaded": "C3"}
+    for i, run in enumerate(runs):
+        right.scatter(i, run["ratio"]["8"], color=hosts[run["host"]], s=30, zorder=3,
+                      marker="s" if run["code"].startswith("earlier") else "o")
+    for host, colour in hosts.items():
+        right.scatter([], [], color=colour, label=f"{host} host")
+    right.axhline(1.0, color="grey", lw=1, ls="--")
+    right.set_xticks(range(len(runs)), [f"{r['measured'][5:]}\nx{r['command'].split('--repeats ')[1]}"
+                                        for r in runs], fontsize=7)
+    right.set_xlabel("run (date, repeats); square: earlier code", fontsize=8)
+    right.set_ylabel("vmapped / sequential time")
+    right.set_title("8 seeds as one vmapped program", fontsize=10)
+    right.legend(fontsize=7, loc="upper left", ncol=2)
+    right.set_ylim(0.85, 1.25)
+    right.grid(alpha=0.3, axis="y")
+    _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------- the sources
+
+_RUN_CODE = (("jvae/plotting.py", None), ("jvae/experiment.py", "write_figures"),
+             ("experiments/figures.py", "_regenerate_run"))
+
+SOURCES = (
+    Source("gaussian2d_univariate", {"samples_2d.png": "gaussian2d_univariate.png"}, _RUN_CODE,
+           config="gaussian2d", overrides={"dataset.mode": "univariate"}),
+    Source("gaussian2d_multivariate", {"samples_2d.png": "gaussian2d_multivariate.png"},
+           _RUN_CODE, config="gaussian2d", overrides={"dataset.mode": "multivariate"}),
+    Source("pytorch_example", {"reconstructions.png": "pytorch_example_reconstructions.png",
+                               "samples.png": "pytorch_example_samples.png",
+                               "curves.png": "pytorch_example_curves.png"},
+           _RUN_CODE, config="pytorch_example"),
+    Source("seeds", {"": "pytorch_example_seeds.png"},
+           (("experiments/figures.py", "draw_seeds"), ("experiments/figures.py", "_figure")),
+           data="pytorch_example_seeds.json", draw=draw_seeds),
+    Source("rate_distortion", {"": "rate_distortion.png"},
+           (("experiments/figures.py", "draw_rate_distortion"),
+            ("experiments/rate_distortion.py", "plot_rate_distortion")),
+           data="rate_distortion.json", draw=draw_rate_distortion),
+    Source("iwae", {"": "iwae_vs_elbo.png"},
+           (("experiments/figures.py", "draw_iwae"), ("experiments/figures.py", "_figure")),
+           data="iwae_compare.json", draw=draw_iwae),
+    Source("estimator_variance", {"": "estimator_variance.png"},
+           (("experiments/figures.py", "draw_estimator_variance"),
+            ("experiments/figures.py", "_figure")),
+           data="estimator_variance.json", draw=draw_estimator_variance),
+    Source("benchmarks", {"": "benchmarks.png"},
+           (("experiments/figures.py", "draw_benchmarks"), ("experiments/figures.py", "_figure")),
+           data="benchmarks.json", draw=draw_benchmarks),
+)
+
+
+# ----------------------------------------------------------------------------------- staleness
+
+
+def code_hash(source: Source) -> str:
+    """SHA-256 over the source text of every ``(file, function)`` that draws ``source``'s figures."""
+    h = hashlib.sha256()
+    for rel, name in source.code:
+        text = (ROOT / rel).read_text()
+        if name is not None:
+            segment = None
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+                    segment = ast.get_source_segment(text, node)
+                    break
+            if segment is None:
+                raise LookupError(f"{rel} defines no function {name!r} (figure {source.name}); "
+                                  f"update SOURCES in experiments/figures.py")
+            text = segment
+        h.update(f"{rel}:{name}\n".encode())
+        h.update(text.encode())
+    return h.hexdigest()
+
+
+def _run_config(source: Source):
+    import importlib
+
+    config = importlib.import_module(f"configs.{source.config}").get_config()
+    for dotted, value in source.overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+def source_hash(source: Source) -> str:
+    """SHA-256 of the resolved run config (as JSON), or of the results file's bytes."""
+    if source.data is not None:
+        return hashlib.sha256((DATA / source.data).read_bytes()).hexdigest()
+    resolved = json.dumps(_run_config(source).to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(resolved.encode()).hexdigest()
+
+
+def read_manifest() -> dict:
+    return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+
+
+def stale(sources=SOURCES) -> list[tuple[Source, list[str]]]:
+    """``(source, reasons)`` for every source with a figure that needs regenerating."""
+    manifest = read_manifest()
+    out = []
+    for source in sources:
+        code, src = code_hash(source), source_hash(source)
+        reasons = []
+        for figure in source.outputs.values():
+            entry = manifest.get(figure)
+            if not (FIGURES / figure).exists():
+                reasons.append(f"{figure}: missing")
+            elif entry is None:
+                reasons.append(f"{figure}: not in the manifest")
+            else:
+                if entry.get("code_sha256") != code:
+                    reasons.append(f"{figure}: the code that draws it changed")
+                if entry.get("source_sha256") != src:
+                    what = "results file" if source.data else "run config"
+                    reasons.append(f"{figure}: its {what} changed")
+        if reasons:
+            out.append((source, reasons))
+    return out
+
+
+# -------------------------------------------------------------------------------- regeneration
+
+
+def _regenerate_run(source: Source, workdir: pathlib.Path) -> dict:
+    """Train the source's config afresh in ``workdir``; copy its figures; return a summary."""
+    from jvae.experiment import train_and_evaluate
+
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    record = train_and_evaluate(_run_config(source), workdir, progress=False)
+    for produced, figure in source.outputs.items():
+        shutil.copyfile(workdir / produced, FIGURES / figure)
+    keys = ("epoch", "eval/elbo", "eval/distortion", "eval/rate", "train/elbo")
+    return {k: round(record[k], 4) if isinstance(record.get(k), float) else record.get(k)
+            for k in keys if k in record}
+
+
+def regenerate(source: Source, workdir_root: pathlib.Path) -> list[str]:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    if source.data is not None:
+        (figure,) = source.outputs.values()
+        source.draw(json.loads((DATA / source.data).read_text()), FIGURES / figure)
+        summary, origin = None, f"docs/data/{source.data}"
+    else:
+        workdir = workdir_root / source.name
+        summary = _regenerate_run(source, workdir)
+        over = " ".join(f"--config.{k}={v}" for k, v in source.overrides.items())
+        origin = (f"python -m jvae.train --config experiments/configs/{source.config}.py "
+                  f"--workdir {workdir.relative_to(ROOT) if workdir.is_relative_to(ROOT) else workdir}"
+                  + (f" {over}" if over else ""))
+    manifest = read_manifest()
+    code, src = code_hash(source), source_hash(source)
+    written = []
+    for figure in source.outputs.values():
+        size = (FIGURES / figure).stat().st_size
+        entry = {"source": origin, "code_sha256": code, "source_sha256": src,
+                 "generated": datetime.date.today().isoformat(), "bytes": size}
+        if summary:
+            entry["run_summary"] = summary
+        manifest[figure] = entry
+        warn = f"  (over {MAX_BYTES // 1000} KB: shrink it)" if size > MAX_BYTES else ""
+        written.append(f"wrote docs/figures/{figure} ({size / 1000:.0f} KB){warn}")
+    MANIFEST.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="sources or figure names (default: the stale ones)")
+    parser.add_argument("--check", action="store_true",
+                        help="list the stale figures without regenerating; exit 1 if any")
+    parser.add_argument("--all", action="store_true", help="regenerate every figure")
+    parser.add_argument("--list", action="store_true", help="list the sources and their figures")
+    parser.add_argument("--workdir", default=str(ROOT / "runs" / "figures"),
+                        help="where the figure runs train (default runs/figures)")
+    args = parser.parse_args(argv)
+    if args.list:
+        for s in SOURCES:
+            print(f"{s.name}: {', '.join(s.outputs.values())}")
+        return 0
+    chosen = list(SOURCES)
+    if args.names:
+        known = {s.name for s in SOURCES} | {f for s in SOURCES for f in s.outputs.values()}
+        unknown = [n for n in args.names if n not in known]
+        if unknown:
+            parser.error(f"unknown source or figure {unknown}; --list shows them")
+        chosen = [s for s in SOURCES
+                  if s.name in args.names or set(s.outputs.values()) & set(args.names)]
+    out_of_date = stale(chosen)
+    if not out_of_date:
+        print("all figures are up to date" if not args.names else "the chosen figures are up to date")
+    for source, reasons in out_of_date:
+        for reason in reasons:
+            print(f"stale: {reason} (source {source.name})")
+    if args.check:
+        return 1 if out_of_date else 0
+    todo = chosen if (args.all or args.names) else [s for s, _ in out_of_date]
+    for source in todo:
+        print(f"regenerating {source.name} ...", flush=True)
+        for line in regenerate(source, pathlib.Path(args.workdir)):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
