@@ -8,12 +8,19 @@ from jvae.checkpoints import Checkpointer
 from jvae.config import default_config
 from jvae.data import (
     DATASETS,
+    REAL,
+    UNIT_INTERVAL,
+    ChecksumError,
     DataNotFoundError,
+    InvalidDataError,
     Split,
+    Support,
     binarize_dynamic,
     binarize_static,
+    check_data,
     find_data_dir,
     gaussian2d,
+    likelihood_support,
     load_dataset,
     load_split,
     resize_images,
@@ -110,4 +117,6 @@ __all__ = [
     "leave_one_out", "make_control_variate", "make_iwae_loss", "make_mixture_objective",
     "make_sfe_objective", "make_vimco_objective", "mixture_diag_gaussian", "sample_mixture",
     "scaled_reward", "score_surrogate", "self_critic", "trainable", "vimco_baseline",
+    "ChecksumError", "InvalidDataError", "REAL", "Support", "UNIT_INTERVAL", "check_data",
+    "likelihood_support",
 ]

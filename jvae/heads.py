@@ -7,6 +7,12 @@ number of leading batch/sample axes.
 With ``project=True`` (MLP decoders) a head owns its output layer: a dense map from the
 features ``[..., F]`` to all distribution parameters. With ``project=False`` (convolutional
 decoders) the features already are the parameter maps ``[..., H, W, C * num_params]``.
+
+Every likelihood head class declares the ``support`` of its observations (a
+:class:`jvae.data.Support`): :data:`~jvae.data.UNIT_INTERVAL` for Bernoulli and
+ContinuousBernoulli, :data:`~jvae.data.REAL` for Gaussian. The data checks of the entry
+points (:func:`jvae.data.check_data`) follow it, so data outside the support is refused
+before training or evaluation; a head of your own may declare one the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jvae import distributions as dists
+from jvae.data.validate import REAL, UNIT_INTERVAL
 from jvae.nets import dense
 
 __all__ = [
@@ -48,13 +55,18 @@ def positive_scale(raw: jax.Array, kind: str = "softplus", min_scale: float = 1e
 
 
 class _LikelihoodHead(nn.Module):
-    """Shared parameter extraction: features -> ``[..., *event_shape, num_params]``."""
+    """Shared parameter extraction: features -> ``[..., *event_shape, num_params]``.
+
+    Subclasses set the class attribute ``support`` (values an observation may take; ``None``
+    means undeclared, and then only finiteness is checked).
+    """
 
     event_shape: Sequence[int]
     project: bool = True
     weight_init: str = "lecun"
 
     num_params = 1
+    support = None  # a Support; a class attribute, not a dataclass field
 
     def _params(self, h: jax.Array) -> jax.Array:
         event = tuple(int(s) for s in self.event_shape)
@@ -73,7 +85,12 @@ class _LikelihoodHead(nn.Module):
 
 
 class BernoulliHead(_LikelihoodHead):
-    """``p(x|z) = prod_i Bernoulli(x_i | sigmoid(logit_i))`` (binary or grey-level data)."""
+    """``p(x|z) = prod_i Bernoulli(x_i | sigmoid(logit_i))`` (binary or grey-level data).
+
+    Support: ``[0, 1]`` (grey levels are read as probabilities of a pixel being on).
+    """
+
+    support = UNIT_INTERVAL
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
@@ -82,7 +99,12 @@ class BernoulliHead(_LikelihoodHead):
 
 
 class ContinuousBernoulliHead(_LikelihoodHead):
-    """``p(x|z) = prod_i CB(x_i | lambda_i)`` for grey levels in [0, 1] (TFP's JAX version)."""
+    """``p(x|z) = prod_i CB(x_i | lambda_i)`` for grey levels in [0, 1] (TFP's JAX version).
+
+    Support: ``[0, 1]``.
+    """
+
+    support = UNIT_INTERVAL
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
@@ -99,8 +121,11 @@ class GaussianHead(_LikelihoodHead):
         dimension, as the homework's 2-D VAE does).
       fixed_scale: the scale for ``"fixed"`` and the initial scale for ``"learned"``.
       min_scale: floor added to learned/predicted scales.
+
+    Support: any finite value.
     """
 
+    support = REAL
     scale: str = "predicted"
     fixed_scale: float = 1.0
     min_scale: float = 1e-3

@@ -286,7 +286,9 @@ def test_corrupt_idx_raises_value_error(tmp_path, images, match):
     d.mkdir()
     (d / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(images))
     (d / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes("labels", 3)))
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match):  # fake contents: skip the SHA-256 check
+        data.load_split("mnist", "test", data_dir=tmp_path, verify=False)
+    with pytest.raises(data.ChecksumError, match="SHA-256"):  # which comes first otherwise
         data.load_split("mnist", "test", data_dir=tmp_path)
 
 
@@ -296,7 +298,7 @@ def test_not_gzip_raises_value_error(tmp_path):
     for f in IDX_FILES[:2]:
         (d / f).write_bytes(b"<html>not found</html>")
     with pytest.raises(ValueError, match="gzip"):
-        data.load_split("fashion_mnist", "train", data_dir=tmp_path)
+        data.load_split("fashion_mnist", "train", data_dir=tmp_path, verify=False)
 
 
 # ----------------------------------------------------------------------- downloads
@@ -411,3 +413,20 @@ def test_load_split_download_true_fetches_then_uses_cache(fake_mnist, serve, tmp
     np.testing.assert_array_equal(train.labels, np.arange(40) % 10)
     data.load_split("mnist", "test", data_dir=tmp_path, download=True)
     assert sum(server.requests.values()) == 4
+
+
+def test_download_true_replaces_a_data_dir_file_that_fails_verification(fake_mnist, serve,
+                                                                       tmp_path, monkeypatch):
+    server = serve(fake_mnist)
+    monkeypatch.setitem(dl.MIRRORS, "mnist", (server.url,))
+    d = tmp_path / "data" / "mnist"
+    d.mkdir(parents=True)
+    for f, b in fake_mnist.items():
+        (d / f).write_bytes(b)
+    (d / IDX_FILES[2]).write_bytes(fake_mnist[IDX_FILES[0]])   # train images as t10k images
+    with pytest.raises(data.ChecksumError, match="mnist/train-images-idx3-ubyte.gz, not"):
+        data.load_split("mnist", "test", data_dir=tmp_path / "data")
+    with pytest.warns(UserWarning, match="verified download"):
+        test = data.load_split("mnist", "test", data_dir=tmp_path / "data", download=True)
+    assert test.images.shape == (10, 28, 28, 1)
+    assert (tmp_path / "cache" / "mnist" / IDX_FILES[2]).read_bytes() == fake_mnist[IDX_FILES[2]]

@@ -1,4 +1,4 @@
-"""Datasets: IDX and npz readers, binarisation, resizing and synthetic 2-D data.
+"""Datasets: loading verified files, binarisation, resizing, synthetic 2-D data, validation.
 
 Images are float32 arrays ``[N, H, W, 1]`` with grey levels in ``[0, 1]`` (NHWC, as Flax
 convolutions expect). Files are found through the ``data_dir`` argument or the
@@ -11,15 +11,17 @@ convolutions expect). Files are found through the ``data_dir`` argument or the
 MNIST and Fashion-MNIST can also be fetched into a cache with :func:`download`
 (see ``jvae/download.py``); the fixed binarised MNIST of Larochelle & Murray (2011) must be
 placed by hand.
+
+Every local file is checked against its pinned SHA-256 on first use (``verify=True``, see
+``jvae/data/checksums.py``); the readers live in ``idx.py`` and ``npz.py``, and the checks
+that every entry point applies to data arrays (:func:`check_data`) in ``validate.py``.
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
 import os
 import pathlib
-import zlib
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -27,19 +29,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from jvae import download as _dl
+from jvae.data.checksums import ChecksumError, verify_file
+from jvae.data.idx import read_idx, readonly
+from jvae.data.npz import read_npz
+from jvae.data.validate import (REAL, UNIT_INTERVAL, InvalidDataError, Support, check_data,
+                                likelihood_support, validate_images)
 from jvae.download import DownloadError, default_cache_dir, download
 
 __all__ = [
     "DATASETS", "SPLITS", "BINARIZE", "Split", "DataNotFoundError", "DownloadError",
     "find_data_dir", "default_cache_dir", "load_split", "load_dataset", "binarize_static",
     "binarize_dynamic", "resize_images", "gaussian2d", "validate_images", "download",
+    "ChecksumError", "InvalidDataError", "Support", "REAL", "UNIT_INTERVAL", "check_data",
+    "likelihood_support",
 ]
 
 DATASETS = ("mnist", "fashion_mnist", "binarized_mnist")
 SPLITS = ("train", "validation", "test", "train_full")
 BINARIZE = ("none", "static", "dynamic")
 
-_IDX_MAGIC = {"images": 2051, "labels": 2049}
 _NPZ_FILES = {"train": "binarized_mnist_train.npz", "validation": "binarized_mnist_valid.npz",
               "test": "binarized_mnist_test.npz"}
 _RESIZE_CHUNK = 2048  # images per chunk in resize_images; bounds temporary memory
@@ -69,12 +77,18 @@ def find_data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path | N
 
 
 def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
-               cache_dir=None, validation_size: int = 10000) -> Split:
+               cache_dir=None, validation_size: int = 10000, verify: bool = True) -> Split:
     """Loads one split of a dataset as grey levels in ``[0, 1]``.
 
     Files are looked for in ``find_data_dir(data_dir)``, then in the download cache
     (``cache_dir``, default ``$JVAE_CACHE_DIR`` or ``~/.cache/jvae``). If they are in neither
     and ``download=True``, MNIST / Fashion-MNIST are fetched with :func:`download`.
+
+    With ``verify=True`` every file is checked against its pinned SHA-256 the first time it
+    is used (then remembered by path, size and mtime, in-process and in a JSON file in the
+    cache folder). A file that fails raises :class:`ChecksumError`, unless ``download=True``
+    and the dataset can be downloaded: then a verified copy is fetched into the cache (with
+    a warning) and used instead.
 
     Splits of mnist / fashion_mnist: ``"train"`` is the first ``60000 - validation_size``
     training images, ``"validation"`` the last ``validation_size``, ``"train_full"`` all
@@ -93,12 +107,16 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
         cache_dir: download cache; defaults to :func:`default_cache_dir`.
         validation_size: number of training images held out for ``"validation"``
             (``0 <= validation_size < 60000``).
+        verify: check the files' SHA-256 (``False`` skips it, e.g. for files of your own).
 
     Returns:
         ``Split(images [N, 28, 28, 1] float32, labels [N] int32 or None)``.
 
     Raises:
-        ValueError: unknown name/split, bad ``validation_size``, or a corrupt file.
+        ValueError: unknown name/split, bad ``validation_size``, or a corrupt file (one line
+            naming the file).
+        ChecksumError: (a ``ValueError``) a file's SHA-256 is not the pinned one; the message
+            says which dataset the file really is when its digest is known.
         DataNotFoundError: the files are missing everywhere searched.
     """
     _check_choice("dataset name", name, DATASETS)
@@ -106,9 +124,9 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
     if name == "binarized_mnist":
         parts = ("train", "validation") if split == "train_full" else (split,)
         files = [_NPZ_FILES[p] for p in parts]
-        root = _locate(name, files, data_dir, cache_dir, download)
-        arrays = [_read_npz(*_stat(root / name / f)) for f in files]
-        images = arrays[0] if len(arrays) == 1 else _readonly(np.concatenate(arrays))
+        root = _locate(name, files, data_dir, cache_dir, download, verify)
+        arrays = [read_npz(root / name / f) for f in files]
+        images = arrays[0] if len(arrays) == 1 else readonly(np.concatenate(arrays))
         return Split(images, None)
 
     if not isinstance(validation_size, (int, np.integer)) or not 0 <= validation_size < 60000:
@@ -118,9 +136,9 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
                          'use validation_size > 0 or the "train_full" split')
     prefix = "t10k" if split == "test" else "train"
     files = [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"]
-    root = _locate(name, files, data_dir, cache_dir, download)
-    images = _read_idx(*_stat(root / name / files[0]), kind="images")
-    labels = _read_idx(*_stat(root / name / files[1]), kind="labels")
+    root = _locate(name, files, data_dir, cache_dir, download, verify)
+    images = read_idx(root / name / files[0], kind="images")
+    labels = read_idx(root / name / files[1], kind="labels")
     if len(images) != len(labels):
         raise ValueError(f"{root / name}: {len(images)} images but {len(labels)} labels")
     cut = {"train": slice(0, len(images) - validation_size),
@@ -131,7 +149,7 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
 def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none",
                  threshold: float = 0.5, resize: int | None = None, limit: int | None = None,
                  download: bool = False, cache_dir=None,
-                 validation_size: int = 10000) -> np.ndarray:
+                 validation_size: int = 10000, verify: bool = True) -> np.ndarray:
     """Loads images of a split, optionally subset, resized and statically binarised.
 
     Order of operations: take the first ``limit`` examples, resize, then binarise.
@@ -139,7 +157,7 @@ def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none"
     Args:
         name: one of ``DATASETS``.
         split: one of ``SPLITS``.
-        data_dir, download, cache_dir, validation_size: as in :func:`load_split`.
+        data_dir, download, cache_dir, validation_size, verify: as in :func:`load_split`.
         binarize: ``"none"`` (grey levels), ``"static"`` (``x > threshold``, fixed once) or
             ``"dynamic"``. Dynamic binarisation draws a fresh ``Bernoulli(x)`` each epoch
             inside training (:func:`binarize_dynamic`), so here it returns grey levels.
@@ -153,7 +171,8 @@ def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none"
         in-process cache; otherwise a new array.
 
     Raises:
-        ValueError: unknown choices or out-of-range arguments.
+        ValueError: unknown choices or out-of-range arguments, a corrupt file, or (as
+            :class:`ChecksumError`) a file whose SHA-256 is not the pinned one.
     """
     _check_choice("binarize", binarize, BINARIZE)
     if not 0.0 < float(threshold) < 1.0:
@@ -161,7 +180,7 @@ def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none"
     _check_positive("limit", limit)
     _check_positive("resize", resize)
     x = load_split(name, split, data_dir=data_dir, download=download, cache_dir=cache_dir,
-                   validation_size=validation_size).images
+                   validation_size=validation_size, verify=verify).images
     if limit is not None:
         x = x[:limit]
     if resize is not None and resize != x.shape[1]:
@@ -259,32 +278,6 @@ def gaussian2d(mode: str = "univariate", count: int = 15000,
     return data[:cut], data[cut:]
 
 
-def validate_images(x, name: str = "data", *, check_range: bool = False) -> None:
-    """Checks that ``x`` is a finite numeric ``[N, H, W, C]`` image array.
-
-    Args:
-        x: array to check.
-        name: what to call it in error messages.
-        check_range: also require grey levels in ``[0, 1]``.
-
-    Raises:
-        ValueError: naming the problem (dtype, ndim, NaN/Inf count and first index, range).
-    """
-    x = np.asarray(x)
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise ValueError(f"{name}: expected a numeric array, got dtype {x.dtype}")
-    if x.ndim != 4:
-        raise ValueError(f"{name}: expected images [N, H, W, C] (ndim 4), got shape {x.shape}")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name}: {int(bad.sum())} non-finite values (NaN/Inf) of {x.size}; "
-                         f"first at index {first} (value {x[first]})")
-    if check_range and x.size and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{name}: grey levels must lie in [0, 1], "
-                         f"got min {x.min()} and max {x.max()}")
-
-
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -299,14 +292,34 @@ def _check_positive(what: str, value) -> None:
         raise ValueError(f"{what} must be a positive int or None, got {value!r}")
 
 
-def _locate(name: str, files: list[str], data_dir, cache_dir, fetch: bool) -> pathlib.Path:
-    """Returns the first directory ``d`` with every ``d/name/file``; downloads if allowed."""
-    searched = [d for d in (find_data_dir(data_dir), default_cache_dir(cache_dir)) if d]
+def _locate(name: str, files: list[str], data_dir, cache_dir, fetch: bool,
+            verify: bool) -> pathlib.Path:
+    """Returns the first directory ``d`` with every ``d/name/file`` (verified if ``verify``);
+    downloads if allowed (also to replace files that fail verification)."""
+    given = find_data_dir(data_dir)
+    searched = [d for d in (given, default_cache_dir(cache_dir)) if d]
     for root in searched:
         if all((root / name / f).is_file() for f in files):
+            if not verify:
+                return root
+            where = ("the download cache" if root != given else
+                     "data_dir" if data_dir is not None else "$JVAE_DATA_DIR")
+            try:
+                for f in files:
+                    verify_file(root / name / f, name, where=where, cache_dir=cache_dir)
+            except ChecksumError as e:
+                if not (fetch and name in _dl.SHA256):
+                    raise
+                warnings.warn(f"{e} Using a verified download instead.", stacklevel=3)
+                break
             return root
     if fetch and name in _dl.SHA256:
-        return _dl.download(name, cache_dir=cache_dir).parent
+        root = _dl.download(name, cache_dir=cache_dir).parent
+        if verify:  # download() verified them; record it so later loads skip the hash
+            for f in files:
+                verify_file(root / name / f, name, where="the download cache",
+                            cache_dir=cache_dir)
+        return root
     where = "\n".join(f"  {root / name}" for root in searched)
     how = ("pass data_dir=..., set the JVAE_DATA_DIR environment variable to the folder "
            f"holding {name}/")
@@ -317,62 +330,6 @@ def _locate(name: str, files: list[str], data_dir, cache_dir, fetch: bool) -> pa
                 "(Larochelle & Murray 2011 .amat data, packed as described in the data README)")
     raise DataNotFoundError(f"{name}: missing {', '.join(files)}; searched:\n{where}\n"
                             f"To provide them, {how}.")
-
-
-def _stat(path: pathlib.Path) -> tuple[str, int, int]:
-    st = path.stat()
-    return str(path), st.st_size, st.st_mtime_ns
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a
-
-
-@functools.lru_cache(maxsize=8)
-def _read_idx(path: str, size: int, mtime_ns: int, *, kind: str) -> np.ndarray:
-    """Decodes a gzipped IDX file: images -> float32 [N, 28, 28, 1], labels -> int32 [N]."""
-    del size, mtime_ns  # cache key only
-    try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"{path}: not a valid gzip file ({e})") from e
-    ndim = 3 if kind == "images" else 1
-    head = 4 * (1 + ndim)
-    if len(raw) < head:
-        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, need {head})")
-    magic, *dims = (int(v) for v in np.frombuffer(raw, ">u4", count=1 + ndim))
-    if magic != _IDX_MAGIC[kind]:
-        raise ValueError(f"{path}: bad IDX magic number {magic}, expected {_IDX_MAGIC[kind]} "
-                         f"for {kind}")
-    if kind == "images" and dims[1:] != [28, 28]:
-        raise ValueError(f"{path}: expected 28x28 images, header says {dims[1]}x{dims[2]}")
-    if len(raw) - head != int(np.prod(dims)):
-        raise ValueError(f"{path}: payload has {len(raw) - head} bytes, header {dims} needs "
-                         f"{int(np.prod(dims))} (truncated or corrupt file)")
-    data = np.frombuffer(raw, np.uint8, offset=head).reshape(dims)
-    if kind == "images":
-        return _readonly((data.astype(np.float32) / 255.0)[..., None])
-    if data.max(initial=0) > 9:
-        raise ValueError(f"{path}: labels outside 0..9 (max {data.max()})")
-    return _readonly(data.astype(np.int32))
-
-
-@functools.lru_cache(maxsize=4)
-def _read_npz(path: str, size: int, mtime_ns: int) -> np.ndarray:
-    """Decodes a packed-bits npz (``bits`` [N, 98] uint8, ``shape`` [N, 784]) to [N, 28, 28, 1]."""
-    del size, mtime_ns  # cache key only
-    try:
-        with np.load(path) as z:
-            bits, shape = z["bits"], tuple(int(v) for v in z["shape"])
-    except (OSError, KeyError, ValueError, zlib.error) as e:
-        raise ValueError(f"{path}: not a valid binarized_mnist npz ({e})") from e
-    if shape[1:] != (784,) or bits.shape != (shape[0], 98):
-        raise ValueError(f"{path}: expected bits [N, 98] for shape [N, 784], "
-                         f"got bits {bits.shape} and shape {list(shape)}")
-    x = np.unpackbits(bits, axis=1, count=784)
-    return _readonly(x.astype(np.float32).reshape(-1, 28, 28, 1))
 
 
 def _resize_weights(n_in: int, n_out: int) -> np.ndarray:
