@@ -202,7 +202,7 @@ def _check_dtype(x, name: str, values: bool) -> None:
             raise InvalidDataError(
                 f"{name}: boolean dtype; models need floating-point data: convert it with "
                 "x.astype(np.float32)")
-        lo, hi = (int(v) for v in _minmax(x)) if x.size else (0, 0)
+        lo, hi = (int(v) for v in _minmax(x)[:2]) if x.size else (0, 0)
         raise InvalidDataError(
             f"{name}: integer dtype {dtype} (values {lo}..{hi}); models need floating-point "
             "data: convert it with x.astype(np.float32) / 255 for 0..255 grey levels (or "
@@ -241,8 +241,9 @@ def _check_shape(x, name: str, shape, batch_ndim) -> None:
 def _check_values(x, name: str, support: Support | None, source: str) -> None:
     if x.size == 0:
         return
-    lo, hi = (float(v) for v in _minmax(x))
-    if not (math.isfinite(lo) and math.isfinite(hi)):  # min/max propagate NaN and show Inf
+    lo, hi, finite = _minmax(x)
+    lo, hi = float(lo), float(hi)
+    if not finite:
         count, first, value = _first(x, "nonfinite", 0.0, 0.0)
         raise InvalidDataError(
             f"{name}: {count} non-finite values (NaN/Inf) of {x.size}; first at index "
@@ -258,16 +259,22 @@ def _check_values(x, name: str, support: Support | None, source: str) -> None:
 
 
 def _minmax(x) -> tuple:
-    """``(min, max)`` on the host: a numpy reduction, or one jitted reduction on the device
-    whose two scalars are fetched explicitly (allowed under ``transfer_guard("disallow")``)."""
+    """``(min, max, all finite)`` on the host: numpy reductions, or one jitted reduction on
+    the device whose three scalars are fetched explicitly (allowed under
+    ``transfer_guard("disallow")``). Finiteness is tested on its own: XLA's vectorised
+    ``min``/``max`` on the CPU need not propagate NaN (numpy's do)."""
     if isinstance(x, np.ndarray):
-        return np.min(x), np.max(x)
-    return jax.device_get(_device_minmax(x))
+        lo, hi = np.min(x), np.max(x)
+        return lo, hi, bool(np.isfinite(lo) and np.isfinite(hi))
+    lo, hi, finite = jax.device_get(_device_minmax(x))
+    return lo, hi, bool(finite)
 
 
 @jax.jit
 def _device_minmax(x):
-    return jnp.min(x), jnp.max(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.min(x), jnp.max(x), jnp.asarray(True)
+    return jnp.min(x), jnp.max(x), jnp.all(jnp.isfinite(x))
 
 
 def _first(x, kind: str, low: float, high: float) -> tuple[int, tuple[int, ...], float]:
