@@ -8,6 +8,12 @@ is a stochastic lower bound that tightens as K grows. It is computed in chunks o
 with a streaming ``logsumexp`` inside ``lax.scan``, so memory is ``O(chunk * B)`` whatever K.
 A whole split is evaluated in one jitted call: the data is padded to full batches, batches
 are visited with ``lax.map`` and padded rows are masked out.
+
+Concrete data is checked first (:func:`jvae.data.check_data`: a float array of shape
+``[N, *data_shape]`` with N > 0, finite, inside the likelihood's support), so integer
+0..255 images or NaN pixels raise a one-line ``ValueError`` instead of returning a
+meaningless number; inside ``jit``/``vmap`` tracing nothing is checked. ``validate=False``
+skips the check.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from jvae.data.validate import check_data
 from jvae.model import VAE
 from jvae.objectives.elbo import elbo_terms
 
@@ -25,22 +32,29 @@ __all__ = ["importance_log_likelihood", "make_evaluator", "evaluate"]
 
 
 def importance_log_likelihood(model: VAE, params: Any, key: jax.Array, x: jax.Array,
-                              num_samples: int, chunk_size: int = 100) -> jax.Array:
+                              num_samples: int, chunk_size: int = 100, *,
+                              validate: bool = True) -> jax.Array:
     """Importance-sampled ``log p(x)`` with ``q(z|x)`` as proposal.
 
     Args:
-      x: ``[B, *data_shape]``.
+      x: ``[B, *data_shape]`` (any leading axes), within the likelihood's support.
       num_samples: K >= 1 importance samples per example (K = 1 gives a one-sample ELBO).
       chunk_size: samples drawn at once; memory grows with ``chunk_size * B``.
+      validate: check a concrete ``x`` with :func:`jvae.data.check_data`.
 
     Returns:
       ``[B]`` estimates ``logmeanexp_k [log p(x, z_k) - log q(z_k|x)]``.
+
+    Raises:
+      ValueError: bad ``num_samples``/``chunk_size``, or invalid data.
     """
     k_total = int(num_samples)
     if k_total <= 0:
         raise ValueError(f"num_samples must be positive, got {num_samples!r}.")
     if int(chunk_size) <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size!r}.")
+    if validate:
+        check_data(x, model=model, name="x", batch_ndim=None)
     chunk = min(int(chunk_size), k_total)
     num_chunks = math.ceil(k_total / chunk)
     q = model.apply(params, x, method=VAE.encode)
@@ -63,7 +77,7 @@ def importance_log_likelihood(model: VAE, params: Any, key: jax.Array, x: jax.Ar
 
 
 def make_evaluator(model: VAE, *, batch_size: int = 500, elbo_samples: int = 1,
-                   ll_samples: int = 0, ll_chunk: int = 100
+                   ll_samples: int = 0, ll_chunk: int = 100, validate: bool = True
                    ) -> Callable[[Any, jax.Array, jax.Array], dict]:
     """Build a jitted ``evaluate(params, key, data) -> metrics`` over a whole split.
 
@@ -73,10 +87,16 @@ def make_evaluator(model: VAE, *, batch_size: int = 500, elbo_samples: int = 1,
         possible).
       ll_samples: K for the importance-sampled log-likelihood; 0 skips it.
       ll_chunk: samples per chunk of the log-likelihood estimate.
+      validate: check concrete ``data`` with :func:`jvae.data.check_data` before evaluating
+        (once per immutable array: a JAX array evaluated repeatedly is checked on the first
+        call only); ``False`` skips it.
 
     Returns:
       ``evaluate(params, key, data [N, *data_shape])`` returning a dict of per-example means:
       ``elbo``, ``distortion``, ``rate`` and, when ``ll_samples > 0``, ``log_likelihood``.
+      It raises a one-line ``ValueError`` for invalid data (non-float dtype such as uint8,
+      wrong shape, no examples, NaN/Inf, values outside the likelihood's support). Its
+      ``lower`` attribute is the jitted program's (for ahead-of-time compilation).
     """
     for name, value in (("batch_size", batch_size), ("elbo_samples", elbo_samples),
                         ("ll_chunk", ll_chunk)):
@@ -96,7 +116,7 @@ def make_evaluator(model: VAE, *, batch_size: int = 500, elbo_samples: int = 1,
         return out
 
     @jax.jit
-    def evaluate_fn(params, key, data):
+    def compiled(params, key, data):
         n = data.shape[0]
         if n == 0:
             raise ValueError("Cannot evaluate on an empty split.")
@@ -116,10 +136,25 @@ def make_evaluator(model: VAE, *, batch_size: int = 500, elbo_samples: int = 1,
         sums = jax.lax.map(one, (keys, batches, mask))
         return {name: jnp.sum(v) / n for name, v in sums.items()}
 
+    if not validate:
+        return compiled
+
+    def evaluate_fn(params, key, data):
+        check_data(data, model=model, name="evaluation data")
+        return compiled(params, key, data)
+
+    evaluate_fn.lower = compiled.lower
     return evaluate_fn
 
 
-def evaluate(model: VAE, params: Any, key: jax.Array, data: jax.Array, **kwargs) -> dict:
-    """One-off evaluation (see :func:`make_evaluator` for the options); returns floats."""
-    metrics = make_evaluator(model, **kwargs)(params, key, jnp.asarray(data))
+def evaluate(model: VAE, params: Any, key: jax.Array, data: jax.Array, *,
+             validate: bool = True, **kwargs) -> dict:
+    """One-off evaluation (see :func:`make_evaluator` for the options); returns floats.
+
+    ``data`` ``[N, *data_shape]`` is checked as in :func:`make_evaluator` unless
+    ``validate=False``.
+    """
+    if validate:
+        check_data(data, model=model, name="evaluation data")
+    metrics = make_evaluator(model, validate=False, **kwargs)(params, key, jnp.asarray(data))
     return {k: float(v) for k, v in metrics.items()}

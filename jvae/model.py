@@ -9,6 +9,11 @@ The module only builds distributions; everything else is a pure function of
     params = init_params(model, key, x[:1])
     q = model.apply(params, x, method=VAE.encode)       # q(z|x), batch shape [B]
     px = model.apply(params, z, method=VAE.decode)      # p(x|z), batch shape z.shape[:-1]
+
+The functions that take data (:func:`init_params`, :func:`log_joint`, :func:`reconstruct`,
+:func:`naive_lower_bound`) check concrete arrays with :func:`jvae.data.check_data` against the
+model's ``data_shape`` and its likelihood's support, raising a one-line ``ValueError``; under
+``jit``/``vmap`` tracing nothing is checked. ``validate=False`` skips the check.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jvae.data.validate import check_data
 
 __all__ = ["VAE", "init_params", "sample_prior", "reconstruct", "naive_lower_bound",
            "log_joint"]
@@ -85,16 +92,44 @@ class VAE(nn.Module):
         return self.log_joint(x, z)
 
 
-def init_params(model: VAE, key: jax.Array, x_example: jax.Array) -> Params:
-    """Initialise all parameters from an explicit key and an example batch ``[B, *data_shape]``.
+def init_params(model: VAE, key: jax.Array, x_example: jax.Array, *,
+                validate: bool = True) -> Params:
+    """Initialise all parameters from an explicit key and an example batch.
 
     Compiled as one program (eager Flax initialisation dispatches every operation separately).
+
+    Args:
+      model: the VAE.
+      key: ``jax.random`` key.
+      x_example: ``[B, *data_shape]`` (any leading axes, at least one example); only its
+        shape is used, so its values are not checked (integers are converted to float32).
+      validate: check that ``x_example`` is a non-empty array of shape ``[..., *data_shape]``.
+
+    Returns:
+      The Flax variables ``{"params": ...}``.
+
+    Raises:
+      ValueError: ``x_example`` is not an array, is empty or has the wrong shape.
     """
+    if validate:
+        check_data(x_example, model=model, name="x_example", batch_ndim=None, values=False)
     return jax.jit(model.init)(key, jnp.asarray(x_example, jnp.float32))
 
 
-def log_joint(model: VAE, params: Params, x: jax.Array, z: jax.Array) -> jax.Array:
-    """Pure ``log p(x, z)``, see :meth:`VAE.log_joint`."""
+def log_joint(model: VAE, params: Params, x: jax.Array, z: jax.Array, *,
+              validate: bool = True) -> jax.Array:
+    """Pure ``log p(x, z)``, see :meth:`VAE.log_joint`.
+
+    Args:
+      x: ``[B, *data_shape]`` observations (checked with :func:`jvae.data.check_data` when
+        concrete and ``validate``).
+      z: ``[..., B, D]`` latents.
+
+    Returns:
+      ``[..., B]``.
+    """
+    if validate:
+        check_data(x, model=model, name="x", batch_ndim=None)
     return model.apply(params, x, z, method=VAE.log_joint)
 
 
@@ -122,16 +157,24 @@ def sample_prior(model: VAE, params: Params, key: jax.Array, num: int,
 
 
 def reconstruct(model: VAE, params: Params, key: jax.Array, x: jax.Array,
-                mode: str = "mean", latent: str = "mean") -> jax.Array:
+                mode: str = "mean", latent: str = "mean", *, validate: bool = True
+                ) -> jax.Array:
     """Conditional samples / reconstructions of ``x [B, *data_shape]``.
 
     Args:
+      x: ``[B, *data_shape]`` (any leading axes), within the likelihood's support.
       latent: ``"mean"`` decodes ``E_q[z]``; ``"sample"`` decodes ``z ~ q(z|x)``.
       mode: ``"mean"`` returns ``E[x|z]``; ``"sample"`` draws ``x ~ p(x|z)``.
+      validate: check a concrete ``x`` with :func:`jvae.data.check_data`.
 
     Returns:
       ``[B, *data_shape]``.
+
+    Raises:
+      ValueError: bad ``mode``/``latent``, or invalid data (one line naming the problem).
     """
+    if validate:
+        check_data(x, model=model, name="x", batch_ndim=None)
     kz, kx = jax.random.split(key)
     q = model.apply(params, x, method=VAE.encode)
     if latent == "mean":
@@ -144,17 +187,24 @@ def reconstruct(model: VAE, params: Params, key: jax.Array, x: jax.Array,
 
 
 def naive_lower_bound(model: VAE, params: Params, key: jax.Array, x: jax.Array,
-                      num_samples: int) -> jax.Array:
+                      num_samples: int, *, validate: bool = True) -> jax.Array:
     """The DPM2 notebook's naive bound ``log p(x) >= 1/S sum_s log p(x|z_s)``, ``z_s ~ p(z)``.
 
     Jensen's inequality applied to ``p(x) = E_{p(z)}[p(x|z)]``: valid but loose, and needs no
     inference model. Vectorised over samples (no Python loop).
+
+    Args:
+      x: ``[B, *data_shape]`` (any leading axes), within the likelihood's support.
+      num_samples: S >= 1 prior samples.
+      validate: check a concrete ``x`` with :func:`jvae.data.check_data`.
 
     Returns:
       ``[B]`` per-example bounds.
     """
     if int(num_samples) <= 0:
         raise ValueError(f"num_samples must be positive, got {num_samples}.")
+    if validate:
+        check_data(x, model=model, name="x", batch_ndim=None)
     batch = x.shape[: x.ndim - len(tuple(model.data_shape))]
     pz = model.apply(params, method=VAE.prior_distribution)
     z = pz.sample(seed=key, sample_shape=(int(num_samples),) + tuple(batch))

@@ -4,6 +4,10 @@ An epoch is one compiled program: the on-device data array is shuffled with a ke
 state, cut into ``N // batch_size`` batches (the remainder of a shuffled epoch is dropped, so
 every step has the same shape), and ``lax.scan`` runs the optimiser steps. Nothing goes back
 to the host until the epoch ends.
+
+Before the compiled epoch runs, a concrete training array is checked once
+(:func:`jvae.data.check_data`): a NaN pixel or integer images raise a one-line ``ValueError``
+instead of returning NaN parameters or training on nonsense.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jvae.data.validate import UNIT_INTERVAL, check_data, likelihood_support
 from jvae.objectives.base import EstimatorState, Objective, as_objective
 
 __all__ = ["TrainState", "make_optimizer", "make_train_epoch", "NonFiniteLossError",
@@ -193,7 +198,7 @@ def set_learning_rate(opt_state: Any, learning_rate) -> Any:
 def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTransformation,
                      batch_size: int, *, dynamic_binarization: bool = False,
                      batch_sharding: jax.sharding.Sharding | None = None,
-                     jit: bool = True):
+                     jit: bool = True, model: Any = None, validate: bool = True):
     """Build ``epoch(state, data, order_key=None) -> (state, metrics, step_losses)``.
 
     Args:
@@ -209,6 +214,20 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
         ``NamedSharding(mesh, P("data"))``): with parameters replicated, the compiler splits
         every step over the devices and all-reduces the gradients (data parallelism).
       jit: compile the epoch (disable to vmap it first, or for debugging).
+      model: the :class:`~jvae.model.VAE` the loss trains (default: ``loss_fn.model`` if the
+        loss carries one). With it the data check also covers the shape ``[N, *data_shape]``
+        and the support of the model's likelihood (e.g. ``[0, 1]`` for Bernoulli); without
+        it, only dtype, finiteness and a non-empty leading axis are checked (and ``[0, 1]``
+        with ``dynamic_binarization``, whose pixels are probabilities).
+      validate: check the training array each call, before the compiled epoch, with
+        :func:`jvae.data.check_data`: a JAX array (or read-only numpy array) is checked once
+        per distinct array object, by one jitted ``min``/``max`` reduction, and then
+        remembered through a weak reference; tracers (the epoch called inside your own
+        ``jit``/``vmap``) are not checked. ``False`` skips it.
+
+    Raises:
+      ValueError: (when called) invalid training data: one line naming the problem, e.g.
+        ``training data: 1 non-finite values (NaN/Inf) of ...; first at index (3, 0)``.
 
     Returns:
       A function taking a :class:`TrainState`, the training array ``[N, *data_shape]``
@@ -220,7 +239,8 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
       the key repeated along the run axis (``in_axes=0``) rather than once (``None``): each
       run then gathers its own copy of the batch and every layer is a batched product, while
       an unbatched batch turns the first layer into one wide product whose weight-sized
-      transposes slow the CPU epoch (see ``jvae.experiment``).
+      transposes slow the CPU epoch (see ``jvae.experiment``). With ``jit=True`` its
+      ``lower`` attribute is the jitted epoch's (ahead-of-time compilation skips the check).
     """
     if int(batch_size) <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
@@ -269,4 +289,20 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
         return new_state, metrics, aux["loss"]
 
-    return jax.jit(epoch) if jit else epoch
+    compiled = jax.jit(epoch) if jit else epoch
+    if not validate:
+        return compiled
+    model = model if model is not None else getattr(loss_fn, "model", None)
+    support = likelihood_support(model) if model is not None else None
+    override = None  # None: the model's own support (or none without a model)
+    if dynamic_binarization and (support is None or support.low < 0 or support.high > 1):
+        override = UNIT_INTERVAL  # the pixels are Bernoulli probabilities
+
+    @functools.wraps(epoch)
+    def checked_epoch(state: TrainState, data: jax.Array, *args, **kwargs):
+        check_data(data, model=model, support=override, name="training data")
+        return compiled(state, data, *args, **kwargs)
+
+    if jit:
+        checked_epoch.lower = compiled.lower
+    return checked_epoch

@@ -65,6 +65,19 @@ def test_epoch_is_one_scan_over_n_div_b_steps(tiny):
     assert hasattr(tiny.epoch, "lower")                     # the default epoch is jitted
 
 
+def test_epoch_checks_its_data_once_per_array_and_names_a_nan(tiny):
+    tiny.epoch(tiny.state, tiny.data)                     # checked (and remembered) here
+    # The same array again: no check, so not even the explicit fetch of its min/max.
+    with jax.transfer_guard("disallow_explicit"):
+        tiny.epoch(tiny.state, tiny.data)
+    epoch = make_train_epoch(tiny.loss_fn, tiny.optimizer, BATCH, model=tiny.model)
+    bad = tiny.data.at[7, 1].set(jnp.nan)
+    with pytest.raises(ValueError, match=r"training data: 1 non-finite .*\(7, 1\)"):
+        epoch(tiny.state, bad)
+    with pytest.raises(ValueError, match=r"expected shape \[N, 2\]"):
+        epoch(tiny.state, tiny.data[:, :1])
+
+
 def test_epoch_advances_step_and_returns_per_step_losses(tiny):
     # Arguments already on the device: the compiled epoch needs no host transfer at all.
     with jax.transfer_guard("disallow"):
