@@ -22,6 +22,7 @@ Checkpointing is single-process (``jax.process_count() == 1``).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -164,10 +165,17 @@ class Checkpointer:
             _fsync_dir(self.directory)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, OSError):
-                raise OSError(e.errno, f"Could not write the checkpoint of epoch {epoch} in "
-                              f"{self.directory}: {e.strerror or e}") from e
-            raise
+            if not isinstance(e, Exception):      # KeyboardInterrupt, SystemExit
+                raise
+            # orbax reports a full disk as a ValueError from tensorstore: every failure to
+            # write becomes one OSError naming the checkpoint and the directory.
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            reason = " ".join(reason.split())
+            if "No space left" in reason or getattr(e, "errno", None) == errno.ENOSPC:
+                reason = "no space left on the device"
+            raise OSError(getattr(e, "errno", None) or errno.EIO,
+                          f"Could not write the checkpoint of epoch {epoch} in "
+                          f"{self.directory}: {reason[:300]}") from e
         for old in self.all_epochs()[:-self.max_to_keep]:
             self._discard(self.directory / str(old))
 

@@ -3,8 +3,8 @@
 - :func:`load_config_file` runs ``get_config()`` of an experiment file
   (``path.py`` or ``path.py:variant``) and checks that it returns a ``ConfigDict``.
 - :func:`apply_override` sets ``--config.a.b=value``: unknown fields are refused with the
-  closest valid name, values are parsed and checked against the field's type. Empty groups
-  (``optim.param_groups``) take new keys: ``--config.optim.param_groups.encoder=1e-4``.
+  closest valid name, values are parsed and checked against the field's type. Open groups
+  (:data:`OPEN_GROUPS`: ``optim.param_groups``) take new keys: ``--config.optim.param_groups.encoder=1e-4``.
 - :func:`config_from_json` rebuilds the config a run stored in its work directory.
 - :func:`resume_differences` lists the fields a resumed run would change; only those in
   :data:`RESUMABLE` may change (``num_epochs`` only upwards).
@@ -23,12 +23,15 @@ from typing import Any
 
 import ml_collections
 
-__all__ = ["ConfigError", "RESUMABLE", "load_config_file", "apply_override", "field_paths",
+__all__ = ["ConfigError", "OPEN_GROUPS", "RESUMABLE", "load_config_file", "apply_override", "field_paths",
            "config_from_json", "normalised", "resume_differences"]
 
 #: Fields (or groups, with every field below them) a resumed run may change: they affect
 #: evaluation, figures, logging, checkpoint frequency, where data is read from and where the
 #: work is placed, never the trained model or its random numbers.
+#: Groups that take new keys from the command line (their values are numbers).
+OPEN_GROUPS = ("optim.param_groups",)
+
 RESUMABLE = ("num_epochs", "eval", "figures", "checkpoint_every", "divergence",
              "dataset.data_dir", "dataset.download", "dataset.verify_checksums",
              "dataset.eval_split", "dataset.limit_eval", "data_parallel", "shard_seeds")
@@ -97,7 +100,7 @@ def apply_override(config: ml_collections.ConfigDict, path: str, text: str) -> N
                               f"it has no field {parts[i + 1]!r}.")
     leaf = parts[-1]
     if leaf not in node:
-        if isinstance(node, ml_collections.ConfigDict) and not node and len(parts) > 1:
+        if ".".join(parts[:-1]) in OPEN_GROUPS:
             value = _literal(text)   # an open group such as optim.param_groups
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"--config.{path}={text}: entries of "

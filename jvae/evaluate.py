@@ -16,6 +16,7 @@ import json
 import pathlib
 import sys
 import time
+import traceback
 
 import jax
 import numpy as np
@@ -24,6 +25,7 @@ from jvae import builders
 from jvae.checkpoints import write_json_atomic
 from jvae.evaluation import make_evaluator
 from jvae.experiment import restore_run
+from jvae.train import one_line
 
 
 def main(argv=None) -> dict:
@@ -42,6 +44,7 @@ def main(argv=None) -> dict:
                         help="evaluate the first N examples of the split only (0: all)")
     parser.add_argument("--block-size", type=int, default=1000,
                         help="examples per jitted call; progress is printed after each block")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of failures")
     args = parser.parse_args(argv)
     if min(args.num_samples, args.chunk_size, args.batch_size, args.block_size) <= 0:
         parser.error("--num-samples, --chunk-size, --batch-size and --block-size must be "
@@ -74,7 +77,10 @@ def main(argv=None) -> dict:
         if start > 0 and len(block) == args.block_size:
             timed[0] += len(block)
             timed[1] += time.perf_counter() - t_block
-        print(f"{done}/{len(data)} examples, {time.perf_counter() - t0:.0f} s, "
+        elapsed = time.perf_counter() - t0
+        rate = timed[0] / timed[1] if timed[0] else done / elapsed
+        eta = f", about {(len(data) - done) / rate:.0f} s left" if done < len(data) else ""
+        print(f"{done}/{len(data)} examples, {elapsed:.0f} s{eta}, "
               + ", ".join(f"{k} {np.mean(v) / done:.3f}" for k, v in sums.items()),
               file=sys.stderr)
     metrics = {k: (v / len(data)).tolist() for k, v in sums.items()}
@@ -90,9 +96,22 @@ def main(argv=None) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def run(argv=None) -> int:
+    """The command line: :func:`main` with every failure as one line ``error: ...`` (exit
+    status 1; ``--debug`` adds the traceback)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        main()
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        main(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line per failure
+        if "--debug" in argv:
+            traceback.print_exception(e)
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -409,22 +409,20 @@ def _check_losses(config, ckpt, epoch, state, new_state, step_losses, lowest, mu
     step0 = int(np.ravel(state.step)[0])
     kept = f"Nothing of epoch {epoch} was saved; {_last_good(ckpt)}."
     labels = _labels(config)
-    for i, losses in enumerate(step_losses):
+    for i, losses in enumerate(step_losses):   # the earliest bad step of each run is named
         bad = first_non_finite(losses)
+        diverged = first_divergent_step(losses, lowest[i], factor=float(config.divergence.factor),
+                                        max_loss=float(config.divergence.max_loss))
+        which = f"It happened in {labels[i]}. " if multi else ""
+        if diverged is not None and (bad is None or diverged[0] < bad):
+            step, reason = diverged
+            raise DivergenceError(epoch, step, step0 + step, float(losses[step]), reason,
+                                  which + kept)
         if bad is not None:
-            which = f"It happened in {labels[i]}. " if multi else ""
             raise NonFiniteLossError(epoch, bad, step0 + bad, which + kept)
     if not _all_finite(new_state.params):
         bad = step_losses.shape[1] - 1        # the last update produced NaN/Inf parameters
         raise NonFiniteLossError(epoch, bad, step0 + bad, kept)
-    for i, losses in enumerate(step_losses):
-        diverged = first_divergent_step(losses, lowest[i], factor=float(config.divergence.factor),
-                                        max_loss=float(config.divergence.max_loss))
-        if diverged is not None:
-            step, reason = diverged
-            which = f"It happened in {labels[i]}. " if multi else ""
-            raise DivergenceError(epoch, step, step0 + step, float(losses[step]), reason,
-                                  which + kept)
 
 
 def _last_good(ckpt: Checkpointer) -> str:

@@ -144,7 +144,7 @@ def _fail(e: BaseException, code: int, debug: bool) -> int:
 
 def one_line(e: BaseException) -> str:
     """An exception as one line: its message with newlines folded, the type for bare ones."""
-    text = " ".join(str(e).split())
+    text = " ".join(str(e.strerror if isinstance(e, OSError) and e.strerror else e).split())
     if not text or isinstance(e, (KeyError, AttributeError, TypeError, IndexError)):
         text = f"{type(e).__name__}: {text}" if text else type(e).__name__
     if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
