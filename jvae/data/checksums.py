@@ -101,6 +101,7 @@ def verify_file(path: str | os.PathLike, name: str, *, where: str = "",
     if actual != expected:
         raise ChecksumError(_mismatch_message(path, name, where, expected, actual, cache_dir))
     _VERIFIED.add(key)
+    entries = {p: e for p, e in entries.items() if os.path.exists(p)}  # drop removed files
     entries[abspath] = [st.st_size, st.st_mtime_ns, actual]
     _write_cache(cache_path, entries)
 
