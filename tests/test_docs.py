@@ -1,0 +1,120 @@
+"""The documentation: the API reference covers ``jvae.__all__``, figures exist and are small,
+every results page shows its figure and command, the README's test command is CI's."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+import jvae
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+FIGURES = DOCS / "figures"
+MAX_FIGURE_BYTES = 300_000
+
+
+def _inventory(path: pathlib.Path) -> dict[str, str]:
+    """The objects of a Sphinx ``objects.inv`` (as mkdocstrings writes it): name -> URL."""
+    head = path.read_bytes().split(b"\n", 4)
+    assert head[0].startswith(b"# Sphinx inventory version 2"), head[0]
+    entries = {}
+    for line in zlib.decompress(head[4]).decode().splitlines():
+        name, _domain_role, _priority, url, *_ = line.split(" ")
+        entries[name] = url.replace("$", name)
+    return entries
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
+    pytest.importorskip("mkdocstrings")
+    out = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=600)
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stderr[-4000:]}"
+    return out
+
+
+def test_every_public_name_is_rendered_in_the_api_reference(site):
+    inventory = _inventory(site / "objects.inv")
+    missing = [name for name in jvae.__all__ if f"jvae.{name}" not in inventory]
+    assert not missing, (f"names in jvae.__all__ missing from the API reference: {missing}; "
+                         "add a '::: jvae.MODULE' directive for their module under docs/api/")
+    pages: dict[str, str] = {}
+    for name in jvae.__all__:
+        url = inventory[f"jvae.{name}"]
+        page, _, anchor = url.partition("#")
+        assert page.startswith("api/"), f"jvae.{name} is rendered outside the API reference: {url}"
+        if page not in pages:
+            pages[page] = (site / page / "index.html").read_text()
+        assert f'id="{anchor}"' in pages[page], f"jvae.{name}: no anchor {anchor} on {page}"
+
+
+def _markdown_files():
+    return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+
+def test_figures_exist_are_small_and_in_the_manifest():
+    manifest = json.loads((FIGURES / "manifest.json").read_text())
+    referenced = set()
+    for md in _markdown_files():
+        for name in re.findall(r"figures/([\w.-]+\.png)", md.read_text()):
+            referenced.add(name)
+            assert (FIGURES / name).is_file(), f"{md.relative_to(ROOT)} shows a missing figure {name}"
+    pngs = {p.name for p in FIGURES.glob("*.png")}
+    assert referenced <= pngs
+    assert pngs == set(manifest), "docs/figures and its manifest.json disagree: run experiments/figures.py"
+    for name in pngs:
+        size = (FIGURES / name).stat().st_size
+        assert size < MAX_FIGURE_BYTES, f"{name} is {size} bytes (keep figures under 300 KB)"
+        assert manifest[name]["bytes"] == size, f"{name} changed since experiments/figures.py drew it"
+        assert {"source", "code_sha256", "source_sha256", "generated"} <= set(manifest[name])
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (DOCS / "results").glob("*.md")
+                                        if p.name != "index.md"))
+def test_results_pages_show_their_figure_and_command(page):
+    text = (DOCS / "results" / page).read_text()
+    assert re.search(r"!\[[^\]]*\]\(\.\./figures/[\w.-]+\.png\)", text), f"{page} shows no figure"
+    commands = re.findall(r"```bash\n(.*?)```", text, re.S)
+    assert any("python " in c for c in commands), f"{page} gives no command in a bash block"
+    assert "experiments/figures.py" in text, f"{page} does not say how its figure is regenerated"
+    assert re.search(r"20\d\d-\d\d-\d\d", text), f"{page} does not date its numbers"
+
+
+def test_readme_is_short_and_its_test_command_is_cis():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 160
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
+    assert ci[-1] == "python -m pytest -q", "the pytest line must stay last in .ci/run"
+    assert re.search(r"^JVAE_DATA_DIR=\S+ python -m pytest -q$", readme, re.M)
+    assert "mkdocs build --strict" in " ".join(ci)
+    for heading in ("## Install", "## Tests", "## Results"):
+        assert heading in readme
+
+
+def test_figure_sources_name_code_that_exists():
+    spec = importlib.util.spec_from_file_location("jvae_figures", ROOT / "experiments" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = figures  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(figures)
+    finally:
+        del sys.modules[spec.name]
+    names = [f for s in figures.SOURCES for f in s.outputs.values()]
+    assert len(names) == len(set(names))
+    for source in figures.SOURCES:
+        assert len(figures.code_hash(source)) == 64  # raises if a drawing function was renamed
+        if source.data is not None:
+            assert (DOCS / "data" / source.data).is_file()
