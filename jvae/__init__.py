@@ -4,8 +4,10 @@ The public API, flat. See README.md for a tour and ``experiments/configs`` for r
 """
 
 from jvae.builders import build_loss, build_model, build_optimizer, load_data, validate_config
-from jvae.checkpoints import Checkpointer
+from jvae.checkpoints import CheckpointError, Checkpointer, CheckpointSkippedWarning
 from jvae.config import default_config
+from jvae.config_io import (ConfigError, apply_override, config_from_json, load_config_file,
+                            resume_differences)
 from jvae.data import (
     DATASETS,
     REAL,
@@ -43,6 +45,7 @@ from jvae.distributions import (
 # The function jvae.evaluation.evaluate is not re-exported: ``jvae.evaluate`` is the CLI module.
 from jvae.evaluation import importance_log_likelihood, make_evaluator
 from jvae.experiment import read_metrics, restore_run, train_and_evaluate
+from jvae.guards import DivergenceError, first_divergent_step
 from jvae.heads import (
     BernoulliHead,
     ContinuousBernoulliHead,
@@ -51,6 +54,7 @@ from jvae.heads import (
     MixtureGaussianHead,
     positive_scale,
 )
+from jvae.lock import WorkdirLock, WorkdirLockedError
 from jvae.model import VAE, init_params, log_joint, naive_lower_bound, reconstruct, sample_prior
 from jvae.nets import MLP, ConvDecoder, ConvEncoder
 from jvae.objectives import (
@@ -98,6 +102,9 @@ from jvae.training import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError", "CheckpointSkippedWarning", "ConfigError", "DivergenceError",
+    "WorkdirLock", "WorkdirLockedError", "apply_override", "config_from_json",
+    "first_divergent_step", "load_config_file", "resume_differences",
     "Bernoulli", "BernoulliHead", "Checkpointer", "ContinuousBernoulliHead", "ConvDecoder",
     "ConvEncoder", "DATASETS", "DataNotFoundError", "DiagGaussianHead", "FlatIndependent",
     "GaussianHead", "MLP",

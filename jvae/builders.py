@@ -6,6 +6,7 @@ of valid choices instead of deep inside a traced function.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -46,15 +47,19 @@ class Datasets(NamedTuple):
 
 def _choice(what: str, value: str, choices) -> str:
     if value not in choices:
-        raise ValueError(f"Unknown {what} {value!r}; choose one of {list(choices)}.")
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"Unknown {what} {value!r}; {hint}choose one of {list(choices)}.")
     return value
 
 
 def _positive(what: str, value, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what} must be a number, got {value!r}.")
     ok = value >= 0 if allow_zero else value > 0
-    if not ok:
+    if not ok or not np.isfinite(value):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{what} must be {bound}, got {value!r}.")
+        raise ValueError(f"{what} must be finite and {bound}, got {value!r}.")
 
 
 def _integer(what: str, value) -> None:
@@ -90,8 +95,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                              f"got {value!r}.")
     _positive("config.learning_rate", config.learning_rate)
     _positive("config.checkpoint_every", config.checkpoint_every, allow_zero=True)
-    _choice("dataset", config.dataset.name, jdata.DATASETS + SYNTHETIC)
-    _choice("binarize", config.dataset.binarize, jdata.BINARIZE)
+    ds = config.dataset
+    _choice("dataset", ds.name, jdata.DATASETS + SYNTHETIC)
+    _choice("binarize", ds.binarize, jdata.BINARIZE)
+    if not 0.0 < float(ds.threshold) < 1.0:
+        raise ValueError(f"config.dataset.threshold must be in (0, 1), got {ds.threshold!r}.")
+    for field in ("resize", "limit_train", "limit_eval"):
+        _positive(f"config.dataset.{field} (0: off)", ds[field], allow_zero=True)
+    if not 0 <= int(ds.validation_size) < 60000:
+        raise ValueError(f"config.dataset.validation_size must be in [0, 60000), got "
+                         f"{ds.validation_size!r}.")
+    _positive("config.dataset.count", ds.count)
+    _choice("dataset mode", ds.mode, ("univariate", "multivariate"))
+    _choice("optimizer", config.optim.name, ("adam", "adamw", "rmsprop", "sgd"))
+    _positive("config.optim.grad_clip (0: off)", config.optim.grad_clip, allow_zero=True)
     m = config.model
     _choice("encoder", m.encoder, NETWORKS)
     _choice("decoder", m.decoder, NETWORKS)

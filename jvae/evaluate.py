@@ -25,11 +25,12 @@ from jvae import builders
 from jvae.checkpoints import write_json_atomic
 from jvae.evaluation import make_evaluator
 from jvae.experiment import restore_run
-from jvae.train import one_line
+from jvae.train import OneLineParser, one_line
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m jvae.evaluate", description=__doc__)
+    parser = OneLineParser(prog="python -m jvae.evaluate", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, help="run directory written by jvae.train")
     parser.add_argument("--num-samples", type=int, default=1000,
                         help="K importance samples per example (default 1000)")

@@ -24,8 +24,16 @@ USAGE = ("python -m jvae.train --config FILE.py[:VARIANT] --workdir DIR [--resum
          "[--noprogress] [--debug] [--config.FIELD=VALUE ...]")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line ``error: ...`` (exit status 2);
+    ``--help`` still prints the full usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jvae.train", usage=USAGE,
+    p = OneLineParser(prog="python -m jvae.train", usage=USAGE,
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="experiment file defining get_config() "
                    "(FILE.py or FILE.py:VARIANT); optional with --resume")

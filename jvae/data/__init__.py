@@ -320,7 +320,7 @@ def _locate(name: str, files: list[str], data_dir, cache_dir, fetch: bool,
                 verify_file(root / name / f, name, where="the download cache",
                             cache_dir=cache_dir)
         return root
-    where = "\n".join(f"  {root / name}" for root in searched)
+    where = ", ".join(str(root / name) for root in searched) or "nowhere (no data_dir given)"
     how = ("pass data_dir=..., set the JVAE_DATA_DIR environment variable to the folder "
            f"holding {name}/")
     if name in _dl.SHA256:
@@ -328,7 +328,7 @@ def _locate(name: str, files: list[str], data_dir, cache_dir, fetch: bool,
     else:
         how += (". binarized_mnist cannot be downloaded by jvae: place the files there by hand "
                 "(Larochelle & Murray 2011 .amat data, packed as described in the data README)")
-    raise DataNotFoundError(f"{name}: missing {', '.join(files)}; searched:\n{where}\n"
+    raise DataNotFoundError(f"{name}: missing {', '.join(files)}; searched {where}. "
                             f"To provide them, {how}.")
 
 

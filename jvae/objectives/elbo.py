@@ -76,4 +76,5 @@ def make_elbo_loss(model: VAE, beta: float = 1.0, num_samples: int = 1,
         }
         return loss, aux
 
+    loss_fn.model = model   # lets make_train_epoch check the data against the likelihood
     return loss_fn

@@ -110,6 +110,7 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
         }
         return value_and_surrogate(value, -jnp.mean(objective)), aux
 
+    loss_fn.model = model   # lets make_train_epoch check the data against the likelihood
     return loss_fn
 
 
