@@ -1,11 +1,14 @@
 """Tests for jvae.plotting: grid arithmetic and placement, PNG output, input validation."""
 
+import matplotlib.axes
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from jvae import plotting
+from jvae.plotting import curves, images
 from jvae.plotting import (
     image_grid,
     save_curves,
@@ -129,7 +132,7 @@ def test_reconstruction_grid_puts_observations_above_reconstructions():
     n_img, h, w, n, pad = 11, 3, 3, 4, 2
     x = _constant_images(n_img, h, w)
     y = 1.0 - x
-    grid = plotting._reconstruction_grid(x, y, n)
+    grid = images._reconstruction_grid(x, y, n)
     blocks = 3  # ceil(11 / 4)
     assert grid.shape == (2 * blocks * (h + pad) + pad, n * (w + pad) + pad)
     for k in range(n_img):
@@ -145,21 +148,21 @@ def test_reconstruction_grid_puts_observations_above_reconstructions():
 
 
 def test_reconstruction_grid_fewer_images_than_n():
-    grid = plotting._reconstruction_grid(np.zeros((3, 2, 2)), np.zeros((3, 2, 2)), 8)
+    grid = images._reconstruction_grid(np.zeros((3, 2, 2)), np.zeros((3, 2, 2)), 8)
     assert grid.shape == (2 * 4 + 2, 3 * 4 + 2)
 
 
 def _spy_savefig(monkeypatch):
     """Records every figure just before it is saved (texts and axes are final then)."""
     figures = []
-    orig = plotting.Figure.savefig
+    orig = Figure.savefig
 
     def spy(self, *a, **k):
         figures.append(self)
         self.canvas.draw()  # lay out so that text extents are real
         return orig(self, *a, **k)
 
-    monkeypatch.setattr(plotting.Figure, "savefig", spy)
+    monkeypatch.setattr(Figure, "savefig", spy)
     return figures
 
 
@@ -281,14 +284,14 @@ def test_save_curves_falls_back_to_train_loss(tmp_path, monkeypatch):
 def test_save_curves_per_seed_lists(tmp_path, monkeypatch):
     seeds = np.array([[100.0, 110.0, 120.0], [90.0, 95.0, 100.0], [85.0, 85.0, 85.0]])
     history = [{"epoch": e + 1, "train/loss": list(seeds[e]), "eval/elbo": list(-seeds[e])} for e in range(3)]
-    x, mean, std = plotting._curve_stats(history, "train/loss", "epoch")
+    x, mean, std = curves._curve_stats(history, "train/loss", "epoch")
     np.testing.assert_array_equal(x, [1, 2, 3])
     np.testing.assert_allclose(mean, seeds.mean(1))
     np.testing.assert_allclose(std, seeds.std(1))
     bands = []
-    orig = plotting.matplotlib.axes.Axes.fill_between
+    orig = matplotlib.axes.Axes.fill_between
     monkeypatch.setattr(
-        plotting.matplotlib.axes.Axes,
+        matplotlib.axes.Axes,
         "fill_between",
         lambda self, x, lo, hi, **k: bands.append((np.asarray(lo), np.asarray(hi))) or orig(self, x, lo, hi, **k),
     )
@@ -306,7 +309,7 @@ def test_save_curves_without_x_key_and_single_key(tmp_path, monkeypatch):
     (ax,) = [ax for ax in figures[0].axes if ax.get_visible()]
     assert ax.get_ylabel() == "" and ax.get_legend() is None  # no split, no legend
     np.testing.assert_allclose(_lines(ax)["loss"][1], [3.0, 2.0])
-    np.testing.assert_array_equal(plotting._curve_stats([{"loss": 3.0}, {"loss": 2.0}], "loss", "epoch")[0], [1, 2])
+    np.testing.assert_array_equal(curves._curve_stats([{"loss": 3.0}, {"loss": 2.0}], "loss", "epoch")[0], [1, 2])
 
 
 @pytest.mark.parametrize("history", [[], [{"epoch": 1, "other": 1.0}], {"train/loss": 1.0}, [1.0, 2.0]])
@@ -324,13 +327,13 @@ def test_save_scatter_2d_shared_limits(tmp_path, monkeypatch):
     samples = rng.normal(size=(300, 2)) * 2.0 + 5.0
     means = rng.normal(size=(200, 2)) * 0.1
     limits = []
-    orig = plotting.Figure.savefig
+    orig = Figure.savefig
 
     def spy(self, *a, **k):  # record the final limits of every panel as drawn
         limits.extend((ax.get_xlim(), ax.get_ylim()) for ax in self.axes)
         return orig(self, *a, **k)
 
-    monkeypatch.setattr(plotting.Figure, "savefig", spy)
+    monkeypatch.setattr(Figure, "savefig", spy)
     path = save_scatter_2d(tmp_path / "s.png", data=data, samples=samples, means=means, title="2-D VAE")
     _assert_has_content(_read_png(path))
     assert len(limits) == 3 and limits[0] == limits[1] == limits[2]

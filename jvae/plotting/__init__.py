@@ -1,0 +1,27 @@
+"""Figures for VAE experiments: image grids, reconstructions, interpolations, curves, scatters.
+
+Every function takes NumPy arrays (anything ``np.asarray`` accepts, JAX arrays included) and
+writes a PNG file. Figures are built with :class:`matplotlib.figure.Figure` and rendered by the
+Agg canvas directly, so this module never touches pyplot's global state or the user's backend:
+nothing is left open after a call, and it is safe in notebooks, scripts and headless CI alike.
+Parent directories of ``path`` are created as needed; every ``save_*`` returns the written path.
+
+The figures live in three modules: :mod:`jvae.plotting.images` (grids, reconstructions,
+interpolations), :mod:`jvae.plotting.curves` (training curves) and
+:mod:`jvae.plotting.latents` (2-D scatters); every public name is re-exported here.
+"""
+
+from jvae.plotting.curves import DEFAULT_CURVE_KEYS, save_curves
+from jvae.plotting.images import image_grid, save_image_grid, save_interpolations, save_reconstructions
+from jvae.plotting.latents import save_latent_scatter, save_scatter_2d
+
+__all__ = [
+    "image_grid",
+    "save_image_grid",
+    "save_reconstructions",
+    "save_interpolations",
+    "save_curves",
+    "save_scatter_2d",
+    "save_latent_scatter",
+    "DEFAULT_CURVE_KEYS",
+]

@@ -1,0 +1,211 @@
+"""Image figures: tiled grids of samples, reconstructions with row labels, interpolations."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from jvae.plotting._common import _figure, _save
+
+__all__ = ["image_grid", "save_image_grid", "save_reconstructions", "save_interpolations"]
+
+_GRID_PAD = 2  # image_grid's default padding, used by the reconstruction grid
+
+
+def image_grid(images, nrow: int | None = None, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """Tiles a batch of images into one array, row by row.
+
+    Image ``k`` lands in tile row ``k // ncol`` and tile column ``k % ncol``, where
+    ``ncol = min(nrow, N)`` (as torchvision's ``make_grid``); tile ``(r, c)`` starts at pixel
+    ``(pad + r * (H + pad), pad + c * (W + pad))``. Tiles after the last image stay ``pad_value``.
+
+    Args:
+      images: ``[N, H, W]``, ``[N, H, W, 1]`` (grey) or ``[N, H, W, 3]`` (RGB) grey levels in
+        ``[0, 1]``; values outside are clipped. ``uint8`` input is divided by 255 first.
+      nrow: images per row; default ``ceil(sqrt(N))``.
+      pad: pixels of padding between tiles and around the border.
+      pad_value: grey level of the padding.
+
+    Returns:
+      float32 array ``[rows * (H + pad) + pad, ncol * (W + pad) + pad]`` for grey input, with a
+      trailing axis of 3 for RGB input, where ``rows = ceil(N / ncol)``.
+
+    Raises:
+      ValueError: on a wrong rank, channel count, empty batch, or a non-positive ``nrow``.
+    """
+    images = _as_nhwc(images, "images")
+    n, h, w, c = images.shape
+    if nrow is None:
+        nrow = math.ceil(math.sqrt(n))
+    if int(nrow) != nrow or nrow < 1:
+        raise ValueError(f"nrow must be a positive integer, got {nrow!r}")
+    if int(pad) != pad or pad < 0:
+        raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
+    nrow, pad = int(nrow), int(pad)
+    ncol = min(nrow, n)
+    rows = math.ceil(n / ncol)
+    grid = np.full((rows * (h + pad) + pad, ncol * (w + pad) + pad, c), pad_value, np.float32)
+    for k in range(n):
+        r, col = divmod(k, ncol)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[top : top + h, left : left + w] = images[k]
+    grid = np.clip(grid, 0.0, 1.0)
+    return grid[..., 0] if c == 1 else grid
+
+
+def save_image_grid(images, path, nrow: int | None = None, title: str | None = None) -> Path:
+    """Saves a batch of images (samples, say) as one tiled PNG.
+
+    Args:
+      images: ``[N, H, W]`` or ``[N, H, W, C]`` with ``C`` in {1, 3}, values in ``[0, 1]``.
+      path: output file.
+      nrow: images per row; default ``ceil(sqrt(N))``.
+      title: optional figure title.
+
+    Returns:
+      The path written.
+    """
+    return _save_grid(image_grid(images, nrow=nrow), path, title)
+
+
+def save_reconstructions(originals, reconstructions, path, n: int = 8,
+                         title: str | None = "data and their reconstructions",
+                         row_labels: tuple[str, str] | None = ("data", "reconstruction")) -> Path:
+    """Saves observations above their reconstructions, with a title and row labels.
+
+    The batch is cut into blocks of ``n`` images; each block gives one row of observations with
+    the matching reconstructions in the row directly below. A last partial block is completed
+    with blank tiles, so any ``N`` works. Each tile row is labelled on the left with
+    ``row_labels[0]`` (observations) or ``row_labels[1]`` (reconstructions).
+
+    Args:
+      originals: ``[N, H, W]`` or ``[N, H, W, C]`` observations in ``[0, 1]``.
+      reconstructions: same shape as ``originals``.
+      path: output file.
+      n: images per row.
+      title: figure title; ``None`` for none.
+      row_labels: labels of the observation and reconstruction rows; ``None`` for none.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: if the shapes differ or are not image batches, or ``row_labels`` is not a
+        pair of strings.
+    """
+    grid = _reconstruction_grid(originals, reconstructions, n)
+    labels = None
+    if row_labels is not None:
+        if isinstance(row_labels, str) or len(row_labels) != 2:
+            raise ValueError(f"row_labels must be a pair of strings, got {row_labels!r}")
+        num, h = _as_nhwc(originals, "originals").shape[:2]
+        num_rows = 2 * math.ceil(num / min(int(n), num))
+        labels = [(_GRID_PAD + r * (h + _GRID_PAD) + h / 2, str(row_labels[r % 2]))
+                  for r in range(num_rows)]
+    return _save_grid(grid, path, title, row_labels=labels)
+
+
+def save_interpolations(images, path, title: str | None = None) -> Path:
+    """Saves interpolations (in latent space, say), one per row.
+
+    Args:
+      images: ``[rows, steps, H, W]`` or ``[rows, steps, H, W, C]`` with ``C`` in {1, 3}.
+      path: output file.
+      title: optional figure title.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: on a wrong rank or channel count.
+    """
+    images = np.asarray(images)
+    if images.ndim not in (4, 5):
+        raise ValueError(
+            f"interpolations must be [rows, steps, H, W] or [rows, steps, H, W, C], got shape {images.shape}"
+        )
+    rows, steps = images.shape[:2]
+    flat = images.reshape((rows * steps,) + images.shape[2:])
+    return _save_grid(image_grid(flat, nrow=steps), path, title)
+
+
+def _as_nhwc(images, name: str) -> np.ndarray:
+    """Validates an image batch and returns it as float32 ``[N, H, W, C]``."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"{name} must be [N, H, W] or [N, H, W, C], got shape {images.shape}")
+    if images.shape[-1] not in (1, 3):
+        raise ValueError(f"{name} must have 1 or 3 channels, got {images.shape[-1]} (shape {images.shape})")
+    if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+        raise ValueError(f"{name} is empty (shape {images.shape})")
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    if not np.issubdtype(images.dtype, np.number) and images.dtype != np.bool_:
+        raise ValueError(f"{name} must be numeric, got dtype {images.dtype}")
+    return images.astype(np.float32)
+
+
+def _reconstruction_grid(originals, reconstructions, n: int) -> np.ndarray:
+    """Interleaves rows of ``n`` observations with rows of their reconstructions; see ``image_grid``."""
+    x = _as_nhwc(originals, "originals")
+    y = _as_nhwc(reconstructions, "reconstructions")
+    if x.shape != y.shape:
+        raise ValueError(f"originals {x.shape} and reconstructions {y.shape} must have the same shape")
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    num, n = x.shape[0], int(n)
+    ncol = min(n, num)
+    blocks = math.ceil(num / ncol)
+    tiles = np.ones((blocks, 2, ncol) + x.shape[1:], np.float32)  # blank tiles are white
+    for b in range(blocks):
+        part = slice(b * ncol, min((b + 1) * ncol, num))
+        k = part.stop - part.start
+        tiles[b, 0, :k] = x[part]
+        tiles[b, 1, :k] = y[part]
+    return image_grid(tiles.reshape((-1,) + x.shape[1:]), nrow=ncol)
+
+
+def _save_grid(grid: np.ndarray, path, title: str | None, row_labels=None) -> Path:
+    """Draws a tiled grid with square pixels, nearest-neighbour, upscaled by an integer factor.
+
+    ``row_labels``: optional ``(y, text)`` pairs, ``y`` in grid pixels from the top; each text
+    is drawn right-aligned in a left margin sized to the longest one.
+    """
+    h, w = grid.shape[:2]
+    dpi = 100
+    fontsize = 10
+    zoom = max(1, min(8, 800 // max(h, w)))
+    title_in = 0.4 if title else 0.0
+    label_in = 0.0
+    if row_labels:
+        widest = max(_text_width_px(text, fontsize, dpi) for _, text in row_labels)
+        label_in = (widest + 12) / dpi
+    width_in, height_in = w * zoom / dpi, h * zoom / dpi
+    fig_w, fig_h = width_in + label_in, height_in + title_in
+    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((label_in / fig_w, 0.0, width_in / fig_w, height_in / fig_h))
+    kwargs = {"cmap": "gray"} if grid.ndim == 2 else {}
+    ax.imshow(grid, vmin=0.0, vmax=1.0, interpolation="nearest", **kwargs)
+    ax.set_axis_off()
+    for y, text in row_labels or ():
+        fig.text((label_in - 6 / dpi) / fig_w, (height_in - y * zoom / dpi) / fig_h,
+                 text, ha="right", va="center", fontsize=fontsize)
+    if title:
+        fig.text(0.5, 1.0 - 0.5 * title_in / fig_h, title, ha="center", va="center",
+                 fontsize=fontsize + 1)
+    return _save(fig, path, tight=False)
+
+
+def _text_width_px(text: str, fontsize: float, dpi: int) -> float:
+    """Rendered width of ``text`` in pixels at ``fontsize`` points."""
+    fig = _figure((1.0, 1.0))
+    fig.set_dpi(dpi)
+    artist = fig.text(0.0, 0.0, text, fontsize=fontsize)
+    return artist.get_window_extent(renderer=fig.canvas.get_renderer()).width
