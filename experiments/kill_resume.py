@@ -5,12 +5,14 @@ Usage::
     python experiments/kill_resume.py [--kills 10] [--epochs 12] [--seed 0]
 
 Trains the small 2-D Gaussian run (``experiments/configs/gaussian2d.py``, 16 hidden units,
-a checkpoint every epoch) once without interruption, timing it. Then, for each of ``--kills``
-moments spread evenly over that wall time (start-up and compilation included, so some kills
-land before the first checkpoint, some during checkpoint writes), it starts the same run,
-sends SIGKILL at that moment, runs ``--resume`` to the end and compares every array of the
-final train state (parameters, optimiser state, step, key) with the uninterrupted run's, bit
-for bit. Prints one line per kill and exits 1 unless every resumed run is identical.
+batch 32, a checkpoint every epoch) once without interruption. Then, for kill ``i`` of
+``--kills``, it starts the same run and sends SIGKILL at a moment chosen by watching the
+checkpoint directory: kill 1 during start-up (before any checkpoint), the even-numbered kills
+while the checkpoint of an epoch is being written (its hidden ``.tmp-*`` directory exists;
+if that moment is missed, right after the checkpoint appears), the others in the middle of an
+epoch. It then runs ``--resume`` to the end and compares every array of the final train
+state (parameters, optimiser state, step, key) with the uninterrupted run's, bit for bit.
+Prints one line per kill and exits 1 unless every resumed run is identical.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def _command(workdir: pathlib.Path, epochs: int, seed: int, resume: bool) -> lis
     return [sys.executable, "-m", "jvae.train",
             f"--config={ROOT / 'experiments/configs/gaussian2d.py'}", f"--workdir={workdir}",
             "--noprogress", f"--config.num_epochs={epochs}", f"--config.seed={seed}",
-            "--config.checkpoint_every=1", "--config.batch_size=64",
+            "--config.checkpoint_every=1", "--config.batch_size=32",
             "--config.model.encoder_hidden=(16,)", "--config.model.decoder_hidden=(16,)",
             "--config.figures=False"] + (["--resume"] if resume else [])
 
@@ -65,11 +67,29 @@ def main(argv=None) -> int:
 
     identical = 0
     for i in range(args.kills):
-        delay = total * (0.15 + 0.8 * i / max(args.kills - 1, 1))
         workdir = tmp / f"kill{i}"
+        ckdir = workdir / "checkpoints"
+        epoch = 1 + (i * (args.epochs - 2)) // max(args.kills - 1, 1)
         proc = subprocess.Popen(_command(workdir, args.epochs, args.seed, False), env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        t_start = time.perf_counter()
+        moment = "start-up"
+        if i > 0:
+            deadline = time.perf_counter() + 300
+            while time.perf_counter() < deadline and proc.poll() is None:
+                if i % 2 == 1 and list(ckdir.glob(f".tmp-{epoch}-*")):
+                    moment = f"writing the checkpoint of epoch {epoch}"
+                    break
+                if (ckdir / str(epoch)).is_dir():
+                    moment = (f"just after the checkpoint of epoch {epoch}" if i % 2 == 1
+                              else f"mid-epoch {epoch + 1}")
+                    break
+                time.sleep(0.002)
+            if moment.startswith("mid-epoch"):
+                time.sleep(0.4)
+        else:
+            time.sleep(2.0)
+        delay = time.perf_counter() - t_start
         proc.kill()
         proc.wait()
         ckpts = sorted(int(p.name) for p in (workdir / "checkpoints").glob("*")
@@ -86,7 +106,7 @@ def main(argv=None) -> int:
         identical += same
         notes = [line for line in resumed.stderr.splitlines() if line.startswith(
             ("note:", "warning:"))]
-        print(f"kill {i + 1} at {delay:5.1f} s (exit {proc.returncode}): checkpoints at the "
+        print(f"kill {i + 1} at {delay:5.1f} s, {moment} (exit {proc.returncode}): checkpoints at the "
               f"kill {ckpts or 'none'}, leftovers {leftovers or 'none'}; resumed "
               f"{'IDENTICAL' if same else 'DIFFERENT'}; {'; '.join(notes) or 'no notes'}")
     print(f"{identical}/{args.kills} resumed runs identical to the uninterrupted run")

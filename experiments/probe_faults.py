@@ -442,7 +442,8 @@ def _fault_cases(tmp: pathlib.Path) -> list[Case]:
         workdir = tmp / "killed"
         env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
         proc = subprocess.Popen([sys.executable, "-m", "jvae.train", f"--config={G2D}",
-                                 f"--workdir={workdir}", *SMALL, "--config.num_epochs=30"],
+                                 f"--workdir={workdir}", *SMALL, "--config.num_epochs=8",
+                                 "--config.checkpoint_every=1"],
                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
@@ -450,21 +451,20 @@ def _fault_cases(tmp: pathlib.Path) -> list[Case]:
             time.sleep(0.2)
         proc.kill()
         proc.wait()
-        return _cli("jvae.train", f"--workdir={workdir}", "--resume", "--noprogress",
-                    "--config.num_epochs=4")
+        return _cli("jvae.train", f"--workdir={workdir}", "--resume", "--noprogress")
 
     def two_runs():
         workdir = tmp / "two_runs"
         env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
         first = subprocess.Popen([sys.executable, "-m", "jvae.train", f"--config={G2D}",
-                                  f"--workdir={workdir}", *SMALL, "--config.num_epochs=40"],
+                                  f"--workdir={workdir}", *SMALL, "--config.num_epochs=5000"],
                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
         try:
             deadline = time.time() + 120
             while time.time() < deadline and not (workdir / "metrics.jsonl").exists():
                 time.sleep(0.2)
-            return _train(workdir, "--resume", timeout=60)
+            return _train(workdir, "--resume", "--config.num_epochs=5000", timeout=60)
         finally:
             first.kill()
             first.wait()
@@ -499,7 +499,7 @@ def _fault_cases(tmp: pathlib.Path) -> list[Case]:
              cli=True, timeout=400, check=lambda p: "skipped the checkpoint of epoch 3"
              in p.stderr and '"num_examples": 100' in p.stdout),
         Case("fault: kill -9 mid-run, then --resume", kill_then_resume, expect="ok", cli=True,
-             timeout=400, check=lambda p: p.stdout.startswith("done: epoch 4")),
+             timeout=400, check=lambda p: p.stdout.startswith("done: epoch 8")),
         Case("fault: a second run while the first is alive", two_runs, cli=True, timeout=300),
         Case("fault: read-only checkpoint directory", read_only, cli=True),
         Case("fault: full disk", full_disk, cli=True),

@@ -93,6 +93,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise ValueError(f"config.divergence.{field} must be a number >= 0 (0: off), "
                              f"got {value!r}.")
+    _integer("config.divergence.patience", config.divergence.patience)
+    _positive("config.divergence.patience", config.divergence.patience)
     _positive("config.learning_rate", config.learning_rate)
     _positive("config.checkpoint_every", config.checkpoint_every, allow_zero=True)
     ds = config.dataset

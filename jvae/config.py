@@ -91,8 +91,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.sweep.learning_rate = ()             # e.g. (3e-4, 1e-3, 3e-3); paired with beta if both
 
     c.divergence = ml_collections.ConfigDict()   # stop a run whose loss blows up (finite or not)
-    c.divergence.factor = 100.0            # a step's loss above m + factor * max(|m|, 1), m its
-                                           # running minimum, stops the run (0: off)
+    c.divergence.factor = 100.0            # `patience` consecutive step losses above
+                                           # m + factor * max(|m|, 1), m the running minimum,
+                                           # stop the run (0: off)
+    c.divergence.patience = 20             # steps (a brief spike that recovers is no divergence)
     c.divergence.max_loss = 1e10           # |loss| above this stops the run (0: off)
 
     c.eval = ml_collections.ConfigDict()

@@ -219,9 +219,8 @@ def _check_resume(config, workdir: pathlib.Path) -> list[str]:
 
 def _check_space(ckpt: Checkpointer, state: TrainState) -> None:
     """Fail before training when the disk cannot hold two more checkpoints."""
-    need = 2 * sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree.leaves(
-        jax.tree.map(lambda a: jax.random.key_data(a) if jax.dtypes.issubdtype(
-            a.dtype, jax.dtypes.prng_key) else a, state))) + (1 << 20)
+    storable = state._replace(key=jax.random.key_data(state.key))
+    need = 2 * sum(int(leaf.nbytes) for leaf in jax.tree.leaves(storable)) + (1 << 20)
     free = shutil.disk_usage(ckpt.directory).free
     if free < need:
         raise OSError(28, f"Not enough disk space for checkpoints in {ckpt.directory}: "
@@ -412,7 +411,8 @@ def _check_losses(config, ckpt, epoch, state, new_state, step_losses, lowest, mu
     for i, losses in enumerate(step_losses):   # the earliest bad step of each run is named
         bad = first_non_finite(losses)
         diverged = first_divergent_step(losses, lowest[i], factor=float(config.divergence.factor),
-                                        max_loss=float(config.divergence.max_loss))
+                                        max_loss=float(config.divergence.max_loss),
+                                        patience=int(config.divergence.patience))
         which = f"It happened in {labels[i]}. " if multi else ""
         if diverged is not None and (bad is None or diverged[0] < bad):
             step, reason = diverged

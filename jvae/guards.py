@@ -26,18 +26,23 @@ class DivergenceError(FloatingPointError):
 
 
 def first_divergent_step(losses, running_min: float, *, factor: float,
-                         max_loss: float) -> tuple[int, str] | None:
+                         max_loss: float, patience: int = 1) -> tuple[int, str] | None:
     """The first step of an epoch whose loss diverged, or ``None``.
 
-    A step diverges when ``|loss| > max_loss`` or ``loss > m + factor * max(|m|, 1)``, where
-    ``m`` is the smallest loss of all earlier steps of the run (``running_min`` before this
-    epoch, ``inf`` at the start). ``factor = 0`` or ``max_loss = 0`` switches that test off.
-    Non-finite losses are left to the non-finite check.
+    The run diverged at a step whose ``|loss| > max_loss`` (at once), or at the first of
+    ``patience`` consecutive steps whose ``loss > m + factor * max(|m|, 1)``, where ``m`` is
+    the smallest loss of all earlier steps of the run (``running_min`` before this epoch,
+    ``inf`` at the start): a brief spike that recovers (a Gaussian likelihood whose predicted
+    scale collapses for a few steps) is not a divergence. ``factor = 0`` or ``max_loss = 0``
+    switches that test off. Non-finite losses are left to the non-finite check.
 
     Args:
       losses: per-step losses of the epoch, ``[steps]``.
       running_min: smallest loss before this epoch.
-      factor, max_loss: the thresholds (``config.divergence``).
+      factor: relative threshold (``config.divergence.factor``).
+      max_loss: absolute threshold (``config.divergence.max_loss``).
+      patience: consecutive steps above the relative threshold (``config.divergence.patience``;
+        within one epoch).
 
     Returns:
       ``(step, reason)`` of the first divergent step.
@@ -45,16 +50,22 @@ def first_divergent_step(losses, running_min: float, *, factor: float,
     losses = np.asarray(losses, np.float64).ravel()
     finite = np.where(np.isfinite(losses), losses, np.inf)
     before = np.minimum.accumulate(np.concatenate([[running_min], finite]))[:-1]
-    bad = np.zeros(losses.shape, bool)
+    absurd = np.zeros(losses.shape, bool)
     if max_loss:
-        bad |= np.isfinite(losses) & (np.abs(losses) > max_loss)
+        absurd = np.isfinite(losses) & (np.abs(losses) > max_loss)
+    high = np.zeros(losses.shape, bool)
     if factor:
         limit = before + factor * np.maximum(np.abs(before), 1.0)
-        bad |= np.isfinite(before) & np.isfinite(losses) & (losses > limit)
-    if not bad.any():
+        high = np.isfinite(before) & np.isfinite(losses) & (losses > limit)
+        patience = max(int(patience), 1)
+        # a step starts a divergence when it and the next patience - 1 steps are all high
+        runs = np.convolve(high.astype(np.int64), np.ones(patience, np.int64), "full")
+        high = runs[patience - 1:] == patience
+    first = [int(np.flatnonzero(a)[0]) for a in (absurd, high) if a.any()]
+    if not first:
         return None
-    i = int(np.flatnonzero(bad)[0])
-    if max_loss and abs(losses[i]) > max_loss:
+    i = min(first)
+    if absurd[i]:
         return i, f"exceeds config.divergence.max_loss = {max_loss:g}"
-    return i, (f"exceeds {factor:g} times the run's lowest loss so far ({before[i]:.4g}; "
-               "config.divergence.factor)")
+    return i, (f"exceeds {factor:g} times the run's lowest loss so far ({before[i]:.4g}) for "
+               f"{patience} consecutive steps (config.divergence.factor, .patience)")

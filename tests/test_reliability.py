@@ -217,7 +217,7 @@ def test_a_full_disk_ends_the_run_with_one_line_and_releases_the_lock(when, conf
 
 def test_a_finite_divergence_stops_naming_the_step(config, tmp_path):
     with pytest.raises(DivergenceError, match=r"diverged at epoch 1, step \d+ .*"
-                                              r"config.divergence.factor") as info:
+                                              r"config.divergence.(factor|max_loss)") as info:
         train_and_evaluate(config(learning_rate=1.0), tmp_path, progress=False)
     assert info.value.loss > 100 and "no checkpoint had been written yet" in str(info.value)
     assert Checkpointer(tmp_path / "checkpoints").all_epochs() == []
@@ -230,6 +230,11 @@ def test_first_divergent_step_against_the_running_minimum():
     assert first_divergent_step(losses, np.inf, factor=0, max_loss=0) is None
     assert first_divergent_step(losses, np.inf, factor=0, max_loss=1000)[0] == 4
     assert first_divergent_step([2.0e33], 90.0, factor=100, max_loss=1e10)[0] == 0
+    # With patience, a spike that recovers is no divergence; a sustained rise is, from its
+    # first step.
+    spike = [10.0, 9.0, 5000.0, 5000.0, 9.0, 8.0, 5000.0, 5000.0, 5000.0, 7.0]
+    assert first_divergent_step(spike, np.inf, factor=100, max_loss=0, patience=3)[0] == 6
+    assert first_divergent_step(spike, np.inf, factor=100, max_loss=0, patience=4) is None
     # Negative losses (Gaussian likelihoods): the margin is relative to |m|.
     assert first_divergent_step([-2000.0, -1500.0, 190000.0], np.inf, factor=100,
                                 max_loss=0) is None
