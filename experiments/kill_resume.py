@@ -81,11 +81,12 @@ def main(argv=None) -> int:
                     moment = f"writing the checkpoint of epoch {epoch}"
                     break
                 if (ckdir / str(epoch)).is_dir():
-                    moment = (f"just after the checkpoint of epoch {epoch}" if i % 2 == 1
-                              else f"mid-epoch {epoch + 1}")
+                    moment = (f"just after the checkpoint of epoch {epoch} appeared"
+                              if i % 2 == 1 else
+                              f"0.4 s after the checkpoint of epoch {epoch} appeared")
                     break
                 time.sleep(0.002)
-            if moment.startswith("mid-epoch"):
+            if moment.startswith("0.4 s"):
                 time.sleep(0.4)
         else:
             time.sleep(2.0)
