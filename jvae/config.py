@@ -14,6 +14,10 @@ __all__ = ["default_config", "split_variant"]
 
 
 def default_config() -> ml_collections.ConfigDict:
+    """The default run config: MNIST grey levels, a 784-400-20 MLP VAE with a Bernoulli
+    likelihood, the reparameterised ELBO, Adam 1e-3, batch 128, 10 epochs, a checkpoint and
+    an evaluation every epoch. Every field is commented in the source; experiment configs
+    change what they need."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.num_epochs = 10

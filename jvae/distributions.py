@@ -23,6 +23,8 @@ __all__ = [
     "gaussian",
     "kl_divergence",
     "has_analytic_kl",
+    "mixture_diag_gaussian",
+    "sample_mixture",
 ]
 
 
@@ -142,7 +144,8 @@ def mixture_diag_gaussian(logits: jax.Array, loc: jax.Array,
 
     Args:
       logits: mixing logits ``[..., C]``.
-      loc, scale: component parameters ``[..., C, D]``.
+      loc: component means ``[..., C, D]``.
+      scale: component standard deviations ``[..., C, D]``.
 
     Returns:
       ``MixtureSameFamily`` with batch shape ``[...]`` and event shape ``[D]``. Its ``sample``

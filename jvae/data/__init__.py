@@ -157,7 +157,11 @@ def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none"
     Args:
         name: one of ``DATASETS``.
         split: one of ``SPLITS``.
-        data_dir, download, cache_dir, validation_size, verify: as in :func:`load_split`.
+        data_dir: as in :func:`load_split`.
+        download: as in :func:`load_split`.
+        cache_dir: as in :func:`load_split`.
+        validation_size: as in :func:`load_split`.
+        verify: as in :func:`load_split`.
         binarize: ``"none"`` (grey levels), ``"static"`` (``x > threshold``, fixed once) or
             ``"dynamic"``. Dynamic binarisation draws a fresh ``Bernoulli(x)`` each epoch
             inside training (:func:`binarize_dynamic`), so here it returns grey levels.

@@ -143,8 +143,8 @@ def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.
     ``log q`` on all of q's parameters). Unbiased; the rate is Monte Carlo (no closed-form KL
     exists for mixtures).
 
-    Args: as :func:`make_sfe_objective` (the posterior must be a
-      :class:`jvae.heads.MixtureGaussianHead`).
+    The arguments are those of :func:`make_sfe_objective`; the posterior must be a
+    :class:`jvae.heads.MixtureGaussianHead`.
     """
     num_samples = check_bound_args(num_samples, beta)
     cv = _as_chain(control_variates)
