@@ -190,8 +190,12 @@ def test_a_second_lock_on_the_same_directory_fails_at_once_naming_the_holder(tmp
 
 
 def test_a_lock_held_by_another_process_is_refused(tmp_path):
-    code = ("import sys, time; from jvae.lock import WorkdirLock; "
-            f"l = WorkdirLock({str(tmp_path / 'run')!r}).acquire(); print('held', flush=True); "
+    # Load jvae/lock.py on its own (importing the package would start JAX: seconds).
+    lock_py = pathlib.Path(__file__).resolve().parents[1] / "jvae" / "lock.py"
+    code = ("import importlib.util, sys; "
+            f"spec = importlib.util.spec_from_file_location('lock', {str(lock_py)!r}); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            f"l = m.WorkdirLock({str(tmp_path / 'run')!r}).acquire(); print('held', flush=True); "
             "sys.stdin.read()")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
