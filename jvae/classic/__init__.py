@@ -1,0 +1,22 @@
+"""Classical latent-variable models as pure JAX functions: fit -> NamedTuple, then functions.
+
+- :mod:`jvae.classic.pca`: PCA by the SVD (:func:`fit_pca`, :func:`pca_encode`,
+  :func:`pca_decode`).
+- :mod:`jvae.classic.ppca`: probabilistic PCA (Tipping & Bishop, 1999): closed-form maximum
+  likelihood, the exact marginal and posterior, sampling, and :func:`ppca_to_vae`.
+- :mod:`jvae.classic.gmm`: Gaussian mixtures with full covariances fitted by EM in one
+  compiled loop (:func:`fit_gmm`), with the E- and M-steps as functions of their own.
+"""
+
+from jvae.classic.gmm import (GMM, GMMFit, fit_gmm, gmm_log_prob, gmm_m_step,
+                              gmm_responsibilities)
+from jvae.classic.pca import PCA, fit_pca, pca_decode, pca_encode
+from jvae.classic.ppca import (PPCA, fit_ppca, ppca_log_likelihood, ppca_marginal,
+                               ppca_posterior, ppca_sample, ppca_to_vae)
+
+__all__ = [
+    "PCA", "fit_pca", "pca_encode", "pca_decode",
+    "PPCA", "fit_ppca", "ppca_marginal", "ppca_log_likelihood", "ppca_posterior",
+    "ppca_sample", "ppca_to_vae",
+    "GMM", "GMMFit", "fit_gmm", "gmm_log_prob", "gmm_responsibilities", "gmm_m_step",
+]
