@@ -50,11 +50,24 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
-    """The per-epoch records of ``workdir/metrics.jsonl`` (empty list if absent)."""
+    """The per-epoch records of ``workdir/metrics.jsonl`` (empty list if absent).
+
+    A last line cut short (a run killed while appending it) is dropped; a damaged line
+    before it is a ``ValueError`` naming the file and the line.
+    """
     path = pathlib.Path(workdir) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except ValueError as e:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}, line {i + 1}: not a JSON record ({e}).") from e
+    return records
 
 
 def _write_metrics(workdir: pathlib.Path, records: list[dict]) -> None:

@@ -117,6 +117,18 @@ def test_kill_during_a_checkpoint_write_then_resume_is_identical(reference, conf
 # ------------------------------------------------------------------------------ resume
 
 
+def test_a_metrics_line_cut_short_by_a_kill_is_dropped_on_resume(reference, config, tmp_path):
+    workdir = _copy_run(reference[0], tmp_path / "run")
+    with open(workdir / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 4, "train/lo')                 # the kill hit mid-line
+    assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2, 3]
+    train_and_evaluate(config(num_epochs=4), workdir, resume=True, progress=False)
+    assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2, 3, 4]
+    (workdir / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n{"epoch": 3}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl, line 2"):
+        read_metrics(workdir)
+
+
 def test_resume_refuses_a_changed_model_optimiser_or_data_and_keeps_config_json(
         reference, config, tmp_path):
     workdir = _copy_run(reference[0], tmp_path / "run")
