@@ -3,6 +3,7 @@
 The public API, flat. See README.md for a tour and ``experiments/configs`` for runs.
 """
 
+from jvae.autoencoder import PointHead, is_autoencoder, make_autoencoder
 from jvae.builders import build_loss, build_model, build_optimizer, load_data, validate_config
 from jvae.checkpoints import CheckpointError, Checkpointer, CheckpointSkippedWarning
 from jvae.classic import (GMM, PCA, PPCA, GMMFit, fit_gmm, fit_pca, fit_ppca, gmm_log_prob,
@@ -75,11 +76,13 @@ from jvae.objectives import (
     learned_baseline,
     leave_one_out,
     make_control_variate,
+    make_autoencoder_loss,
     make_elbo_loss,
     make_iwae_loss,
     make_mixture_objective,
     make_sfe_objective,
     make_vimco_objective,
+    reconstruction_terms,
     scaled_reward,
     score_surrogate,
     self_critic,
@@ -133,4 +136,6 @@ __all__ = [
     "scaled_reward", "score_surrogate", "self_critic", "trainable", "vimco_baseline",
     "ChecksumError", "InvalidDataError", "REAL", "Support", "UNIT_INTERVAL", "check_data",
     "likelihood_support",
+    "PointHead", "is_autoencoder", "make_autoencoder", "make_autoencoder_loss",
+    "reconstruction_terms",
 ]

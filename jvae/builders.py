@@ -14,10 +14,12 @@ import ml_collections
 import numpy as np
 
 from jvae import data as jdata
+from jvae.autoencoder import PointHead, is_autoencoder
 from jvae.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead,
                         MixtureGaussianHead)
 from jvae.model import VAE
 from jvae.nets import INITS, MLP, ConvDecoder, ConvEncoder
+from jvae.objectives.autoencoder import make_autoencoder_loss
 from jvae.objectives.control_variates import CONTROL_VARIATES, make_control_variate
 from jvae.objectives.elbo import make_elbo_loss
 from jvae.objectives.iwae import IWAE_ESTIMATORS, make_iwae_loss, make_vimco_objective
@@ -28,6 +30,7 @@ from jvae.training import make_optimizer
 __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimizer",
            "validate_config", "sweep_values", "iwae_schedule", "iwae_epochs"]
 
+KINDS = ("vae", "autoencoder")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 PRIORS = ("standard", "mixture")
 POSTERIORS = ("gaussian", "mixture")
@@ -112,6 +115,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _choice("optimizer", config.optim.name, ("adam", "adamw", "rmsprop", "sgd"))
     _positive("config.optim.grad_clip (0: off)", config.optim.grad_clip, allow_zero=True)
     m = config.model
+    _choice("model kind", m.kind, KINDS)
+    if m.kind == "autoencoder":
+        _check_autoencoder(config)
     _choice("encoder", m.encoder, NETWORKS)
     _choice("decoder", m.decoder, NETWORKS)
     _choice("likelihood", m.likelihood, LIKELIHOODS)
@@ -170,6 +176,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError("The 2-D Gaussian data needs likelihood='gaussian'.")
 
 
+def _check_autoencoder(config: ml_collections.ConfigDict) -> None:
+    """An autoencoder trains by reconstruction error: refuse the settings it would ignore."""
+    if config.objective.name != "elbo" or tuple(config.sweep.beta):
+        raise ValueError("model.kind='autoencoder' trains by reconstruction error; "
+                         "config.objective and config.sweep.beta apply to VAEs (leave them at "
+                         "their defaults).")
+    if config.model.posterior != "gaussian":
+        raise ValueError("model.kind='autoencoder' has a point-mass code; "
+                         "config.model.posterior applies to VAEs.")
+    if int(config.eval.ll_samples) > 1:
+        raise ValueError("model.kind='autoencoder' defines no likelihood p(x); set "
+                         "config.eval.ll_samples=0.")
+
+
 def load_data(config: ml_collections.ConfigDict) -> Datasets:
     """Load the training and evaluation splits named by ``config.dataset``.
 
@@ -206,7 +226,9 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
 
 
 def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
-    """Build the VAE described by ``config.model`` for observations of ``data_shape``."""
+    """Build the VAE described by ``config.model`` for observations of ``data_shape``; with
+    ``config.model.kind = "autoencoder"`` its posterior is a :class:`~jvae.autoencoder.PointHead`
+    (a deterministic autoencoder)."""
     m = config.model
     data_shape = tuple(int(s) for s in data_shape)
     latent = int(config.latent_dim)
@@ -224,7 +246,9 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
                       weight_init=m.init)
     else:
         encoder = ConvEncoder(tuple(m.conv_encoder_features), out_dim=m.conv_encoder_out or None)
-    if m.posterior == "mixture":
+    if m.kind == "autoencoder":
+        posterior = PointHead(latent, weight_init=m.init)
+    elif m.posterior == "mixture":
         posterior = MixtureGaussianHead(latent, int(m.posterior_components),
                                         scale=m.posterior_scale, weight_init=m.init)
     else:
@@ -251,7 +275,10 @@ def build_loss(config: ml_collections.ConfigDict, model: VAE, beta=None):
     """The training objective named by ``config.objective``: a plain loss function
     (``elbo``, ``iwae``) or a stateful :class:`~jvae.objectives.base.Objective` (``sfe``,
     ``mixture``, ``vimco``); the trainer takes either. ``beta`` overrides the config's, and
-    may be a traced value inside a vmapped sweep."""
+    may be a traced value inside a vmapped sweep. An autoencoder's loss is its reconstruction
+    error (:func:`~jvae.objectives.autoencoder.make_autoencoder_loss`)."""
+    if is_autoencoder(model):
+        return make_autoencoder_loss(model)
     obj = config.objective
     beta = float(obj.beta) if beta is None else beta
     samples = int(obj.num_samples)

@@ -49,6 +49,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.dataset.count = 15000         # gaussian2d: number of points (70% train)
 
     c.model = ml_collections.ConfigDict()
+    c.model.kind = "vae"            # vae | autoencoder (point-mass code, reconstruction loss)
     c.model.encoder = "mlp"         # mlp | conv
     c.model.decoder = "mlp"         # mlp | conv
     c.model.encoder_hidden = (400,)
@@ -60,7 +61,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.conv_decoder_features = (128, 64, 32)
     c.model.posterior = "gaussian"        # gaussian | mixture (of diagonal Gaussians)
     c.model.posterior_components = 2       # mixture posterior: number of components
-    c.model.posterior_scale = "softplus"   # softplus | exp (log-variance)
+    c.model.posterior_scale = "softplus"   # softplus | exp (log-variance) | log_std
     c.model.likelihood = "bernoulli"       # bernoulli | continuous_bernoulli | gaussian
     c.model.gaussian_scale = "predicted"   # fixed | learned | predicted
     c.model.fixed_scale = 1.0

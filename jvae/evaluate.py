@@ -6,7 +6,8 @@ with K samples, in chunks of ``--chunk-size`` samples, in blocks of ``--block-si
 with progress on stderr. Prints the numbers as JSON and writes ``DIR/eval_<split>_K<K>.json``,
 with the device and the examples evaluated per second over the full blocks after the first
 (the first block, and a shorter last one, include compilation). For a multi-seed run or a
-sweep every element is evaluated (lists, in the run's order).
+sweep every element is evaluated (lists, in the run's order). An autoencoder run
+(``model.kind = "autoencoder"``) reports its reconstruction errors (distortion, squared error).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jax
 import numpy as np
 
 from jvae import builders
+from jvae.autoencoder import is_autoencoder
 from jvae.checkpoints import write_json_atomic
 from jvae.evaluation import make_evaluator
 from jvae.experiment import restore_run
@@ -61,8 +63,9 @@ def main(argv=None) -> dict:
     # A multi-seed run or a sweep stores stacked parameters: evaluate every element.
     stacked = int(config.num_seeds) > 1 or builders.sweep_values(config) is not None
     data = datasets.eval[: args.limit or None]
-    evaluator = make_evaluator(model, batch_size=args.batch_size,
-                               ll_samples=args.num_samples, ll_chunk=args.chunk_size)
+    evaluator = make_evaluator(model, batch_size=args.batch_size,   # an autoencoder has no p(x)
+                               ll_samples=0 if is_autoencoder(model) else args.num_samples,
+                               ll_chunk=args.chunk_size)
     evaluator = jax.jit(jax.vmap(evaluator, in_axes=(0, None, None)) if stacked else evaluator)
     t0 = time.perf_counter()
     timed = [0, 0.0]    # examples and seconds of the full blocks after the first (compiled)

@@ -24,8 +24,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from jvae.autoencoder import is_autoencoder
 from jvae.data.validate import check_data
 from jvae.model import VAE
+from jvae.objectives.autoencoder import reconstruction_terms
 from jvae.objectives.elbo import elbo_terms
 
 __all__ = ["importance_log_likelihood", "make_evaluator", "evaluate"]
@@ -93,7 +95,10 @@ def make_evaluator(model: VAE, *, batch_size: int = 500, elbo_samples: int = 1,
 
     Returns:
       ``evaluate(params, key, data [N, *data_shape])`` returning a dict of per-example means:
-      ``elbo``, ``distortion``, ``rate`` and, when ``ll_samples > 0``, ``log_likelihood``.
+      ``elbo``, ``distortion``, ``rate`` and, when ``ll_samples > 0``, ``log_likelihood``;
+      for an autoencoder (:func:`jvae.autoencoder.is_autoencoder`), which has no ELBO,
+      ``distortion`` and ``squared_error`` of its reconstructions
+      (:func:`jvae.objectives.autoencoder.reconstruction_terms`).
       It raises a one-line ``ValueError`` for invalid data (non-float dtype such as uint8,
       wrong shape, no examples, NaN/Inf, values outside the likelihood's support). Its
       ``lower`` attribute is the jitted program's (for ahead-of-time compilation).
@@ -105,8 +110,15 @@ def make_evaluator(model: VAE, *, batch_size: int = 500, elbo_samples: int = 1,
     if int(ll_samples) < 0:
         raise ValueError(f"ll_samples must be >= 0, got {ll_samples!r}.")
     batch_size, ll_samples = int(batch_size), int(ll_samples)
+    autoencoder = is_autoencoder(model)
+    if autoencoder and ll_samples > 0:
+        raise ValueError("An autoencoder defines no likelihood p(x) to importance-sample; "
+                         "use ll_samples=0.")
 
     def batch_metrics(params, key, x):
+        if autoencoder:
+            distortion, squared = reconstruction_terms(model, params, x)
+            return {"distortion": distortion, "squared_error": squared}
         k_elbo, k_ll = jax.random.split(key)
         distortion, rate = elbo_terms(model, params, k_elbo, x, int(elbo_samples))
         out = {"distortion": distortion, "rate": rate, "elbo": -(distortion + rate)}

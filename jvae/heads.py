@@ -46,12 +46,17 @@ def positive_scale(raw: jax.Array, kind: str = "softplus", min_scale: float = 1e
     ``kind="softplus"``: ``softplus(raw) + min_scale``. ``kind="exp"``: ``raw`` is a
     log-variance (as in the PyTorch-examples VAE), ``exp(0.5 * raw) + min_scale``, with
     ``raw`` clipped to ``[-30, 30]`` so that neither underflow nor overflow can occur.
+    ``kind="log_std"``: ``raw`` is a log standard deviation (the lecture's ``torch.exp`` of
+    the encoder's scale output), ``exp(raw) + min_scale`` with ``raw`` clipped to ``[-15, 15]``.
     """
     if kind == "softplus":
         return jax.nn.softplus(raw) + min_scale
     if kind == "exp":
         return jnp.exp(0.5 * jnp.clip(raw, -30.0, 30.0)) + min_scale
-    raise ValueError(f"Unknown scale parameterisation {kind!r}; expected 'softplus' or 'exp'.")
+    if kind == "log_std":
+        return jnp.exp(jnp.clip(raw, -15.0, 15.0)) + min_scale
+    raise ValueError(f"Unknown scale parameterisation {kind!r}; expected 'softplus', 'exp' or "
+                     "'log_std'.")
 
 
 class _LikelihoodHead(nn.Module):
@@ -161,8 +166,9 @@ class DiagGaussianHead(nn.Module):
 
     Attributes:
       latent_dim: D.
-      scale: ``"softplus"`` (DPM2 notebook) or ``"exp"`` (log-variance output, PyTorch
-        example); see :func:`positive_scale`.
+      scale: ``"softplus"`` (DPM2 notebook), ``"exp"`` (log-variance output, PyTorch
+        example) or ``"log_std"`` (log-standard-deviation output, the lecture's VAE); see
+        :func:`positive_scale`.
       min_scale: floor added to the scale.
       weight_init: initialisation scheme of the output layer (see :func:`jvae.nets.dense`).
     """

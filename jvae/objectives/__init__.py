@@ -1,6 +1,7 @@
 """Objectives: pure losses ``loss(params, key, x) -> (loss, aux)`` and stateful
 :class:`Objective` pairs, with the control variates of score-function estimators."""
 
+from jvae.objectives.autoencoder import make_autoencoder_loss, reconstruction_terms
 from jvae.objectives.base import (EstimatorState, Objective, as_objective, score_surrogate,
                                   value_and_surrogate)
 from jvae.objectives.control_variates import (CONTROL_VARIATES, ControlVariate, CVContext,
@@ -19,4 +20,5 @@ __all__ = [
     "make_elbo_loss", "make_iwae_loss", "make_mixture_objective", "make_sfe_objective",
     "make_vimco_objective", "scaled_reward", "score_surrogate", "self_critic",
     "value_and_surrogate", "vimco_baseline", "vimco_leave_one_out_bound",
+    "make_autoencoder_loss", "reconstruction_terms",
 ]

@@ -6,13 +6,17 @@ Agg canvas directly, so this module never touches pyplot's global state or the u
 nothing is left open after a call, and it is safe in notebooks, scripts and headless CI alike.
 Parent directories of ``path`` are created as needed; every ``save_*`` returns the written path.
 
-The figures live in three modules: :mod:`jvae.plotting.images` (grids, reconstructions,
-interpolations), :mod:`jvae.plotting.curves` (training curves) and
-:mod:`jvae.plotting.latents` (2-D scatters); every public name is re-exported here.
+The figures live in five modules: :mod:`jvae.plotting.images` (grids, reconstructions,
+interpolations), :mod:`jvae.plotting.curves` (training curves),
+:mod:`jvae.plotting.latents` (2-D scatters), :mod:`jvae.plotting.latent_space` (codes with
+error bars, the decoded manifold, t-SNE) and :mod:`jvae.plotting.image_panels` (components
+as images, reconstruction rows with their difference); every public name is re-exported here.
 """
 
 from jvae.plotting.curves import DEFAULT_CURVE_KEYS, save_curves
+from jvae.plotting.image_panels import save_components, save_reconstruction_rows
 from jvae.plotting.images import image_grid, save_image_grid, save_interpolations, save_reconstructions
+from jvae.plotting.latent_space import save_code_scatter, save_latent_tsne, save_manifold
 from jvae.plotting.latents import save_latent_scatter, save_scatter_2d
 
 __all__ = [
@@ -24,4 +28,9 @@ __all__ = [
     "save_scatter_2d",
     "save_latent_scatter",
     "DEFAULT_CURVE_KEYS",
+    "save_code_scatter",
+    "save_manifold",
+    "save_latent_tsne",
+    "save_components",
+    "save_reconstruction_rows",
 ]
