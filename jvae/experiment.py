@@ -37,6 +37,7 @@ from jvae import builders, plotting, sharding
 from jvae.checkpoints import Checkpointer, check_writable, write_json_atomic
 from jvae.config_io import config_from_json, normalised, resume_differences
 from jvae.evaluation import make_evaluator
+from jvae.autoencoder import PointHead
 from jvae.guards import DivergenceError, first_divergent_step
 from jvae.lock import WorkdirLock
 from jvae.model import VAE, init_params, reconstruct, sample_prior
@@ -403,10 +404,11 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
             every = int(config.checkpoint_every)
             if (every and epoch % every == 0) or epoch == num_epochs:
                 ckpt.save(epoch, state)
-            last_eval = next((r for r in reversed(history) if "eval/elbo" in r
-                              or "eval/elbo_mean" in r), record)
-            bar.set_postfix(loss=f"{_scalar(record, 'train/loss'):.2f}",
-                            elbo=f"{_scalar(last_eval, 'eval/elbo'):.2f}")
+            last_eval = next((r for r in reversed(history) if "eval/distortion" in r
+                              or "eval/distortion_mean" in r), record)
+            shown = "elbo" if any(k.startswith("eval/elbo") for k in last_eval) else "distortion"
+            bar.set_postfix({"loss": f"{_scalar(record, 'train/loss'):.2f}",
+                             shown: f"{_scalar(last_eval, f'eval/{shown}'):.2f}"})
     finally:
         bar.close()
     if config.figures:
@@ -474,7 +476,8 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
                   history: list[dict], workdir: pathlib.Path) -> list[pathlib.Path]:
     """Write the standard figures of a run into ``workdir``; returns their paths.
 
-    Images: ``samples.png`` (decoder means of 64 prior draws), ``reconstructions.png``
+    Images: ``samples.png`` (decoder means of 64 prior draws; not for an autoencoder),
+    ``reconstructions.png``
     (evaluation images above their reconstructions), ``latents.png`` (posterior means of the
     evaluation set, first two coordinates, coloured by label). 2-D data:
     ``samples_2d.png`` (data, samples with and without decoder noise). Both:
@@ -487,15 +490,17 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
     evals = np.asarray(datasets.eval)
     if history:
         paths.append(plotting.save_curves(history, workdir / "curves.png"))
+    autoencoder = isinstance(model.posterior, PointHead)   # no prior to sample from
     if len(model.data_shape) == 3:
-        _, means = sample_prior(model, params, k_mean, 64, mode="mean")
-        paths.append(plotting.save_image_grid(np.asarray(means), workdir / "samples.png",
-                                              nrow=8, title="prior samples (decoder means)"))
+        if not autoencoder:
+            _, means = sample_prior(model, params, k_mean, 64, mode="mean")
+            paths.append(plotting.save_image_grid(np.asarray(means), workdir / "samples.png",
+                                                  nrow=8, title="prior samples (decoder means)"))
         originals = evals[:32]
         recons = reconstruct(model, params, k_rec, originals, mode="mean")
         paths.append(plotting.save_reconstructions(originals, np.asarray(recons),
                                                    workdir / "reconstructions.png", n=8))
-    else:
+    elif not autoencoder:
         n = min(len(evals), 3000)
         _, samples = sample_prior(model, params, k_sample, n, mode="sample")
         _, means = sample_prior(model, params, k_sample, n, mode="mean")
@@ -508,5 +513,7 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
         labels = None if datasets.eval_labels is None else datasets.eval_labels[:2000]
         paths.append(plotting.save_latent_scatter(latents[:, :2], labels,
                                                   workdir / "latents.png",
-                                                  title="posterior means (first 2 dims)"))
+                                                  title=("codes" if autoencoder else
+                                                         "posterior means")
+                                                  + " (first 2 dims)"))
     return paths

@@ -138,8 +138,13 @@ def summary(record: dict, workdir: pathlib.Path) -> str:
         lines.append(f"  checkpoints: {workdir / 'checkpoints'} (newest: epoch {ckpts[-1].name})")
     for png in sorted(workdir.glob("*.png")):
         lines.append(f"  figure: {png}")
-    lines.append(f"next: python -m jvae.evaluate --workdir {workdir} --num-samples 1000 "
-                 "(importance-sampled log p(x); about 3 minutes on 2 CPU cores for 10000 images)")
+    if record.get("eval/elbo", record.get("eval/elbo_mean")) is None:   # an autoencoder
+        lines.append(f"next: python -m jvae.evaluate --workdir {workdir} "
+                     "(reconstruction errors on the test images)")
+    else:
+        lines.append(f"next: python -m jvae.evaluate --workdir {workdir} --num-samples 1000 "
+                     "(importance-sampled log p(x); about 3 minutes on 2 CPU cores for 10000 "
+                     "images)")
     return "\n".join(lines)
 
 
