@@ -108,6 +108,13 @@ def draw_rate_distortion(data: dict, path) -> None:
     plot_rate_distortion(data["rate"], data["distortion"], data["beta"], path)
 
 
+def draw_linear_vae(data: dict, path) -> None:
+    """The linear-VAE-vs-PPCA experiment's own plot, from its measured results."""
+    from linear_vae_ppca import plot_linear_vae
+
+    plot_linear_vae(data, path)
+
+
 def draw_iwae(data: dict, path) -> None:
     """Test ELBO, IWAE bound (K=5) and log p(x) (K=5000) of the k=1 and k=5 models, +- s.e."""
     import numpy as np
@@ -220,6 +227,10 @@ SOURCES = (
            (("experiments/figures.py", "draw_rate_distortion"),
             ("experiments/rate_distortion.py", "plot_rate_distortion")),
            data="rate_distortion.json", draw=draw_rate_distortion),
+    Source("linear_vae", {"": "linear_vae_ppca.png"},
+           (("experiments/figures.py", "draw_linear_vae"),
+            ("experiments/linear_vae_ppca.py", "plot_linear_vae")),
+           data="linear_vae_ppca.json", draw=draw_linear_vae),
     Source("iwae", {"": "iwae_vs_elbo.png"},
            (("experiments/figures.py", "draw_iwae"), ("experiments/figures.py", "_figure")),
            data="iwae_compare.json", draw=draw_iwae),

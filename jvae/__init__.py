@@ -6,10 +6,12 @@ The public API, flat. See README.md for a tour and ``experiments/configs`` for r
 from jvae.autoencoder import PointHead, is_autoencoder, make_autoencoder
 from jvae.builders import build_loss, build_model, build_optimizer, load_data, validate_config
 from jvae.checkpoints import CheckpointError, Checkpointer, CheckpointSkippedWarning
-from jvae.classic import (GMM, PCA, PPCA, GMMFit, fit_gmm, fit_pca, fit_ppca, gmm_log_prob,
-                          gmm_m_step, gmm_responsibilities, pca_decode, pca_encode,
-                          ppca_log_likelihood, ppca_marginal, ppca_posterior, ppca_sample,
-                          ppca_to_vae)
+from jvae.classic import (GMM, PCA, PPCA, GMMFit, LinearVAEFit, fit_gmm, fit_linear_vae,
+                          fit_pca, fit_ppca, gmm_log_prob, gmm_m_step, gmm_responsibilities,
+                          latent_usage, linear_vae_elbo, linear_vae_log_likelihood,
+                          linear_vae_to_ppca, make_linear_vae, pca_decode, pca_encode,
+                          ppca_fixed_noise, ppca_log_likelihood, ppca_marginal, ppca_posterior,
+                          ppca_sample, ppca_to_vae)
 from jvae.config import default_config
 from jvae.config_io import (ConfigError, apply_override, config_from_json, load_config_file,
                             resume_differences)
@@ -112,6 +114,8 @@ __all__ = [
     "GMM", "GMMFit", "PCA", "PPCA", "fit_gmm", "fit_pca", "fit_ppca", "gmm_log_prob",
     "gmm_m_step", "gmm_responsibilities", "pca_decode", "pca_encode", "ppca_log_likelihood",
     "ppca_marginal", "ppca_posterior", "ppca_sample", "ppca_to_vae",
+    "LinearVAEFit", "fit_linear_vae", "latent_usage", "linear_vae_elbo",
+    "linear_vae_log_likelihood", "linear_vae_to_ppca", "make_linear_vae", "ppca_fixed_noise",
     "CheckpointError", "CheckpointSkippedWarning", "ConfigError", "DivergenceError",
     "WorkdirLock", "WorkdirLockedError", "apply_override", "config_from_json",
     "first_divergent_step", "load_config_file", "resume_differences",

@@ -122,9 +122,12 @@ class GaussianHead(_LikelihoodHead):
 
     Attributes:
       scale: ``"fixed"`` (``sigma = fixed_scale``), ``"learned"`` (one trainable scale per
-        observed dimension, shared by all z) or ``"predicted"`` (the network outputs a scale per
+        observed dimension, shared by all z), ``"learned_shared"`` (one trainable scalar
+        scale for every dimension, the isotropic noise of probabilistic PCA and of Lucas et
+        al.'s (2019) linear VAE) or ``"predicted"`` (the network outputs a scale per
         dimension, as the homework's 2-D VAE does).
-      fixed_scale: the scale for ``"fixed"`` and the initial scale for ``"learned"``.
+      fixed_scale: the scale for ``"fixed"`` and the initial scale for ``"learned"`` and
+        ``"learned_shared"``.
       min_scale: floor added to learned/predicted scales.
 
     Support: any finite value.
@@ -141,10 +144,10 @@ class GaussianHead(_LikelihoodHead):
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
-        if self.scale not in ("fixed", "learned", "predicted"):
+        if self.scale not in ("fixed", "learned", "learned_shared", "predicted"):
             raise ValueError(
-                f"Unknown Gaussian scale mode {self.scale!r}; expected 'fixed', 'learned' or "
-                "'predicted'.")
+                f"Unknown Gaussian scale mode {self.scale!r}; expected 'fixed', 'learned', "
+                "'learned_shared' or 'predicted'.")
         if self.fixed_scale <= 0:
             raise ValueError(f"fixed_scale must be positive, got {self.fixed_scale}.")
         p = self._params(h)
@@ -152,9 +155,10 @@ class GaussianHead(_LikelihoodHead):
         event = tuple(int(s) for s in self.event_shape)
         if self.scale == "predicted":
             scale = positive_scale(p[..., 1], "softplus", self.min_scale)
-        elif self.scale == "learned":
+        elif self.scale in ("learned", "learned_shared"):
             init = float(np.log(np.expm1(max(self.fixed_scale - self.min_scale, 1e-6))))
-            raw = self.param("raw_scale", nn.initializers.constant(init), event)
+            shape = event if self.scale == "learned" else ()
+            raw = self.param("raw_scale", nn.initializers.constant(init), shape)
             scale = jnp.broadcast_to(positive_scale(raw, "softplus", self.min_scale), loc.shape)
         else:
             scale = jnp.full(loc.shape, self.fixed_scale, loc.dtype)
