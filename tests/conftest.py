@@ -175,3 +175,18 @@ def _small_gaussian2d_config(**changes):
 def small_g2d_config():
     """Factory ``(**changes) -> ConfigDict`` of a small gaussian2d run (no data files)."""
     return _small_gaussian2d_config
+
+
+@_pytest.fixture(scope="module")
+def one_blas_thread():
+    """One BLAS thread (numpy's and scipy's OpenBLAS, which also serves JAX's SVD and
+    Cholesky on the CPU) for a test module: on a busy 2-core host two OpenBLAS threads ran
+    the MNIST SVD about four times slower. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_blas_thread")``."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1):
+        yield

@@ -13,17 +13,7 @@ from jvae.classic import (GMM, GMMFit, fit_gmm, gmm_log_prob, gmm_m_step,
                           gmm_responsibilities)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """One BLAS thread (numpy's and scipy's OpenBLAS, which also serves jax's SVD and
-    Cholesky on CPU): on a busy 2-core host two OpenBLAS threads run ~4x slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,7 @@ import pytest
 from jvae.classic import PCA, fit_pca, pca_decode, pca_encode
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """One BLAS thread (numpy's and scipy's OpenBLAS, which also serves jax's SVD and
-    Cholesky on CPU): on a busy 2-core host two OpenBLAS threads run ~4x slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def _data(n=400, d=8, seed=0):

@@ -14,17 +14,7 @@ from jvae.classic import (PPCA, fit_ppca, ppca_log_likelihood, ppca_marginal, pp
                           ppca_sample, ppca_to_vae)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """One BLAS thread (numpy's and scipy's OpenBLAS, which also serves jax's SVD and
-    Cholesky on CPU): on a busy 2-core host two OpenBLAS threads run ~4x slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def _planted(n=2000, d=10, k=3, sigma=0.3, seed=0):

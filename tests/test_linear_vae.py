@@ -20,16 +20,7 @@ from jvae.classic import (PPCA, fit_linear_vae, fit_ppca, latent_usage, linear_v
 from jvae.heads import GaussianHead
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """One BLAS thread: on a busy 2-core host two OpenBLAS threads run several times slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
