@@ -11,26 +11,17 @@ batch where the lecture sums it (with Adam only the epsilon differs).
     python -m jvae.train --config experiments/configs/lecture_autoencoder.py --workdir runs/ae
 """
 
-from jvae.config import default_config
+import pathlib
+import runpy
 
 
 def get_config():
-    c = default_config()
-    c.seed = 0
-    c.num_epochs = 10
-    c.batch_size = 128
-    c.learning_rate = 1e-2
-    c.latent_dim = 2
-    c.dataset.name = "mnist"
-    c.dataset.train_split = "train"
-    c.dataset.eval_split = "validation"
-    c.dataset.validation_size = 18000      # 70/30 split of the 60000 training images
-    c.dataset.binarize = "none"
+    """The 2-D VAE's config (``lecture_vae2d.py``: data, split, networks, optimiser) with a
+    deterministic code instead of the posterior."""
+    vae2d = pathlib.Path(__file__).with_name("lecture_vae2d.py")
+    c = runpy.run_path(str(vae2d))["get_config"]()
     c.model.kind = "autoencoder"
-    c.model.encoder_hidden = (128, 128)
-    c.model.decoder_hidden = (128, 128)
-    c.model.activation = "softplus"
-    c.model.init = "torch"
-    c.model.likelihood = "bernoulli"       # -log p(x|z): BCE with logits summed over pixels
+    c.model.posterior_scale = "softplus"   # the default: an autoencoder has no posterior scale
+    c.objective.kl = "auto"
     c.eval.ll_samples = 0
     return c
