@@ -107,6 +107,7 @@ from jvae.training import (
     make_train_epoch,
     trainable,
 )
+from jvae.tsne import TSNEResult, joint_probabilities, tsne, tsne_kl_divergence
 
 __version__ = "0.1.0"
 
@@ -142,4 +143,5 @@ __all__ = [
     "likelihood_support",
     "PointHead", "is_autoencoder", "make_autoencoder", "make_autoencoder_loss",
     "reconstruction_terms",
+    "TSNEResult", "joint_probabilities", "tsne", "tsne_kl_divergence",
 ]

@@ -165,57 +165,54 @@ def save_manifold(decode: Callable[[np.ndarray], np.ndarray], codes, path, *, nu
 
 
 def save_latent_tsne(latents, labels, path, *, perplexity: float = 30.0, seed: int = 0,
-                     threads: int | None = 1, title: str | None = None) -> Path:
+                     max_points: int = 2000, num_iters: int = 1000,
+                     title: str | None = None) -> Path:
     """A t-SNE map (van der Maaten & Hinton, 2008) of latents of more than 2 dimensions,
     coloured by label, so any run can show its latent space.
 
-    Uses ``sklearn.manifold.TSNE`` (PCA initialisation), imported here: scikit-learn is
-    needed only for this figure. t-SNE preserves neighbourhoods, not distances: cluster
-    sizes and the gaps between clusters carry no meaning.
+    Uses :func:`jvae.tsne.tsne` (exact t-SNE in JAX, PCA initialisation; no scikit-learn).
+    t-SNE preserves neighbourhoods, not distances: cluster sizes and the gaps between
+    clusters carry no meaning.
 
     Args:
-      latents: ``[N, D]`` with ``D > 2`` (posterior means, say); a few thousand points at
-        most (t-SNE costs ``O(N log N)`` per iteration, seconds for 2000 points).
+      latents: ``[N, D]`` with ``D > 2`` (posterior means, say). More than ``max_points``
+        points are subsampled (without replacement, by ``seed``): exact t-SNE costs
+        ``O(N^2)`` memory and time per iteration (1000 points: about 2 s on a CPU core).
       labels: ``[N]`` integer class labels, or ``None``.
       path: output file.
-      perplexity: t-SNE's effective number of neighbours (below ``N``).
-      seed: t-SNE's random state.
-      threads: OpenMP threads of scikit-learn's t-SNE (``None``: its default, all cores).
-        One is the default because next to JAX's thread pool, or on a shared CPU, more
-        threads spin: 2000 points took 16 s with one thread and 43 s with two on the 2-core
-        development machine under load.
+      perplexity: t-SNE's effective number of neighbours (below ``N - 1``).
+      seed: the subsample's seed (the map itself is deterministic).
+      max_points: the most points mapped.
+      num_iters: t-SNE iterations (the first 250 with early exaggeration).
       title: axes title.
 
     Returns:
       The path written.
 
     Raises:
-      ImportError: scikit-learn is not installed.
-      ValueError: ``latents`` is not ``[N, D]`` with ``D > 2`` and ``N > perplexity``.
+      ValueError: ``latents`` is not ``[N, D]`` with ``D > 2`` and ``N - 1 > perplexity``,
+        or holds NaN/Inf.
     """
-    try:
-        from sklearn.manifold import TSNE
-    except ImportError as e:
-        raise ImportError("save_latent_tsne needs scikit-learn (pip install scikit-learn); "
-                          "the other figures do not.") from e
+    from jvae.tsne import tsne
+
     x = np.asarray(latents, np.float64)
     if x.ndim != 2 or x.shape[1] <= 2:
         raise ValueError(f"save_latent_tsne maps latents of more than 2 dimensions [N, D > 2], "
                          f"got shape {x.shape}; plot 2-D latents directly with "
                          "save_code_scatter")
-    if not len(x) > perplexity:
-        raise ValueError(f"t-SNE needs more points ({len(x)}) than its perplexity ({perplexity})")
+    if not len(x) - 1 > perplexity:
+        raise ValueError(f"t-SNE needs more points ({len(x)}) than its perplexity ({perplexity}) "
+                         "plus one")
     if not np.all(np.isfinite(x)):
         raise ValueError("latents contain NaN or Inf")
     labels = _labels(labels, len(x))
-    tsne = TSNE(n_components=2, perplexity=float(perplexity), init="pca", random_state=int(seed))
-    if threads is None:
-        emb = tsne.fit_transform(x)
-    else:
-        from threadpoolctl import threadpool_limits   # a dependency of scikit-learn
-
-        with threadpool_limits(int(threads)):
-            emb = tsne.fit_transform(x)
+    total = len(x)
+    if total > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(total, int(max_points), replace=False))
+        x = x[keep]
+        labels = None if labels is None else labels[keep]
+    emb = np.asarray(tsne(x, perplexity=float(perplexity), num_iters=int(num_iters),
+                          max_points=len(x)).embedding)
     fig = _figure((6.6, 5.2))
     ax = fig.subplots()
     for colour, _, sel in _groups(labels, len(x)):
@@ -224,7 +221,8 @@ def save_latent_tsne(latents, labels, path, *, perplexity: float = 30.0, seed: i
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
     ax.set_title(title or f"t-SNE of {x.shape[1]}-D latents")
-    ax.annotate(f"{len(x)} points, perplexity {perplexity:g}; distances between clusters "
+    shown = f"{len(x)} points" + (f" of {total}" if total > len(x) else "")
+    ax.annotate(f"{shown}, perplexity {perplexity:g}; distances between clusters "
                 "are not meaningful", (0.0, -0.13), xycoords="axes fraction", fontsize=8,
                 color="0.3")
     ax.grid(alpha=0.3)
