@@ -110,6 +110,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.every = 1                       # evaluate every N epochs (and at the end)
     c.eval.ll_every = 0                    # log p(x) only every N epochs and at the end
                                            # (0: at every evaluation)
+    c.eval.snapshot_every = 0              # write snapshots/reconstruction_{epoch}.png and
+                                           # sample_{epoch}.png every N epochs, as Lab 5 (0: off)
+    c.eval.tsne_points = 1000              # latents_tsne.png at the end of a run with more than
+                                           # 2 latent dimensions: t-SNE of this many evaluation
+                                           # posterior means (0: no t-SNE figure)
     return c
 
 

@@ -363,6 +363,9 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
     compile_seconds = time.perf_counter() - t0
 
     num_epochs = int(config.num_epochs)
+    snapshot_every = int(config.eval.snapshot_every)
+    if snapshot_every < 0:
+        raise ValueError(f"config.eval.snapshot_every must be >= 0 (0: off), got {snapshot_every}")
     record: dict[str, Any] = history[-1] if history else {}
     bar = tqdm(range(start + 1, num_epochs + 1), desc="epochs", disable=not progress,
                initial=start, total=num_epochs)
@@ -401,6 +404,10 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
                 record["eval/seconds"] = time.perf_counter() - t0
             _append_metrics(workdir, record)
             history.append(record)
+            if snapshot_every and epoch % snapshot_every == 0:   # Lab 5's per-epoch images
+                write_snapshots(model, jax.tree.map(lambda a: a[0], state.params) if multi
+                                else state.params, jax.random.fold_in(figure_key, epoch),
+                                datasets, workdir, epoch)
             every = int(config.checkpoint_every)
             if (every and epoch % every == 0) or epoch == num_epochs:
                 ckpt.save(epoch, state)
@@ -413,8 +420,35 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
         bar.close()
     if config.figures:
         params = jax.tree.map(lambda a: a[0], state.params) if multi else state.params
-        write_figures(model, params, figure_key, datasets, history, workdir)
+        write_figures(model, params, figure_key, datasets, history, workdir,
+                      tsne_points=int(config.eval.tsne_points))
     return record
+
+
+def write_snapshots(model: VAE, params: Any, key: jax.Array, datasets: builders.Datasets,
+                    workdir: pathlib.Path, epoch: int) -> list[pathlib.Path]:
+    """Lab 5's per-epoch images (the PyTorch example's ``save_image`` calls), in
+    ``workdir/snapshots``: ``reconstruction_{epoch}.png`` (the first 8 evaluation images above
+    their reconstructions: decoder means of one posterior sample) and ``sample_{epoch}.png``
+    (decoder means of 64 prior draws, 8 x 8). Plain image grids, no axes; nothing for data
+    that are not images or for an autoencoder (no prior)."""
+    if len(model.data_shape) != 3 or isinstance(model.posterior, PointHead):
+        return []
+    import matplotlib.image
+
+    k_rec, k_sample = jax.random.split(key)
+    originals = np.asarray(datasets.eval[:8])
+    recons = np.asarray(reconstruct(model, params, k_rec, originals, mode="mean",
+                                    latent="sample"))
+    _, means = sample_prior(model, params, k_sample, 64, mode="mean")
+    out = workdir / "snapshots"
+    out.mkdir(exist_ok=True)
+    paths = [out / f"reconstruction_{epoch}.png", out / f"sample_{epoch}.png"]
+    grids = [plotting.image_grid(np.concatenate([originals, recons]), nrow=8),
+             plotting.image_grid(np.asarray(means), nrow=8)]
+    for path, grid in zip(paths, grids):
+        matplotlib.image.imsave(path, grid, cmap="gray", vmin=0.0, vmax=1.0)
+    return paths
 
 
 def _check_losses(config, ckpt, epoch, state, new_state, step_losses, lowest, multi) -> None:
@@ -473,7 +507,8 @@ def _all_finite(tree: Any) -> bool:
 
 
 def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Datasets,
-                  history: list[dict], workdir: pathlib.Path) -> list[pathlib.Path]:
+                  history: list[dict], workdir: pathlib.Path, *,
+                  tsne_points: int = 1000) -> list[pathlib.Path]:
     """Write the standard figures of a run into ``workdir``; returns their paths.
 
     Images: ``samples.png`` (decoder means of 64 prior draws; not for an autoencoder),
@@ -483,7 +518,9 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
     ``samples_2d.png`` (data, samples with and without decoder noise). Both:
     ``curves.png`` (train loss, eval ELBO, distortion, rate per epoch; for a multi-seed run the
     mean with a band of one standard deviation across seeds, the other figures from the
-    first seed).
+    first seed). Latents of more than 2 dimensions: ``latents_tsne.png`` (a t-SNE map,
+    :func:`jvae.tsne.tsne`, of the posterior means of the first ``tsne_points`` evaluation
+    examples; 0: none).
     """
     k_mean, k_sample, k_rec = jax.random.split(key, 3)
     paths = []
@@ -516,4 +553,12 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
                                                   title=("codes" if autoencoder else
                                                          "posterior means")
                                                   + " (first 2 dims)"))
+    if latents.shape[-1] > 2 and tsne_points > 0 and len(latents) > 31:
+        n = min(int(tsne_points), len(latents))
+        labels = None if datasets.eval_labels is None else datasets.eval_labels[:n]
+        paths.append(plotting.save_latent_tsne(
+            latents[:n], labels, workdir / "latents_tsne.png", max_points=n,
+            perplexity=min(30.0, (n - 2) / 3.0),
+            title=f"t-SNE of the {latents.shape[-1]}-D "
+                  + ("codes" if autoencoder else "posterior means")))
     return paths

@@ -1,0 +1,105 @@
+"""Lab 5's Pyro VAE: the ``pyro_vae`` config, its per-epoch snapshots, and the Pyro reference
+(the same model: jvae's ELBO of the Pyro module's weights equals Pyro's)."""
+
+import pathlib
+import runpy
+import sys
+
+import jax
+import jax.numpy as jnp
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from jvae import builders
+from jvae.experiment import read_metrics, train_and_evaluate
+from jvae.model import VAE
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import pyro_reference  # noqa: E402
+
+
+def _config(variant=""):
+    return runpy.run_path(str(ROOT / "experiments/configs/pyro_vae.py"))["get_config"](variant)
+
+
+def test_config_is_the_tutorials_model():
+    c = _config()
+    assert (c.latent_dim, tuple(c.model.encoder_hidden), tuple(c.model.decoder_hidden)) == (
+        50, (400,), (400,))
+    assert (c.model.activation, c.model.posterior_scale, c.model.init) == (
+        "softplus", "log_std", "torch")
+    assert (c.objective.kl, c.batch_size, c.learning_rate, c.num_epochs, c.eval.every) == (
+        "mc", 128, 1e-3, 100, 5)
+    assert c.dataset.binarize == "none" and c.eval.snapshot_every == 0
+    assert _config("kl=analytic").objective.kl == "analytic"
+    with pytest.raises(ValueError, match="Unknown value 'exact'.*'mc', 'analytic'"):
+        _config("kl=exact")
+    with pytest.raises(ValueError, match="Unknown pyro_vae variant key 'k'"):
+        _config("k=mc")
+
+
+def test_encoder_scale_is_exp_of_fc22():
+    """loc = fc21(h), scale = exp(fc22(h)), h = softplus(fc1(x)): the tutorial's encoder."""
+    c = _config()
+    model = builders.build_model(c, (28, 28, 1))
+    x = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1))
+    params = model.init(jax.random.key(1), x)
+    q = model.apply(params, x, method=VAE.encode)
+    p = params["params"]
+    h = jax.nn.softplus(x.reshape(3, -1) @ p["encoder"]["dense_0"]["kernel"]
+                        + p["encoder"]["dense_0"]["bias"])
+    loc = h @ p["posterior"]["loc"]["kernel"] + p["posterior"]["loc"]["bias"]
+    scale = jnp.exp(h @ p["posterior"]["raw_scale"]["kernel"] + p["posterior"]["raw_scale"]["bias"])
+    np.testing.assert_allclose(q.mean(), loc, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q.stddev(), scale, rtol=1e-5, atol=2e-5)   # + min_scale 1e-5
+
+
+def test_snapshots_are_written_every_epoch(tmp_path, jvae_data_dir):
+    c = _config()
+    c.num_epochs, c.eval.every, c.checkpoint_every, c.figures = 2, 1, 0, False
+    c.dataset.limit_train, c.dataset.limit_eval = 256, 64
+    c.latent_dim, c.model.encoder_hidden, c.model.decoder_hidden = 4, (16,), (16,)
+    c.eval.snapshot_every = 1
+    train_and_evaluate(c, tmp_path, progress=False)
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [1, 2]
+    for epoch in (1, 2):
+        rec = mpimg.imread(tmp_path / "snapshots" / f"reconstruction_{epoch}.png")
+        sample = mpimg.imread(tmp_path / "snapshots" / f"sample_{epoch}.png")
+        # image_grid with 2 px padding: 2 rows / 8 rows of 8 tiles of 28 x 28.
+        assert rec.shape[:2] == (2 * 30 + 2, 8 * 30 + 2)
+        assert sample.shape[:2] == (8 * 30 + 2, 8 * 30 + 2)
+        # The top row is the evaluation images themselves.
+        grey = rec[2:30, 2:30, 0]
+        evals = builders.load_data(c).eval
+        np.testing.assert_allclose(grey, evals[0, :, :, 0], atol=1 / 255 + 1e-6)
+    assert not (tmp_path / "snapshots" / "sample_3.png").exists()
+
+
+def test_pyro_reference_is_the_same_model():
+    """Pyro's TraceMeanField_ELBO loss of the tutorial's module equals jvae's negative ELBO
+    (analytic KL) with its weights, within the Monte Carlo error of 64 samples per image."""
+    pytest.importorskip("pyro", reason="Pyro is an optional extra: pip install 'jvae[pyro]'")
+    import torch
+    from pyro.infer import TraceMeanField_ELBO
+
+    from jvae.objectives import make_elbo_loss
+
+    x = np.random.default_rng(0).uniform(size=(32, 784)).astype(np.float32) ** 3
+    run = pyro_reference.PyroVAERun(x, batch_size=32, seed=0, kl="analytic", num_threads=1)
+    model = builders.build_model(_config("kl=analytic"), (28, 28, 1))
+    params = jax.tree.map(jnp.asarray, pyro_reference.pyro_to_jvae_params(run.vae))
+    s = 64
+    elbo = TraceMeanField_ELBO(num_particles=s, vectorize_particles=True)
+    with torch.no_grad():
+        pyro_loss = elbo.loss(run.vae.model, run.vae.guide, torch.from_numpy(x)) / len(x)
+    loss_fn = make_elbo_loss(model, num_samples=1, kl="analytic")
+    keys = jax.random.split(jax.random.key(0), s)
+    ours = np.asarray(jax.vmap(lambda k: loss_fn(params, k, x.reshape(-1, 28, 28, 1))[0])(keys))
+    se = ours.std() / np.sqrt(s)
+    assert abs(pyro_loss - ours.mean()) < 4 * np.sqrt(2) * se + 0.05, (pyro_loss, ours.mean(), se)
+    # The training loop runs and reports a finite loss.
+    seconds, train_loss = run.train_epoch()
+    assert seconds > 0 and np.isfinite(train_loss)
