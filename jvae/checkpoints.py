@@ -17,7 +17,16 @@ On restore every file is checked against the manifest. :meth:`Checkpointer.resto
 falls back from a damaged newest checkpoint to the newest one that verifies and reports each
 one it skipped and why. Typed PRNG keys are stored as their raw key data and wrapped again
 on restore, so a restored run draws exactly the random numbers the uninterrupted run would.
-Checkpointing is single-process (``jax.process_count() == 1``).
+
+In a multi-process job (``python -m jvae.launch``) every process calls :meth:`Checkpointer.save`
+with the same (replicated or globally sharded) state: the state is brought to the host
+(:func:`jvae.sharding.to_host`), process 0 alone writes it exactly as a single-process run
+would (temporary directory, manifest, ``os.replace``), and the others wait for it and fail
+with it if the write fails. Restoring needs no collective: each process reads and verifies
+the checkpoint itself and gets process-local arrays (place them with
+:func:`jvae.sharding.replicate`). So a checkpoint written by N processes restores in one,
+and the other way round; all processes must see the same directory (one machine, or a shared
+file system).
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jvae.sharding import broadcast_flag, is_main_process, to_host
 from jvae.training import TrainState
 
 __all__ = ["Checkpointer", "CheckpointError", "CheckpointSkippedWarning", "Restored",
@@ -143,12 +153,33 @@ class Checkpointer:
           OSError: the checkpoint could not be written (the message names the directory);
             the checkpoints already on disk are untouched.
         """
-        if jax.process_count() > 1:
-            raise NotImplementedError("jvae checkpoints are single-process for now.")
         epoch = int(epoch)
+        if jax.process_count() > 1:
+            self._save_from_main_process(epoch, state)
+            return
+        self._write(epoch, _to_storable(state))
+
+    def _save_from_main_process(self, epoch: int, state: TrainState) -> None:
+        """Multi-process save: every process calls it, process 0 writes, all agree."""
+        host = to_host(_to_storable(state))          # collective if state is sharded
+        error = None
+        if is_main_process():
+            try:
+                self._write(epoch, host)    # NumPy: orbax refuses process-local jax.Arrays
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the others know
+                error = e
+        ok = broadcast_flag(error is None)
+        if error is not None:
+            raise error
+        if not ok:
+            raise OSError(errno.EIO, f"Could not write the checkpoint of epoch {epoch} in "
+                                     f"{self.directory}: process 0 failed (its output says "
+                                     "why).")
+
+    def _write(self, epoch: int, storable: TrainState) -> None:
+        """Write a checkpoint from this process alone (see :meth:`save`)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._remove_leftovers()
-        storable = _to_storable(state)
         tmp = self.directory / f".tmp-{epoch}-{os.getpid()}"
         try:
             tmp.mkdir()
@@ -251,7 +282,14 @@ class Checkpointer:
 
     def _checkpointer(self) -> ocp.Checkpointer:
         if self._orbax is None:   # synchronous: no background thread can outlive a failure
-            self._orbax = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+            # Each process reads and writes on its own (only process 0 writes, see save):
+            # orbax must neither wait for the other processes nor leave the writing to
+            # process 0 when process i restores.
+            me = jax.process_index()
+            options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+            self._orbax = ocp.Checkpointer(
+                ocp.StandardCheckpointHandler(multiprocessing_options=options),
+                multiprocessing_options=options)
         return self._orbax
 
     def _scan(self) -> list[tuple[int, str | None]]:
@@ -284,7 +322,7 @@ class Checkpointer:
                 f"The checkpoint of epoch {epoch} in {self.directory} holds a different train "
                 f"state than this run builds ({_first_difference(stored, expected)}): it was "
                 "written by another model or config.")
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, storable)
+        abstract = jax.tree.map(_local_abstract, storable)
         try:
             restored = self._checkpointer().restore(path / _STATE,
                                                     args=ocp.args.StandardRestore(abstract))
@@ -352,6 +390,16 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 
 def _to_storable(state: TrainState) -> TrainState:
     return state._replace(key=jax.random.key_data(state.key))
+
+
+def _local_abstract(leaf: Any) -> jax.ShapeDtypeStruct:
+    """What orbax restores a leaf as: its shape and dtype, on the leaf's own devices, or on
+    this process's first device when the leaf spans other processes."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                    sharding=jax.sharding.SingleDeviceSharding(
+                                        jax.local_devices()[0]))
+    return ocp.utils.to_shape_dtype_struct(leaf)
 
 
 def _leaf_specs(tree: Any) -> list[str]:

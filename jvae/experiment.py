@@ -72,6 +72,8 @@ def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
 
 
 def _write_metrics(workdir: pathlib.Path, records: list[dict]) -> None:
+    if not sharding.is_main_process():   # multi-process: process 0 writes
+        return
     path = workdir / METRICS_FILE
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -79,6 +81,8 @@ def _write_metrics(workdir: pathlib.Path, records: list[dict]) -> None:
 
 
 def _append_metrics(workdir: pathlib.Path, record: dict) -> None:
+    if not sharding.is_main_process():
+        return
     with open(workdir / METRICS_FILE, "a") as f:
         f.write(json.dumps(record) + "\n")
 
@@ -312,7 +316,8 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
         _report_skipped(restored.skipped, restored.epoch, ckpt, log)
         start, state = restored.epoch, restored.state
         history = [r for r in read_metrics(workdir) if r.get("epoch", 0) <= start]
-    write_json_atomic(workdir / "config.json", normalised(config))
+    if sharding.is_main_process():
+        write_json_atomic(workdir / "config.json", normalised(config))
     _write_metrics(workdir, history)
 
     seeds = _seeds(config)
@@ -418,8 +423,9 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
                              shown: f"{_scalar(last_eval, f'eval/{shown}'):.2f}"})
     finally:
         bar.close()
-    if config.figures:
-        params = jax.tree.map(lambda a: a[0], state.params) if multi else state.params
+    if config.figures and sharding.is_main_process():
+        params = sharding.to_host(state.params)    # process-local: no collective from here
+        params = jax.tree.map(lambda a: a[0], params) if multi else params
         write_figures(model, params, figure_key, datasets, history, workdir,
                       tsne_points=int(config.eval.tsne_points))
     return record
@@ -489,10 +495,17 @@ def _place(config, state, train, evals, stacked: bool):
     ``(state, train, evals, batch_sharding or None)``; with neither option, nothing moves.
     """
     if not (config.data_parallel or config.shard_seeds):
+        if jax.process_count() > 1:
+            raise ValueError(f"{jax.process_count()} processes but config.data_parallel is "
+                             "False: every process would train the whole model alone; pass "
+                             "--config.data_parallel=True.")
         return state, train, evals, None
     mesh = sharding.make_mesh()
     if config.data_parallel and config.shard_seeds:
         raise ValueError("Choose one of config.data_parallel and config.shard_seeds.")
+    if config.shard_seeds and jax.process_count() > 1:
+        raise ValueError("config.shard_seeds runs in one process only (its per-seed metrics "
+                         "would span processes); use config.data_parallel with several.")
     train, evals = sharding.replicate((train, evals), mesh)
     if config.data_parallel:
         sharding.check_batch_divisible(int(config.batch_size), mesh)

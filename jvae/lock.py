@@ -5,6 +5,12 @@ holder's PID, host, start time and command line into it. The kernel releases the
 the process ends, however it ends, so a lock left by a killed run is *stale*: the next run
 takes it over and reports whose it was. A second run while the first is alive fails at once
 with :class:`WorkdirLockedError` naming the holder.
+
+In a multi-process job (``python -m jvae.launch``) only process 0 takes the lock: it is the
+only process that writes into the work directory. :meth:`WorkdirLock.acquire` is then a
+collective call: every process calls it, process 0 tries the lock, and if that fails every
+process raises (process 0 the reason, the others a line pointing to it), so no process is
+left waiting in a training step for a process that has stopped.
 """
 
 from __future__ import annotations
@@ -42,16 +48,45 @@ class WorkdirLock:
         self.path = self.workdir / LOCK_FILE
         self.stale: dict | None = None
         self._fd: int | None = None
+        self._follower = False   # a process other than 0 of a multi-process job
+
+    @property
+    def held(self) -> bool:
+        """True while this process holds the lock file (never in processes 1.. of a job)."""
+        return self._fd is not None
 
     def acquire(self) -> "WorkdirLock":
-        """Take the lock.
+        """Take the lock (in a multi-process job: process 0 takes it, all must call this).
 
         Raises:
-          WorkdirLockedError: a live process holds it (its PID, host and start are named).
+          WorkdirLockedError: a live process holds it (its PID, host and start are named);
+            in processes 1.., process 0 could not take it.
           OSError: the lock file cannot be created (the directory is not writable).
         """
-        if self._fd is not None:
+        if self._fd is not None or self._follower:
             return self
+        count, index = _process()
+        if count == 1:
+            return self._acquire()
+        from jvae.sharding import broadcast_flag
+
+        error = None
+        if index == 0:
+            try:
+                self._acquire()
+            except (WorkdirLockedError, OSError) as e:
+                error = e
+        ok = broadcast_flag(error is None)
+        if error is not None:
+            raise error
+        if not ok:
+            raise WorkdirLockedError(
+                f"process 0 of {count} could not lock {self.workdir} (its output says why); "
+                f"process {index} stops too.")
+        self._follower = index != 0
+        return self
+
+    def _acquire(self) -> "WorkdirLock":
         self.workdir.mkdir(parents=True, exist_ok=True)
         for _ in range(10):   # retry if the holder removed the file between open and flock
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -83,6 +118,7 @@ class WorkdirLock:
 
     def release(self) -> None:
         """Remove the lock file and release the lock (safe to call more than once)."""
+        self._follower = False
         if self._fd is None:
             return
         try:
@@ -103,6 +139,14 @@ class WorkdirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _process() -> tuple[int, int]:
+    """``(jax.process_count(), jax.process_index())``; ``(1, 0)`` when JAX is not loaded."""
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return 1, 0
+    return jax.process_count(), jax.process_index()
 
 
 def _read(fd: int) -> dict:

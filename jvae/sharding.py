@@ -10,6 +10,14 @@ Independent runs (a vmapped stack of seeds) can instead be spread with
 
 With one device every function here is a no-op in effect, so code written for a mesh also
 runs unchanged on a laptop.
+
+Several processes (``python -m jvae.launch -n N``, or ``jax.distributed.initialize`` on each
+host): ``jax.devices()`` then lists the devices of every process and :func:`make_mesh` spans
+them all. Every process holds the same (replicated) training array and train state; inside
+the compiled epoch each process computes the slices of the global batch that fall on its own
+devices, and the gradient all-reduce crosses the processes (gloo on CPU). The helpers
+:func:`is_main_process`, :func:`to_host`, :func:`barrier` and :func:`broadcast_flag` are what
+the run uses to let process 0 alone write files while the others wait for it.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 __all__ = ["make_mesh", "batch_sharding", "replicated", "replicate", "shard_leading_axis",
-           "check_batch_divisible"]
+           "check_batch_divisible", "is_main_process", "to_host", "barrier", "broadcast_flag"]
 
 
 def make_mesh(num_devices: int | None = None, axis_name: str = "data") -> Mesh:
@@ -130,6 +138,63 @@ def check_batch_divisible(batch_size: int, mesh: Mesh, axis_name: str = "data") 
         raise ValueError(
             f"batch_size {batch_size} is not divisible by the {n} devices on mesh axis "
             f"{axis_name!r}; choose a multiple of {n}.")
+
+
+def is_main_process() -> bool:
+    """True in process 0 of a multi-process job, and always in a single-process run.
+
+    Process 0 is the one that writes metrics, figures and checkpoints.
+    """
+    return jax.process_index() == 0
+
+
+def to_host(tree: Any) -> Any:
+    """Every leaf of ``tree`` as a NumPy array holding its whole (global) value.
+
+    Replicated and process-local arrays are read from this process's own copy (no
+    communication); an array sharded across processes is gathered with
+    ``multihost_utils.process_allgather``, which every process must then call together.
+    Typed PRNG keys come back as their raw key data (``jax.random.key_data``).
+
+    Args:
+      tree: pytree of JAX or NumPy arrays.
+
+    Returns:
+      The same pytree of ``np.ndarray``.
+    """
+    def get(x):
+        if isinstance(x, jax.Array):
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                x = jax.random.key_data(x)
+            if not (x.is_fully_addressable or x.is_fully_replicated):
+                from jax.experimental import multihost_utils
+                return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(get, tree)
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches the barrier ``name`` (no-op with one process).
+
+    Every process must call it with the same name, in the same order as their other
+    collective operations.
+    """
+    if _multi_process():
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)
+
+
+def broadcast_flag(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process (itself with one process); also a barrier.
+
+    Used to let every process fail together when process 0 alone tried something (taking the
+    work directory's lock, writing a checkpoint) and it went wrong.
+    """
+    if not _multi_process():
+        return bool(flag)
+    from jax.experimental import multihost_utils
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(bool(flag), np.int32)))
 
 
 def _multi_process() -> bool:
