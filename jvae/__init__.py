@@ -61,6 +61,7 @@ from jvae.heads import (
     MixtureGaussianHead,
     positive_scale,
 )
+from jvae.launch import initialize_from_env
 from jvae.lock import WorkdirLock, WorkdirLockedError
 from jvae.model import VAE, init_params, log_joint, naive_lower_bound, reconstruct, sample_prior
 from jvae.nets import MLP, ConvDecoder, ConvEncoder
@@ -92,12 +93,16 @@ from jvae.objectives import (
 )
 from jvae.priors import MixturePrior, StandardNormalPrior
 from jvae.sharding import (
+    barrier,
     batch_sharding,
+    broadcast_flag,
     check_batch_divisible,
+    is_main_process,
     make_mesh,
     replicate,
     replicated,
     shard_leading_axis,
+    to_host,
 )
 from jvae.training import (
     NonFiniteLossError,
@@ -134,6 +139,7 @@ __all__ = [
     "reconstruct", "resize_images", "restore_run", "sample_prior", "train_and_evaluate",
     "validate_config", "validate_images", "batch_sharding", "check_batch_divisible",
     "make_mesh", "replicate", "replicated", "shard_leading_axis",
+    "barrier", "broadcast_flag", "initialize_from_env", "is_main_process", "to_host",
     "CONTROL_VARIATES", "CVContext", "ControlVariate", "EstimatorState", "MixtureGaussianHead",
     "Objective", "as_objective", "centred_reward", "chain", "iwae_bound", "learned_baseline",
     "leave_one_out", "make_control_variate", "make_iwae_loss", "make_mixture_objective",

@@ -99,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         return _fail(e, 2, debug)
     _quiet_logs()
+    from jvae.launch import initialize_from_env      # python -m jvae.launch -n N: join the job
+    try:
+        initialize_from_env()
+    except (ValueError, RuntimeError) as e:
+        return _fail(e, 1, debug)
     from jvae.experiment import train_and_evaluate   # imports JAX: after the cheap checks
 
     try:
