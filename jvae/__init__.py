@@ -61,7 +61,6 @@ from jvae.heads import (
     MixtureGaussianHead,
     positive_scale,
 )
-from jvae.launch import initialize_from_env
 from jvae.lock import WorkdirLock, WorkdirLockedError
 from jvae.model import VAE, init_params, log_joint, naive_lower_bound, reconstruct, sample_prior
 from jvae.nets import MLP, ConvDecoder, ConvEncoder
@@ -139,7 +138,7 @@ __all__ = [
     "reconstruct", "resize_images", "restore_run", "sample_prior", "train_and_evaluate",
     "validate_config", "validate_images", "batch_sharding", "check_batch_divisible",
     "make_mesh", "replicate", "replicated", "shard_leading_axis",
-    "barrier", "broadcast_flag", "initialize_from_env", "is_main_process", "to_host",
+    "barrier", "broadcast_flag", "is_main_process", "to_host",
     "CONTROL_VARIATES", "CVContext", "ControlVariate", "EstimatorState", "MixtureGaussianHead",
     "Objective", "as_objective", "centred_reward", "chain", "iwae_bound", "learned_baseline",
     "leave_one_out", "make_control_variate", "make_iwae_loss", "make_mixture_objective",

@@ -20,8 +20,9 @@ Process 0's output goes to the terminal; process ``i >= 1`` writes to
 ``WORKDIR/logs/process-i.log`` (``--log-dir`` elsewhere; a temporary directory without
 ``--workdir``), and the tail of that log is printed if the process fails. When one process
 fails, the launcher stops the others and exits with the failed process's status; SIGINT and
-SIGTERM are forwarded to every process; a process that cannot reach the coordinator within
-``--init-timeout`` seconds fails with one line naming the address.
+SIGTERM are forwarded to every process (a second one, or 60 s without an exit, kills them);
+a process that cannot reach the coordinator within ``--init-timeout`` seconds fails with one
+line naming the address.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ DEFAULT_INIT_TIMEOUT = 120
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 _ENV_LAUNCHER = "JVAE_LAUNCHER_PID"
 _STOP_GRACE = 10.0      # seconds between SIGTERM and SIGKILL when stopping processes
+_EXIT_AFTER_SIGNAL = 60.0   # seconds from a forwarded SIGINT/SIGTERM to SIGKILL
 _EXIT_GRACE = 300.0     # seconds the others may run on after one finished cleanly (JAX's
                         # shutdown barrier holds a finished process until all arrive)
 
@@ -170,10 +172,10 @@ def launch(command: list[str], num_processes: int, *, devices_per_process: int |
     procs, logs = [], {}
     stopping = []
 
-    def forward(signum, frame):
-        stopping.append(signum)
+    def forward(signum, frame):   # a second signal kills at once
+        stopping.append(time.monotonic())
         for p in procs:
-            _signal(p, signum)
+            _signal(p, signum if len(stopping) == 1 else signal.SIGKILL)
 
     old = ({s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
            if threading.current_thread() is threading.main_thread() else {})
@@ -368,6 +370,10 @@ def _wait(procs, logs, out, stopping) -> int:
             return _status(code)
         if all(c == 0 for c in codes):
             return 0
+        if stopping and time.monotonic() - stopping[0] > _EXIT_AFTER_SIGNAL:
+            _stop(procs)      # interrupted, but JAX's shutdown did not let them exit
+            codes = [p.poll() for p in procs]
+            return next((_status(c) for c in codes if c), 130)
         if first_done is None and 0 in codes:
             first_done = time.monotonic()
         if first_done is not None and time.monotonic() - first_done > _EXIT_GRACE:
