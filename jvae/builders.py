@@ -18,7 +18,8 @@ from jvae.autoencoder import PointHead, is_autoencoder
 from jvae.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead,
                         MixtureGaussianHead)
 from jvae.model import VAE
-from jvae.nets import INITS, MLP, ConvDecoder, ConvEncoder
+from jvae.conv import CONV_IMPLS
+from jvae.nets import CONV_PRESETS, INITS, MLP, ConvDecoder, ConvEncoder, conv_preset
 from jvae.objectives.autoencoder import make_autoencoder_loss
 from jvae.objectives.control_variates import CONTROL_VARIATES, make_control_variate
 from jvae.objectives.elbo import make_elbo_loss
@@ -120,6 +121,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         _check_autoencoder(config)
     _choice("encoder", m.encoder, NETWORKS)
     _choice("decoder", m.decoder, NETWORKS)
+    _choice("model.conv_impl", m.get("conv_impl", "auto"), CONV_IMPLS)
+    if m.get("conv_preset", ""):
+        _choice("model.conv_preset", m.conv_preset, CONV_PRESETS)
     _choice("likelihood", m.likelihood, LIKELIHOODS)
     _choice("prior", m.prior, PRIORS)
     _choice("init", m.init, INITS)
@@ -241,11 +245,17 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
     else:
         prior = MixturePrior(latent, int(m.prior_components))
 
+    conv_impl = m.get("conv_impl", "auto")
+    if m.get("conv_preset", ""):           # a named architecture replaces the conv_* widths
+        enc_kw, dec_kw = conv_preset(m.conv_preset, data_shape[:2])
+    else:
+        enc_kw = dict(features=tuple(m.conv_encoder_features), out_dim=m.conv_encoder_out or None)
+        dec_kw = dict(features=tuple(m.conv_decoder_features))
     if m.encoder == "mlp":
         encoder = MLP(tuple(m.encoder_hidden), m.activation, in_event_ndims=len(data_shape),
                       weight_init=m.init)
     else:
-        encoder = ConvEncoder(tuple(m.conv_encoder_features), out_dim=m.conv_encoder_out or None)
+        encoder = ConvEncoder(**enc_kw, impl=conv_impl)
     if m.kind == "autoencoder":
         posterior = PointHead(latent, weight_init=m.init)
     elif m.posterior == "mixture":
@@ -266,8 +276,8 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
     if m.decoder == "mlp":
         decoder = MLP(tuple(m.decoder_hidden), m.activation, weight_init=m.init)
     else:
-        decoder = ConvDecoder(data_shape[:2], data_shape[2] * params_per_pixel,
-                              tuple(m.conv_decoder_features))
+        decoder = ConvDecoder(data_shape[:2], data_shape[2] * params_per_pixel, **dec_kw,
+                              impl=conv_impl)
     return VAE(data_shape, prior, encoder, posterior, decoder, likelihood)
 
 

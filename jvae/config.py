@@ -59,6 +59,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.conv_encoder_features = (32, 64, 128, 256)
     c.model.conv_encoder_out = 0    # dense projection after the conv stack (0: none)
     c.model.conv_decoder_features = (128, 64, 32)
+    c.model.conv_preset = ""        # "": the conv_* widths above | dpm2 (the DPM2 notebook's CNN)
+    c.model.conv_impl = "auto"      # auto (subpixel on CPU, native on GPU/TPU) | subpixel | native
     c.model.posterior = "gaussian"        # gaussian | mixture (of diagonal Gaussians)
     c.model.posterior_components = 2       # mixture posterior: number of components
     c.model.posterior_scale = "softplus"   # softplus | exp (log-variance) | log_std
