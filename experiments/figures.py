@@ -14,7 +14,8 @@ manifest entry, or either hash differs.
 
 Regenerating everything took about 1.5 minutes on 2 CPU cores (two 10-epoch gaussian2d runs
 of seconds each, the 10-epoch ``pytorch_example`` run of the README's main command, and the
-drawings from ``docs/data``, a few seconds). Runs need the data: set ``JVAE_DATA_DIR``.
+drawings from ``docs/data``, a few seconds), plus the 100-epoch ``pyro_vae`` run (43 min
+on the busy 2-core host; 100 x 2-4 s on a quiet one). Runs need the data: set ``JVAE_DATA_DIR``.
 """
 
 from __future__ import annotations
@@ -204,6 +205,38 @@ def draw_benchmarks(data: dict, path) -> None:
     _save(fig, path)
 
 
+def draw_pyro_vae(data: dict, path) -> None:
+    """Lab 5's Pyro VAE: test loss per epoch of jvae and Pyro (benchmark, seed 0) and of jvae's
+    100-epoch run; the benchmark's seconds per epoch."""
+    fig = _figure((9.6, 3.8))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.5, 1]})
+    bench, run = data["bench"], data["run"]
+    rows = bench["per_epoch"]
+    epochs = [r["epoch"] for r in rows]
+    left.plot(run["epochs"], run["test_loss"], "-", color="C0", alpha=0.5, lw=1.2,
+              label=f"jvae, {run['epochs'][-1]}-epoch run (test every 5 epochs)")
+    left.plot(epochs, [r["jvae_test_loss"] for r in rows], "o-", color="C0", ms=3,
+              label="jvae (benchmark)")
+    left.plot(epochs, [r["pyro_test_loss"] for r in rows], "s--", color="C1", ms=3,
+              label="Pyro (benchmark)")
+    left.set_ylim(min(run["test_loss"]) - 2, 130)
+    left.set_xlabel("epoch")
+    left.set_ylabel("test loss (-ELBO, nats per image)")
+    left.set_title(f"pyro_vae on MNIST ({data['measured']})", fontsize=10)
+    left.legend(fontsize=7)
+    left.grid(alpha=0.3)
+    right.plot(epochs, [r["jvae_seconds"] for r in rows], "o-", color="C0", ms=3, label="jvae")
+    right.plot(epochs, [r["pyro_seconds"] for r in rows], "s--", color="C1", ms=3,
+               label=f"Pyro ({bench['pyro_threads']} torch thread(s))")
+    right.set_yscale("log")
+    right.set_xlabel("epoch")
+    right.set_ylabel("seconds per epoch")
+    right.set_title(f"median jvae / Pyro: {bench['ratio']:.2f} (busy 2-core host)", fontsize=10)
+    right.legend(fontsize=7)
+    right.grid(alpha=0.3, which="both")
+    _save(fig, path)
+
+
 # ----------------------------------------------------------------------------------- the sources
 
 _RUN_CODE = (("jvae/plotting/_common.py", None), ("jvae/plotting/images.py", None),
@@ -220,6 +253,15 @@ SOURCES = (
                                "samples.png": "pytorch_example_samples.png",
                                "curves.png": "pytorch_example_curves.png"},
            _RUN_CODE, config="pytorch_example"),
+    Source("pyro_vae", {"samples.png": "pyro_vae_samples.png",
+                        "reconstructions.png": "pyro_vae_reconstructions.png",
+                        "latents_tsne.png": "pyro_vae_tsne.png"},
+           _RUN_CODE + (("jvae/plotting/latent_space.py", "save_latent_tsne"),
+                        ("jvae/tsne.py", None)),
+           config="pyro_vae"),
+    Source("pyro_vae_curves", {"": "pyro_vae_test_loss.png"},
+           (("experiments/figures.py", "draw_pyro_vae"), ("experiments/figures.py", "_figure")),
+           data="pyro_vae.json", draw=draw_pyro_vae),
     Source("seeds", {"": "pytorch_example_seeds.png"},
            (("experiments/figures.py", "draw_seeds"), ("experiments/figures.py", "_figure")),
            data="pytorch_example_seeds.json", draw=draw_seeds),

@@ -409,10 +409,11 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
                 record["eval/seconds"] = time.perf_counter() - t0
             _append_metrics(workdir, record)
             history.append(record)
-            if snapshot_every and epoch % snapshot_every == 0:   # Lab 5's per-epoch images
-                write_snapshots(model, jax.tree.map(lambda a: a[0], state.params) if multi
-                                else state.params, jax.random.fold_in(figure_key, epoch),
-                                datasets, workdir, epoch)
+            if (snapshot_every and epoch % snapshot_every == 0
+                    and sharding.is_main_process()):              # Lab 5's per-epoch images
+                snap = sharding.to_host(state.params)
+                write_snapshots(model, jax.tree.map(lambda a: a[0], snap) if multi else snap,
+                                jax.random.fold_in(figure_key, epoch), datasets, workdir, epoch)
             every = int(config.checkpoint_every)
             if (every and epoch % every == 0) or epoch == num_epochs:
                 ckpt.save(epoch, state)
@@ -436,11 +437,11 @@ def write_snapshots(model: VAE, params: Any, key: jax.Array, datasets: builders.
     """Lab 5's per-epoch images (the PyTorch example's ``save_image`` calls), in
     ``workdir/snapshots``: ``reconstruction_{epoch}.png`` (the first 8 evaluation images above
     their reconstructions: decoder means of one posterior sample) and ``sample_{epoch}.png``
-    (decoder means of 64 prior draws, 8 x 8). Plain image grids, no axes; nothing for data
-    that are not images or for an autoencoder (no prior)."""
+    (decoder means of 64 prior draws, 8 x 8). Plain 8-bit grey image grids (2 px padding),
+    no axes; nothing for data that are not images or for an autoencoder (no prior)."""
     if len(model.data_shape) != 3 or isinstance(model.posterior, PointHead):
         return []
-    import matplotlib.image
+    from PIL import Image   # Pillow: a dependency of matplotlib
 
     k_rec, k_sample = jax.random.split(key)
     originals = np.asarray(datasets.eval[:8])
@@ -452,8 +453,8 @@ def write_snapshots(model: VAE, params: Any, key: jax.Array, datasets: builders.
     paths = [out / f"reconstruction_{epoch}.png", out / f"sample_{epoch}.png"]
     grids = [plotting.image_grid(np.concatenate([originals, recons]), nrow=8),
              plotting.image_grid(np.asarray(means), nrow=8)]
-    for path, grid in zip(paths, grids):
-        matplotlib.image.imsave(path, grid, cmap="gray", vmin=0.0, vmax=1.0)
+    for path, grid in zip(paths, grids):   # 8-bit grey, rounded as torchvision's save_image
+        Image.fromarray(np.clip(grid * 255 + 0.5, 0, 255).astype(np.uint8), "L").save(path)
     return paths
 
 
