@@ -265,10 +265,14 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
         perm = jax.random.permutation(perm_key, n)[: num_steps * batch_size]
         perm = perm.reshape(num_steps, batch_size)
 
+        # Every step's (loss, binarisation) keys, drawn at once before the loop (the same
+        # keys as splitting fold_in(epoch_key, i) inside step i, without its scalar RNG work).
+        step_keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(epoch_key, i)))(
+            jnp.arange(num_steps))
+
         def step(carry, inputs):
             params, opt_state, est = carry
-            idx, i = inputs
-            loss_key, bin_key = jax.random.split(jax.random.fold_in(epoch_key, i))
+            idx, (loss_key, bin_key) = inputs
             x = jnp.take(data, idx, axis=0)
             if batch_sharding is not None:
                 x = jax.lax.with_sharding_constraint(x, batch_sharding)
@@ -284,7 +288,7 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
 
         (params, opt_state, est), aux = jax.lax.scan(
             step, (state.params, state.opt_state, state.estimator),
-            (perm, jnp.arange(num_steps)))
+            (perm, (step_keys[:, 0], step_keys[:, 1])))
         new_state = TrainState(params, opt_state, state.step + num_steps, next_key, est)
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
         return new_state, metrics, aux["loss"]

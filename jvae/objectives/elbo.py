@@ -40,9 +40,17 @@ def elbo_terms(model: VAE, params: Any, key: jax.Array, x: jax.Array, num_sample
     q = model.apply(params, x, method=VAE.encode)
     if pathwise:
         require_reparameterised(q, "the reparameterised ELBO")
-    z = q.sample(seed=key, sample_shape=(num_samples,))                 # [S, B, D]
-    log_px_z = model.apply(params, z, method=VAE.decode).log_prob(x)    # [S, B]
-    distortion = -jnp.mean(log_px_z, axis=0)
+    if num_samples == 1:
+        # The same draw as sample_shape=(1,) (distrax draws n=1 either way), decoded without
+        # the length-1 sample axis: XLA's CPU matmuls of [1, B, F] operands transpose their
+        # [F, B] gradients explicitly, which [B, F] ones do not.
+        z = q.sample(seed=key)                                          # [B, D]
+        distortion = -model.apply(params, z, method=VAE.decode).log_prob(x)  # [B]
+        z = z[None]
+    else:
+        z = q.sample(seed=key, sample_shape=(num_samples,))             # [S, B, D]
+        log_px_z = model.apply(params, z, method=VAE.decode).log_prob(x)  # [S, B]
+        distortion = -jnp.mean(log_px_z, axis=0)
     pz = model.apply(params, method=VAE.prior_distribution)
     rate = kl_divergence(q, pz, z, method=kl)
     return distortion, rate
