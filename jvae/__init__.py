@@ -63,7 +63,8 @@ from jvae.heads import (
 )
 from jvae.lock import WorkdirLock, WorkdirLockedError
 from jvae.model import VAE, init_params, log_joint, naive_lower_bound, reconstruct, sample_prior
-from jvae.nets import MLP, ConvDecoder, ConvEncoder
+from jvae.conv import Conv, ConvTranspose
+from jvae.nets import MLP, ConvDecoder, ConvEncoder, conv_preset
 from jvae.objectives import (
     CONTROL_VARIATES,
     CVContext,
@@ -124,7 +125,8 @@ __all__ = [
     "CheckpointError", "CheckpointSkippedWarning", "ConfigError", "DivergenceError",
     "WorkdirLock", "WorkdirLockedError", "apply_override", "config_from_json",
     "first_divergent_step", "load_config_file", "resume_differences",
-    "Bernoulli", "BernoulliHead", "Checkpointer", "ContinuousBernoulliHead", "ConvDecoder",
+    "Bernoulli", "BernoulliHead", "Checkpointer", "ContinuousBernoulliHead", "Conv",
+    "ConvTranspose", "conv_preset", "ConvDecoder",
     "ConvEncoder", "DATASETS", "DataNotFoundError", "DiagGaussianHead", "FlatIndependent",
     "GaussianHead", "MLP",
     "MixturePrior", "NonFiniteLossError", "Split", "StandardNormalPrior", "TrainState", "VAE",

@@ -21,7 +21,9 @@ stride-1 convolutions:
   channels; its gradient is then a stride-1 convolution too.
 
 ``impl="auto"`` picks ``"subpixel"`` on the CPU backend and ``"native"`` (the Flax/lax
-operation itself) elsewhere, where cuDNN/TPU kernels for the native form are fast. The
+operation itself) elsewhere, where cuDNN/TPU kernels for the native form are fast; on the CPU
+a transposed convolution to fewer than 8 channels (an output layer) stays native too, which
+measured faster there (its sub-pixel kernel gradient is a product with a thin ``s*s*C`` side). The
 kernel is rearranged inside the call (a few pads and reshapes of the parameter), so the
 parameter tree is the one ``flax.linen.ConvTranspose`` / ``flax.linen.Conv`` would create.
 Images are NHWC with any number of leading batch axes.
@@ -42,6 +44,7 @@ __all__ = ["Conv", "ConvTranspose", "CONV_IMPLS", "resolve_conv_impl",
            "conv_output_size", "conv_transpose_output_size"]
 
 CONV_IMPLS = ("auto", "subpixel", "native")
+_FEW_CHANNELS = 8      # "auto" keeps a transposed conv to fewer output channels native
 Padding = Union[str, int, Sequence[Union[int, Sequence[int]]]]
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -161,6 +164,8 @@ class ConvTranspose(nn.Module):
         kernel_size = _pair(self.kernel_size, "ConvTranspose kernel_size")
         strides = _pair(self.strides, "ConvTranspose strides")
         impl = resolve_conv_impl(self.impl)
+        if self.impl == "auto" and int(self.features) < _FEW_CHANNELS:
+            impl = "native"      # measured faster on the CPU for an output layer (1 channel)
         if x.ndim < 3:
             raise ValueError(f"ConvTranspose expects [..., H, W, C] inputs, got {x.shape}.")
         batch_shape = x.shape[:-3]
@@ -171,6 +176,8 @@ class ConvTranspose(nn.Module):
         if impl == "native" or strides == (1, 1):
             y = lax.conv_general_dilated(x, kernel, (1, 1), pads, lhs_dilation=strides,
                                          dimension_numbers=_DN)
+        elif x.shape[1:3] == (1, 1):
+            y = _pixel_conv_transpose(x, kernel, pads)
         else:
             y = _subpixel_conv_transpose(x, kernel, strides, pads)
         if self.use_bias:
@@ -268,6 +275,23 @@ def _subpixel_conv_transpose(x, kernel, strides, pads):
     return y[:, :lengths[0], :lengths[1], :]
 
 
+def _pixel_conv_transpose(x, kernel, pads):
+    """A transposed convolution of a 1x1 input (a dense bottleneck viewed as a map, as in
+    the DPM2 decoder) as one matrix product: ``y[o] = K[pa - o]``, the flipped kernel
+    padded or cropped to the output size. The sub-pixel form would convolve mostly zeros."""
+    kh, kw = kernel.shape[:2]
+    (pa_h, pb_h), (pa_w, pb_w) = pads
+    out_h, out_w = 1 + pa_h + pb_h - kh + 1, 1 + pa_w + pb_w - kw + 1
+    if min(out_h, out_w) <= 0:
+        raise ValueError(f"ConvTranspose: pads {pads} leave no output for a 1x1 input.")
+    kf = kernel[::-1, ::-1]
+    lo_h, lo_w = pa_h - kh + 1, pa_w - kw + 1
+    kf = lax.pad(kf, jnp.zeros((), kf.dtype), [(lo_h, out_h - kh - lo_h, 0),
+                                               (lo_w, out_w - kw - lo_w, 0), (0, 0, 0),
+                                               (0, 0, 0)])
+    return jnp.einsum("bi,hwio->bhwo", x[:, 0, 0, :], kf)
+
+
 def _space_to_depth_conv(x, kernel, strides, pads, out):
     """A stride-``s`` convolution as space-to-depth then a stride-1 convolution.
 
@@ -320,9 +344,6 @@ def _valid_conv_bwd(res, dy):
     kh, kw = kernel.shape[:2]
     _, vjp_x = jax.vjp(lambda v: _lax_valid_conv(v, kernel), x)
     (dx,) = vjp_x(dy)
-    if not _IM2COL:
-        _, vjp_k = jax.vjp(lambda k: _lax_valid_conv(x, k), kernel)
-        return dx, vjp_k(dy)[0]
     oh, ow = dy.shape[1:3]
     taps = [jnp.tensordot(x[:, i:i + oh, j:j + ow, :], dy, axes=([0, 1, 2], [0, 1, 2]))
             for i in range(kh) for j in range(kw)]
@@ -331,4 +352,3 @@ def _valid_conv_bwd(res, dy):
 
 
 _valid_conv.defvjp(_valid_conv_fwd, _valid_conv_bwd)
-_IM2COL = True

@@ -5,6 +5,9 @@ FFNN encoder 4096-512-512-1024 followed by the Gaussian head's 20-unit hidden la
 likelihood; softplus scales; Adam; batch 256, 5 epochs. ``--config.model.encoder=conv
 --config.model.decoder=conv`` gives the CNN variant. Differences from the notebook: no
 dropout (the notebook's decoder uses p=0.1), and a ReLU after the encoder's 1024-unit layer.
+Adding ``--config.model.conv_preset=dpm2`` makes the CNN variant the notebook's own CNN
+(``jvae.nets.conv_preset``: unpadded 4x4 convs to a 1024-vector, dense to 1x1x1024 and
+5x5/5x5/6x6/6x6 transposed convs); without it the conv nets are jvae's defaults.
 
 Variants (section 3.3.3 and "Beyond")
 -------------------------------------
