@@ -220,7 +220,7 @@ def _as_tensor(images, name: str):
     if arr.ndim != 2 or arr.shape[1] != 784:
         raise ValueError(f"{name} must be [N, 784] or [N, 28, 28, 1], got shape "
                          f"{np.shape(images)}")
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    return torch.from_numpy(np.array(arr, np.float32, order="C"))   # a writable copy
 
 
 def main(argv=None):
