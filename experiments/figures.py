@@ -257,7 +257,7 @@ SOURCES = (
                         "reconstructions.png": "pyro_vae_reconstructions.png",
                         "latents_tsne.png": "pyro_vae_tsne.png"},
            _RUN_CODE + (("jvae/plotting/latent_space.py", "save_latent_tsne"),
-                        ("jvae/tsne.py", None)),
+                        ("jvae/embedding.py", None)),
            config="pyro_vae"),
     Source("pyro_vae_curves", {"": "pyro_vae_test_loss.png"},
            (("experiments/figures.py", "draw_pyro_vae"), ("experiments/figures.py", "_figure")),

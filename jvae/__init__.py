@@ -112,7 +112,7 @@ from jvae.training import (
     make_train_epoch,
     trainable,
 )
-from jvae.tsne import TSNEResult, joint_probabilities, tsne, tsne_kl_divergence
+from jvae.embedding import TSNEResult, joint_probabilities, tsne, tsne_kl_divergence
 
 __version__ = "0.1.0"
 

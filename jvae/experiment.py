@@ -533,7 +533,7 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
     ``curves.png`` (train loss, eval ELBO, distortion, rate per epoch; for a multi-seed run the
     mean with a band of one standard deviation across seeds, the other figures from the
     first seed). Latents of more than 2 dimensions: ``latents_tsne.png`` (a t-SNE map,
-    :func:`jvae.tsne.tsne`, of the posterior means of the first ``tsne_points`` evaluation
+    :func:`jvae.embedding.tsne`, of the posterior means of the first ``tsne_points`` evaluation
     examples; 0: none).
     """
     k_mean, k_sample, k_rec = jax.random.split(key, 3)

@@ -170,7 +170,7 @@ def save_latent_tsne(latents, labels, path, *, perplexity: float = 30.0, seed: i
     """A t-SNE map (van der Maaten & Hinton, 2008) of latents of more than 2 dimensions,
     coloured by label, so any run can show its latent space.
 
-    Uses :func:`jvae.tsne.tsne` (exact t-SNE in JAX, PCA initialisation; no scikit-learn).
+    Uses :func:`jvae.embedding.tsne` (exact t-SNE in JAX, PCA initialisation; no scikit-learn).
     t-SNE preserves neighbourhoods, not distances: cluster sizes and the gaps between
     clusters carry no meaning.
 
@@ -193,7 +193,7 @@ def save_latent_tsne(latents, labels, path, *, perplexity: float = 30.0, seed: i
       ValueError: ``latents`` is not ``[N, D]`` with ``D > 2`` and ``N - 1 > perplexity``,
         or holds NaN/Inf.
     """
-    from jvae.tsne import tsne
+    from jvae.embedding import tsne
 
     x = np.asarray(latents, np.float64)
     if x.ndim != 2 or x.shape[1] <= 2:
