@@ -200,7 +200,8 @@ def main(argv=None) -> dict:
             t0 = time.perf_counter()
             programs[k]()
             times[k].append(time.perf_counter() - t0)
-        print(f"# round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
+        print(f"# round {r + 1}/{args.rounds}, load {os.getloadavg()[0]:.2f}: " + ", ".join(
+            f"{n}/{i} {times[(n, i)][-1]:.3f}" for n, i in keys), flush=True)
     med = {f"{n}/{i}": statistics.median(v) for (n, i), v in times.items()}
     names = sorted({n for n, _ in keys}, key=lambda n: (n.split("_")[0], n))
     print(f"\n{'program':24s} {'subpixel':>10s} {'native':>10s} {'torch':>10s} "
