@@ -75,7 +75,8 @@ def test_dpm2_conv_variant_every_likelihood_and_prior(likelihood, prior):
     x = fake_images(config, 8)
     model = builders.build_model(config, x.shape[1:])
     params = init_params(model, jax.random.key(0), x[:1])
-    loss, aux = builders.build_loss(config, model)(params, jax.random.key(1), x)
+    # Jitted: run eagerly, every small op of the conv stacks compiled on its own took longer.
+    loss, aux = jax.jit(builders.build_loss(config, model))(params, jax.random.key(1), x)
     assert np.isfinite(float(loss))
     np.testing.assert_allclose(float(aux["elbo"]),
                                -(float(aux["distortion"]) + float(aux["rate"])), rtol=1e-5)

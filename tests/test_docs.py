@@ -98,8 +98,9 @@ def test_readme_is_short_and_its_test_command_is_cis():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 160
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
-    assert ci[-1] == "python -m pytest -q", "the pytest line must stay last in .ci/run"
-    assert re.search(r"^JVAE_DATA_DIR=\S+ python -m pytest -q$", readme, re.M)
+    command = "python -m pytest -q -n 2 --dist loadfile"
+    assert ci[-1] == command, "the pytest line must stay last in .ci/run"
+    assert re.search(rf"^JVAE_DATA_DIR=\S+ {command}$", readme, re.M)
     assert "mkdocs build --strict" in " ".join(ci)
     for heading in ("## Install", "## Tests", "## Results"):
         assert heading in readme
