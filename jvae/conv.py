@@ -133,7 +133,20 @@ def conv_transpose_output_size(size: int, kernel: int, stride: int, padding: Pad
     return (int(size) - 1) * int(stride) + 1 + lo + hi - int(kernel) + 1
 
 
-class ConvTranspose(nn.Module):
+class _ConvLayer(nn.Module):
+    """The fields :class:`ConvTranspose` and :class:`Conv` share (Flax's names and defaults)."""
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: int | Sequence[int] = 1
+    padding: Padding = "SAME"
+    use_bias: bool = True
+    impl: str = "auto"
+    kernel_init: nn.initializers.Initializer = default_kernel_init
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+
+class ConvTranspose(_ConvLayer):
     """``flax.linen.ConvTranspose`` (2-D, NHWC, ``transpose_kernel=False``, no dilation)
     with a CPU-fast sub-pixel implementation.
 
@@ -149,15 +162,6 @@ class ConvTranspose(nn.Module):
         dilated input, ``lax.conv_transpose``'s meaning).
       impl: ``"auto"`` (subpixel on CPU, native elsewhere), ``"subpixel"`` or ``"native"``.
     """
-
-    features: int
-    kernel_size: int | Sequence[int]
-    strides: int | Sequence[int] = 1
-    padding: Padding = "SAME"
-    use_bias: bool = True
-    impl: str = "auto"
-    kernel_init: nn.initializers.Initializer = default_kernel_init
-    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -185,7 +189,7 @@ class ConvTranspose(nn.Module):
         return y.reshape(batch_shape + y.shape[1:])
 
 
-class Conv(nn.Module):
+class Conv(_ConvLayer):
     """``flax.linen.Conv`` (2-D, NHWC, no dilation, one group) whose strided case runs as
     space-to-depth followed by a stride-1 convolution (``impl="subpixel"``), so that its
     gradient with respect to the input is a stride-1 convolution too.
@@ -194,15 +198,6 @@ class Conv(nn.Module):
     ``floor((H + pad_lo + pad_hi - k)/s) + 1`` otherwise. Attributes as in
     :class:`ConvTranspose` (``padding`` has ``flax.linen.Conv``'s meaning).
     """
-
-    features: int
-    kernel_size: int | Sequence[int]
-    strides: int | Sequence[int] = 1
-    padding: Padding = "SAME"
-    use_bias: bool = True
-    impl: str = "auto"
-    kernel_init: nn.initializers.Initializer = default_kernel_init
-    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -14,6 +14,7 @@ All three must end with the same parameters (same 4-device mesh, same global bat
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 import time
@@ -40,7 +41,7 @@ def _launch(n: int, devices: int, workdir: pathlib.Path, *extra: str) -> str:
     :func:`jvae.launch.launch` (in this process: no extra interpreter); returns process 0's
     output. The children share this session's XLA compilation cache (tests/conftest.py)."""
     log = workdir.parent / f"{workdir.name}-process-0.log"
-    env = {"PYTHONPATH": str(ROOT), "XLA_FLAGS": "",
+    env = {"PYTHONPATH": str(ROOT), "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),   # conftest: compile level
            "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
