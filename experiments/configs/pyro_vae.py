@@ -17,7 +17,10 @@ Pyro's own run of the same model: ``experiments/pyro_reference.py``; both side b
 ``experiments/bench_pyro.py``.
 """
 
-from jvae.config import default_config, split_variant
+import pathlib
+import runpy
+
+from jvae.config import split_variant
 
 KL = ("mc", "analytic")     # Trace_ELBO | TraceMeanField_ELBO
 
@@ -29,28 +32,14 @@ def get_config(variant: str = ""):
     if kl not in KL:
         raise ValueError(f"Unknown value {kl!r} for pyro_vae variant key 'kl'; choose one of "
                          f"{list(KL)}.")
-    c = default_config()
+    # Lab 5's other model, the PyTorch-examples VAE (pytorch_example.py), has the same data,
+    # batch, Adam 1e-3, 400-unit layers, torch init and likelihood.
+    c = runpy.run_path(str(pathlib.Path(__file__).with_name("pytorch_example.py")))["get_config"]()
     c.seed = 0
     c.num_epochs = 100
-    c.batch_size = 128
-    c.learning_rate = 1e-3
     c.latent_dim = 50
-    c.dataset.name = "mnist"
-    c.dataset.train_split = "train_full"
-    c.dataset.eval_split = "test"
-    c.dataset.binarize = "none"
-    c.model.kind = "vae"
-    c.model.encoder_hidden = (400,)
-    c.model.decoder_hidden = (400,)
     c.model.activation = "softplus"
-    c.model.init = "torch"
-    c.model.posterior = "gaussian"
     c.model.posterior_scale = "log_std"
-    c.model.likelihood = "bernoulli"
-    c.objective.name = "elbo"
     c.objective.kl = kl
-    c.objective.num_samples = 1
-    c.eval.elbo_samples = 1
     c.eval.every = 5
-    c.checkpoint_every = 5
     return c
