@@ -145,6 +145,17 @@ class _ConvLayer(nn.Module):
     kernel_init: nn.initializers.Initializer = default_kernel_init
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
+    def _images_and_kernel(self, x, kernel_size, name):
+        """``x [..., H, W, C]`` as ``[N, H, W, C]`` with its leading shape, and the
+        ``[kh, kw, C, features]`` kernel parameter."""
+        if x.ndim < 3:
+            raise ValueError(f"{name} expects [..., H, W, C] inputs, got {x.shape}.")
+        batch_shape = x.shape[:-3]
+        x = x.reshape((-1,) + x.shape[-3:])
+        kernel = self.param("kernel", self.kernel_init,
+                            kernel_size + (x.shape[-1], int(self.features)), jnp.float32)
+        return batch_shape, x, kernel
+
 
 class ConvTranspose(_ConvLayer):
     """``flax.linen.ConvTranspose`` (2-D, NHWC, ``transpose_kernel=False``, no dilation)
@@ -170,12 +181,7 @@ class ConvTranspose(_ConvLayer):
         impl = resolve_conv_impl(self.impl)
         if self.impl == "auto" and int(self.features) < _FEW_CHANNELS:
             impl = "native"      # measured faster on the CPU for an output layer (1 channel)
-        if x.ndim < 3:
-            raise ValueError(f"ConvTranspose expects [..., H, W, C] inputs, got {x.shape}.")
-        batch_shape = x.shape[:-3]
-        x = x.reshape((-1,) + x.shape[-3:])
-        kernel = self.param("kernel", self.kernel_init,
-                            kernel_size + (x.shape[-1], int(self.features)), jnp.float32)
+        batch_shape, x, kernel = self._images_and_kernel(x, kernel_size, "ConvTranspose")
         pads = _transpose_pads(kernel_size, strides, self.padding)
         if impl == "native" or strides == (1, 1):
             y = lax.conv_general_dilated(x, kernel, (1, 1), pads, lhs_dilation=strides,
@@ -204,12 +210,7 @@ class Conv(_ConvLayer):
         kernel_size = _pair(self.kernel_size, "Conv kernel_size")
         strides = _pair(self.strides, "Conv strides")
         impl = resolve_conv_impl(self.impl)
-        if x.ndim < 3:
-            raise ValueError(f"Conv expects [..., H, W, C] inputs, got {x.shape}.")
-        batch_shape = x.shape[:-3]
-        x = x.reshape((-1,) + x.shape[-3:])
-        kernel = self.param("kernel", self.kernel_init,
-                            kernel_size + (x.shape[-1], int(self.features)), jnp.float32)
+        batch_shape, x, kernel = self._images_and_kernel(x, kernel_size, "Conv")
         pads = _conv_pads(x.shape[1:3], kernel_size, strides, self.padding)
         out = [(n + lo + hi - k) // s + 1
                for n, (lo, hi), k, s in zip(x.shape[1:3], pads, kernel_size, strides)]
