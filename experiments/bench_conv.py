@@ -166,12 +166,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--skip-native", action="store_true")
+    parser.add_argument("--impl", default="auto", choices=["auto", "subpixel"],
+                        help="jvae's fast convolutions: 'auto' (what a CPU user gets: "
+                             "sub-pixel, a 1-channel output layer native) or 'subpixel'")
     parser.add_argument("--archs", default="dpm2,default")
     parser.add_argument("--json", default="")
     args = parser.parse_args(argv)
     x = (np.random.default_rng(0).random((BATCH, SIZE, SIZE, 1)) < 0.3).astype(np.float32)
     archs = [a for a in args.archs.split(",") if a]
-    impls = ["subpixel"] + ([] if args.skip_native else ["native"])
+    impls = [args.impl] + ([] if args.skip_native else ["native"])
     programs: dict[tuple[str, str], object] = {}
     compile_s = {}
     for arch in archs:
@@ -204,11 +207,11 @@ def main(argv=None) -> dict:
             f"{n}/{i} {times[(n, i)][-1]:.3f}" for n, i in keys), flush=True)
     med = {f"{n}/{i}": statistics.median(v) for (n, i), v in times.items()}
     names = sorted({n for n, _ in keys}, key=lambda n: (n.split("_")[0], n))
-    print(f"\n{'program':24s} {'subpixel':>10s} {'native':>10s} {'torch':>10s} "
+    print(f"\n{'program':24s} {args.impl:>10s} {'native':>10s} {'torch':>10s} "
           f"{'sub/torch':>10s} {'native/sub':>10s}")
     rows = {}
     for n in names:
-        s, nat, t = (med.get(f"{n}/{i}") for i in ("subpixel", "native", "torch"))
+        s, nat, t = (med.get(f"{n}/{i}") for i in (args.impl, "native", "torch"))
         row = {"subpixel_s": s, "native_s": nat, "torch_s": t,
                "subpixel_over_torch": s / t if s and t else None,
                "native_over_subpixel": nat / s if s and nat else None}

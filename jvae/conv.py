@@ -20,12 +20,17 @@ stride-1 convolutions:
   input followed by a stride-1 convolution with a ``ceil(k/s)`` kernel over ``s_h * s_w * C``
   channels; its gradient is then a stride-1 convolution too.
 
+Inside, every stride-1 convolution's kernel gradient is one 2-D matrix product per kernel tap
+(XLA's CPU backward-filter convolution measured 3-6x slower), and its forward pass is one
+matrix product to every tap's output followed by shifted sums where that product is small.
+
 ``impl="auto"`` picks ``"subpixel"`` on the CPU backend and ``"native"`` (the Flax/lax
 operation itself) elsewhere, where cuDNN/TPU kernels for the native form are fast; on the CPU
-a transposed convolution to fewer than 8 channels (an output layer) stays native too, which
-measured faster there (its sub-pixel kernel gradient is a product with a thin ``s*s*C`` side). The
-kernel is rearranged inside the call (a few pads and reshapes of the parameter), so the
-parameter tree is the one ``flax.linen.ConvTranspose`` / ``flax.linen.Conv`` would create.
+a transposed convolution to fewer than 4 channels (a 1-channel output layer) stays native
+too, which measured faster there (0.14 s against 0.32 s for the DPM2 decoder's last layer's
+gradient at batch 256). The kernel is rearranged inside the call (a few pads and reshapes of
+the parameter), so the parameter tree is the one ``flax.linen.ConvTranspose`` /
+``flax.linen.Conv`` would create.
 Images are NHWC with any number of leading batch axes.
 """
 
@@ -44,7 +49,9 @@ __all__ = ["Conv", "ConvTranspose", "CONV_IMPLS", "resolve_conv_impl",
            "conv_output_size", "conv_transpose_output_size"]
 
 CONV_IMPLS = ("auto", "subpixel", "native")
-_FEW_CHANNELS = 8      # "auto" keeps a transposed conv to fewer output channels native
+_FEW_CHANNELS = 4      # "auto" keeps a transposed conv to fewer output channels native
+_FEW_IN_CHANNELS = 16  # a stride-1 conv over fewer input channels stays XLA's convolution
+_ALL_TAPS_MAX = 512    # else one product to all taps when kh * kw * out_channels <= this
 Padding = Union[str, int, Sequence[Union[int, Sequence[int]]]]
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -183,9 +190,11 @@ class ConvTranspose(_ConvLayer):
             impl = "native"      # measured faster on the CPU for an output layer (1 channel)
         batch_shape, x, kernel = self._images_and_kernel(x, kernel_size, "ConvTranspose")
         pads = _transpose_pads(kernel_size, strides, self.padding)
-        if impl == "native" or strides == (1, 1):
+        if impl == "native":
             y = lax.conv_general_dilated(x, kernel, (1, 1), pads, lhs_dilation=strides,
                                          dimension_numbers=_DN)
+        elif strides == (1, 1):
+            y = _valid_conv(_pad_images(x, pads), kernel)
         elif x.shape[1:3] == (1, 1):
             y = _pixel_conv_transpose(x, kernel, pads)
         else:
@@ -218,8 +227,10 @@ class Conv(_ConvLayer):
             raise ValueError(f"Conv: a {x.shape[1]}x{x.shape[2]} input is smaller than the "
                              f"{kernel_size[0]}x{kernel_size[1]} kernel with padding "
                              f"{self.padding!r}.")
-        if impl == "native" or strides == (1, 1):
+        if impl == "native":
             y = lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN)
+        elif strides == (1, 1):
+            y = _valid_conv(_pad_images(x, pads), kernel)
         else:
             y = _space_to_depth_conv(x, kernel, strides, pads, out)
         if self.use_bias:
@@ -228,6 +239,12 @@ class Conv(_ConvLayer):
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def _pad_images(x, pads):
+    """``x [N, H, W, C]`` padded (negative pads crop) by ``[(lo, hi), (lo, hi)]``."""
+    (a, b), (c, d) = pads
+    return lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (a, b, 0), (c, d, 0), (0, 0, 0)])
+
 
 def _subpixel_conv_transpose(x, kernel, strides, pads):
     """``lax.conv_transpose(x, kernel, strides, pads)`` (pads of the dilated input) as one
@@ -316,15 +333,48 @@ def _space_to_depth_conv(x, kernel, strides, pads, out):
     return _valid_conv(xp, kp)
 
 
+def _conv_strategy(c_in: int, kh: int, kw: int, c_out: int) -> str:
+    """How :func:`_stride1_conv` computes a stride-1 ``VALID`` convolution's forward pass
+    (measured on a 2-core CPU at batch 256, ``experiments/bench_conv.py``): one matrix
+    product to every tap's output, then shifted sums, when the product's output is small
+    (``kh * kw * c_out <= 512``) and there are enough input channels for a product to run
+    well (``c_in >= 16``); XLA's convolution otherwise. One product per tap, accumulated,
+    and the all-taps product for larger outputs both measured slower than XLA's
+    convolution inside the networks' gradients."""
+    if c_in >= _FEW_IN_CHANNELS and kh * kw * c_out <= _ALL_TAPS_MAX:
+        return "all_taps"
+    return "xla"
+
+
+def _stride1_conv(x, kernel):
+    """``[B, H, W, I] * [kh, kw, I, O] -> [B, H-kh+1, W-kw+1, O]`` (correlation, ``VALID``),
+    by the strategy :func:`_conv_strategy` picks."""
+    b, h, w, c_in = x.shape
+    kh, kw, _, c_out = kernel.shape
+    if _conv_strategy(c_in, kh, kw, c_out) == "xla":
+        return _lax_valid_conv(x, kernel)
+    oh, ow = h - kh + 1, w - kw + 1
+    # z[b, h, w, i, j] = x[b, h, w] @ K[i, j]; y[b, h, w] = sum_ij z[b, h + i, w + j, i, j]
+    kmat = kernel.transpose(2, 0, 1, 3).reshape(c_in, kh * kw * c_out)
+    z = jnp.dot(x.reshape(-1, c_in), kmat).reshape(b, h, w, kh, kw, c_out)
+    y = None
+    for i in range(kh):
+        for j in range(kw):
+            t = z[:, i:i + oh, j:j + ow, i, j, :]
+            y = t if y is None else y + t
+    return y
+
+
 @jax.custom_vjp
 def _valid_conv(x, kernel):
     """A stride-1 ``VALID`` convolution ``[B, H, W, I] * [kh, kw, I, O] -> [B, H-kh+1,
-    W-kw+1, O]`` whose kernel gradient is ``kh*kw`` matrix products (one per tap, of the
-    shifted input window and the output gradient): XLA's CPU backward-filter convolution
-    (a convolution of the input with the large output gradient as its "kernel") is many
-    times slower than those products. The forward pass and the input gradient are XLA's
-    stride-1 convolutions, which it runs well."""
-    return _lax_valid_conv(x, kernel)
+    W-kw+1, O]``: the forward pass by :func:`_stride1_conv`; the input gradient is XLA's
+    stride-1 convolution (of the zero-padded output gradient with the flipped, transposed
+    kernel), the kernel gradient one 2-D matrix product per tap (the shifted input window,
+    ``[B*H'*W', I]``, by the output gradient, ``[B*H'*W', O]``). XLA's CPU backward-filter
+    convolution, and even a ``tensordot`` over the three batch-like axes of the same
+    operands, measured 3-6x slower than those 2-D products."""
+    return _stride1_conv(x, kernel)
 
 
 def _lax_valid_conv(x, kernel):
@@ -332,19 +382,22 @@ def _lax_valid_conv(x, kernel):
 
 
 def _valid_conv_fwd(x, kernel):
-    return _lax_valid_conv(x, kernel), (x, kernel)
+    return _stride1_conv(x, kernel), (x, kernel)
 
 
 def _valid_conv_bwd(res, dy):
     x, kernel = res
-    kh, kw = kernel.shape[:2]
-    _, vjp_x = jax.vjp(lambda v: _lax_valid_conv(v, kernel), x)
-    (dx,) = vjp_x(dy)
+    kh, kw, c_in, c_out = kernel.shape
     oh, ow = dy.shape[1:3]
-    taps = [jnp.tensordot(x[:, i:i + oh, j:j + ow, :], dy, axes=([0, 1, 2], [0, 1, 2]))
+    dy_pad = lax.pad(dy, jnp.zeros((), dy.dtype),
+                     [(0, 0, 0), (kh - 1, kh - 1, 0), (kw - 1, kw - 1, 0), (0, 0, 0)])
+    dx = _lax_valid_conv(dy_pad, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+    dy_mat = dy.reshape(-1, c_out)
+    taps = [lax.dot_general(x[:, i:i + oh, j:j + ow, :].reshape(-1, c_in), dy_mat,
+                            (((0,), (0,)), ((), ())))
             for i in range(kh) for j in range(kw)]
     dk = jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
-    return dx, dk
+    return dx.astype(x.dtype), dk
 
 
 _valid_conv.defvjp(_valid_conv_fwd, _valid_conv_bwd)

@@ -241,7 +241,7 @@ class ConvDecoder(nn.Module):
             if self.final == "conv" or i < len(layers) - 1:
                 h = act(h)
         if self.final == "conv":
-            h = nn.Conv(int(self.out_channels), (3, 3), padding="SAME", name="out")(h)
+            h = Conv(int(self.out_channels), 3, 1, "SAME", impl=self.impl, name="out")(h)
         top = (h.shape[1] - height) // 2
         left = (h.shape[2] - width) // 2
         h = h[:, top:top + height, left:left + width, :]

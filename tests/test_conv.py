@@ -15,8 +15,10 @@ from jvae.nets import ConvDecoder, ConvEncoder, conv_preset
 # SAME, odd kernels, stride 3, explicit pads (smaller than the kernel: lax's own gradient is
 # wrong for pads of the dilated input >= the kernel, see docs/benchmarks.md) and a 1x1 input.
 TRANSPOSE_CASES = [(4, 2, "SAME", (3, 4)), (5, 2, "VALID", (1, 1)), (4, 2, "SAME", (1, 1)), (6, 2, "VALID", (4, 3)),
-                   (3, 3, "SAME", (2, 3)), (5, 2, ((2, 1), (0, 3)), (3, 3))]
-CONV_CASES = [(4, 2, "VALID", (9, 8)), (3, 2, "SAME", (5, 6)), (5, 3, ((1, 0), (2, 1)), (8, 7))]
+                   (3, 3, "SAME", (2, 3)), (5, 2, ((2, 1), (0, 3)), (3, 3)),
+                   (3, 1, "SAME", (4, 5)), (2, 1, ((1, 0), (0, 1)), (3, 3))]
+CONV_CASES = [(4, 2, "VALID", (9, 8)), (3, 2, "SAME", (5, 6)), (5, 3, ((1, 0), (2, 1)), (8, 7)),
+              (3, 1, "SAME", (5, 4)), (3, 1, ((0, 1), (2, 0)), (4, 4))]
 
 
 def _random_params(module, x, seed=0):
@@ -56,6 +58,25 @@ def test_space_to_depth_conv_equals_flax(kernel, stride, padding, size):
     x = jax.random.normal(jax.random.key(0), (2,) + size + (3,))
     _compare(nn.Conv(4, (kernel, kernel), (stride, stride), padding),
              Conv(4, kernel, stride, padding, impl="subpixel"), x)
+
+
+# (input channels, output channels): each way jvae.conv computes the stride-1 convolutions
+# inside (XLA's for few input channels or a large product, one product to all taps).
+@pytest.mark.parametrize("c_in,c_out", [(3, 4), (16, 4), (16, 64)])
+def test_every_stride1_strategy_equals_flax(c_in, c_out):
+    x = jax.random.normal(jax.random.key(1), (2, 4, 5, c_in))
+    _compare(nn.ConvTranspose(c_out, (4, 4), (2, 2), "SAME"),
+             ConvTranspose(c_out, 4, 2, "SAME", impl="subpixel"), x)
+    _compare(nn.Conv(c_out, (3, 3), (1, 1), "SAME"), Conv(c_out, 3, 1, "SAME", impl="subpixel"), x)
+
+
+def test_stride1_strategy_choice():
+    from jvae.conv import _conv_strategy
+    # kernels [kh, kw, I, O] after the sub-pixel rearrangement
+    assert _conv_strategy(4, 2, 2, 32) == "xla"                # first layer: 1 channel s2d
+    assert _conv_strategy(32, 3, 3, 4) == "all_taps"
+    assert _conv_strategy(128, 2, 2, 64) == "all_taps"
+    assert _conv_strategy(64, 3, 3, 128) == "xla"
 
 
 def test_same_initial_params_native_impl_and_structured_batches():
