@@ -105,6 +105,7 @@ from jvae.sharding import (
     to_host,
 )
 from jvae.training import (
+    EpochPlan,
     NonFiniteLossError,
     TrainState,
     first_non_finite,
@@ -136,7 +137,7 @@ __all__ = [
     "find_data_dir", "first_non_finite", "gaussian", "gaussian2d", "has_analytic_kl",
     "importance_log_likelihood", "init_params", "kl_divergence", "load_data", "load_dataset",
     "load_split", "log_joint", "make_elbo_loss", "make_evaluator", "make_optimizer",
-    "make_train_epoch", "naive_lower_bound", "positive_scale", "read_metrics",
+    "make_train_epoch", "EpochPlan", "naive_lower_bound", "positive_scale", "read_metrics",
     "reconstruct", "resize_images", "restore_run", "sample_prior", "train_and_evaluate",
     "validate_config", "validate_images", "batch_sharding", "check_batch_divisible",
     "make_mesh", "replicate", "replicated", "shard_leading_axis",

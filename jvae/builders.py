@@ -19,7 +19,8 @@ from jvae.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead
                         MixtureGaussianHead)
 from jvae.model import VAE
 from jvae.conv import CONV_IMPLS
-from jvae.nets import CONV_PRESETS, INITS, MLP, ConvDecoder, ConvEncoder, conv_preset
+from jvae.nets import (CONV_PRESETS, INITS, MLP, ConvDecoder, ConvEncoder, check_dropout_rate,
+                       conv_preset)
 from jvae.objectives.autoencoder import make_autoencoder_loss
 from jvae.objectives.control_variates import CONTROL_VARIATES, make_control_variate
 from jvae.objectives.elbo import make_elbo_loss
@@ -42,11 +43,14 @@ SYNTHETIC = ("gaussian2d",)
 
 
 class Datasets(NamedTuple):
-    """Training and evaluation arrays (float32, ``[N, *data_shape]``) and labels (or None)."""
+    """Training and evaluation arrays (float32, ``[N, *data_shape]``), the evaluation labels
+    (or None) and the dev split held out of the training data (``config.dataset.dev_size``;
+    None without one)."""
 
     train: np.ndarray
     eval: np.ndarray
     eval_labels: np.ndarray | None
+    dev: np.ndarray | None = None
 
 
 def _choice(what: str, value: str, choices) -> str:
@@ -83,7 +87,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                   "checkpoint_every"):
         _integer(f"config.{field}", config[field])
     for field in ("data_seed", "order_seed", "validation_size", "limit_train", "limit_eval",
-                  "resize", "count"):
+                  "resize", "count", "dev_size", "dev_seed"):
         _integer(f"config.dataset.{field}", config.dataset[field])
     for field in ("num_epochs", "batch_size", "latent_dim", "num_seeds"):
         _positive(f"config.{field}", config[field])
@@ -112,6 +116,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.dataset.validation_size must be in [0, 60000), got "
                          f"{ds.validation_size!r}.")
     _positive("config.dataset.count", ds.count)
+    _positive("config.dataset.dev_size (0: no dev split)", ds.dev_size, allow_zero=True)
+    _seed_range("config.dataset.dev_seed", ds.dev_seed)
     _choice("dataset mode", ds.mode, ("univariate", "multivariate"))
     _choice("optimizer", config.optim.name, ("adam", "adamw", "rmsprop", "sgd"))
     _positive("config.optim.grad_clip (0: off)", config.optim.grad_clip, allow_zero=True)
@@ -127,6 +133,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _choice("likelihood", m.likelihood, LIKELIHOODS)
     _choice("prior", m.prior, PRIORS)
     _choice("init", m.init, INITS)
+    for field in ("encoder_dropout", "decoder_dropout"):
+        check_dropout_rate(m.get(field, 0.0), f"config.model.{field}")
     obj = config.objective
     _choice("objective", obj.name, OBJECTIVES)
     _positive("config.objective.num_samples", obj.num_samples)
@@ -173,6 +181,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                          f"{config.optim.rmsprop_decay!r}.")
     _positive("config.eval.every", config.eval.every)
     _positive("config.eval.ll_every", config.eval.ll_every, allow_zero=True)
+    for field in ("every_steps", "dev_ll_samples", "dev_final_ll_samples"):
+        _integer(f"config.eval.{field}", config.eval[field])
+    _positive("config.eval.every_steps (0: off)", config.eval.every_steps, allow_zero=True)
+    _positive("config.eval.dev_ll_samples (0: off)", config.eval.dev_ll_samples,
+              allow_zero=True)
+    if int(config.eval.dev_final_ll_samples) < -1:
+        raise ValueError("config.eval.dev_final_ll_samples must be >= 0, or -1 for "
+                         f"eval.dev_ll_samples, got {config.eval.dev_final_ll_samples!r}.")
+    if int(config.eval.every_steps) and not int(config.dataset.dev_size):
+        raise ValueError("config.eval.every_steps assesses the dev split, but "
+                         "config.dataset.dev_size is 0; set dataset.dev_size (e.g. 1000).")
     _positive("config.eval.batch_size", config.eval.batch_size)
     _positive("config.eval.ll_samples", config.eval.ll_samples, allow_zero=True)
     sweep_values(config)
@@ -208,7 +227,8 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
         train, test = jdata.gaussian2d(ds.mode, count=int(ds.count), seed=int(ds.data_seed))
         train = train[: ds.limit_train or None]
         test = test[: ds.limit_eval or None]
-        return Datasets(train, test, None)
+        train, dev = split_dev(train, int(ds.dev_size), int(ds.dev_seed))
+        return Datasets(train, test, None, dev)
     common = dict(data_dir=ds.data_dir or None, binarize=ds.binarize, threshold=ds.threshold,
                   resize=ds.resize or None, download=ds.download,
                   validation_size=int(ds.validation_size),
@@ -226,7 +246,24 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
         evals = (draws < evals).astype(np.float32)
     for name, arr in (("training data", train), ("evaluation data", evals)):
         jdata.validate_images(arr, name, check_range=True)
-    return Datasets(np.asarray(train, np.float32), np.asarray(evals, np.float32), labels)
+    train, dev = split_dev(np.asarray(train, np.float32), int(ds.dev_size), int(ds.dev_seed))
+    return Datasets(train, np.asarray(evals, np.float32), labels, dev)
+
+
+def split_dev(train: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(rest, dev)``: ``size`` training examples drawn at random without replacement
+    (``numpy.random.default_rng(seed)``) as the dev split, the others (in their original
+    order) to train on, as the DPM2 notebook's ``random_split`` of Fashion-MNIST into 59000
+    and 1000. ``size = 0``: ``(train, None)``. Raises ``ValueError`` when fewer than one
+    training example would be left."""
+    if size == 0:
+        return train, None
+    if not 0 < size < len(train):
+        raise ValueError(f"config.dataset.dev_size {size} must be smaller than the training "
+                         f"set ({len(train)} examples), leaving some to train on.")
+    held = np.zeros(len(train), bool)
+    held[np.random.default_rng(seed).choice(len(train), size, replace=False)] = True
+    return train[~held], train[held]
 
 
 def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
@@ -246,6 +283,10 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
         prior = MixturePrior(latent, int(m.prior_components))
 
     conv_impl = m.get("conv_impl", "auto")
+    # Dropout before every dense layer (the DPM2 notebook's p_drop): the encoder's rate in
+    # the encoder and the posterior head, the decoder's in the decoder and likelihood head.
+    enc_drop = check_dropout_rate(m.get("encoder_dropout", 0.0), "config.model.encoder_dropout")
+    dec_drop = check_dropout_rate(m.get("decoder_dropout", 0.0), "config.model.decoder_dropout")
     if m.get("conv_preset", ""):           # a named architecture replaces the conv_* widths
         enc_kw, dec_kw = conv_preset(m.conv_preset, data_shape[:2])
     else:
@@ -253,31 +294,35 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
         dec_kw = dict(features=tuple(m.conv_decoder_features))
     if m.encoder == "mlp":
         encoder = MLP(tuple(m.encoder_hidden), m.activation, in_event_ndims=len(data_shape),
-                      weight_init=m.init)
+                      weight_init=m.init, dropout_rate=enc_drop)
     else:
-        encoder = ConvEncoder(**enc_kw, impl=conv_impl)
+        encoder = ConvEncoder(**enc_kw, impl=conv_impl, dropout_rate=enc_drop)
     if m.kind == "autoencoder":
         posterior = PointHead(latent, weight_init=m.init)
     elif m.posterior == "mixture":
         posterior = MixtureGaussianHead(latent, int(m.posterior_components),
-                                        scale=m.posterior_scale, weight_init=m.init)
+                                        scale=m.posterior_scale, weight_init=m.init,
+                                        dropout_rate=enc_drop)
     else:
-        posterior = DiagGaussianHead(latent, scale=m.posterior_scale, weight_init=m.init)
+        posterior = DiagGaussianHead(latent, scale=m.posterior_scale, weight_init=m.init,
+                                     dropout_rate=enc_drop)
 
     if m.likelihood == "gaussian":
         likelihood = GaussianHead(data_shape, project=m.decoder == "mlp",
                                   scale=m.gaussian_scale, fixed_scale=m.fixed_scale,
-                                  weight_init=m.init)
+                                  weight_init=m.init, dropout_rate=dec_drop)
         params_per_pixel = 2 if m.gaussian_scale == "predicted" else 1
     else:
         head = BernoulliHead if m.likelihood == "bernoulli" else ContinuousBernoulliHead
-        likelihood = head(data_shape, project=m.decoder == "mlp", weight_init=m.init)
+        likelihood = head(data_shape, project=m.decoder == "mlp", weight_init=m.init,
+                          dropout_rate=dec_drop)
         params_per_pixel = 1
     if m.decoder == "mlp":
-        decoder = MLP(tuple(m.decoder_hidden), m.activation, weight_init=m.init)
+        decoder = MLP(tuple(m.decoder_hidden), m.activation, weight_init=m.init,
+                      dropout_rate=dec_drop)
     else:
         decoder = ConvDecoder(data_shape[:2], data_shape[2] * params_per_pixel, **dec_kw,
-                              impl=conv_impl)
+                              impl=conv_impl, dropout_rate=dec_drop)
     return VAE(data_shape, prior, encoder, posterior, decoder, likelihood)
 
 

@@ -45,6 +45,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.dataset.limit_eval = 0
     c.dataset.data_seed = 42        # synthetic data and the fixed eval binarisation
     c.dataset.order_seed = -1       # batch order (shared by all seeds of a run); -1: use seed
+    c.dataset.dev_size = 0          # hold out this many random training examples as a dev
+                                    # split, assessed at step 0, every eval.every_steps steps
+                                    # and at the end (0: no dev split)
+    c.dataset.dev_seed = 0          # which examples the dev split takes
     c.dataset.mode = "univariate"   # gaussian2d: univariate | multivariate
     c.dataset.count = 15000         # gaussian2d: number of points (70% train)
 
@@ -54,6 +58,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.decoder = "mlp"         # mlp | conv
     c.model.encoder_hidden = (400,)
     c.model.decoder_hidden = (400,)
+    c.model.encoder_dropout = 0.0   # dropout before every dense layer of the encoder and the
+    c.model.decoder_dropout = 0.0   # posterior head / decoder and likelihood head, in [0, 1)
+                                    # (training losses only; 0: off)
     c.model.activation = "relu"
     c.model.init = "lecun"          # dense-layer init: lecun (Flax) | torch (PyTorch) | glorot
     c.model.conv_encoder_features = (32, 64, 128, 256)
@@ -114,6 +121,12 @@ def default_config() -> ml_collections.ConfigDict:
                                            # (0: at every evaluation)
     c.eval.snapshot_every = 0              # write snapshots/reconstruction_{epoch}.png and
                                            # sample_{epoch}.png every N epochs, as Lab 5 (0: off)
+    c.eval.every_steps = 0                 # assess the dev split every N steps of each epoch
+                                           # and after its last step (0: at step 0 and at the
+                                           # end only); needs dataset.dev_size > 0
+    c.eval.dev_ll_samples = 0              # K for log p(x) in every dev assessment (<= 1: none)
+    c.eval.dev_final_ll_samples = -1       # K at the last dev assessment (-1: dev_ll_samples)
+    c.eval.log_steps = True                # write every step's training metrics to steps.jsonl
     c.eval.tsne_points = 1000              # latents_tsne.png at the end of a run with more than
                                            # 2 latent dimensions: t-SNE of this many evaluation
                                            # posterior means (0: no t-SNE figure)

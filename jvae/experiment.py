@@ -20,6 +20,7 @@ starts from ``config.seed``. Element ``i`` equals a single run with those hyperp
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import shutil
@@ -33,7 +34,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from jvae import builders, plotting, sharding
+from jvae import builders, plotting, sharding, steplog
 from jvae.checkpoints import Checkpointer, check_writable, write_json_atomic
 from jvae.config_io import config_from_json, normalised, resume_differences
 from jvae.evaluation import make_evaluator
@@ -336,20 +337,34 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
         return make_train_epoch(loss_fn, optimizer,
                                 int(config.batch_size), jit=False,
                                 dynamic_binarization=config.dataset.binarize == "dynamic",
-                                batch_sharding=batch_spec)
+                                batch_sharding=batch_spec, step_metrics=True)
 
     # Many seeds or swept values: one program, vmapped over the stacked states (and betas);
     # the data and the batch order are shared (the order key is repeated per run, see
-    # _order_key).
+    # _order_key). plan_fn/run_fn are the epoch in two parts, for dev assessments between
+    # chunks of steps (make_train_epoch's plan and run_steps).
+    base = make_epoch()
     if sweep is not None:
         betas = jnp.asarray(sweep["beta"])
         swept = jax.vmap(lambda st, beta, d, k: make_epoch(beta)(st, d, k),
                          in_axes=(0, 0, None, 0))
         epoch_fn = jax.jit(lambda st, d, k: swept(st, betas, d, k))
     elif multi:
-        epoch_fn = jax.jit(jax.vmap(make_epoch(), in_axes=(0, None, 0)))
+        epoch_fn = jax.jit(jax.vmap(base, in_axes=(0, None, 0)))
     else:
-        epoch_fn = jax.jit(make_epoch())
+        epoch_fn = jax.jit(base)
+
+    def epoch_parts():
+        """(plan_fn, run_fn): the epoch in two parts (make_train_epoch's plan and
+        run_steps), vmapped like epoch_fn, for dev assessments between chunks of steps."""
+        plan_fn = jax.jit(jax.vmap(base.plan, in_axes=(0, None, 0)) if multi else base.plan)
+        if sweep is not None:
+            run = jax.vmap(lambda st, beta, d, *p: make_epoch(beta).run_steps(st, d, *p),
+                           in_axes=(0, 0, None, 0, 0, 0))
+            return plan_fn, jax.jit(lambda st, d, *p: run(st, betas, d, *p))
+        if multi:
+            return plan_fn, jax.jit(jax.vmap(base.run_steps, in_axes=(0, None, 0, 0, 0)))
+        return plan_fn, jax.jit(base.run_steps)
     ll_samples = int(config.eval.ll_samples)
     ll_every = int(config.eval.ll_every)
 
@@ -364,7 +379,22 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
     cheap_evaluator = build_evaluator(False) if ll_every and ll_samples > 1 else evaluator
     t0 = time.perf_counter()
     runs = len(seeds) if multi else 0
-    compiled = epoch_fn.lower(state, train, _order_key(config, 1, runs)).compile()
+    steps_per_epoch = int(train.shape[0]) // int(config.batch_size)
+    dev = steplog.DevAssessor(config, model, datasets.dev, eval_keys, multi, workdir)
+    if dev.every_steps:      # the epoch in chunks; one program per chunk length (at most 2)
+        plan_fn, run_fn = epoch_parts()
+        plan = plan_fn.lower(state, train, _order_key(config, 1, runs)).compile()
+        p0 = plan(state, train, _order_key(config, 1, runs))
+        axis = 1 if multi else 0
+        run = {}
+        for a, b in steplog.chunks(steps_per_epoch, dev.every_steps):
+            if b - a not in run:
+                run[b - a] = run_fn.lower(state, train, *(steplog.take_steps(x, a, b, axis)
+                                                          for x in p0[:3])).compile()
+        compiled = functools.partial(steplog.chunked_epoch, plan, run, dev, axis,
+                                     steps_per_epoch)
+    else:
+        compiled = epoch_fn.lower(state, train, _order_key(config, 1, runs)).compile()
     compile_seconds = time.perf_counter() - t0
 
     num_epochs = int(config.num_epochs)
@@ -378,18 +408,30 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
     # metrics, so a resumed run continues the same guard).
     lowest = np.broadcast_to(np.asarray(record.get("train/loss_min", np.inf), np.float64),
                              (len(seeds),)).copy()
+    steps_log = steplog.StepLog(workdir, bool(config.eval.log_steps), multi)
+    if resume and existing:
+        steps_log.truncate(int(np.ravel(state.step)[0]))
+        dev.truncate(int(np.ravel(state.step)[0]))
+    elif dev.active:
+        dev.truncate(0)
+        dev.assess(state.params, 0, epoch=0)          # the notebook's assessment at step 0
     try:
         for epoch in bar:
             t0 = time.perf_counter()
-            new_state, metrics, step_losses = compiled(state, train, _order_key(config, epoch, runs))
-            step_losses = np.asarray(step_losses).reshape(len(seeds), -1)   # waits for the epoch
+            dev.epoch, dev.final, dev.seconds_in_epoch = epoch, epoch == num_epochs, 0.0
+            new_state, metrics, step_aux = compiled(state, train, _order_key(config, epoch, runs))
+            step_aux = jax.tree.map(np.asarray, step_aux)                   # waits for the epoch
+            step_losses = step_aux["loss"].reshape(len(seeds), -1)
             jax.block_until_ready(new_state)
-            seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0 - dev.seconds_in_epoch
             _check_losses(config, ckpt, epoch, state, new_state, step_losses, lowest, multi)
             lowest = np.minimum(lowest, step_losses.min(axis=1))
+            steps_log.write(int(np.ravel(state.step)[0]), epoch, step_aux)
             state = new_state
             record = {"epoch": epoch, "step": int(np.ravel(state.step)[0]),
                       "train/seconds": seconds}
+            if dev.seconds_in_epoch:
+                record["dev/seconds_in_epoch"] = dev.seconds_in_epoch
             if sweep is not None:
                 record["sweep/beta"] = sweep["beta"].tolist()
                 record["sweep/learning_rate"] = sweep["learning_rate"].tolist()
@@ -407,6 +449,10 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
                 _record("eval", (evaluator if with_ll else cheap_evaluator)(state.params, keys,
                                                                             evals), record)
                 record["eval/seconds"] = time.perf_counter() - t0
+            if epoch == num_epochs and dev.active:
+                if not dev.every_steps:      # (chunked epochs assessed after their last step)
+                    dev.assess(state.params, record["step"], epoch=epoch)
+                record.update(dev.last)
             _append_metrics(workdir, record)
             history.append(record)
             if (snapshot_every and epoch % snapshot_every == 0

@@ -23,7 +23,7 @@ import optax
 from jvae.data.validate import UNIT_INTERVAL, check_data, likelihood_support
 from jvae.objectives.base import EstimatorState, Objective, as_objective
 
-__all__ = ["TrainState", "make_optimizer", "make_train_epoch", "NonFiniteLossError",
+__all__ = ["TrainState", "EpochPlan", "make_optimizer", "make_train_epoch", "NonFiniteLossError",
            "first_non_finite", "set_learning_rate", "trainable"]
 
 LossFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
@@ -195,10 +195,27 @@ def set_learning_rate(opt_state: Any, learning_rate) -> Any:
     return new
 
 
+class EpochPlan(NamedTuple):
+    """What one epoch will do, drawn before any step runs (see :func:`make_train_epoch`).
+
+    Attributes:
+      batches: ``[S, batch_size]`` int32 indices into the training array, one row per step.
+      loss_keys: ``[S]`` typed keys, the loss's key of each step.
+      bin_keys: ``[S]`` typed keys, each step's dynamic-binarisation key.
+      next_key: the state's key after the epoch.
+    """
+
+    batches: jax.Array
+    loss_keys: jax.Array
+    bin_keys: jax.Array
+    next_key: jax.Array
+
+
 def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTransformation,
                      batch_size: int, *, dynamic_binarization: bool = False,
                      batch_sharding: jax.sharding.Sharding | None = None,
-                     jit: bool = True, model: Any = None, validate: bool = True):
+                     jit: bool = True, model: Any = None, validate: bool = True,
+                     step_metrics: bool = False):
     """Build ``epoch(state, data, order_key=None) -> (state, metrics, step_losses)``.
 
     Args:
@@ -224,6 +241,8 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
         per distinct array object, by one jitted ``min``/``max`` reduction, and then
         remembered through a weak reference; tracers (the epoch called inside your own
         ``jit``/``vmap``) are not checked. ``False`` skips it.
+      step_metrics: return every step's ``aux`` (a dict of ``[S]`` arrays, ``"loss"``
+        among them) instead of the per-step losses alone.
 
     Raises:
       ValueError: (when called) invalid training data: one line naming the problem, e.g.
@@ -241,6 +260,16 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
       an unbatched batch turns the first layer into one wide product whose weight-sized
       transposes slow the CPU epoch (see ``jvae.experiment``). With ``jit=True`` its
       ``lower`` attribute is the jitted epoch's (ahead-of-time compilation skips the check).
+
+      The epoch is also available in two parts, for evaluating between chunks of steps
+      without a host round-trip per step: ``epoch.plan(state, data, order_key=None) ->``
+      :class:`EpochPlan` draws the batch order and every step's keys, and
+      ``epoch.run_steps(state, data, batches, loss_keys, bin_keys) -> (state, step_aux)``
+      runs those steps (any contiguous slice of the plan's rows; ``state.step`` advances by
+      the slice's length, ``state.key`` is left alone). Running all of a plan's rows, in
+      chunks or at once, then ``state._replace(key=plan.next_key)``, is the epoch itself:
+      the same arithmetic in the same order. Both parts are jitted with ``jit=True`` and
+      are not data-checked.
     """
     if int(batch_size) <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
@@ -253,7 +282,7 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
 
     grad_fn = jax.value_and_grad(joint_loss, has_aux=True)
 
-    def epoch(state: TrainState, data: jax.Array, order_key: jax.Array | None = None):
+    def plan(state: TrainState, data: jax.Array, order_key: jax.Array | None = None):
         n = data.shape[0]
         num_steps = n // batch_size
         if num_steps == 0:
@@ -264,12 +293,13 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
             perm_key = order_key
         perm = jax.random.permutation(perm_key, n)[: num_steps * batch_size]
         perm = perm.reshape(num_steps, batch_size)
-
         # Every step's (loss, binarisation) keys, drawn at once before the loop (the same
         # keys as splitting fold_in(epoch_key, i) inside step i, without its scalar RNG work).
         step_keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(epoch_key, i)))(
             jnp.arange(num_steps))
+        return EpochPlan(perm, step_keys[:, 0], step_keys[:, 1], next_key)
 
+    def run_steps(state: TrainState, data: jax.Array, batches, loss_keys, bin_keys):
         def step(carry, inputs):
             params, opt_state, est = carry
             idx, (loss_key, bin_key) = inputs
@@ -288,12 +318,20 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
 
         (params, opt_state, est), aux = jax.lax.scan(
             step, (state.params, state.opt_state, state.estimator),
-            (perm, (step_keys[:, 0], step_keys[:, 1])))
-        new_state = TrainState(params, opt_state, state.step + num_steps, next_key, est)
+            (batches, (loss_keys, bin_keys)))
+        return state._replace(params=params, opt_state=opt_state, estimator=est,
+                              step=state.step + batches.shape[0]), aux
+
+    def epoch(state: TrainState, data: jax.Array, order_key: jax.Array | None = None):
+        p = plan(state, data, order_key)
+        new_state, aux = run_steps(state, data, p.batches, p.loss_keys, p.bin_keys)
+        new_state = new_state._replace(key=p.next_key)
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
-        return new_state, metrics, aux["loss"]
+        return new_state, metrics, (aux if step_metrics else aux["loss"])
 
     compiled = jax.jit(epoch) if jit else epoch
+    compiled.plan = jax.jit(plan) if jit else plan
+    compiled.run_steps = jax.jit(run_steps) if jit else run_steps
     if not validate:
         return compiled
     model = model if model is not None else getattr(loss_fn, "model", None)
@@ -309,4 +347,5 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
 
     if jit:
         checked_epoch.lower = compiled.lower
+    checked_epoch.plan, checked_epoch.run_steps = compiled.plan, compiled.run_steps
     return checked_epoch

@@ -194,12 +194,13 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(
         real = training.make_train_epoch(loss_fn, optimizer, batch_size, **kwargs)
 
         def epoch(state, data, order_key=None):
-            new, metrics, losses = real(state, data, order_key)
+            new, metrics, aux = real(state, data, order_key)     # step_metrics=True: a dict
+            losses = aux["loss"]
             bad = state.step + jnp.arange(losses.shape[0]) >= fail_at
             nan_if = lambda v: jnp.where(bad.any(), jnp.nan, v)  # noqa: E731
             return (new._replace(params=jax.tree.map(nan_if, new.params)),
                     dict(metrics, loss=nan_if(metrics["loss"])),
-                    jnp.where(bad, jnp.nan, losses))
+                    dict(aux, loss=jnp.where(bad, jnp.nan, losses)))
 
         return epoch
 
