@@ -114,6 +114,8 @@ from jvae.training import (
     trainable,
 )
 from jvae.embedding import TSNEResult, joint_probabilities, tsne, tsne_kl_divergence
+from jvae.inspection import (conditional_observations, prior_observations,
+                             prior_samples_with_components)
 
 __version__ = "0.1.0"
 
@@ -152,4 +154,5 @@ __all__ = [
     "PointHead", "is_autoencoder", "make_autoencoder", "make_autoencoder_loss",
     "reconstruction_terms",
     "TSNEResult", "joint_probabilities", "tsne", "tsne_kl_divergence",
+    "conditional_observations", "prior_observations", "prior_samples_with_components",
 ]

@@ -6,8 +6,10 @@ Agg canvas directly, so this module never touches pyplot's global state or the u
 nothing is left open after a call, and it is safe in notebooks, scripts and headless CI alike.
 Parent directories of ``path`` are created as needed; every ``save_*`` returns the written path.
 
-The figures live in five modules: :mod:`jvae.plotting.images` (grids, reconstructions,
-interpolations), :mod:`jvae.plotting.curves` (training curves),
+The figures live in seven modules: :mod:`jvae.plotting.images` (grids, reconstructions,
+interpolations, oversampled prior and conditional samples), :mod:`jvae.plotting.curves`
+(training curves per epoch), :mod:`jvae.plotting.steps` (curves per step and of the dev
+assessments), :mod:`jvae.plotting.mixture` (a mixture prior's samples by component),
 :mod:`jvae.plotting.latents` (2-D scatters), :mod:`jvae.plotting.latent_space` (codes with
 error bars, the decoded manifold, t-SNE) and :mod:`jvae.plotting.image_panels` (components
 as images, reconstruction rows with their difference); every public name is re-exported here.
@@ -15,9 +17,14 @@ as images, reconstruction rows with their difference); every public name is re-e
 
 from jvae.plotting.curves import DEFAULT_CURVE_KEYS, save_curves
 from jvae.plotting.image_panels import save_components, save_reconstruction_rows
-from jvae.plotting.images import image_grid, save_image_grid, save_interpolations, save_reconstructions
+from jvae.plotting.images import (as_images, image_grid, save_conditional_samples,
+                                  save_image_grid, save_interpolations, save_oversampled,
+                                  save_reconstructions)
 from jvae.plotting.latent_space import save_code_scatter, save_latent_tsne, save_manifold
 from jvae.plotting.latents import save_latent_scatter, save_scatter_2d
+from jvae.plotting.mixture import save_prior_histograms, save_prior_pairs, save_prior_tsne
+from jvae.plotting.steps import (DEFAULT_DEV_KEYS, DEFAULT_STEP_KEYS, save_dev_curves,
+                                 save_step_curves)
 
 __all__ = [
     "image_grid",
@@ -33,4 +40,14 @@ __all__ = [
     "save_latent_tsne",
     "save_components",
     "save_reconstruction_rows",
+    "as_images",
+    "save_oversampled",
+    "save_conditional_samples",
+    "DEFAULT_STEP_KEYS",
+    "DEFAULT_DEV_KEYS",
+    "save_step_curves",
+    "save_dev_curves",
+    "save_prior_histograms",
+    "save_prior_pairs",
+    "save_prior_tsne",
 ]

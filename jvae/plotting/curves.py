@@ -18,7 +18,9 @@ DEFAULT_CURVE_KEYS = ("train/elbo", "eval/elbo", "train/distortion", "eval/disto
 _SPLIT_LABELS = {"train": "train (mean over the epoch)", "eval": "eval (end of epoch)"}
 
 _METRIC_TITLES = {"elbo": "ELBO", "distortion": "distortion D", "rate": "rate R",
-                  "loss": "loss (negative bound)"}
+                  "loss": "loss (negative bound)", "log_likelihood": "log-likelihood L",
+                  "cv_loss": "control-variate loss",
+                  "cv/baseline_loss": "control-variate loss (baseline)"}
 
 
 def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch",
@@ -51,22 +53,14 @@ def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch",
     Raises:
       ValueError: if ``history`` is empty or not a sequence of dicts, or no key is present.
     """
-    if isinstance(history, Mapping) or not isinstance(history, Sequence) or len(history) == 0:
-        raise ValueError("history must be a non-empty sequence of dicts (one per epoch)")
-    if not all(isinstance(entry, Mapping) for entry in history):
-        raise ValueError("every history entry must be a dict")
+    _check_records(history, "history", "epoch")
     if isinstance(keys, str):
         keys = (keys,)
     keys = tuple(keys)
-
-    def present(key):
-        return any(entry.get(key) is not None for entry in history)
-
-    if keys == DEFAULT_CURVE_KEYS and not present("train/elbo") and present("train/loss"):
+    if (keys == DEFAULT_CURVE_KEYS and not _present(history, "train/elbo")
+            and _present(history, "train/loss")):
         keys = keys + ("train/loss",)
-    found = [k for k in keys if present(k)]
-    if not found:
-        raise ValueError(f"none of the keys {tuple(keys)} is present in the history")
+    found = _present_keys(history, keys, "history")
     panels: dict[str, list[tuple[str, str]]] = {}
     for key in found:
         split, sep, metric = key.partition("/")
@@ -74,10 +68,7 @@ def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch",
             split, metric = "", key
         panels.setdefault(metric, []).append((split, key))
 
-    ncols = min(len(panels), 4)
-    nrows = math.ceil(len(panels) / ncols)
-    fig = _figure((4.0 * ncols, 3.2 * nrows + (0.4 if title else 0.0)))
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig, axes = _panel_axes(len(panels), title)
     colours: dict[str, str] = {}  # one colour per split in every panel
     in_legend: set[str] = set()
     for ax, (metric, lines) in zip(axes, panels.items()):
@@ -88,7 +79,7 @@ def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch",
             ax.plot(x, mean, marker="." if len(x) < 30 else None, label=label, color=colour)
             if np.any(std > 0):
                 ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.25, linewidth=0)
-        ax.set_title(_METRIC_TITLES.get(metric, metric))
+        ax.set_title(metric_title(metric))
         ax.set_xlabel(x_key)
         if units:
             ax.set_ylabel(units)
@@ -97,16 +88,26 @@ def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch",
             ax.legend(fontsize="small", loc="best")
             in_legend |= splits
         ax.grid(alpha=0.3)
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, axes, len(panels), path, title)
 
 
 def _curve_stats(history, key: str, x_key: str):
-    """Returns ``(x, mean, std)`` arrays for one metric; ``std`` is 0 for scalar values."""
+    """Returns ``(x, mean, std)`` arrays for one metric; ``std`` is 0 for scalar values.
+
+    Entries whose values are all scalars, or all lists of one length, are converted in one
+    array operation (tens of thousands of per-step records take milliseconds); anything else
+    (lists of different lengths, empty lists) entry by entry.
+    """
+    rows = [(entry.get(x_key, i + 1), entry[key]) for i, entry in enumerate(history)
+            if entry.get(key) is not None]
+    try:
+        xs = np.asarray([r[0] for r in rows], dtype=np.float64).reshape(len(rows), -1)
+        vs = np.asarray([r[1] for r in rows], dtype=np.float64).reshape(len(rows), -1)
+    except (TypeError, ValueError):   # ragged: the general path below
+        xs = vs = None
+    if vs is not None and len(rows) and xs.shape[1] > 0 and vs.shape[1] > 0:
+        std = vs.std(axis=1) if vs.shape[1] > 1 else np.zeros(len(rows))
+        return xs.mean(axis=1), vs.mean(axis=1), std
     xs, means, stds = [], [], []
     for i, entry in enumerate(history):
         value = entry.get(key)
@@ -120,3 +121,49 @@ def _curve_stats(history, key: str, x_key: str):
         means.append(float(np.mean(v)))
         stds.append(float(np.std(v)) if v.size > 1 else 0.0)
     return np.asarray(xs), np.asarray(means), np.asarray(stds)
+
+
+# ------------------------------------------------ shared with jvae.plotting.steps (per-step curves)
+
+
+def metric_title(metric: str) -> str:
+    """A panel title for a metric name (``"elbo"`` -> ``"ELBO"``); unknown names as given."""
+    return _METRIC_TITLES.get(metric, metric)
+
+
+def _check_records(records, name: str, unit: str) -> None:
+    """Raises a one-line ``ValueError`` unless ``records`` is a non-empty sequence of dicts."""
+    if isinstance(records, Mapping) or not isinstance(records, Sequence) or len(records) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of dicts (one per {unit})")
+    if not all(isinstance(entry, Mapping) for entry in records):
+        raise ValueError(f"every {name} entry must be a dict")
+
+
+def _present(records, key: str) -> bool:
+    return any(entry.get(key) is not None for entry in records)
+
+
+def _present_keys(records, keys, name: str) -> list[str]:
+    """The keys with a value in some record, in order; a ``ValueError`` if there is none."""
+    found = [k for k in keys if _present(records, k)]
+    if not found:
+        raise ValueError(f"none of the keys {tuple(keys)} is present in the {name}")
+    return found
+
+
+def _panel_axes(count: int, title: str | None, ncols_max: int = 4):
+    """A figure with ``count`` panels, at most ``ncols_max`` per row: ``(fig, axes [n])``."""
+    ncols = min(count, ncols_max)
+    nrows = math.ceil(count / ncols)
+    fig = _figure((4.0 * ncols, 3.2 * nrows + (0.4 if title else 0.0)))
+    return fig, fig.subplots(nrows, ncols, squeeze=False).ravel()
+
+
+def _finish(fig, axes, used: int, path, title: str | None) -> Path:
+    """Hides the unused panels, adds the title, lays out and writes the figure."""
+    for ax in axes[used:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

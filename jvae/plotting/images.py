@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 
 from jvae.plotting._common import _figure, _save
 
-__all__ = ["image_grid", "save_image_grid", "save_reconstructions", "save_interpolations"]
+__all__ = ["image_grid", "save_image_grid", "save_reconstructions", "save_interpolations",
+           "as_images", "save_oversampled", "save_conditional_samples"]
 
 _GRID_PAD = 2  # image_grid's default padding, used by the reconstruction grid
 
@@ -57,19 +58,132 @@ def image_grid(images, nrow: int | None = None, pad: int = 2, pad_value: float =
     return grid[..., 0] if c == 1 else grid
 
 
-def save_image_grid(images, path, nrow: int | None = None, title: str | None = None) -> Path:
+def save_image_grid(images, path, nrow: int | None = None, title: str | None = None, *,
+                    image_shape=None) -> Path:
     """Saves a batch of images (samples, say) as one tiled PNG.
 
     Args:
-      images: ``[N, H, W]`` or ``[N, H, W, C]`` with ``C`` in {1, 3}, values in ``[0, 1]``.
+      images: ``[N, H, W]`` or ``[N, H, W, C]`` with ``C`` in {1, 3}, values in ``[0, 1]``
+        (clipped for display); with ``image_shape``, any ``[N, ...]`` of that many values per
+        image (flat vectors ``[N, H * W]``).
       path: output file.
       nrow: images per row; default ``ceil(sqrt(N))``.
       title: optional figure title.
+      image_shape: ``(H, W)`` or ``(H, W, C)`` of one image, see :func:`as_images`.
 
     Returns:
       The path written.
     """
+    if image_shape is not None:
+        images = as_images(images, image_shape, name="images")
     return _save_grid(image_grid(images, nrow=nrow), path, title)
+
+
+def as_images(x, image_shape=None, *, batch_ndim: int = 1, name: str = "x") -> np.ndarray:
+    """Observations of any shape jvae models as a float32 image batch ``[N, H, W, C]``.
+
+    Args:
+      x: ``[*batch, H, W]``, ``[*batch, H, W, C]`` (``C`` in {1, 3}) or, with
+        ``image_shape``, ``[*batch, ...]`` holding ``prod(image_shape)`` values per
+        observation (flat vectors ``[*batch, H * W]``), ``batch_ndim`` leading axes.
+      image_shape: ``(H, W)`` or ``(H, W, C)`` of one observation; needed for flat vectors.
+      batch_ndim: number of leading batch axes, flattened into ``N``.
+      name: what to call ``x`` in messages.
+
+    Returns:
+      ``[N, H, W, C]`` float32 (values as given: figures clip them to ``[0, 1]``).
+
+    Raises:
+      ValueError: a shape that is not an image batch, or does not fit ``image_shape``.
+    """
+    x = np.asarray(x)
+    if x.ndim <= batch_ndim or any(s == 0 for s in x.shape[:batch_ndim]):
+        raise ValueError(f"{name} must have {batch_ndim} non-empty batch axes and the "
+                         f"observation axes, got shape {x.shape}")
+    lead, obs = x.shape[:batch_ndim], x.shape[batch_ndim:]
+    if image_shape is None:
+        if len(obs) not in (2, 3):
+            raise ValueError(f"{name} has observations of shape {obs}, not images [H, W] or "
+                             "[H, W, C]: pass image_shape=(H, W) or (H, W, C)")
+        shape = obs
+    else:
+        shape = tuple(int(v) for v in image_shape)
+        if len(shape) not in (2, 3) or min(shape) < 1:
+            raise ValueError(f"image_shape must be (H, W) or (H, W, C), got {image_shape!r}")
+        if math.prod(obs) != math.prod(shape):
+            raise ValueError(f"{name} has observations of shape {obs} ({math.prod(obs)} "
+                             f"values), which do not fit image_shape {shape}")
+    shape = shape if len(shape) == 3 else shape + (1,)
+    return _as_nhwc(x.reshape((math.prod(lead),) + shape), name)
+
+
+def save_oversampled(samples, path, *, image_shape=None,
+                     title: str | None = "prior samples: one column per z ~ p(z), "
+                                         "rows x ~ p(x|z)") -> Path:
+    """Oversampled prior samples: one column per latent draw, its observations below it.
+
+    Column ``j`` shows ``samples[j, 0], ..., samples[j, S - 1]`` from top to bottom (the
+    DPM2 notebook's ``make_grid(model.sample(16, 4, oversample=True), nrow=16)``): down a
+    column only the likelihood's noise changes, across a row the latent draw.
+
+    Args:
+      samples: ``[num, S, *obs]`` observations (:func:`jvae.prior_observations`) with
+        ``*obs`` an image shape or, with ``image_shape``, a flat vector; values are clipped
+        to ``[0, 1]`` for display.
+      path: output file.
+      image_shape: ``(H, W)`` or ``(H, W, C)`` of one observation, for flat observations.
+      title: figure title; ``None`` for none.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: ``samples`` is not ``[num, S, *image]`` (or does not fit ``image_shape``).
+    """
+    x = as_images(samples, image_shape, batch_ndim=2, name="samples")
+    num, s = np.shape(samples)[:2]
+    tiles = x.reshape((num, s) + x.shape[1:]).swapaxes(0, 1).reshape(x.shape)  # row-major
+    return _save_grid(image_grid(tiles, nrow=num), path, title)
+
+
+def save_conditional_samples(inputs, samples, path, *, n: int = 16, image_shape=None,
+                             title: str | None = "conditional samples x' ~ p(x|z), "
+                                                 "z ~ q(z|x)") -> Path:
+    """Inputs in the top row, their conditional samples in the rows below.
+
+    Column ``j`` shows ``inputs[j]`` above ``samples[j, 0], ..., samples[j, S - 1]``; the
+    first ``n`` inputs are shown. The rows are labelled ``data`` and ``x' ~ p(x|z)``.
+
+    Args:
+      inputs: ``[B, *obs]`` observations.
+      samples: ``[B, S, *obs]`` conditional samples (:func:`jvae.conditional_observations`).
+      path: output file.
+      n: the most columns (inputs) shown.
+      image_shape: ``(H, W)`` or ``(H, W, C)`` of one observation, for flat observations.
+      title: figure title; ``None`` for none.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: shapes that are not image batches or do not match, or a bad ``n``.
+    """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    x = as_images(inputs, image_shape, name="inputs")
+    y = as_images(samples, image_shape, batch_ndim=2, name="samples")
+    b, s = np.shape(samples)[:2]
+    if b != len(x) or y.shape[1:] != x.shape[1:]:
+        raise ValueError(f"samples {np.shape(samples)} must be [B, S, ...] for inputs "
+                         f"{np.shape(inputs)} (the same B and observation shape)")
+    k = min(int(n), b)
+    y = y.reshape((b, s) + y.shape[1:])[:k].swapaxes(0, 1)           # [S, k, H, W, C]
+    tiles = np.concatenate([x[None, :k], y]).reshape((-1,) + x.shape[1:])
+    h = x.shape[1]
+    labels = [(_GRID_PAD + h / 2, "data"),
+              (_GRID_PAD + h + _GRID_PAD + (s * (h + _GRID_PAD) - _GRID_PAD) / 2,
+               "x' ~ p(x|z)")]
+    return _save_grid(image_grid(tiles, nrow=k), path, title, row_labels=labels)
 
 
 def save_reconstructions(originals, reconstructions, path, n: int = 8,

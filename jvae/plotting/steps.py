@@ -1,0 +1,174 @@
+"""Curves against the global step: every training step's metrics, and the dev assessments.
+
+The DPM2 notebook's two figures of a training log: the training ELBO, distortion D, rate R
+(and the control variate's loss when there is one) of every optimiser step, and the dev
+ELBO, D, R and importance-sampled log-likelihood L at the assessment points. The records are
+those of ``steps.jsonl`` and ``dev.jsonl`` (:mod:`jvae.steplog`): one dict per line with a
+``"step"`` and ``"train/..."`` or ``"dev/..."`` values (scalars, or lists over seeds, which are
+averaged). The per-epoch figure is :func:`jvae.plotting.save_curves`; both share its helpers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from jvae.plotting.curves import (_check_records, _curve_stats, _finish, _panel_axes,
+                                  _present_keys, metric_title)
+
+__all__ = ["DEFAULT_STEP_KEYS", "DEFAULT_DEV_KEYS", "save_step_curves", "save_dev_curves"]
+
+# jvae's names (jvae.objectives aux, prefixed by jvae.steplog); "train/cv_loss" is the
+# notebook's name of the control-variate loss, kept for logs written in its style.
+DEFAULT_STEP_KEYS = ("train/elbo", "train/distortion", "train/rate", "train/cv/baseline_loss",
+                     "train/cv_loss")
+DEFAULT_DEV_KEYS = ("dev/elbo", "dev/distortion", "dev/rate", "dev/log_likelihood")
+
+_MAX_RAW_POINTS = 4000   # longer runs draw the raw values as a min-max band (fast to render)
+_NATS = {"elbo", "distortion", "rate", "loss", "log_likelihood"}
+
+
+def save_step_curves(records, path, keys=DEFAULT_STEP_KEYS, *, x_key: str = "step",
+                     smooth: int | None = None, clip_quantile: float = 0.01,
+                     title: str | None = None) -> Path:
+    """Per-step training curves, one panel per key: a light raw line and a smoothed line.
+
+    The smoothed line is a centred moving average over ``smooth`` steps (shorter windows at
+    the ends). The y axis spans the ``clip_quantile`` to ``1 - clip_quantile`` quantiles of
+    the raw values (plus a margin), so the first steps' large losses do not flatten the rest
+    of the run; how many points fall outside is written in the panel. Arrays are built once
+    per key, and past 4,000 steps the raw values are drawn as their range (minimum to
+    maximum) over 2,000 consecutive buckets, so long runs plot quickly.
+
+    Args:
+      records: sequence of dicts, one per step, e.g. ``{"step": 12, "train/elbo": -101.3,
+        "train/distortion": 90.2, "train/rate": 11.1}``; values may be lists over seeds
+        (their mean is drawn). Records without a key's value are skipped in its panel.
+      path: output file.
+      keys: the keys to plot, in panel order; keys absent from every record are skipped.
+      x_key: the step's name in each record (records without it use their 1-based index).
+      smooth: moving-average window in steps; default ``max(1, N // 50)`` for ``N`` points;
+        1 draws no smoothed line.
+      clip_quantile: in ``[0, 0.5)``; 0 shows every point.
+      title: optional figure title.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: ``records`` is not a non-empty sequence of dicts, no key is present, or
+        ``smooth``/``clip_quantile`` is out of range.
+    """
+    _check_records(records, "records", "step")
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    if smooth is not None and (isinstance(smooth, bool) or int(smooth) != smooth or smooth < 1):
+        raise ValueError(f"smooth must be a positive integer or None, got {smooth!r}")
+    if not 0.0 <= clip_quantile < 0.5:
+        raise ValueError(f"clip_quantile must lie in [0, 0.5), got {clip_quantile!r}")
+    found = _present_keys(records, keys, "records")
+    fig, axes = _panel_axes(len(found), title)
+    for ax, key in zip(axes, found):
+        x, y, _ = _curve_stats(records, key, x_key)
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], y[order]
+        window = max(1, len(y) // 50) if smooth is None else int(smooth)
+        ok = np.isfinite(y)          # a diverged step's NaN must not poison the average
+        if ok.sum() > _MAX_RAW_POINTS:   # the raw line as its min-max envelope per bucket
+            xb, lo, hi = _envelope(x[ok], y[ok], _MAX_RAW_POINTS // 2)
+            ax.fill_between(xb, lo, hi, color="C0", alpha=0.3, linewidth=0,
+                            label="per step (range)")
+        else:
+            ax.plot(x, y, color="C0", alpha=0.3 if window > 1 else 1.0, linewidth=0.6,
+                    label="per step")
+        if window > 1 and ok.any():
+            ax.plot(x[ok], moving_average(y[ok], window), color="C0", linewidth=1.6,
+                    label=f"moving average ({window} steps)")
+        _robust_ylim(ax, y, clip_quantile)
+        _label(ax, key, x_key)
+    axes[0].legend(fontsize="small", loc="best")
+    return _finish(fig, axes, len(found), path, title)
+
+
+def save_dev_curves(records, path, keys=DEFAULT_DEV_KEYS, *, x_key: str = "step",
+                    title: str | None = None) -> Path:
+    """Dev-set assessments against the step: ELBO, D, R and L, one panel each, a marker at
+    every evaluation point (a band of +- one standard deviation for lists over seeds).
+
+    Args:
+      records: sequence of dicts, one per assessment, e.g. ``{"step": 500, "dev/elbo": -98.2,
+        "dev/distortion": 80.1, "dev/rate": 18.1, "dev/log_likelihood": -93.4}``.
+      path: output file.
+      keys: the keys to plot; keys absent from every record are skipped (a run without
+        importance sampling has no ``dev/log_likelihood``).
+      x_key: the step's name in each record.
+      title: optional figure title.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: ``records`` is not a non-empty sequence of dicts, or no key is present.
+    """
+    _check_records(records, "records", "assessment")
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    found = _present_keys(records, keys, "records")
+    fig, axes = _panel_axes(len(found), title)
+    for ax, key in zip(axes, found):
+        x, mean, std = _curve_stats(records, key, x_key)
+        order = np.argsort(x, kind="stable")
+        x, mean, std = x[order], mean[order], std[order]
+        ax.plot(x, mean, marker="o", markersize=3.5, linewidth=1.2, color="C1")
+        if np.any(std > 0):
+            ax.fill_between(x, mean - std, mean + std, color="C1", alpha=0.25, linewidth=0)
+        _label(ax, key, x_key)
+    return _finish(fig, axes, len(found), path, title)
+
+
+def moving_average(y, window: int) -> np.ndarray:
+    """Centred moving average of ``y [N]`` over ``window`` points, shorter at the ends.
+
+    Point ``i`` averages ``y[max(0, i - (window - 1) // 2) : i + window // 2 + 1]``; one
+    cumulative sum, ``O(N)``; ``y`` must be finite.
+    """
+    y = np.asarray(y, np.float64)
+    n = len(y)
+    window = int(min(max(window, 1), max(n, 1)))
+    lo = np.maximum(np.arange(n) - (window - 1) // 2, 0)
+    hi = np.minimum(np.arange(n) + window // 2 + 1, n)
+    c = np.concatenate([[0.0], np.cumsum(y)])
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
+def _envelope(x: np.ndarray, y: np.ndarray, buckets: int):
+    """``(x_mid, min, max)`` of ``y`` over ``buckets`` consecutive runs of (sorted) points."""
+    starts = np.linspace(0, len(y), buckets + 1).astype(int)[:-1]
+    starts = np.unique(starts)
+    ends = np.append(starts[1:], len(y)) - 1
+    return (0.5 * (x[starts] + x[ends]), np.minimum.reduceat(y, starts),
+            np.maximum.reduceat(y, starts))
+
+
+def _label(ax, key: str, x_key: str) -> None:
+    split, sep, metric = key.partition("/")
+    metric = metric if sep else key
+    name = metric_title(metric)
+    ax.set_title(f"{split} {name}" if sep else name)
+    ax.set_xlabel(x_key)
+    if metric in _NATS:
+        ax.set_ylabel("nats per example")
+    ax.grid(alpha=0.3)
+
+
+def _robust_ylim(ax, y: np.ndarray, q: float) -> None:
+    finite = y[np.isfinite(y)]
+    if q <= 0 or finite.size < 20:
+        return
+    lo, hi = np.quantile(finite, [q, 1.0 - q])
+    span = max(hi - lo, 1e-9)
+    lo, hi = lo - 0.1 * span, hi + 0.1 * span
+    outside = int(np.sum((finite < lo) | (finite > hi)))
+    if outside:
+        ax.set_ylim(lo, hi)
+        ax.annotate(f"{outside} of {finite.size} points outside the axes", (0.0, -0.3),
+                    xycoords="axes fraction", fontsize=7, color="0.35")
