@@ -8,6 +8,10 @@ With ``project=True`` (MLP decoders) a head owns its output layer: a dense map f
 features ``[..., F]`` to all distribution parameters. With ``project=False`` (convolutional
 decoders) the features already are the parameter maps ``[..., H, W, C * num_params]``.
 
+Every head with dense output layers takes a ``dropout_rate``: dropout of the features before
+each of them (the DPM2 notebook's ``nn.Dropout(p_drop)`` before every ``nn.Linear``, one mask
+per layer), active only when ``apply`` gets a ``"dropout"`` stream (:func:`jvae.nets.dropout`).
+
 Every likelihood head class declares the ``support`` of its observations (a
 :class:`jvae.data.Support`): :data:`~jvae.data.UNIT_INTERVAL` for Bernoulli and
 ContinuousBernoulli, :data:`~jvae.data.REAL` for Gaussian. The data checks of the entry
@@ -28,7 +32,7 @@ import numpy as np
 
 from jvae import distributions as dists
 from jvae.data.validate import REAL, UNIT_INTERVAL
-from jvae.nets import dense
+from jvae.nets import dense, dropout
 
 __all__ = [
     "BernoulliHead",
@@ -69,6 +73,7 @@ class _LikelihoodHead(nn.Module):
     event_shape: Sequence[int]
     project: bool = True
     weight_init: str = "lecun"
+    dropout_rate: float = 0.0        # before the output layer (project=True only)
 
     num_params = 1
     support = None  # a Support; a class attribute, not a dataclass field
@@ -79,6 +84,7 @@ class _LikelihoodHead(nn.Module):
             raise ValueError(f"event_shape must be positive, got {event}.")
         k = self.num_params
         if self.project:
+            h = dropout(self, h, self.dropout_rate, name="dropout_out")
             h = dense(math.prod(event) * k, h.shape[-1], self.weight_init, name="out")(h)
             return h.reshape(h.shape[:-1] + event + (k,))
         expected = event[:-1] + (event[-1] * k,)
@@ -175,20 +181,24 @@ class DiagGaussianHead(nn.Module):
         :func:`positive_scale`.
       min_scale: floor added to the scale.
       weight_init: initialisation scheme of the output layer (see :func:`jvae.nets.dense`).
+      dropout_rate: dropout of ``h`` before each of the two output layers (own masks).
     """
 
     latent_dim: int
     scale: str = "softplus"
     min_scale: float = 1e-5
     weight_init: str = "lecun"
+    dropout_rate: float = 0.0
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
         if int(self.latent_dim) <= 0:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}.")
         d, fan_in = int(self.latent_dim), h.shape[-1]
-        loc = dense(d, fan_in, self.weight_init, name="loc")(h)
-        raw = dense(d, fan_in, self.weight_init, name="raw_scale")(h)
+        loc = dense(d, fan_in, self.weight_init, name="loc")(
+            dropout(self, h, self.dropout_rate, name="dropout_loc"))
+        raw = dense(d, fan_in, self.weight_init, name="raw_scale")(
+            dropout(self, h, self.dropout_rate, name="dropout_raw_scale"))
         return dists.diag_gaussian(loc, positive_scale(raw, self.scale, self.min_scale))
 
 
@@ -208,6 +218,7 @@ class MixtureGaussianHead(nn.Module):
       min_scale: floor added to every scale.
       init_spread: standard deviation of the initial component-mean offsets.
       weight_init: initialisation scheme of the output layers.
+      dropout_rate: dropout of ``h`` before each of the three output layers (own masks).
     """
 
     latent_dim: int
@@ -216,6 +227,7 @@ class MixtureGaussianHead(nn.Module):
     min_scale: float = 1e-5
     init_spread: float = 1.0
     weight_init: str = "lecun"
+    dropout_rate: float = 0.0
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
@@ -225,9 +237,14 @@ class MixtureGaussianHead(nn.Module):
                              f"{self.latent_dim!r} and {self.num_components!r}.")
         fan_in = h.shape[-1]
         lead = h.shape[:-1]
-        loc = dense(c * d, fan_in, self.weight_init, name="loc")(h).reshape(*lead, c, d)
+        def drop(name):
+            return dropout(self, h, self.dropout_rate, name=f"dropout_{name}")
+
+        loc = dense(c * d, fan_in, self.weight_init, name="loc")(drop("loc"))
+        loc = loc.reshape(*lead, c, d)
         offset = self.param("loc_offset", nn.initializers.normal(self.init_spread), (c, d))
-        raw = dense(c * d, fan_in, self.weight_init, name="raw_scale")(h).reshape(*lead, c, d)
-        logits = dense(c, fan_in, self.weight_init, name="logits")(h)
+        raw = dense(c * d, fan_in, self.weight_init, name="raw_scale")(drop("raw_scale"))
+        raw = raw.reshape(*lead, c, d)
+        logits = dense(c, fan_in, self.weight_init, name="logits")(drop("logits"))
         return dists.mixture_diag_gaussian(logits, loc + offset,
                                            positive_scale(raw, self.scale, self.min_scale))

@@ -14,11 +14,19 @@ The functions that take data (:func:`init_params`, :func:`log_joint`, :func:`rec
 :func:`naive_lower_bound`) check concrete arrays with :func:`jvae.data.check_data` against the
 model's ``data_shape`` and its likelihood's support, raising a one-line ``ValueError``; under
 ``jit``/``vmap`` tracing nothing is checked. ``validate=False`` skips the check.
+
+Dropout: networks with a ``dropout_rate`` (:mod:`jvae.nets`, :mod:`jvae.heads`) drop units only
+when ``apply`` gets a ``"dropout"`` stream. The training losses get their ``apply`` from
+:func:`training_apply`, which adds one derived from the loss's key when (and only when) the
+model has dropout; everything else here (sampling, reconstruction, evaluation) is
+deterministic.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
+
+import dataclasses
 
 import distrax
 import flax.linen as nn
@@ -28,9 +36,14 @@ import jax.numpy as jnp
 from jvae.data.validate import check_data
 
 __all__ = ["VAE", "init_params", "sample_prior", "reconstruct", "naive_lower_bound",
-           "log_joint"]
+           "log_joint", "dropout_rate", "training_apply", "DROPOUT_FOLD"]
 
 Params = Any
+
+#: The dropout stream of a loss called with ``key`` is ``jax.random.fold_in(key, DROPOUT_FOLD)``
+#: ("drop" in ASCII): a key of its own, so the loss's other draws (``split``/``sample`` of
+#: ``key``) are those of a model without dropout.
+DROPOUT_FOLD = 0x64726F70
 
 
 class VAE(nn.Module):
@@ -90,6 +103,58 @@ class VAE(nn.Module):
         """Touches every submodule (used by ``init``): ``log p(x, E_q[z])`` per example."""
         z = self.encode(x).mean()
         return self.log_joint(x, z)
+
+
+def dropout_rate(module: nn.Module) -> float:
+    """The largest ``dropout_rate`` of ``module`` and of the modules in its fields, searched
+    recursively (a VAE's encoder, posterior, decoder and likelihood, and anything nested in
+    them); 0.0 when none has dropout."""
+    rates, seen = [0.0], set()
+
+    def visit(m):
+        if id(m) in seen:
+            return
+        seen.add(id(m))
+        rates.append(float(getattr(m, "dropout_rate", 0.0) or 0.0))
+        for f in dataclasses.fields(m):
+            if f.name in ("parent", "name"):
+                continue
+            value = getattr(m, f.name, None)
+            for v in (value if isinstance(value, (list, tuple)) else (value,)):
+                if isinstance(v, nn.Module):
+                    visit(v)
+
+    visit(module)
+    return max(rates)
+
+
+def training_apply(model: nn.Module, key: jax.Array | None):
+    """``model.apply`` in training mode: the one place the losses get their dropout from.
+
+    When ``model`` has dropout (:func:`dropout_rate` > 0) and ``key`` is given, returns
+    ``apply(params, *args, **kw) = model.apply(params, *args, rngs={"dropout": k}, **kw)`` with
+    ``k = jax.random.fold_in(key, DROPOUT_FOLD)``; otherwise ``model.apply`` itself, so a
+    model without dropout computes exactly what it did before dropout existed.
+
+    Every call of the returned function uses the same ``k``, and Flax derives a mask from
+    the stream, the module's path and its call count within one ``apply``: a network called
+    in several ``apply`` calls of one loss (IWAE's STL and DReG evaluate ``q(z|x)`` twice,
+    once with stopped parameters) sees the same mask each time for the same input shape,
+    while different layers and different losses' keys get independent masks.
+
+    Args:
+      model: the VAE (or any Flax module).
+      key: the loss's own key (a typed ``jax.random.key`` or a raw one), or ``None``
+        (evaluation: no dropout).
+    """
+    if key is None or dropout_rate(model) == 0.0:
+        return model.apply
+    rngs = {"dropout": jax.random.fold_in(key, DROPOUT_FOLD)}
+
+    def apply(params, *args, **kwargs):
+        return model.apply(params, *args, rngs=rngs, **kwargs)
+
+    return apply
 
 
 def init_params(model: VAE, key: jax.Array, x_example: jax.Array, *,

@@ -3,6 +3,13 @@
 All networks accept structured batches: any number of leading batch/sample axes in front of
 the ``in_event_ndims`` axes of one input (``[S, B, H, W, C]`` or ``[B, D]``), so callers never
 reshape by hand (the role of ``MySequential`` in the DPM2 notebook). Images are NHWC.
+
+Dropout (Srivastava et al., 2014), as the DPM2 notebook's ``nn.Dropout(p_drop)`` before every
+``nn.Linear``: a ``dropout_rate`` drops the input of every dense layer (inverted dropout, kept
+units scaled by ``1 / (1 - rate)``). It is active only when ``apply`` gets a ``"dropout"``
+PRNG stream (``rngs={"dropout": key}``, which the training losses pass, see
+:func:`jvae.model.training_apply`); without one (initialisation, evaluation, sampling) the
+networks are deterministic and identical to the rate-0 ones.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ import jax.numpy as jnp
 
 from jvae.conv import Conv, ConvTranspose, conv_output_size, conv_transpose_output_size
 
-__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "get_activation", "dense", "conv_preset",
-           "CONV_PRESETS", "conv_encoder_sizes", "conv_decoder_start"]
+__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "get_activation", "dense", "dropout",
+           "check_dropout_rate", "conv_preset", "CONV_PRESETS", "conv_encoder_sizes",
+           "conv_decoder_start"]
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -69,6 +77,29 @@ def dense(features: int, fan_in: int, init: str = "lecun", name: str | None = No
     raise ValueError(f"Unknown init {init!r}; choose one of {list(INITS)}.")
 
 
+def check_dropout_rate(rate, what: str = "dropout_rate") -> float:
+    """``float(rate)`` if it is in ``[0, 1)``, else a one-line ``ValueError`` naming ``what``."""
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number in [0, 1), got {rate!r}.") from None
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{what} must be in [0, 1) (the probability of dropping a unit), "
+                         f"got {rate!r}.")
+    return value
+
+
+def dropout(module: nn.Module, x: jax.Array, rate: float, name: str) -> jax.Array:
+    """Inverted dropout of ``x`` (any shape, one mask entry per element) inside ``module``'s
+    compact method, active only when ``apply`` was given a ``"dropout"`` PRNG stream; rate 0
+    adds no module at all. ``name`` names the :class:`flax.linen.Dropout` submodule, whose
+    path (and the per-call counter) makes its mask independent of every other one."""
+    rate = check_dropout_rate(rate, f"{type(module).__name__} dropout_rate")
+    if rate == 0.0:
+        return x
+    return nn.Dropout(rate, deterministic=not module.has_rng("dropout"), name=name)(x)
+
+
 def _check_positive(name: str, values: Sequence[int]) -> None:
     if any(int(v) <= 0 for v in values):
         raise ValueError(f"{name} must be positive integers, got {tuple(values)}.")
@@ -83,6 +114,10 @@ class MLP(nn.Module):
       in_event_ndims: trailing input axes flattened into one feature axis (3 for images).
       activate_final: whether the last layer is followed by the activation too.
       weight_init: ``"lecun"`` (Flax default) or ``"torch"`` (PyTorch default), see :func:`dense`.
+      dropout_rate: probability of dropping each input of every dense layer (the first
+        layer's input included, as the notebook's ``nn.Dropout(p_drop)`` before every
+        ``nn.Linear``); in ``[0, 1)``, active only with a ``"dropout"`` stream (see
+        :func:`dropout`).
     """
 
     hidden: Sequence[int]
@@ -90,6 +125,7 @@ class MLP(nn.Module):
     in_event_ndims: int = 1
     activate_final: bool = True
     weight_init: str = "lecun"
+    dropout_rate: float = 0.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -98,6 +134,7 @@ class MLP(nn.Module):
         if self.in_event_ndims > 1:
             x = x.reshape(x.shape[: x.ndim - self.in_event_ndims] + (-1,))
         for i, width in enumerate(self.hidden):
+            x = dropout(self, x, self.dropout_rate, name=f"dropout_{i}")
             x = dense(int(width), x.shape[-1], self.weight_init, name=f"dense_{i}")(x)
             if i < len(self.hidden) - 1 or self.activate_final:
                 x = act(x)
@@ -132,6 +169,8 @@ class ConvEncoder(nn.Module):
       out_dim: width of the dense projection (``None``: the flattened map).
       impl: convolution implementation, ``"auto"`` | ``"subpixel"`` | ``"native"``
         (:class:`jvae.conv.Conv`; ``auto`` is space-to-depth on the CPU).
+      dropout_rate: dropout of the flattened map before the dense projection (only with
+        ``out_dim``; the notebook's CNN encoder has no dense layer), see :func:`dropout`.
 
     Raises ``ValueError`` when the input is too small for the layers.
     """
@@ -143,6 +182,7 @@ class ConvEncoder(nn.Module):
     activation: str = "leaky_relu"
     out_dim: int | None = None
     impl: str = "auto"
+    dropout_rate: float = 0.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -161,6 +201,7 @@ class ConvEncoder(nn.Module):
             h = act(Conv(int(f), int(k), int(s), pad, impl=self.impl, name=f"conv_{i}")(h))
         h = h.reshape(h.shape[0], -1)
         if self.out_dim is not None:
+            h = dropout(self, h, self.dropout_rate, name="dropout_proj")
             h = act(nn.Dense(int(self.out_dim), name="proj")(h))
         return h.reshape(batch_shape + h.shape[-1:])
 
@@ -192,6 +233,9 @@ class ConvDecoder(nn.Module):
       final: ``"conv"`` or ``"transpose"``.
       impl: ``"auto"`` | ``"subpixel"`` | ``"native"`` (:class:`jvae.conv.ConvTranspose`;
         ``auto`` is the sub-pixel form on the CPU, ``flax.linen.ConvTranspose`` elsewhere).
+      dropout_rate: dropout of the latent code before the dense bottleneck (the notebook's
+        ``build_cnn_decoder``: ``nn.Dropout(p_drop)`` before its one ``nn.Linear``), see
+        :func:`dropout`.
 
     Raises ``ValueError`` when the layers cannot produce ``H x W`` (a 1x1 start map already
     overshoots by a crop of at least the product of the strides).
@@ -208,6 +252,7 @@ class ConvDecoder(nn.Module):
     activate_start: bool = True
     final: str = "conv"
     impl: str = "auto"
+    dropout_rate: float = 0.0
 
     def layers(self) -> list[tuple]:
         """``(features, kernel, stride, padding)`` of each transposed convolution."""
@@ -232,6 +277,7 @@ class ConvDecoder(nn.Module):
         start = int(self.start_features or self.features[0])
         batch_shape = z.shape[:-1]
         h = z.reshape(-1, z.shape[-1])
+        h = dropout(self, h, self.dropout_rate, name="dropout_proj")
         h = nn.Dense(h0 * w0 * start, name="proj")(h)
         h = act(h) if self.activate_start else h
         h = h.reshape(-1, h0, w0, start)

@@ -19,28 +19,32 @@ import jax
 import jax.numpy as jnp
 
 from jvae.autoencoder import is_autoencoder
-from jvae.model import VAE
+from jvae.model import VAE, training_apply
 
 __all__ = ["reconstruction_terms", "make_autoencoder_loss"]
 
 LossFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
 
-def reconstruction_terms(model: VAE, params: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def reconstruction_terms(model: VAE, params: Any, x: jax.Array, key: jax.Array | None = None
+                         ) -> tuple[jax.Array, jax.Array]:
     """Per-example reconstruction errors of the code ``z = E_q[z|x]``.
 
     Args:
       model: a VAE or an autoencoder (for a VAE the posterior mean is decoded).
       params: its parameters.
       x: ``[B, *data_shape]``.
+      key: training mode: the model's dropout is on, with a stream derived from ``key``
+        (:func:`jvae.model.training_apply`); ``None`` (evaluation): no dropout.
 
     Returns:
       ``(distortion [B], squared_error [B])``: ``-log p(x|z)`` (for Bernoulli: the BCE with
       logits summed over pixels) and ``sum_i (x_i - E[x_i|z])^2``, both summed over the
       observation axes.
     """
-    z = model.apply(params, x, method=VAE.encode).mean()
-    px = model.apply(params, z, method=VAE.decode)
+    apply = training_apply(model, key)
+    z = apply(params, x, method=VAE.encode).mean()
+    px = apply(params, z, method=VAE.decode)
     distortion = -px.log_prob(x)
     event_axes = tuple(range(x.ndim - len(tuple(model.data_shape)), x.ndim))
     squared = jnp.sum((x - px.mean()) ** 2, axis=event_axes)
@@ -55,8 +59,8 @@ def make_autoencoder_loss(model: VAE) -> LossFn:
         posterior is a :class:`~jvae.autoencoder.PointHead`).
 
     Returns:
-      A pure function; ``key`` is unused (the loss is deterministic) and kept for the common
-      signature. ``loss`` is ``mean_B D(x)``; ``aux`` holds the batch means ``loss``,
+      A pure function; ``key`` only drives the model's dropout (without dropout the loss is
+      deterministic and ``key`` is unused). ``loss`` is ``mean_B D(x)``; ``aux`` holds the batch means ``loss``,
       ``distortion`` (the same value) and ``squared_error``.
 
     Raises:
@@ -69,8 +73,7 @@ def make_autoencoder_loss(model: VAE) -> LossFn:
             "Train a VAE with make_elbo_loss.")
 
     def loss_fn(params, key, x):
-        del key
-        distortion, squared = reconstruction_terms(model, params, x)
+        distortion, squared = reconstruction_terms(model, params, x, key)
         loss = jnp.mean(distortion)
         return loss, {"loss": loss, "distortion": loss, "squared_error": jnp.mean(squared)}
 

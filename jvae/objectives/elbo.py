@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jvae.distributions import kl_divergence, require_reparameterised
-from jvae.model import VAE
+from jvae.model import VAE, training_apply
 from jvae.objectives.base import check_bound_args
 
 __all__ = ["make_elbo_loss", "elbo_terms"]
@@ -22,7 +22,8 @@ LossFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
 
 def elbo_terms(model: VAE, params: Any, key: jax.Array, x: jax.Array, num_samples: int = 1,
-               kl: str = "auto", pathwise: bool = False) -> tuple[jax.Array, jax.Array]:
+               kl: str = "auto", pathwise: bool = False, train: bool = False
+               ) -> tuple[jax.Array, jax.Array]:
     """Per-example distortion and rate with ``S`` reparameterised samples.
 
     Args:
@@ -33,11 +34,15 @@ def elbo_terms(model: VAE, params: Any, key: jax.Array, x: jax.Array, num_sample
       pathwise: the caller differentiates through the samples: refuse posteriors that are
         not reparameterisable (mixtures), whose sample gradient would be silently biased.
         Evaluation (no gradient) works with any posterior.
+      train: training mode: the model's dropout is on, with its own stream derived from
+        ``key`` (:func:`jvae.model.training_apply`; the samples stay those of ``key``).
+        ``False`` (evaluation): no dropout.
 
     Returns:
       ``(distortion [B], rate [B])``; the ELBO is ``-(distortion + rate)``.
     """
-    q = model.apply(params, x, method=VAE.encode)
+    apply = training_apply(model, key if train else None)
+    q = apply(params, x, method=VAE.encode)
     if pathwise:
         require_reparameterised(q, "the reparameterised ELBO")
     if num_samples == 1:
@@ -45,13 +50,13 @@ def elbo_terms(model: VAE, params: Any, key: jax.Array, x: jax.Array, num_sample
         # the length-1 sample axis: XLA's CPU matmuls of [1, B, F] operands transpose their
         # [F, B] gradients explicitly, which [B, F] ones do not.
         z = q.sample(seed=key)                                          # [B, D]
-        distortion = -model.apply(params, z, method=VAE.decode).log_prob(x)  # [B]
+        distortion = -apply(params, z, method=VAE.decode).log_prob(x)  # [B]
         z = z[None]
     else:
         z = q.sample(seed=key, sample_shape=(num_samples,))             # [S, B, D]
-        log_px_z = model.apply(params, z, method=VAE.decode).log_prob(x)  # [S, B]
+        log_px_z = apply(params, z, method=VAE.decode).log_prob(x)  # [S, B]
         distortion = -jnp.mean(log_px_z, axis=0)
-    pz = model.apply(params, method=VAE.prior_distribution)
+    pz = apply(params, method=VAE.prior_distribution)
     rate = kl_divergence(q, pz, z, method=kl)
     return distortion, rate
 
@@ -69,12 +74,14 @@ def make_elbo_loss(model: VAE, beta: float = 1.0, num_samples: int = 1,
 
     Returns:
       A pure function. ``loss`` is ``mean_B [D + beta R]``; ``aux`` holds the per-example means
-      ``elbo``, ``distortion``, ``rate`` and ``loss``.
+      ``elbo``, ``distortion``, ``rate`` and ``loss``. A model with dropout is in training
+      mode (dropout on, stream derived from ``key``).
     """
     num_samples = check_bound_args(num_samples, beta, kl)
 
     def loss_fn(params, key, x):
-        distortion, rate = elbo_terms(model, params, key, x, num_samples, kl, pathwise=True)
+        distortion, rate = elbo_terms(model, params, key, x, num_samples, kl, pathwise=True,
+                                      train=True)
         loss = jnp.mean(distortion + beta * rate)
         aux = {
             "loss": loss,

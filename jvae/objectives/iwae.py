@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jvae.distributions import require_reparameterised
-from jvae.model import VAE
+from jvae.model import VAE, training_apply
 from jvae.objectives.base import (EstimatorState, Objective, score_surrogate,
                                   value_and_surrogate)
 from jvae.objectives.control_variates import (CVContext, ControlVariate, chain, estimator_init,
@@ -45,11 +45,13 @@ def iwae_bound(log_w: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(log_w, axis=0) - jnp.log(log_w.shape[0])
 
 
-def _log_weights(model, gen_params, q_params, x, z):
+def _log_weights(apply, gen_params, q_params, x, z):
     """``log p(x, z) - log q(z|x)`` ``[K, B]`` with the generative terms evaluated under
-    ``gen_params`` and ``log q`` under ``q_params`` (either may be stopped)."""
-    log_pxz = model.apply(gen_params, x, z, method=VAE.log_joint)
-    log_q = model.apply(q_params, x, method=VAE.encode).log_prob(z)
+    ``gen_params`` and ``log q`` under ``q_params`` (either may be stopped); ``apply`` is the
+    loss's :func:`jvae.model.training_apply`, so the encoder's dropout mask is the one ``z``
+    was drawn with."""
+    log_pxz = apply(gen_params, x, z, method=VAE.log_joint)
+    log_q = apply(q_params, x, method=VAE.encode).log_prob(z)
     return log_pxz, log_q
 
 
@@ -66,7 +68,8 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
       A pure function; ``aux`` holds ``loss``, ``iwae`` (``L_K``), ``elbo`` (the mean log
       weight, an ELBO estimate), ``distortion``, ``rate`` (single-sample Monte Carlo
       averages over the K samples) and ``ess`` (effective sample size of the normalised
-      weights, between 1 and K).
+      weights, between 1 and K). A model with dropout is in training mode (dropout on,
+      stream derived from ``key``, one mask per network for every evaluation in the call).
     """
     if int(num_samples) <= 0:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
@@ -76,21 +79,22 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
     k_samples = int(num_samples)
 
     def loss_fn(params, key, x):
-        q = model.apply(params, x, method=VAE.encode)
+        apply = training_apply(model, key)
+        q = apply(params, x, method=VAE.encode)
         require_reparameterised(q, f"the IWAE bound with estimator {estimator!r}")
         z = q.sample(seed=key, sample_shape=(k_samples,))                      # [K, B, D]
         stopped = _sg(params)
         if estimator in ("iwae", "stl"):
             # STL: q's parameters stopped inside log q (no score term).
             q_params = params if estimator == "iwae" else stopped
-            log_pxz, log_q = _log_weights(model, params, q_params, x, z)
+            log_pxz, log_q = _log_weights(apply, params, q_params, x, z)
             log_w = log_pxz - log_q
             bound = objective = iwae_bound(log_w)
         else:  # dreg
             # theta: L_K at stopped samples with q stopped -> sum_k w~_k grad_theta log p.
-            log_pxz_t, log_q_t = _log_weights(model, params, stopped, x, _sg(z))
+            log_pxz_t, log_q_t = _log_weights(apply, params, stopped, x, _sg(z))
             # lambda: sum_k w~_k^2 d log w_k/dz dz/dlambda, generative parameters stopped.
-            log_pxz_l, log_q_l = _log_weights(model, stopped, stopped, x, z)
+            log_pxz_l, log_q_l = _log_weights(apply, stopped, stopped, x, z)
             log_w = log_pxz_t - log_q_t
             bound = iwae_bound(log_w)
             w_tilde = _sg(jax.nn.softmax(log_w, axis=0))
@@ -99,7 +103,7 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
             log_pxz, log_q = log_pxz_t, log_q_t
         value = -jnp.mean(bound)
         w_tilde = jax.nn.softmax(_sg(log_w), axis=0)
-        log_pz = model.apply(params, method=VAE.prior_distribution).log_prob(z)
+        log_pz = apply(params, method=VAE.prior_distribution).log_prob(z)
         aux = {
             "loss": value,
             "iwae": jnp.mean(bound),
@@ -142,9 +146,10 @@ def make_vimco_objective(model: VAE, num_samples: int = 5,
                          "divided.")
 
     def loss(params, est, key, x):
-        q = model.apply(params, x, method=VAE.encode)
+        apply = training_apply(model, key)
+        q = apply(params, x, method=VAE.encode)
         z = _sg(q.sample(seed=key, sample_shape=(k_samples,)))                 # [K, B, D]
-        log_pxz = model.apply(params, x, z, method=VAE.log_joint)               # [K, B]
+        log_pxz = apply(params, x, z, method=VAE.log_joint)                     # [K, B]
         log_q = q.log_prob(z)
         log_w = log_pxz - log_q
         bound = iwae_bound(log_w)                                               # [B]
@@ -154,7 +159,7 @@ def make_vimco_objective(model: VAE, num_samples: int = 5,
         surrogate = bound + jnp.sum(score_surrogate(log_q, centred), axis=0)
         value = -jnp.mean(bound)
         total = value_and_surrogate(value, -jnp.mean(surrogate)) + cv_loss
-        log_pz = model.apply(params, method=VAE.prior_distribution).log_prob(z)
+        log_pz = apply(params, method=VAE.prior_distribution).log_prob(z)
         aux = {"loss": value, "iwae": jnp.mean(bound), "elbo": jnp.mean(log_w),
                "distortion": -jnp.mean(log_pxz - log_pz), "rate": jnp.mean(log_q - log_pz),
                "signal_std": jnp.std(centred), **cv_aux}

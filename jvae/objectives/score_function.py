@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jvae.distributions import has_analytic_kl, mixture_parts, sample_mixture
-from jvae.model import VAE
+from jvae.model import VAE, training_apply
 from jvae.objectives.base import (EstimatorState, Objective, check_bound_args, score_surrogate,
                                   value_and_surrogate)
 from jvae.objectives.control_variates import CVContext, ControlVariate, chain, estimator_init
@@ -84,6 +84,8 @@ def make_sfe_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
       control variates' own losses, e.g. a learned baseline's squared error) and the
       gradient of the estimator; ``aux`` holds ``loss``, ``elbo``, ``distortion``, ``rate``,
       the raw and centred signal's mean and std and the control variates' diagnostics.
+      A model with dropout is in training mode (dropout on, stream derived from ``key``;
+      the fresh sample of ``self_critic`` is decoded with the same masks).
     """
     num_samples = check_bound_args(num_samples, beta, kl)
     cv = _as_chain(control_variates)
@@ -93,15 +95,16 @@ def make_sfe_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
 
     def loss(params, est, key, x):
         k_z, k_fresh = jax.random.split(key)
-        q = model.apply(params, x, method=VAE.encode)
-        pz = model.apply(params, method=VAE.prior_distribution)
+        apply = training_apply(model, key)
+        q = apply(params, x, method=VAE.encode)
+        pz = apply(params, method=VAE.prior_distribution)
         analytic = kl == "analytic" or (kl == "auto" and has_analytic_kl(q, pz))
         if analytic and cv.rescales:
             raise ValueError(_RESCALE_ERROR)
         kl_exact = q.kl_divergence(pz) if analytic else None                    # [B]
 
         def terms(z):
-            log_px_z = model.apply(params, z, method=VAE.decode).log_prob(x)    # [S, B]
+            log_px_z = apply(params, z, method=VAE.decode).log_prob(x)          # [S, B]
             log_pz, log_q = pz.log_prob(z), q.log_prob(z)
             signal = log_px_z if analytic else log_px_z + beta * (log_pz - log_q)
             return log_px_z, log_pz, log_q, signal
@@ -157,17 +160,18 @@ def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.
 
     def loss(params, est, key, x):
         k_z, k_fresh = jax.random.split(key)
-        q = model.apply(params, x, method=VAE.encode)
+        apply = training_apply(model, key)
+        q = apply(params, x, method=VAE.encode)
         try:
             logits = mixture_parts(q)[0]
         except TypeError as e:
             raise ValueError("objective 'mixture' needs a mixture posterior "
                              "(model.posterior='mixture').") from e
-        pz = model.apply(params, method=VAE.prior_distribution)
+        pz = apply(params, method=VAE.prior_distribution)
 
         def terms(key_):
             c, z = sample_mixture(q, key_, (num_samples,))                     # [S,B], [S,B,D]
-            log_px_z = model.apply(params, z, method=VAE.decode).log_prob(x)   # [S, B]
+            log_px_z = apply(params, z, method=VAE.decode).log_prob(x)         # [S, B]
             log_pz, log_q = pz.log_prob(z), q.log_prob(z)
             return c, log_px_z, log_pz, log_q, log_px_z + beta * (log_pz - log_q)
 
