@@ -4,12 +4,10 @@ All networks accept structured batches: any number of leading batch/sample axes 
 the ``in_event_ndims`` axes of one input (``[S, B, H, W, C]`` or ``[B, D]``), so callers never
 reshape by hand (the role of ``MySequential`` in the DPM2 notebook). Images are NHWC.
 
-Dropout (Srivastava et al., 2014), as the DPM2 notebook's ``nn.Dropout(p_drop)`` before every
-``nn.Linear``: a ``dropout_rate`` drops the input of every dense layer (inverted dropout, kept
-units scaled by ``1 / (1 - rate)``). It is active only when ``apply`` gets a ``"dropout"``
-PRNG stream (``rngs={"dropout": key}``, which the training losses pass, see
-:func:`jvae.model.training_apply`); without one (initialisation, evaluation, sampling) the
-networks are deterministic and identical to the rate-0 ones.
+Dropout (Srivastava et al., 2014; the DPM2 notebook's ``nn.Dropout(p_drop)`` before every
+``nn.Linear``): ``dropout_rate`` drops the input of every dense layer, kept units scaled by
+``1 / (1 - rate)``, only when ``apply`` gets a ``"dropout"`` stream (the training losses, via
+:func:`jvae.model.training_apply`); otherwise the networks are those of rate 0.
 """
 
 from __future__ import annotations
@@ -90,10 +88,9 @@ def check_dropout_rate(rate, what: str = "dropout_rate") -> float:
 
 
 def dropout(module: nn.Module, x: jax.Array, rate: float, name: str) -> jax.Array:
-    """Inverted dropout of ``x`` (any shape, one mask entry per element) inside ``module``'s
-    compact method, active only when ``apply`` was given a ``"dropout"`` PRNG stream; rate 0
-    adds no module at all. ``name`` names the :class:`flax.linen.Dropout` submodule, whose
-    path (and the per-call counter) makes its mask independent of every other one."""
+    """Inverted dropout of ``x`` (one mask entry per element) inside ``module``'s compact
+    method, active only with a ``"dropout"`` stream; rate 0 adds no module. ``name`` names the
+    :class:`flax.linen.Dropout` submodule, whose path gives it a mask of its own."""
     rate = check_dropout_rate(rate, f"{type(module).__name__} dropout_rate")
     if rate == 0.0:
         return x
