@@ -62,7 +62,8 @@ from jvae.heads import (
     positive_scale,
 )
 from jvae.lock import WorkdirLock, WorkdirLockedError
-from jvae.model import VAE, init_params, log_joint, naive_lower_bound, reconstruct, sample_prior
+from jvae.model import (VAE, init_params, log_joint, naive_lower_bound, reconstruct, sample_prior,
+                        training_apply)
 from jvae.conv import Conv, ConvTranspose
 from jvae.nets import MLP, ConvDecoder, ConvEncoder, conv_preset
 from jvae.objectives import (
@@ -141,6 +142,7 @@ __all__ = [
     "load_split", "log_joint", "make_elbo_loss", "make_evaluator", "make_optimizer",
     "make_train_epoch", "EpochPlan", "naive_lower_bound", "positive_scale", "read_metrics",
     "reconstruct", "resize_images", "restore_run", "sample_prior", "train_and_evaluate",
+    "training_apply",
     "validate_config", "validate_images", "batch_sharding", "check_batch_divisible",
     "make_mesh", "replicate", "replicated", "shard_leading_axis",
     "barrier", "broadcast_flag", "is_main_process", "to_host",
