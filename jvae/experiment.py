@@ -40,6 +40,8 @@ from jvae.config_io import config_from_json, normalised, resume_differences
 from jvae.evaluation import make_evaluator
 from jvae.autoencoder import PointHead
 from jvae.guards import DivergenceError, first_divergent_step
+from jvae.inspection import (conditional_observations, prior_observations,
+                             prior_samples_with_components)
 from jvae.lock import WorkdirLock
 from jvae.model import VAE, init_params, reconstruct, sample_prior
 from jvae.objectives.base import as_objective
@@ -581,6 +583,13 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
     first seed). Latents of more than 2 dimensions: ``latents_tsne.png`` (a t-SNE map,
     :func:`jvae.embedding.tsne`, of the posterior means of the first ``tsne_points`` evaluation
     examples; 0: none).
+
+    From the step logs (:mod:`jvae.steplog`): ``steps.png`` (every step's training ELBO, D,
+    R and control-variate loss) and ``dev.png`` (the dev assessments). The DPM2 notebook's
+    ``inspect_lvm`` for images: ``prior_oversampled.png`` (16 draws ``z ~ p(z)``, 4
+    observations ``x ~ p(x|z)`` each) and ``conditional_samples.png`` (evaluation images
+    above ``x' ~ p(x|z), z ~ q(z|x)``); for a mixture prior ``prior_histograms.png``,
+    ``prior_pairs.png`` and ``prior_tsne.png`` (prior samples by component).
     """
     k_mean, k_sample, k_rec = jax.random.split(key, 3)
     paths = []
@@ -613,6 +622,8 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
                                                   title=("codes" if autoencoder else
                                                          "posterior means")
                                                   + " (first 2 dims)"))
+    paths += _step_and_inspection_figures(model, params, key, evals, workdir, autoencoder,
+                                          tsne_points)
     if latents.shape[-1] > 2 and tsne_points > 0 and len(latents) > 31:
         n = min(int(tsne_points), len(latents))
         labels = None if datasets.eval_labels is None else datasets.eval_labels[:n]
@@ -621,4 +632,38 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
             perplexity=min(30.0, (n - 2) / 3.0),
             title=f"t-SNE of the {latents.shape[-1]}-D "
                   + ("codes" if autoencoder else "posterior means")))
+    return paths
+
+
+def _step_and_inspection_figures(model, params, key, evals, workdir: pathlib.Path,
+                                 autoencoder: bool, tsne_points: int) -> list[pathlib.Path]:
+    """The step-log figures and the DPM2 notebook's inspection figures (see write_figures);
+    their keys are folded from ``key`` so the older figures keep theirs."""
+    paths = []
+    steps = steplog.read_jsonl(workdir / steplog.STEPS_FILE)
+    if steps:
+        paths.append(plotting.save_step_curves(steps, workdir / "steps.png"))
+    dev = steplog.read_jsonl(workdir / steplog.DEV_FILE)
+    if dev:
+        paths.append(plotting.save_dev_curves(dev, workdir / "dev.png"))
+    if autoencoder:
+        return paths
+    k_prior, k_cond, k_mix = (jax.random.fold_in(key, 100 + i) for i in range(3))
+    if len(model.data_shape) == 3:
+        _, obs = prior_observations(model, params, k_prior, 16, 4)
+        paths.append(plotting.save_oversampled(np.asarray(obs),
+                                               workdir / "prior_oversampled.png"))
+        x = evals[:16]
+        cond = conditional_observations(model, params, k_cond, x, 4)
+        paths.append(plotting.save_conditional_samples(x, np.asarray(cond),
+                                                       workdir / "conditional_samples.png"))
+    z, components = prior_samples_with_components(model, params, k_mix, 5000)
+    if components is not None:
+        z, components = np.asarray(z), np.asarray(components)
+        paths.append(plotting.save_prior_histograms(z, components,
+                                                    workdir / "prior_histograms.png"))
+        paths.append(plotting.save_prior_pairs(z, components, workdir / "prior_pairs.png"))
+        if tsne_points > 31 and z.shape[-1] > 2:
+            paths.append(plotting.save_prior_tsne(z, components, workdir / "prior_tsne.png",
+                                                  num_points=min(int(tsne_points), len(z))))
     return paths

@@ -86,7 +86,7 @@ def test_steps_and_dev_logs_and_chunked_training_equals_plain(tmp_path, small_g2
                                  tmp_path / "chunked", progress=False)
     # Training is the same arithmetic in chunks.
     a = restore_run(tmp_path / "plain")[-1]
-    b = restore_run(tmp_path / "chunked")[-1]
+    _, datasets, model, b = restore_run(tmp_path / "chunked")
     for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     assert plain["train/loss"] == pytest.approx(chunked["train/loss"], rel=1e-5)
@@ -108,6 +108,12 @@ def test_steps_and_dev_logs_and_chunked_training_equals_plain(tmp_path, small_g2
     assert [r["step"] for r in plain_dev] == [0, 2 * STEPS]
     assert plain_dev[-1]["dev/elbo"] == pytest.approx(dev[-1]["dev/elbo"], abs=1e-4)
     assert chunked["train/seconds"] > 0 and chunked["dev/seconds_in_epoch"] > 0
+    # The run's figures of both logs (write_figures' step part; 2-D data: no image panels).
+    paths = experiment._step_and_inspection_figures(model, b.params, jax.random.key(0),
+                                                    datasets.eval, tmp_path / "chunked",
+                                                    False, 0)
+    assert [p.name for p in paths] == ["steps.png", "dev.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
 
 
 def test_resume_keeps_one_line_per_step(tmp_path, small_g2d_config):

@@ -1,0 +1,165 @@
+"""The DPM2 notebook's experiment end to end: every variant trained as the notebook trains it.
+
+The notebook (``../shared/seeds/000_619c3ffbc947839a.txt``) trains on binarised Fashion-MNIST
+at 64x64, latent size 10, batch 256, 5 epochs, holding out a random 1000-image dev split of
+the 60000 training images; it assesses D, R, ELBO and the importance-sampled L on the dev split
+at step 0, every 100 steps and at the end, and logs the training metrics at every step. Each
+variant below is ``experiments/configs/fashion_mnist_dpm2.py`` with the notebook's dropout
+(p = 0.1 before the decoder's dense layers) and that protocol:
+
+==========================  ========================================================
+``vae_mlp``                 the classic VAE: FFNN encoder/decoder, Gaussian prior and
+                            posterior, reparameterised ELBO, Adam 1e-3
+``vae_cnn``                 the same with the notebook's CNN (``conv_preset="dpm2"``)
+``vae_mlp_continuous``      grey images, ContinuousBernoulli likelihood (``bin_data = False``)
+``vae_cnn_continuous``      the same with the CNN
+``mixture_prior``           a learned 10-component mixture-of-Gaussians prior ("Beyond")
+``mixture_posterior``       a 2-component mixture posterior, the mixture estimator
+``sfe_none`` ...            the score-function (NVIL) estimator with RMSprop and the
+``sfe_baseline``            notebook's learning rates, one run per control-variate chain:
+                            none, centred, self-critic (+centred, scaled), baseline
+==========================  ========================================================
+
+No two variants share every shape and the estimator state, so each trains as its own program.
+Each run writes its figures (``curves.png``, ``steps.png``, ``dev.png``, prior samples with
+oversampling, conditional samples, and for the mixture prior its histograms, pair plot and
+t-SNE) into ``WORKDIR/<variant>/``; the script writes ``WORKDIR/results.md`` and
+``results.json``: dev ELBO, D, R and L (K = 100) at the end and the training seconds.
+
+    JVAE_DATA_DIR=../shared/data python experiments/dpm2.py --workdir runs/dpm2
+    python experiments/dpm2.py --quick --workdir runs/dpm2_quick    # 1 epoch, CNNs on 12000
+
+``--quick`` trains every variant for one epoch (the CNN variants on 12000 images) with
+assessments every 50 steps; ``--only vae_mlp,sfe_none`` picks variants; ``--resume`` continues
+runs whose work directory exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from jvae.experiment import read_metrics, train_and_evaluate  # noqa: E402
+from configs import fashion_mnist_dpm2  # noqa: E402
+
+CNN = {"model.encoder": "conv", "model.decoder": "conv", "model.conv_preset": "dpm2",
+       "model.conv_encoder_out": 0}
+CONTINUOUS = {"dataset.binarize": "none", "model.likelihood": "continuous_bernoulli"}
+# name -> (fashion_mnist_dpm2 variant string, field changes, one-line description)
+VARIANTS = {
+    "vae_mlp": ("", {}, "classic VAE, FFNN, binarised"),
+    "vae_cnn": ("", CNN, "classic VAE, CNN, binarised"),
+    "vae_mlp_continuous": ("", CONTINUOUS, "classic VAE, FFNN, ContinuousBernoulli"),
+    "vae_cnn_continuous": ("", {**CNN, **CONTINUOUS}, "classic VAE, CNN, ContinuousBernoulli"),
+    "mixture_prior": ("prior=mixture", {}, "mixture-of-Gaussians prior (10), reparam"),
+    "mixture_posterior": ("posterior=mixture,estimator=mixture", {},
+                          "mixture posterior (2), mixture estimator, critic chain"),
+    "sfe_none": ("estimator=sfe,cv=none", {}, "SFE, no control variate"),
+    "sfe_centred": ("estimator=sfe,cv=centred", {}, "SFE, centred"),
+    "sfe_critic": ("estimator=sfe,cv=critic", {}, "SFE, self-critic + centred + scaled"),
+    "sfe_baseline": ("estimator=sfe,cv=baseline", {}, "SFE, centred + baseline + scaled"),
+}
+# The notebook's protocol (train_vae and its assess).
+PROTOCOL = {"dataset.train_split": "train_full", "dataset.dev_size": 1000,
+            "dataset.dev_seed": 0, "dataset.eval_split": "test", "eval.every_steps": 100,
+            "eval.dev_ll_samples": 0, "eval.dev_final_ll_samples": 100,
+            "model.decoder_dropout": 0.1, "figures": True}
+QUICK = {"num_epochs": 1, "eval.every_steps": 50}
+QUICK_CNN = {"dataset.limit_train": 12000}
+
+
+def _set(config, changes: dict) -> None:
+    for dotted, value in changes.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        if leaf not in node:
+            raise KeyError(f"{dotted}: no such config field")
+        node[leaf] = value
+
+
+def variant_config(name: str, quick: bool = False, epochs: int = 0):
+    """The config of variant ``name`` (see ``VARIANTS``) under the notebook's protocol."""
+    if name not in VARIANTS:
+        close = difflib.get_close_matches(name, list(VARIANTS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"Unknown DPM2 variant {name!r}; {hint}choose from {list(VARIANTS)}.")
+    variant, changes, _ = VARIANTS[name]
+    config = fashion_mnist_dpm2.get_config(variant)
+    _set(config, {**PROTOCOL, **changes})
+    if quick:
+        _set(config, QUICK)
+        if changes.get("model.encoder") == "conv":
+            _set(config, QUICK_CNN)
+    if epochs:
+        config.num_epochs = int(epochs)
+    return config
+
+
+def summarise(name: str, workdir: pathlib.Path) -> dict:
+    """The variant's row: the last dev assessment (K = 100) and the training seconds."""
+    records = read_metrics(workdir)
+    last = records[-1]
+    return {"variant": name, "what": VARIANTS[name][2], "epochs": last["epoch"],
+            "steps": last["step"],
+            **{k: last.get(f"dev/{k}") for k in ("elbo", "distortion", "rate",
+                                                   "log_likelihood")},
+            "test_elbo": last.get("eval/elbo"),
+            "train_seconds": sum(r["train/seconds"] for r in records),
+            "dev_seconds": sum(r.get("dev/seconds_in_epoch", 0.0) for r in records)}
+
+
+def results_table(rows: list[dict]) -> str:
+    head = ("| variant | what | dev ELBO | D | R | L (K=100) | test ELBO | train s |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+
+    def f(v):
+        return "" if v is None else f"{v:.2f}"
+    return head + "".join(
+        f"| `{r['variant']}` | {r['what']} | {f(r['elbo'])} | {f(r['distortion'])} | "
+        f"{f(r['rate'])} | {f(r['log_likelihood'])} | {f(r['test_elbo'])} | "
+        f"{r['train_seconds']:.0f} |\n" for r in rows)
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="runs/dpm2")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated variants (default: all)")
+    parser.add_argument("--epochs", type=int, default=0, help="override num_epochs")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    names = [n for n in args.only.split(",") if n] or list(VARIANTS)
+    configs = {n: variant_config(n, args.quick, args.epochs) for n in names}  # fail early
+    root = pathlib.Path(args.workdir)
+    rows, t_all = [], time.perf_counter()
+    for name, config in configs.items():
+        t0 = time.perf_counter()
+        print(f"# {name}: {VARIANTS[name][2]}", flush=True)
+        train_and_evaluate(config, root / name, resume=args.resume, progress=False)
+        rows.append(summarise(name, root / name))
+        rows[-1]["wall_seconds"] = time.perf_counter() - t0
+        print(f"# {name}: dev ELBO {rows[-1]['elbo']:.2f}, L {rows[-1]['log_likelihood']}, "
+              f"{rows[-1]['wall_seconds']:.0f} s", flush=True)
+    table = results_table(rows)
+    sfe = sorted((r for r in rows if r["variant"].startswith("sfe_")), key=lambda r: -r["elbo"])
+    if sfe:
+        table += ("\nSFE control variates by dev ELBO (best first): "
+                  + " > ".join(f"`{r['variant'][4:]}` {r['elbo']:.2f}" for r in sfe) + "\n")
+    table += f"\nWall time of the whole command: {time.perf_counter() - t_all:.0f} s.\n"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "results.md").write_text(table)
+    (root / "results.json").write_text(json.dumps(rows, indent=1))
+    print(table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
