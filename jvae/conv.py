@@ -197,6 +197,8 @@ class ConvTranspose(_ConvLayer):
             y = _valid_conv(_pad_images(x, pads), kernel)
         elif x.shape[1:3] == (1, 1):
             y = _pixel_conv_transpose(x, kernel, pads)
+        elif _subpixel_window(kernel_size, strides, pads) >= 2 * kernel_size[0] * kernel_size[1]:
+            y = _phase_conv_transpose(x, kernel, strides, pads)
         else:
             y = _subpixel_conv_transpose(x, kernel, strides, pads)
         if self.use_bias:
@@ -286,6 +288,66 @@ def _subpixel_conv_transpose(x, kernel, strides, pads):
     y = y.reshape(b, qh, qw, sh, sw, c_out).transpose(0, 1, 3, 2, 4, 5)
     y = y.reshape(b, qh * sh, qw * sw, c_out)
     return y[:, :lengths[0], :lengths[1], :]
+
+
+def _subpixel_window(kernel_size, strides, pads) -> int:
+    """Kernel taps the single sub-pixel convolution multiplies per output pixel group
+    (``M_h * M_w * s_h * s_w``, see :func:`_subpixel_conv_transpose`); at least twice the
+    kernel's own taps (e.g. 36 for a 4x4 stride-2 ``SAME`` kernel's 16), the phases run as
+    separate convolutions instead (:func:`_phase_conv_transpose`), which measured faster
+    there (batch 256: 0.86 s against 1.23 s for the gradient of jvae's default decoder's
+    16x16x128 -> 32x32x64 layer) and slower for the DPM2 decoder's ``VALID`` 5x5 and 6x6."""
+    taps = 1
+    for k, s, (pa, _) in zip(kernel_size, strides, pads):
+        taps *= ((k + s - 2 - pa % s) // s + 1) * s
+    return taps
+
+
+def _phase_conv_transpose(x, kernel, strides, pads):
+    """``lax.conv_transpose(x, kernel, strides, pads)`` as ``sh*sw`` stride-1 convolutions,
+    one per sub-pixel phase, each with only that phase's kernel taps, interleaved.
+
+    Along one axis (notation of :func:`_subpixel_conv_transpose`): output ``o = s*q + r``
+    reads the taps ``t = t0 + s*m`` with ``t0 = (pa - r) mod s`` at inputs ``q + m + c``,
+    ``c = (r + t0 - pa) / s``: a correlation with ``ceil((k - t0) / s)`` taps. Unlike the
+    single sub-pixel convolution, whose window must cover every phase's taps (a 4x4 stride-2
+    ``SAME`` kernel becomes 3x3 per phase, 36 taps for 16), no product multiplies a zero.
+    """
+    b, _, _, c_in = x.shape
+    c_out = kernel.shape[-1]
+    axes = []
+    for n, k, s, (pa, pb) in zip(x.shape[1:3], kernel.shape[:2], strides, pads):
+        length = (n - 1) * s + 1 + pa + pb - k + 1
+        if length <= 0:
+            raise ValueError(f"ConvTranspose: pads {pads} leave no output for a length-{n} "
+                             f"input and a length-{k} kernel.")
+        q_all = -(-length // s)
+        phases = []
+        for r in range(s):
+            t0 = (pa - r) % s
+            m = -(-(k - t0) // s)
+            c = (r + t0 - pa) // s
+            q = -(-(length - r) // s)                      # outputs of this phase
+            # inputs q' + m' + c for q' < q_all (padded phases are cropped), m' < m
+            lo, hi = -c, (q_all - 1 + m - 1 + c) - (n - 1)
+            phases.append((t0, m, (lo, hi), q))
+        axes.append((phases, q_all, length))
+    (ph_h, qh, len_h), (ph_w, qw, len_w) = axes
+    rows = []
+    for (t0h, mh, pad_h, _), rh in zip(ph_h, range(strides[0])):
+        cols = []
+        for (t0w, mw, pad_w, _), rw in zip(ph_w, range(strides[1])):
+            if mh <= 0 or mw <= 0:                          # a phase with no taps: zeros
+                cols.append(jnp.zeros((b, qh, qw, c_out), x.dtype))
+                continue
+            kp = kernel[t0h::strides[0], t0w::strides[1]][:mh, :mw]
+            # lax.conv_transpose correlates the dilated input with the kernel as given
+            xp = _pad_images(x, [pad_h, pad_w])
+            cols.append(_valid_conv(xp, kp))
+        rows.append(jnp.stack(cols, axis=3))                # [B, qh, qw, sw, O]
+    y = jnp.stack(rows, axis=2)                             # [B, qh, sh, qw, sw, O]
+    y = y.reshape(b, qh * strides[0], qw * strides[1], c_out)
+    return y[:, :len_h, :len_w, :]
 
 
 def _pixel_conv_transpose(x, kernel, pads):
