@@ -15,7 +15,9 @@ stride-1 convolutions:
   and a crop give exactly ``lax.conv_transpose``'s output for any kernel size, stride and
   padding (``SAME``, ``VALID``, explicit) (Shi et al., 2016, "Real-time single image and
   video super-resolution using an efficient sub-pixel convolutional neural network";
-  Dumoulin & Visin, 2016, "A guide to convolution arithmetic for deep learning").
+  Dumoulin & Visin, 2016, "A guide to convolution arithmetic for deep learning"). Where
+  that convolution's window would hold at least twice the kernel's taps (a 4x4 stride-2
+  ``SAME`` kernel: 36 for 16), each phase runs as its own stride-1 convolution instead.
 * :class:`Conv`: a stride-``s`` convolution is a space-to-depth reshape of the (padded)
   input followed by a stride-1 convolution with a ``ceil(k/s)`` kernel over ``s_h * s_w * C``
   channels; its gradient is then a stride-1 convolution too.
