@@ -59,19 +59,7 @@ def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
     A last line cut short (a run killed while appending it) is dropped; a damaged line
     before it is a ``ValueError`` naming the file and the line.
     """
-    path = pathlib.Path(workdir) / METRICS_FILE
-    if not path.exists():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    records = []
-    for i, line in enumerate(lines):
-        try:
-            records.append(json.loads(line))
-        except ValueError as e:
-            if i == len(lines) - 1:
-                break
-            raise ValueError(f"{path}, line {i + 1}: not a JSON record ({e}).") from e
-    return records
+    return steplog.read_jsonl(pathlib.Path(workdir) / METRICS_FILE)
 
 
 def _write_metrics(workdir: pathlib.Path, records: list[dict]) -> None:
@@ -163,14 +151,7 @@ def _order_key(config, epoch: int, runs: int = 0) -> jax.Array:
 
 def _record(prefix: str, metrics: dict, record: dict) -> None:
     """Scalars as floats; per-seed vectors as lists plus ``_mean`` and ``_std``."""
-    for k, v in metrics.items():
-        arr = np.asarray(v, np.float64)
-        if arr.ndim == 0:
-            record[f"{prefix}/{k}"] = float(arr)
-        else:
-            record[f"{prefix}/{k}"] = arr.tolist()
-            record[f"{prefix}/{k}_mean"] = float(arr.mean())
-            record[f"{prefix}/{k}_std"] = float(arr.std())
+    steplog.add_metrics(prefix, metrics, record)
 
 
 def _scalar(record: dict, key: str) -> float:

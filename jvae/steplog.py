@@ -162,19 +162,25 @@ class DevAssessor:
         values = jax.tree.map(np.asarray, values)
         seconds = time.perf_counter() - t0
         record: dict[str, Any] = {"step": int(step), "epoch": round(float(epoch), 6)}
-        for name, v in values.items():
-            arr = np.asarray(v, np.float64)
-            if arr.ndim == 0:
-                record[f"dev/{name}"] = float(arr)
-            else:
-                record[f"dev/{name}"] = arr.tolist()
-                record[f"dev/{name}_mean"] = float(arr.mean())
-                record[f"dev/{name}_std"] = float(arr.std())
+        add_metrics("dev", values, record)
         record["dev/seconds"] = seconds
         self.seconds_in_epoch += seconds
         _append(self.path, [record])
         self.last = {k: v for k, v in record.items() if k.startswith("dev/")}
         return record
+
+
+def add_metrics(prefix: str, metrics: dict, record: dict) -> None:
+    """Put ``metrics`` into ``record`` as ``prefix/name``: scalars as floats; per-run
+    vectors as lists plus ``_mean`` and ``_std``."""
+    for k, v in metrics.items():
+        arr = np.asarray(v, np.float64)
+        if arr.ndim == 0:
+            record[f"{prefix}/{k}"] = float(arr)
+        else:
+            record[f"{prefix}/{k}"] = arr.tolist()
+            record[f"{prefix}/{k}_mean"] = float(arr.mean())
+            record[f"{prefix}/{k}_std"] = float(arr.std())
 
 
 def take_steps(arr: jax.Array, start: int, stop: int, axis: int) -> jax.Array:
