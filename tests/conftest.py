@@ -216,7 +216,7 @@ _LONGEST_FIRST = (
     "test_objective_training.py", "test_multiseed.py", "test_estimators.py", "test_launch.py",
     "test_configs.py", "test_sharding.py", "test_reliability.py", "test_lecture.py",
     "test_linear_vae.py", "test_experiment.py", "test_estimator_variance_script.py",
-    "test_evaluation.py",
+    "test_evaluation.py", "test_steplog.py", "test_dropout.py", "test_inspection.py",
 )
 
 

@@ -77,25 +77,33 @@ def test_bad_dev_options_are_named(small_g2d_config):
         builders.validate_config(small_g2d_config(**{"eval.dev_final_ll_samples": -2}))
 
 
-def test_steps_and_dev_logs_and_chunked_training_equals_plain(tmp_path, small_g2d_config):
+def test_steps_and_dev_logs_chunked_training_equals_plain_and_resume(tmp_path,
+                                                                      small_g2d_config):
     STEPS = (TRAIN - 500) // 64         # 23: the dev split leaves the rest to train on
     common = {"num_epochs": 2, "dataset.dev_size": 500, "dataset.dev_seed": 1,
               "eval.dev_final_ll_samples": 5, "dataset.limit_train": TRAIN}
     plain = train_and_evaluate(small_g2d_config(**common), tmp_path / "plain", progress=False)
-    chunked = train_and_evaluate(small_g2d_config(**common, **{"eval.every_steps": 10}),
-                                 tmp_path / "chunked", progress=False)
+    # The chunked run trains one epoch, gets a step line its checkpoint never saw, resumes.
+    config = small_g2d_config(**common, **{"eval.every_steps": 10})
+    config.num_epochs = 1
+    train_and_evaluate(config, tmp_path / "chunked", progress=False)
+    with open(tmp_path / "chunked" / STEPS_FILE, "a") as f:
+        f.write('{"step": 9999, "epoch": 2}\n')
+    config.num_epochs = 2
+    chunked = train_and_evaluate(config, tmp_path / "chunked", resume=True, progress=False)
     # Training is the same arithmetic in chunks.
     a = restore_run(tmp_path / "plain")[-1]
     _, datasets, model, b = restore_run(tmp_path / "chunked")
     for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     assert plain["train/loss"] == pytest.approx(chunked["train/loss"], rel=1e-5)
-    # Every step's metrics, numbered by the updates made.
+    # Every step's metrics, numbered by the updates made, one line per step after the resume.
     steps = read_jsonl(tmp_path / "chunked" / STEPS_FILE)
     assert [r["step"] for r in steps] == list(range(1, 2 * STEPS + 1))
     assert {"train/loss", "train/elbo", "train/distortion", "train/rate"} <= set(steps[0])
     np.testing.assert_allclose(np.mean([r["train/loss"] for r in steps[STEPS:]]),
                                chunked["train/loss"], rtol=1e-5)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "chunked")] == [1, 2]
     # Dev assessments: step 0, every 10 steps of each epoch, after each epoch's last step.
     dev = read_jsonl(tmp_path / "chunked" / DEV_FILE)
     per_epoch = [10, 20, STEPS]
@@ -114,20 +122,3 @@ def test_steps_and_dev_logs_and_chunked_training_equals_plain(tmp_path, small_g2
                                                     False, 0)
     assert [p.name for p in paths] == ["steps.png", "dev.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
-
-
-def test_resume_keeps_one_line_per_step(tmp_path, small_g2d_config):
-    STEPS = (TRAIN - 300) // 64
-    config = small_g2d_config(num_epochs=1, **{"dataset.dev_size": 300,
-                                               "eval.every_steps": 20,
-                                               "dataset.limit_train": TRAIN})
-    train_and_evaluate(config, tmp_path, progress=False)
-    with open(tmp_path / STEPS_FILE, "a") as f:            # a step the checkpoint never saw
-        f.write('{"step": 9999, "epoch": 2}\n')
-    config.num_epochs = 2
-    train_and_evaluate(config, tmp_path, resume=True, progress=False)
-    steps = read_jsonl(tmp_path / STEPS_FILE)
-    assert [r["step"] for r in steps] == list(range(1, 2 * STEPS + 1))
-    dev = [r["step"] for r in read_jsonl(tmp_path / DEV_FILE)]
-    assert dev == [0, 20, STEPS, STEPS + 20, 2 * STEPS]
-    assert [r["epoch"] for r in read_metrics(tmp_path)] == [1, 2]
