@@ -329,16 +329,15 @@ def _phase_conv_transpose(x, kernel, strides, pads):
             t0 = (pa - r) % s
             m = -(-(k - t0) // s)
             c = (r + t0 - pa) // s
-            q = -(-(length - r) // s)                      # outputs of this phase
             # inputs q' + m' + c for q' < q_all (padded phases are cropped), m' < m
             lo, hi = -c, (q_all - 1 + m - 1 + c) - (n - 1)
-            phases.append((t0, m, (lo, hi), q))
+            phases.append((t0, m, (lo, hi)))
         axes.append((phases, q_all, length))
     (ph_h, qh, len_h), (ph_w, qw, len_w) = axes
     rows = []
-    for (t0h, mh, pad_h, _), rh in zip(ph_h, range(strides[0])):
+    for t0h, mh, pad_h in ph_h:
         cols = []
-        for (t0w, mw, pad_w, _), rw in zip(ph_w, range(strides[1])):
+        for t0w, mw, pad_w in ph_w:
             if mh <= 0 or mw <= 0:                          # a phase with no taps: zeros
                 cols.append(jnp.zeros((b, qh, qw, c_out), x.dtype))
                 continue
