@@ -580,22 +580,22 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
     autoencoder = isinstance(model.posterior, PointHead)   # no prior to sample from
     if len(model.data_shape) == 3:
         if not autoencoder:
-            _, means = sample_prior(model, params, k_mean, 64, mode="mean")
+            _, means = _compiled(sample_prior, model, params, k_mean, num=64, mode="mean")
             paths.append(plotting.save_image_grid(np.asarray(means), workdir / "samples.png",
                                                   nrow=8, title="prior samples (decoder means)"))
         originals = evals[:32]
-        recons = reconstruct(model, params, k_rec, originals, mode="mean")
+        recons = _compiled(reconstruct, model, params, k_rec, originals, mode="mean",
+                           validate=False)
         paths.append(plotting.save_reconstructions(originals, np.asarray(recons),
                                                    workdir / "reconstructions.png", n=8))
     elif not autoencoder:
         n = min(len(evals), 3000)
-        _, samples = sample_prior(model, params, k_sample, n, mode="sample")
-        _, means = sample_prior(model, params, k_sample, n, mode="mean")
+        _, samples = _compiled(sample_prior, model, params, k_sample, num=n, mode="sample")
+        _, means = _compiled(sample_prior, model, params, k_sample, num=n, mode="mean")
         paths.append(plotting.save_scatter_2d(workdir / "samples_2d.png", data=evals[:n],
                                               samples=np.asarray(samples),
                                               means=np.asarray(means)))
-    q = model.apply(params, evals[:2000], method=VAE.encode)
-    latents = np.asarray(q.mean())
+    latents = np.asarray(_compiled(_posterior_means, model, params, evals[:2000]))
     if latents.shape[-1] >= 2:
         labels = None if datasets.eval_labels is None else datasets.eval_labels[:2000]
         paths.append(plotting.save_latent_scatter(latents[:, :2], labels,
@@ -616,6 +616,23 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
     return paths
 
 
+def _compiled(fn: Callable, model: VAE, *args, **static):
+    """``fn(model, *args, **static)`` as one compiled program. Run eagerly, the figures'
+    sampling compiled every primitive on its own (some 120 small programs for one run);
+    ``static`` holds the integer, string and boolean arguments."""
+    return _jitted(fn, model, tuple(sorted(static.items())))(*args)
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted(fn: Callable, model: VAE, static: tuple) -> Callable:
+    # Flax modules hash by value: runs of one model reuse the compiled programs.
+    return jax.jit(functools.partial(fn, model, **dict(static)))
+
+
+def _posterior_means(model: VAE, params: Any, x: jax.Array) -> jax.Array:
+    return model.apply(params, x, method=VAE.encode).mean()
+
+
 def _step_and_inspection_figures(model, params, key, evals, workdir: pathlib.Path,
                                  autoencoder: bool, tsne_points: int) -> list[pathlib.Path]:
     """The step-log figures and the DPM2 notebook's inspection figures (see write_figures);
@@ -631,14 +648,15 @@ def _step_and_inspection_figures(model, params, key, evals, workdir: pathlib.Pat
         return paths
     k_prior, k_cond, k_mix = (jax.random.fold_in(key, 100 + i) for i in range(3))
     if len(model.data_shape) == 3:
-        _, obs = prior_observations(model, params, k_prior, 16, 4)
+        _, obs = _compiled(prior_observations, model, params, k_prior, num=16, oversample=4)
         paths.append(plotting.save_oversampled(np.asarray(obs),
                                                workdir / "prior_oversampled.png"))
         x = evals[:16]
-        cond = conditional_observations(model, params, k_cond, x, 4)
+        cond = _compiled(conditional_observations, model, params, k_cond, x, oversample=4,
+                         validate=False)
         paths.append(plotting.save_conditional_samples(x, np.asarray(cond),
                                                        workdir / "conditional_samples.png"))
-    z, components = prior_samples_with_components(model, params, k_mix, 5000)
+    z, components = _compiled(prior_samples_with_components, model, params, k_mix, num=5000)
     if components is not None:
         z, components = np.asarray(z), np.asarray(components)
         paths.append(plotting.save_prior_histograms(z, components,
