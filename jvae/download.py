@@ -1,8 +1,9 @@
-"""Fetching MNIST and Fashion-MNIST into a local cache, verified by SHA-256.
+"""Fetching MNIST, Fashion-MNIST and CIFAR-10 into a local cache, verified by checksum.
 
 Only ``urllib`` is used. Each file is streamed to a temporary file in its destination folder,
-checked against the SHA-256 pinned below, and moved into place with ``os.replace``, so a
-cache never holds a partial or unverified file under its final name.
+checked against the digest pinned below (SHA-256 for the MNIST family, the published MD5 for
+the CIFAR-10 archive), and moved into place with ``os.replace``, so a cache never holds a
+partial or unverified file under its final name.
 
 Note: ``jvae.data`` re-exports :func:`download`; reach this module's tables
 (``MIRRORS``, ``SHA256``) through ``importlib.import_module("jvae.download")`` if a package
@@ -19,13 +20,15 @@ import pathlib
 import tempfile
 import urllib.request
 
-__all__ = ["DownloadError", "MIRRORS", "SHA256", "default_cache_dir", "download"]
+__all__ = ["DownloadError", "MIRRORS", "SHA256", "MD5", "default_cache_dir", "download",
+           "downloadable"]
 
 #: Base URLs tried in order for each dataset.
 MIRRORS = {
     "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
               "https://storage.googleapis.com/cvdf-datasets/mnist/"),
     "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/",),
 }
 
 #: SHA-256 of every file (the values many public loaders pin; see the data README).
@@ -52,6 +55,11 @@ SHA256 = {
     },
 }
 
+#: MD5 of files whose publishers give only an MD5 (the CIFAR-10 "python version" archive).
+MD5 = {
+    "cifar10": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+}
+
 _BLOCK = 1 << 20
 
 
@@ -66,15 +74,23 @@ def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> pathlib.Pat
     return pathlib.Path(cache_dir).expanduser()
 
 
-def download(name: str, *, cache_dir=None, mirrors=None, timeout: float = 30.0) -> pathlib.Path:
-    """Downloads the four IDX files of MNIST or Fashion-MNIST into ``cache_dir/<name>/``.
+def downloadable() -> tuple[str, ...]:
+    """Names of the datasets :func:`download` can fetch."""
+    return tuple(SHA256) + tuple(n for n in MD5 if n not in SHA256)
 
-    Files already in the cache with the right SHA-256 are kept. Each missing file is taken
+
+def download(name: str, *, cache_dir=None, mirrors=None, timeout: float = 30.0) -> pathlib.Path:
+    """Downloads the files of a dataset into ``cache_dir/<name>/``: the four IDX files of
+    MNIST or Fashion-MNIST, or CIFAR-10's ``cifar-10-python.tar.gz`` (170 MB, kept packed:
+    :mod:`jvae.data.cifar` reads the archive in place).
+
+    Files already in the cache with the right checksum are kept. Each missing file is taken
     from the first mirror that serves it with the right checksum; a mismatch discards the
     temporary file and moves on to the next mirror.
 
     Args:
-        name: ``"mnist"`` or ``"fashion_mnist"`` (binarized_mnist must be placed by hand).
+        name: ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"`` (binarized_mnist must be
+            placed by hand).
         cache_dir: cache root; defaults to :func:`default_cache_dir`.
         mirrors: base URLs to try in order (a file's URL is ``base + file name``);
             defaults to ``MIRRORS[name]``.
@@ -88,20 +104,22 @@ def download(name: str, *, cache_dir=None, mirrors=None, timeout: float = 30.0) 
         DownloadError: some file failed on every mirror; the message names the file and,
             per mirror, whether it was a checksum mismatch or a network error.
     """
-    if name not in SHA256:
+    if name not in downloadable():
         raise ValueError(f"cannot download {name!r}; downloadable datasets: "
-                         f"{', '.join(SHA256)} (binarized_mnist must be placed by hand)")
+                         f"{', '.join(downloadable())} (binarized_mnist must be placed by hand)")
     mirrors = tuple(MIRRORS[name] if mirrors is None else mirrors)
     folder = default_cache_dir(cache_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
-    for fname, digest in SHA256[name].items():
+    algorithm = "sha256" if name in SHA256 else "md5"
+    table = SHA256 if name in SHA256 else MD5
+    for fname, digest in table[name].items():
         target = folder / fname
-        if target.is_file() and _sha256(str(target), *_stat(target)) == digest:
+        if target.is_file() and _digest(str(target), *_stat(target), algorithm) == digest:
             continue
         failures = []
         for base in mirrors:
             url = base.rstrip("/") + "/" + fname
-            problem = _fetch(url, target, digest, timeout)
+            problem = _fetch(url, target, digest, timeout, algorithm)
             if problem is None:
                 break
             failures.append(f"  {url}: {problem}")
@@ -111,17 +129,20 @@ def download(name: str, *, cache_dir=None, mirrors=None, timeout: float = 30.0) 
     return folder
 
 
-def _fetch(url: str, target: pathlib.Path, digest: str, timeout: float) -> str | None:
-    """Streams ``url`` to ``target`` atomically if its SHA-256 is ``digest``; else says why not."""
+def _fetch(url: str, target: pathlib.Path, digest: str, timeout: float,
+           algorithm: str = "sha256") -> str | None:
+    """Streams ``url`` to ``target`` atomically if its ``algorithm`` digest is ``digest``;
+    else says why not."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
-        h = hashlib.sha256()
+        h = hashlib.new(algorithm)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             while block := resp.read(_BLOCK):
                 h.update(block)
                 out.write(block)
         if h.hexdigest() != digest:
-            return f"checksum mismatch (SHA-256 {h.hexdigest()}, expected {digest})"
+            return (f"checksum mismatch ({algorithm.upper().replace('SHA', 'SHA-')} "
+                    f"{h.hexdigest()}, expected {digest})")
         os.replace(tmp, target)
         return None
     except (OSError, http.client.HTTPException, ValueError) as e:
@@ -136,11 +157,16 @@ def _stat(path: pathlib.Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-@functools.lru_cache(maxsize=32)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     """SHA-256 of a file, cached on (path, size, mtime) so repeated checks are free."""
+    return _digest(path, size, mtime_ns, "sha256")
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
+    """``algorithm`` digest of a file, cached on (path, size, mtime)."""
     del size, mtime_ns  # cache key only
-    h = hashlib.sha256()
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(_BLOCK):
             h.update(block)

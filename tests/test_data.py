@@ -235,7 +235,7 @@ def test_find_data_dir(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(name="cifar10"), "mnist, fashion_mnist, binarized_mnist"),
+    (dict(name="cifar100"), "mnist, fashion_mnist, binarized_mnist"),
     (dict(split="valid"), "train, validation, test, train_full"),
     (dict(binarize="stochastic"), "none, static, dynamic"),
     (dict(limit=0), "limit"),

@@ -1,20 +1,26 @@
 """Datasets: loading verified files, binarisation, resizing, synthetic 2-D data, validation.
 
-Images are float32 arrays ``[N, H, W, 1]`` with grey levels in ``[0, 1]`` (NHWC, as Flax
-convolutions expect). Files are found through the ``data_dir`` argument or the
-``JVAE_DATA_DIR`` environment variable, laid out as::
+Images are float32 arrays ``[N, H, W, C]`` with values in ``[0, 1]`` (NHWC, as Flax
+convolutions expect): ``C = 1`` grey levels for the MNIST family, ``C = 3`` RGB for CIFAR-10.
+Files are found through the ``data_dir`` argument or the ``JVAE_DATA_DIR`` environment
+variable, laid out as::
 
     <dir>/mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz           (IDX, gzip)
     <dir>/fashion_mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz   (IDX, gzip)
     <dir>/binarized_mnist/binarized_mnist_{train,valid,test}.npz          (packed bits)
+    <dir>/cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch}        (official pickles)
+        or <dir>/cifar10/cifar-10-python.tar.gz                           (their archive)
+        or <dir>/cifar10/cifar10.pkl                                      (Homework 2's file)
 
-MNIST and Fashion-MNIST can also be fetched into a cache with :func:`download`
+MNIST, Fashion-MNIST and CIFAR-10 can also be fetched into a cache with :func:`download`
 (see ``jvae/download.py``); the fixed binarised MNIST of Larochelle & Murray (2011) must be
-placed by hand.
+placed by hand. Any prepared TensorFlow Datasets image dataset is read by name,
+``"tfds:cifar10"``, ``"tfds:celeb_a"`` (``jvae/data/tfds_source.py``; no TensorFlow needed).
 
 Every local file is checked against its pinned SHA-256 on first use (``verify=True``, see
 ``jvae/data/checksums.py``); the readers live in ``idx.py`` and ``npz.py``, and the checks
-that every entry point applies to data arrays (:func:`check_data`) in ``validate.py``.
+that every entry point applies to data arrays (:func:`check_data`) in ``validate.py``;
+CIFAR-10's readers, with its published MD5s, in ``cifar.py``.
 """
 
 from __future__ import annotations
@@ -29,22 +35,28 @@ import jax.numpy as jnp
 import numpy as np
 
 from jvae import download as _dl
+from jvae.data import cifar as _cifar
 from jvae.data.checksums import ChecksumError, verify_file
 from jvae.data.idx import read_idx, readonly
 from jvae.data.npz import read_npz
+from jvae.data.tfds_source import is_tfds_name, read_tfds
 from jvae.data.validate import (REAL, UNIT_INTERVAL, InvalidDataError, Support, check_data,
                                 likelihood_support, validate_images)
 from jvae.download import DownloadError, default_cache_dir, download
 
 __all__ = [
-    "DATASETS", "SPLITS", "BINARIZE", "Split", "DataNotFoundError", "DownloadError",
+    "DATASETS", "FILE_DATASETS", "SPLITS", "BINARIZE", "Split", "DataNotFoundError", "DownloadError",
     "find_data_dir", "default_cache_dir", "load_split", "load_dataset", "binarize_static",
     "binarize_dynamic", "resize_images", "gaussian2d", "validate_images", "download",
     "ChecksumError", "InvalidDataError", "Support", "REAL", "UNIT_INTERVAL", "check_data",
-    "likelihood_support",
+    "likelihood_support", "is_tfds_name", "centre", "uncentre",
 ]
 
+#: The MNIST family (the datasets of the shared data folder).
 DATASETS = ("mnist", "fashion_mnist", "binarized_mnist")
+#: Every dataset read from files: the MNIST family and CIFAR-10. Any ``"tfds:<name>"`` is
+#: read through TensorFlow Datasets instead.
+FILE_DATASETS = DATASETS + ("cifar10",)
 SPLITS = ("train", "validation", "test", "train_full")
 BINARIZE = ("none", "static", "dynamic")
 
@@ -57,8 +69,10 @@ class Split(NamedTuple):
     """One split of a dataset.
 
     Attributes:
-        images: float32 ``[N, 28, 28, 1]``, grey levels in ``[0, 1]`` (read-only).
-        labels: int32 ``[N]`` class labels (read-only), or ``None`` (binarized_mnist).
+        images: float32 ``[N, H, W, C]`` in ``[0, 1]`` (read-only): ``[N, 28, 28, 1]`` for the
+            MNIST family, ``[N, 32, 32, 3]`` for CIFAR-10.
+        labels: int32 ``[N]`` class labels (read-only), or ``None`` (binarized_mnist,
+            Homework 2's CIFAR-10 pickle, TFDS datasets without a ``label`` feature).
     """
 
     images: np.ndarray
@@ -77,8 +91,9 @@ def find_data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path | N
 
 
 def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
-               cache_dir=None, validation_size: int = 10000, verify: bool = True) -> Split:
-    """Loads one split of a dataset as grey levels in ``[0, 1]``.
+               cache_dir=None, validation_size: int = 10000, verify: bool = True,
+               tfds_image_key: str = "image", limit: int | None = None) -> Split:
+    """Loads one split of a dataset as values in ``[0, 1]``.
 
     Files are looked for in ``find_data_dir(data_dir)``, then in the download cache
     (``cache_dir``, default ``$JVAE_CACHE_DIR`` or ``~/.cache/jvae``). If they are in neither
@@ -96,21 +111,38 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
     published files (train 50000, validation 10000, test 10000; ``"train_full"`` is train
     followed by validation), labels are ``None`` and ``validation_size`` is ignored.
 
+    cifar10 (see :mod:`jvae.data.cifar`): the official ``cifar-10-batches-py`` folder, else
+    the official archive ``cifar-10-python.tar.gz`` read in place, else Homework 2's
+    ``cifar10.pkl`` (no labels), in ``<dir>/cifar10/``; MD5-checked with ``verify=True``.
+    Its splits cut the 50000 training images (the pickle's ``train``) as MNIST's 60000:
+    ``"train"`` the first ``50000 - validation_size``, ``"validation"`` the last
+    ``validation_size``, ``"train_full"`` all, ``"test"`` the 10000 test images.
+    ``download=True`` fetches the archive (170 MB) into the cache.
+
+    ``"tfds:<name>"`` (any prepared TFDS image dataset, :mod:`jvae.data.tfds_source`):
+    ``split`` is a TFDS split (``"train"``, ``"test"``, ``"train[:90%]"``; ``"train_full"``
+    is ``"train"``), ``data_dir`` the TFDS data directory (default TFDS's own; not
+    ``$JVAE_DATA_DIR``); ``validation_size``, ``download`` and ``verify`` do not apply.
+
     Decoded files are cached in-process (keyed on path, size and mtime), so repeated loads
     are cheap; the returned arrays are read-only views of that cache.
 
     Args:
-        name: one of ``DATASETS``.
-        split: one of ``SPLITS``.
+        name: one of ``FILE_DATASETS`` or ``"tfds:<name>"``.
+        split: one of ``SPLITS`` (a TFDS split for ``"tfds:*"``).
         data_dir: directory holding ``<name>/...``; defaults to ``$JVAE_DATA_DIR``.
         download: fetch missing MNIST / Fashion-MNIST files into the cache.
         cache_dir: download cache; defaults to :func:`default_cache_dir`.
         validation_size: number of training images held out for ``"validation"``
-            (``0 <= validation_size < 60000``).
-        verify: check the files' SHA-256 (``False`` skips it, e.g. for files of your own).
+            (``0 <= validation_size <`` the number of training images).
+        verify: check the files' SHA-256 (CIFAR-10: MD5) (``False`` skips it, e.g. for files
+            of your own).
+        tfds_image_key: the image feature of a TFDS dataset.
+        limit: TFDS only: read just the first ``limit`` examples (other sources are decoded
+            whole and cached; :func:`load_dataset` slices them).
 
     Returns:
-        ``Split(images [N, 28, 28, 1] float32, labels [N] int32 or None)``.
+        ``Split(images [N, H, W, C] float32, labels [N] int32 or None)``.
 
     Raises:
         ValueError: unknown name/split, bad ``validation_size``, or a corrupt file (one line
@@ -119,8 +151,16 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
             says which dataset the file really is when its digest is known.
         DataNotFoundError: the files are missing everywhere searched.
     """
-    _check_choice("dataset name", name, DATASETS)
+    if is_tfds_name(name):
+        if not isinstance(split, str) or not split:
+            raise ValueError(f"split must be a TFDS split name such as 'train', got {split!r}")
+        _check_positive("limit", limit)
+        return Split(*read_tfds(name, split, data_dir=data_dir, image_key=tfds_image_key,
+                                limit=limit))
+    _check_choice("dataset name", name, FILE_DATASETS)
     _check_choice("split", split, SPLITS)
+    if name == "cifar10":
+        return _load_cifar(split, data_dir, cache_dir, download, validation_size, verify)
     if name == "binarized_mnist":
         parts = ("train", "validation") if split == "train_full" else (split,)
         files = [_NPZ_FILES[p] for p in parts]
@@ -129,11 +169,7 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
         images = arrays[0] if len(arrays) == 1 else readonly(np.concatenate(arrays))
         return Split(images, None)
 
-    if not isinstance(validation_size, (int, np.integer)) or not 0 <= validation_size < 60000:
-        raise ValueError(f"validation_size must be an int in [0, 60000), got {validation_size!r}")
-    if split == "validation" and validation_size == 0:
-        raise ValueError('split "validation" is empty because validation_size=0; '
-                         'use validation_size > 0 or the "train_full" split')
+    _check_validation_size(validation_size, split, 60000)
     prefix = "t10k" if split == "test" else "train"
     files = [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"]
     root = _locate(name, files, data_dir, cache_dir, download, verify)
@@ -149,19 +185,21 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
 def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none",
                  threshold: float = 0.5, resize: int | None = None, limit: int | None = None,
                  download: bool = False, cache_dir=None,
-                 validation_size: int = 10000, verify: bool = True) -> np.ndarray:
+                 validation_size: int = 10000, verify: bool = True,
+                 tfds_image_key: str = "image") -> np.ndarray:
     """Loads images of a split, optionally subset, resized and statically binarised.
 
     Order of operations: take the first ``limit`` examples, resize, then binarise.
 
     Args:
-        name: one of ``DATASETS``.
-        split: one of ``SPLITS``.
+        name: one of ``FILE_DATASETS`` or ``"tfds:<name>"``.
+        split: as in :func:`load_split`.
         data_dir: as in :func:`load_split`.
         download: as in :func:`load_split`.
         cache_dir: as in :func:`load_split`.
         validation_size: as in :func:`load_split`.
         verify: as in :func:`load_split`.
+        tfds_image_key: as in :func:`load_split`.
         binarize: ``"none"`` (grey levels), ``"static"`` (``x > threshold``, fixed once) or
             ``"dynamic"``. Dynamic binarisation draws a fresh ``Bernoulli(x)`` each epoch
             inside training (:func:`binarize_dynamic`), so here it returns grey levels.
@@ -170,7 +208,8 @@ def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none"
         limit: keep only the first ``limit`` examples (``limit > 0``).
 
     Returns:
-        float32 ``[N, S, S, 1]`` (``S = 28`` without ``resize``), values in ``[0, 1]``.
+        float32 ``[N, S, S, C]`` (without ``resize`` the stored ``[N, H, W, C]``: 28x28x1 for
+        the MNIST family, 32x32x3 for CIFAR-10), values in ``[0, 1]``.
         Without ``limit``/``resize``/``binarize="static"`` this is a read-only view of the
         in-process cache; otherwise a new array.
 
@@ -184,10 +223,12 @@ def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none"
     _check_positive("limit", limit)
     _check_positive("resize", resize)
     x = load_split(name, split, data_dir=data_dir, download=download, cache_dir=cache_dir,
-                   validation_size=validation_size, verify=verify).images
+                   validation_size=validation_size, verify=verify,
+                   tfds_image_key=tfds_image_key,
+                   limit=limit if is_tfds_name(name) else None).images
     if limit is not None:
         x = x[:limit]
-    if resize is not None and resize != x.shape[1]:
+    if resize is not None and (resize != x.shape[1] or resize != x.shape[2]):
         x = resize_images(x, resize)
     if binarize == "static":
         x = binarize_static(x, threshold)
@@ -222,6 +263,19 @@ def binarize_dynamic(key: jax.Array, x) -> jax.Array:
         float32 array of 0/1 with the shape of ``x``.
     """
     return jax.random.bernoulli(key, x).astype(jnp.float32)
+
+
+def centre(x):
+    """Maps values in ``[0, 1]`` to ``[-1, 1]``: ``2 x - 1`` (Homework 2's "we center the data,
+    because it helps the model to fit"; ``config.dataset.centre``). Works on numpy and JAX
+    arrays; float32 in, float32 out."""
+    return x * 2.0 - 1.0
+
+
+def uncentre(x):
+    """The inverse of :func:`centre`, ``(x + 1) / 2``: centred data or model outputs back to
+    ``[0, 1]`` for display (the homework's ``* 0.5 + 0.5``)."""
+    return (x + 1.0) * 0.5
 
 
 def resize_images(x, size: int) -> np.ndarray:
@@ -334,6 +388,73 @@ def _locate(name: str, files: list[str], data_dir, cache_dir, fetch: bool,
                 "(Larochelle & Murray 2011 .amat data, packed as described in the data README)")
     raise DataNotFoundError(f"{name}: missing {', '.join(files)}; searched {where}. "
                             f"To provide them, {how}.")
+
+
+def _load_cifar(split: str, data_dir, cache_dir, fetch: bool, validation_size,
+                verify: bool) -> Split:
+    """CIFAR-10's split from the first searched directory holding one of its three layouts."""
+    name = "cifar10"
+    _check_validation_size(validation_size, split, 50000)
+    parts = _cifar.TRAIN_BATCHES if split != "test" else (_cifar.TEST_BATCH,)
+    given = find_data_dir(data_dir)
+    searched = [d for d in (given, default_cache_dir(cache_dir)) if d]
+    source = None
+    for root in searched:
+        folder = root / name
+        if all((folder / _cifar.BATCH_DIR / p).is_file() for p in parts):
+            source = ("batches", folder / _cifar.BATCH_DIR)
+        elif (folder / _cifar.ARCHIVE).is_file():
+            source = ("archive", folder / _cifar.ARCHIVE)
+        elif (folder / _cifar.PICKLE).is_file():
+            source = ("pickle", folder / _cifar.PICKLE)
+        if source is not None:
+            break
+    if source is None and fetch:
+        source = ("archive", _dl.download(name, cache_dir=cache_dir) / _cifar.ARCHIVE)
+    if source is None:
+        where = ", ".join(str(root / name) for root in searched) or "nowhere (no data_dir given)"
+        raise DataNotFoundError(
+            f"{name}: missing {_cifar.BATCH_DIR}/{{{','.join(parts)}}}, {_cifar.ARCHIVE} or "
+            f"{_cifar.PICKLE}; searched {where}. To provide them, download the official "
+            f"\"CIFAR-10 python version\" archive {_cifar.ARCHIVE} from "
+            "https://www.cs.toronto.edu/~kriz/cifar.html into <data_dir>/cifar10/ (extracting it "
+            "is optional), put Homework 2's cifar10.pkl there, pass download=True "
+            f"(config.dataset.download=True) to fetch the archive into "
+            f"{default_cache_dir(cache_dir) / name}, or use a TFDS copy with "
+            "name='tfds:cifar10'.")
+    kind, path = source
+    try:
+        if kind == "batches":
+            images, labels = _cifar.read_cifar_batches(path, parts, verify=verify)
+        elif kind == "archive":
+            images, labels = _cifar.read_cifar_archive(path, parts, verify=verify)
+        else:
+            images = _cifar.read_image_pickle(path, "test" if split == "test" else "train")
+            labels = None
+    except ChecksumError as e:
+        if not fetch or kind == "pickle":
+            raise
+        warnings.warn(f"{e} Using a verified download instead.", stacklevel=3)
+        path = _dl.download(name, cache_dir=cache_dir) / _cifar.ARCHIVE
+        images, labels = _cifar.read_cifar_archive(path, parts, verify=verify)
+    if split in ("test", "train_full"):
+        return Split(images, labels)
+    if validation_size >= len(images):
+        raise ValueError(f"validation_size {validation_size} must be smaller than the "
+                         f"{len(images)} training images of {path}")
+    cut = {"train": slice(0, len(images) - validation_size),
+           "validation": slice(len(images) - validation_size, None)}.get(split, slice(None))
+    return Split(images[cut], None if labels is None else labels[cut])
+
+
+def _check_validation_size(validation_size, split: str, size: int) -> None:
+    if (isinstance(validation_size, bool) or not isinstance(validation_size, (int, np.integer))
+            or not 0 <= validation_size < size):
+        raise ValueError(f"validation_size must be an int in [0, {size}), got "
+                         f"{validation_size!r}")
+    if split == "validation" and validation_size == 0:
+        raise ValueError('split "validation" is empty because validation_size=0; '
+                         'use validation_size > 0 or the "train_full" split')
 
 
 def _resize_weights(n_in: int, n_out: int) -> np.ndarray:

@@ -127,13 +127,20 @@ def check_data(x: Any, *, model: Any = None, data_shape: Sequence[int] | None = 
     _remember(x, spec)
 
 
-def validate_images(x, name: str = "data", *, check_range: bool = False) -> None:
+def validate_images(x, name: str = "data", *, check_range: bool = False,
+                    support: Support | None = None, source: str = "") -> None:
     """Checks that ``x`` is a finite numeric ``[N, H, W, C]`` image array.
 
     Args:
         x: array to check.
         name: what to call it in error messages.
-        check_range: also require grey levels in ``[0, 1]``.
+        check_range: also require values in ``[0, 1]`` (grey levels / RGB intensities);
+            ignored when ``support`` is given.
+        support: the allowed values, e.g. a likelihood's (:func:`likelihood_support`:
+            :data:`UNIT_INTERVAL` for Bernoulli, :data:`REAL` for Gaussian); ``None`` with
+            ``check_range=False``: finiteness only.
+        source: where ``support`` comes from, for the message (e.g. ``"the gaussian
+            likelihood"``).
 
     Raises:
         InvalidDataError: (a ``ValueError``) naming the problem (dtype, ndim, NaN/Inf count
@@ -145,7 +152,10 @@ def validate_images(x, name: str = "data", *, check_range: bool = False) -> None
     if x.ndim != 4:
         raise InvalidDataError(
             f"{name}: expected images [N, H, W, C] (ndim 4), got shape {x.shape}")
-    _check_values(x, name, UNIT_INTERVAL if check_range else None, "grey levels")
+    if support is None:
+        support, source = (UNIT_INTERVAL, source or "grey levels") if check_range else (None, "")
+    _check_values(x, name, support if support is not None and support.bounded else None,
+                  source)
 
 
 # ----------------------------------------------------------------------------- helpers
