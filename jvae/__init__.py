@@ -26,6 +26,7 @@ from jvae.data import (
     Support,
     binarize_dynamic,
     binarize_static,
+    centre,
     check_data,
     find_data_dir,
     gaussian2d,
@@ -33,6 +34,7 @@ from jvae.data import (
     load_dataset,
     load_split,
     resize_images,
+    uncentre,
     validate_images,
 )
 from jvae.data import download as download_dataset
@@ -115,7 +117,7 @@ from jvae.training import (
     trainable,
 )
 from jvae.embedding import TSNEResult, joint_probabilities, tsne, tsne_kl_divergence
-from jvae.inspection import (conditional_observations, prior_observations,
+from jvae.inspection import (conditional_observations, interpolate_latents, prior_observations,
                              prior_samples_with_components)
 
 __version__ = "0.1.0"
@@ -157,4 +159,5 @@ __all__ = [
     "reconstruction_terms",
     "TSNEResult", "joint_probabilities", "tsne", "tsne_kl_divergence",
     "conditional_observations", "prior_observations", "prior_samples_with_components",
+    "interpolate_latents", "centre", "uncentre",
 ]

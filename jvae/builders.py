@@ -30,7 +30,8 @@ from jvae.priors import MixturePrior, StandardNormalPrior
 from jvae.training import make_optimizer
 
 __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimizer",
-           "validate_config", "sweep_values", "iwae_schedule", "iwae_epochs"]
+           "validate_config", "sweep_values", "check_ranges", "iwae_schedule", "iwae_epochs",
+           "LIKELIHOOD_SUPPORT"]
 
 KINDS = ("vae", "autoencoder")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
@@ -40,6 +41,10 @@ NETWORKS = ("mlp", "conv")
 OBJECTIVES = ("elbo", "sfe", "mixture", "iwae", "vimco")
 SCHEDULES = ("constant", "iwae")
 SYNTHETIC = ("gaussian2d",)
+# The support of each likelihood's observations (the heads' ``support``), known before the
+# model is built so load_data can check the data against it.
+LIKELIHOOD_SUPPORT = {"bernoulli": jdata.UNIT_INTERVAL,
+                      "continuous_bernoulli": jdata.UNIT_INTERVAL, "gaussian": jdata.REAL}
 
 
 class Datasets(NamedTuple):
@@ -106,15 +111,21 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _positive("config.learning_rate", config.learning_rate)
     _positive("config.checkpoint_every", config.checkpoint_every, allow_zero=True)
     ds = config.dataset
-    _choice("dataset", ds.name, jdata.DATASETS + SYNTHETIC)
+    if not jdata.is_tfds_name(ds.name):
+        _choice("dataset", ds.name, jdata.FILE_DATASETS + SYNTHETIC)
+    elif len(ds.name) == len("tfds:"):
+        raise ValueError("config.dataset.name 'tfds:' names no dataset; use e.g. "
+                         "'tfds:cifar10' or 'tfds:celeb_a'.")
     _choice("binarize", ds.binarize, jdata.BINARIZE)
     if not 0.0 < float(ds.threshold) < 1.0:
         raise ValueError(f"config.dataset.threshold must be in (0, 1), got {ds.threshold!r}.")
     for field in ("resize", "limit_train", "limit_eval"):
         _positive(f"config.dataset.{field} (0: off)", ds[field], allow_zero=True)
-    if not 0 <= int(ds.validation_size) < 60000:
-        raise ValueError(f"config.dataset.validation_size must be in [0, 60000), got "
+    train_size = 50000 if ds.name == "cifar10" else 60000
+    if not 0 <= int(ds.validation_size) < train_size:
+        raise ValueError(f"config.dataset.validation_size must be in [0, {train_size}), got "
                          f"{ds.validation_size!r}.")
+    _check_centre(config)
     _positive("config.dataset.count", ds.count)
     _positive("config.dataset.dev_size (0: no dev split)", ds.dev_size, allow_zero=True)
     _seed_range("config.dataset.dev_seed", ds.dev_seed)
@@ -195,8 +206,62 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _positive("config.eval.batch_size", config.eval.batch_size)
     _positive("config.eval.ll_samples", config.eval.ll_samples, allow_zero=True)
     sweep_values(config)
+    check_ranges(config)
     if config.dataset.name in SYNTHETIC and m.likelihood != "gaussian":
         raise ValueError("The 2-D Gaussian data needs likelihood='gaussian'.")
+
+
+def _check_centre(config: ml_collections.ConfigDict) -> None:
+    """``dataset.centre`` maps the data to [-1, 1]: only a Gaussian likelihood holds that."""
+    centre = config.dataset.get("centre", False)
+    if not isinstance(centre, bool):
+        raise ValueError(f"config.dataset.centre must be True or False, got {centre!r}.")
+    if not centre:
+        return
+    if config.dataset.name in SYNTHETIC:
+        raise ValueError("config.dataset.centre maps images in [0, 1] to [-1, 1]; the 2-D "
+                         "Gaussian data are not images (leave it False).")
+    if config.model.likelihood != "gaussian":
+        support = LIKELIHOOD_SUPPORT.get(config.model.likelihood)
+        raise ValueError(f"config.dataset.centre maps the data to [-1, 1], outside the support "
+                         f"{support} of the {config.model.likelihood!r} likelihood; use "
+                         "model.likelihood='gaussian' or leave dataset.centre False.")
+    if config.dataset.binarize == "dynamic":
+        raise ValueError("config.dataset.centre cannot be combined with binarize='dynamic' "
+                         "(a fresh Bernoulli(x) draw needs x in [0, 1]); use 'static' or 'none'.")
+
+
+def check_ranges(config: ml_collections.ConfigDict) -> None:
+    """Checks the optional group ``config.ranges`` an experiment config may declare: allowed
+    closed intervals ``(low, high)`` of ``latent_dim`` and of ``beta`` (``objective.beta`` and
+    every ``sweep.beta`` value), e.g. Homework 2's suggested latent sizes 128..1024 and betas
+    0.1..10 in ``experiments/configs/cifar10_beta_vae.py``. An empty tuple lifts a range
+    (``--config.ranges.beta='()'``). Raises ``ValueError`` naming the field, the value, the
+    range and how to lift it."""
+    ranges = config.get("ranges", None)
+    if ranges is None:
+        return
+    unknown = sorted(set(ranges.keys()) - {"latent_dim", "beta"})
+    if unknown:
+        raise ValueError(f"config.ranges has unknown fields {unknown}; it takes latent_dim and "
+                         "beta.")
+    checks = {"latent_dim": [("config.latent_dim", config.latent_dim)],
+              "beta": [("config.objective.beta", config.objective.beta)]
+              + [(f"config.sweep.beta[{i}]", b) for i, b in enumerate(config.sweep.beta)]}
+    for key, values in checks.items():
+        bounds = tuple(ranges.get(key, ()) or ())
+        if not bounds:
+            continue
+        if len(bounds) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                       for b in bounds) or bounds[0] > bounds[1]:
+            raise ValueError(f"config.ranges.{key} must be (low, high) with low <= high, or () "
+                             f"for no range, got {bounds!r}.")
+        for what, value in values:
+            if not bounds[0] <= float(value) <= bounds[1]:
+                raise ValueError(
+                    f"{what} = {value!r} is outside this config's range [{bounds[0]:g}, "
+                    f"{bounds[1]:g}] (config.ranges.{key}); choose a value inside it, or lift "
+                    f"the range with --config.ranges.{key}='()'.")
 
 
 def _check_autoencoder(config: ml_collections.ConfigDict) -> None:
@@ -221,6 +286,10 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
     evaluation data is binarised once with a fixed key, so every evaluation sees the same set.
     Local files are checked against their pinned SHA-256 on first use unless
     ``config.dataset.verify_checksums`` is false (see :func:`jvae.data.load_split`).
+    With ``config.dataset.centre`` the images are mapped from [0, 1] to [-1, 1] (Homework 2's
+    ``x * 2 - 1``). Both splits are then checked against the support of
+    ``config.model.likelihood`` (:data:`LIKELIHOOD_SUPPORT`: [0, 1] for Bernoulli and
+    ContinuousBernoulli, any finite value for Gaussian).
     """
     ds = config.dataset
     if ds.name == "gaussian2d":
@@ -232,20 +301,29 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
     common = dict(data_dir=ds.data_dir or None, binarize=ds.binarize, threshold=ds.threshold,
                   resize=ds.resize or None, download=ds.download,
                   validation_size=int(ds.validation_size),
-                  verify=bool(ds.get("verify_checksums", True)))
+                  verify=bool(ds.get("verify_checksums", True)),
+                  tfds_image_key=ds.get("tfds_image_key", "image"))
     train = jdata.load_dataset(ds.name, ds.train_split, limit=ds.limit_train or None, **common)
     evals = jdata.load_dataset(ds.name, ds.eval_split, limit=ds.limit_eval or None, **common)
     labels = None
     if ds.name != "binarized_mnist":
         split = jdata.load_split(ds.name, ds.eval_split, data_dir=common["data_dir"],
                                  download=ds.download, validation_size=common["validation_size"],
-                                 verify=common["verify"])
-        labels = split.labels[: len(evals)]
+                                 verify=common["verify"], tfds_image_key=common["tfds_image_key"],
+                                 limit=ds.limit_eval or None if jdata.is_tfds_name(ds.name)
+                                 else None)
+        labels = None if split.labels is None else split.labels[: len(evals)]
     if ds.binarize == "dynamic":
         draws = np.random.default_rng(int(ds.data_seed)).random(evals.shape, np.float32)
         evals = (draws < evals).astype(np.float32)
     for name, arr in (("training data", train), ("evaluation data", evals)):
-        jdata.validate_images(arr, name, check_range=True)
+        jdata.validate_images(arr, name, check_range=True)      # the readers give [0, 1]
+    if ds.get("centre", False):                                  # Homework 2: 2x - 1
+        train, evals = jdata.centre(np.asarray(train)), jdata.centre(np.asarray(evals))
+    support = LIKELIHOOD_SUPPORT.get(config.model.likelihood)
+    for name, arr in (("training data", train), ("evaluation data", evals)):
+        jdata.validate_images(arr, name, support=support,
+                              source=f"the {config.model.likelihood} likelihood")
     train, dev = split_dev(np.asarray(train, np.float32), int(ds.dev_size), int(ds.dev_seed))
     return Datasets(train, np.asarray(evals, np.float32), labels, dev)
 

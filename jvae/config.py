@@ -31,16 +31,21 @@ def default_config() -> ml_collections.ConfigDict:
     c.figures = True
 
     c.dataset = ml_collections.ConfigDict()
-    c.dataset.name = "mnist"        # mnist | fashion_mnist | binarized_mnist | gaussian2d
-    c.dataset.data_dir = ""         # "": $JVAE_DATA_DIR
-    c.dataset.download = False      # fetch MNIST / Fashion-MNIST into the cache if missing
+    c.dataset.name = "mnist"        # mnist | fashion_mnist | binarized_mnist | cifar10 |
+                                    # gaussian2d | tfds:NAME (any prepared TFDS image dataset)
+    c.dataset.data_dir = ""         # "": $JVAE_DATA_DIR (tfds:*: the TFDS data dir, "": TFDS's)
+    c.dataset.download = False      # fetch MNIST / Fashion-MNIST / CIFAR-10 into the cache
+                                    # if missing
     c.dataset.verify_checksums = True   # check local files against their published SHA-256
     c.dataset.train_split = "train"
     c.dataset.eval_split = "validation"
     c.dataset.validation_size = 10000
     c.dataset.binarize = "none"     # none | static | dynamic
     c.dataset.threshold = 0.5
-    c.dataset.resize = 0            # 0: keep 28x28
+    c.dataset.resize = 0            # 0: keep the stored size (28x28, CIFAR 32x32)
+    c.dataset.centre = False        # map [0, 1] to [-1, 1] (2x - 1, Homework 2's centring;
+                                    # needs likelihood=gaussian; figures map back to [0, 1])
+    c.dataset.tfds_image_key = "image"  # tfds:*: the image feature
     c.dataset.limit_train = 0       # 0: all examples
     c.dataset.limit_eval = 0
     c.dataset.data_seed = 42        # synthetic data and the fixed eval binarisation

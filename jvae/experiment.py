@@ -40,7 +40,8 @@ from jvae.config_io import config_from_json, normalised, resume_differences
 from jvae.evaluation import make_evaluator
 from jvae.autoencoder import PointHead
 from jvae.guards import DivergenceError, first_divergent_step
-from jvae.inspection import (conditional_observations, prior_observations,
+from jvae.data import uncentre
+from jvae.inspection import (conditional_observations, interpolate_latents, prior_observations,
                              prior_samples_with_components)
 from jvae.lock import WorkdirLock
 from jvae.model import VAE, init_params, reconstruct, sample_prior
@@ -442,7 +443,8 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
                     and sharding.is_main_process()):              # Lab 5's per-epoch images
                 snap = sharding.to_host(state.params)
                 write_snapshots(model, jax.tree.map(lambda a: a[0], snap) if multi else snap,
-                                jax.random.fold_in(figure_key, epoch), datasets, workdir, epoch)
+                                jax.random.fold_in(figure_key, epoch), datasets, workdir, epoch,
+                                centred=bool(config.dataset.get("centre", False)))
             every = int(config.checkpoint_every)
             if (every and epoch % every == 0) or epoch == num_epochs:
                 ckpt.save(epoch, state)
@@ -457,17 +459,20 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
         params = sharding.to_host(state.params)    # process-local: no collective from here
         params = jax.tree.map(lambda a: a[0], params) if multi else params
         write_figures(model, params, figure_key, datasets, history, workdir,
-                      tsne_points=int(config.eval.tsne_points))
+                      tsne_points=int(config.eval.tsne_points),
+                      centred=bool(config.dataset.get("centre", False)))
     return record
 
 
 def write_snapshots(model: VAE, params: Any, key: jax.Array, datasets: builders.Datasets,
-                    workdir: pathlib.Path, epoch: int) -> list[pathlib.Path]:
+                    workdir: pathlib.Path, epoch: int, *,
+                    centred: bool = False) -> list[pathlib.Path]:
     """Lab 5's per-epoch images (the PyTorch example's ``save_image`` calls), in
     ``workdir/snapshots``: ``reconstruction_{epoch}.png`` (the first 8 evaluation images above
     their reconstructions: decoder means of one posterior sample) and ``sample_{epoch}.png``
-    (decoder means of 64 prior draws, 8 x 8). Plain 8-bit grey image grids (2 px padding),
-    no axes; nothing for data that are not images or for an autoencoder (no prior)."""
+    (decoder means of 64 prior draws, 8 x 8). Plain 8-bit image grids (2 px padding), grey or
+    RGB as the data, no axes; ``centred`` data (``dataset.centre``) are mapped back to
+    [0, 1] first; nothing for data that are not images or for an autoencoder (no prior)."""
     if len(model.data_shape) != 3 or isinstance(model.posterior, PointHead):
         return []
     from PIL import Image   # Pillow: a dependency of matplotlib
@@ -480,10 +485,12 @@ def write_snapshots(model: VAE, params: Any, key: jax.Array, datasets: builders.
     out = workdir / "snapshots"
     out.mkdir(exist_ok=True)
     paths = [out / f"reconstruction_{epoch}.png", out / f"sample_{epoch}.png"]
-    grids = [plotting.image_grid(np.concatenate([originals, recons]), nrow=8),
-             plotting.image_grid(np.asarray(means), nrow=8)]
-    for path, grid in zip(paths, grids):   # 8-bit grey, rounded as torchvision's save_image
-        Image.fromarray(np.clip(grid * 255 + 0.5, 0, 255).astype(np.uint8), "L").save(path)
+    shown = uncentre if centred else (lambda a: a)
+    grids = [plotting.image_grid(shown(np.concatenate([originals, recons])), nrow=8),
+             plotting.image_grid(shown(np.asarray(means)), nrow=8)]
+    for path, grid in zip(paths, grids):   # 8-bit, rounded as torchvision's save_image
+        Image.fromarray(np.clip(grid * 255 + 0.5, 0, 255).astype(np.uint8),
+                        "L" if grid.ndim == 2 else "RGB").save(path)
     return paths
 
 
@@ -551,12 +558,17 @@ def _all_finite(tree: Any) -> bool:
 
 def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Datasets,
                   history: list[dict], workdir: pathlib.Path, *,
-                  tsne_points: int = 1000) -> list[pathlib.Path]:
+                  tsne_points: int = 1000, centred: bool = False) -> list[pathlib.Path]:
     """Write the standard figures of a run into ``workdir``; returns their paths.
 
-    Images: ``samples.png`` (decoder means of 64 prior draws; not for an autoencoder),
-    ``reconstructions.png``
-    (evaluation images above their reconstructions), ``latents.png`` (posterior means of the
+    Images (grey or RGB as the data; with ``centred``, data in [-1, 1] from
+    ``dataset.centre``, every image is mapped back to [0, 1] for display, as Homework 2's
+    ``* 0.5 + 0.5``): ``samples.png`` (decoder means of 64 prior draws; not for an
+    autoencoder), ``reconstructions.png``
+    (evaluation images above their reconstructions), ``interpolations.png`` (Homework 2's:
+    decoder means along ``z1 (1 - a) + z2 a`` for 10 values of ``a`` in [0, 1], between the
+    posterior means of evaluation images ``i`` and ``i + P``, one pair per row,
+    :func:`jvae.inspection.interpolate_latents`), ``latents.png`` (posterior means of the
     evaluation set, first two coordinates, coloured by label). 2-D data:
     ``samples_2d.png`` (data, samples with and without decoder noise). Both:
     ``curves.png`` (train loss, eval ELBO, distortion, rate per epoch; for a multi-seed run the
@@ -578,16 +590,25 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
     if history:
         paths.append(plotting.save_curves(history, workdir / "curves.png"))
     autoencoder = isinstance(model.posterior, PointHead)   # no prior to sample from
+    shown = uncentre if centred else (lambda a: a)
     if len(model.data_shape) == 3:
         if not autoencoder:
             _, means = _compiled(sample_prior, model, params, k_mean, num=64, mode="mean")
-            paths.append(plotting.save_image_grid(np.asarray(means), workdir / "samples.png",
-                                                  nrow=8, title="prior samples (decoder means)"))
+            paths.append(plotting.save_image_grid(shown(np.asarray(means)),
+                                                  workdir / "samples.png", nrow=8,
+                                                  title="prior samples (decoder means)"))
         originals = evals[:32]
         recons = _compiled(reconstruct, model, params, k_rec, originals, mode="mean",
                            validate=False)
-        paths.append(plotting.save_reconstructions(originals, np.asarray(recons),
+        paths.append(plotting.save_reconstructions(shown(originals), shown(np.asarray(recons)),
                                                    workdir / "reconstructions.png", n=8))
+        pairs = min(10, len(evals) // 2)
+        if pairs:
+            path = np.asarray(_compiled(interpolate_latents, model, params, evals[:pairs],
+                                        evals[pairs:2 * pairs], num=10, validate=False))
+            paths.append(plotting.save_interpolations(
+                shown(path), workdir / "interpolations.png",
+                title="decoded z1 (1 - a) + z2 a, a = 0 ... 1 (left to right)"))
     elif not autoencoder:
         n = min(len(evals), 3000)
         _, samples = _compiled(sample_prior, model, params, k_sample, num=n, mode="sample")
@@ -604,7 +625,7 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
                                                          "posterior means")
                                                   + " (first 2 dims)"))
     paths += _step_and_inspection_figures(model, params, key, evals, workdir, autoencoder,
-                                          tsne_points)
+                                          tsne_points, shown)
     if latents.shape[-1] > 2 and tsne_points > 0 and len(latents) > 31:
         n = min(int(tsne_points), len(latents))
         labels = None if datasets.eval_labels is None else datasets.eval_labels[:n]
@@ -634,7 +655,8 @@ def _posterior_means(model: VAE, params: Any, x: jax.Array) -> jax.Array:
 
 
 def _step_and_inspection_figures(model, params, key, evals, workdir: pathlib.Path,
-                                 autoencoder: bool, tsne_points: int) -> list[pathlib.Path]:
+                                 autoencoder: bool, tsne_points: int,
+                                 shown: Callable = lambda a: a) -> list[pathlib.Path]:
     """The step-log figures and the DPM2 notebook's inspection figures (see write_figures);
     their keys are folded from ``key`` so the older figures keep theirs."""
     paths = []
@@ -649,12 +671,12 @@ def _step_and_inspection_figures(model, params, key, evals, workdir: pathlib.Pat
     k_prior, k_cond, k_mix = (jax.random.fold_in(key, 100 + i) for i in range(3))
     if len(model.data_shape) == 3:
         _, obs = _compiled(prior_observations, model, params, k_prior, num=16, oversample=4)
-        paths.append(plotting.save_oversampled(np.asarray(obs),
+        paths.append(plotting.save_oversampled(shown(np.asarray(obs)),
                                                workdir / "prior_oversampled.png"))
         x = evals[:16]
         cond = _compiled(conditional_observations, model, params, k_cond, x, oversample=4,
                          validate=False)
-        paths.append(plotting.save_conditional_samples(x, np.asarray(cond),
+        paths.append(plotting.save_conditional_samples(shown(x), shown(np.asarray(cond)),
                                                        workdir / "conditional_samples.png"))
     z, components = _compiled(prior_samples_with_components, model, params, k_mix, num=5000)
     if components is not None:

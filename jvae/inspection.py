@@ -5,7 +5,8 @@ means: 16 latent draws ``z ~ p(z)`` with 4 observations ``x ~ p(x|z)`` each (``o
 the spread of ``p(x|z)`` for one ``z`` shows how much the decoder explains and how much is
 left to pixel noise), conditional samples ``x' ~ p(x|z)``, ``z ~ q(z|x)`` of held-out data,
 and, for a learned mixture prior, the prior's coordinates and a t-SNE of its samples coloured
-by the component that drew them. These functions draw those arrays; the figures are in
+by the component that drew them; and Homework 2's interpolations between the codes of two
+images (:func:`interpolate_latents`). These functions draw those arrays; the figures are in
 :mod:`jvae.plotting` (:func:`~jvae.plotting.save_oversampled`,
 :func:`~jvae.plotting.save_conditional_samples`, :mod:`jvae.plotting.mixture`).
 
@@ -34,7 +35,8 @@ from jvae.data.validate import check_data
 from jvae.distributions import sample_mixture
 from jvae.model import VAE
 
-__all__ = ["prior_observations", "conditional_observations", "prior_samples_with_components"]
+__all__ = ["prior_observations", "conditional_observations", "prior_samples_with_components",
+           "interpolate_latents"]
 
 Params = Any
 
@@ -135,6 +137,46 @@ def prior_samples_with_components(model: VAE, params: Params, key: jax.Array, nu
         component, z = sample_mixture(pz, key, (num,))
         return z, component.astype(jnp.int32)
     return pz.sample(seed=key, sample_shape=(num,)), None
+
+
+def interpolate_latents(model: VAE, params: Params, x1: jax.Array, x2: jax.Array,
+                        num: int = 10, *, validate: bool = True) -> jax.Array:
+    """Decodings along the segment between the codes of pairs of inputs (Homework 2, Task 3).
+
+    ``z1`` and ``z2`` are the posterior means of ``q(z|x1)`` and ``q(z|x2)`` (the homework's
+    ``z, _ = model.encoder(x)``); for each of ``num`` evenly spaced ``a`` in ``[0, 1]``
+    (``np.linspace(0, 1, num)``) the code ``z1 (1 - a) + z2 a`` is decoded to the mean of
+    ``p(x|z)``. No randomness is involved. Column 0 decodes ``z1``, the last column ``z2``.
+
+    Args:
+      model: the VAE (or autoencoder: its codes are interpolated the same way).
+      params: its variables.
+      x1: ``[P, *data_shape]`` first inputs of the pairs.
+      x2: ``[P, *data_shape]`` second inputs.
+      num: number of interpolation points (>= 2).
+      validate: check concrete ``x1`` and ``x2`` with :func:`jvae.data.check_data`.
+
+    Returns:
+      ``[P, num, *data_shape]`` float32 decoder means (for centred data still centred).
+
+    Raises:
+      ValueError: ``num`` is not an integer >= 2, or ``x1``/``x2`` are not valid
+        ``[P, *data_shape]`` batches of the same size.
+    """
+    num = _positive("num", num)
+    if num < 2:
+        raise ValueError(f"num must be at least 2 (the two ends), got {num!r}.")
+    if validate:
+        check_data(x1, model=model, name="x1", batch_ndim=1)
+        check_data(x2, model=model, name="x2", batch_ndim=1)
+    if x1.shape[0] != x2.shape[0]:
+        raise ValueError(f"x1 and x2 must hold the same number of inputs, got {x1.shape[0]} "
+                         f"and {x2.shape[0]}.")
+    z1 = model.apply(params, x1, method=VAE.encode).mean()                   # [P, D]
+    z2 = model.apply(params, x2, method=VAE.encode).mean()
+    a = jnp.linspace(0.0, 1.0, num, dtype=z1.dtype)[None, :, None]           # [1, num, 1]
+    z = z1[:, None] * (1.0 - a) + z2[:, None] * a                             # [P, num, D]
+    return model.apply(params, z, method=VAE.decode).mean().astype(jnp.float32)
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -168,6 +168,8 @@ class ConvEncoder(nn.Module):
         (:class:`jvae.conv.Conv`; ``auto`` is space-to-depth on the CPU).
       dropout_rate: dropout of the flattened map before the dense projection (only with
         ``out_dim``; the notebook's CNN encoder has no dense layer), see :func:`dropout`.
+      activate_last: whether the last convolution is followed by the activation (Homework 2's
+        encoder, ``conv(256) -> fc``, has none there).
 
     Raises ``ValueError`` when the input is too small for the layers.
     """
@@ -180,6 +182,7 @@ class ConvEncoder(nn.Module):
     out_dim: int | None = None
     impl: str = "auto"
     dropout_rate: float = 0.0
+    activate_last: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -195,7 +198,8 @@ class ConvEncoder(nn.Module):
         batch_shape = x.shape[:-3]
         h = x.reshape((-1,) + x.shape[-3:])
         for i, (f, k, s, pad) in enumerate(layers):
-            h = act(Conv(int(f), int(k), int(s), pad, impl=self.impl, name=f"conv_{i}")(h))
+            h = Conv(int(f), int(k), int(s), pad, impl=self.impl, name=f"conv_{i}")(h)
+            h = act(h) if self.activate_last or i < n - 1 else h
         h = h.reshape(h.shape[0], -1)
         if self.out_dim is not None:
             h = dropout(self, h, self.dropout_rate, name="dropout_proj")
@@ -337,7 +341,7 @@ def conv_decoder_start(image_shape: Sequence[int], layers):
     return tuple(start), tuple(reached)
 
 
-CONV_PRESETS = ("dpm2",)
+CONV_PRESETS = ("dpm2", "hw2")
 
 
 def conv_preset(name: str, image_shape: Sequence[int]) -> tuple[dict, dict]:
@@ -355,14 +359,34 @@ def conv_preset(name: str, image_shape: Sequence[int]) -> tuple[dict, dict]:
     ones of the decoder) that fit the image, so 28x28 and 32x32 use three (encoder 28 -> 13
     -> 5 -> 1, 32 -> 15 -> 6 -> 2; decoder 1 -> 5 -> 14 -> 32, cropped to 28). When the
     flattened encoder output is not 1024 wide, a dense layer (with the activation) projects
-    it to 1024, the notebook's bottleneck. Raises ``ValueError`` for an unknown name or an
-    image too small for one layer.
+    it to 1024, the notebook's bottleneck.
+
+    ``"hw2"``: Homework 2's convolutional beta-VAE (Task 3's suggested ``ConvEncoder`` /
+    ``ConvDecoder``). Encoder: ``conv(32) -> relu -> conv(64) -> relu -> conv(128) -> relu ->
+    conv(256)``, 3x3 kernels with padding 1 (``SAME``), the first of stride 1 and the others
+    of stride 2, no activation after the last (32 -> 32 -> 16 -> 8 -> 4, flattened to
+    4x4x256 = 4096); the posterior head is the ``fc(2 * latent)``. Decoder: ``fc`` to a
+    ``128 x H/8 x W/8`` map (no activation), then ``conv2dtranspose(128) -> relu ->
+    conv2dtranspose(64) -> relu -> conv2dtranspose(32) -> relu -> conv2dtranspose(C)``: 4x4
+    transposed convolutions of stride 2 (``SAME``: each doubles the size, 4 -> 8 -> 16 -> 32)
+    and a last 3x3 one of stride 1 to the output channels. The notebook leaves kernel sizes
+    and strides to the student; these are the usual choice that reaches ``H/8`` and back. For
+    sizes not divisible by 8 the start map is ``ceil(H/8)`` and the output is centre cropped.
+
+    Raises ``ValueError`` for an unknown name or an image too small for one layer.
     """
     if name not in CONV_PRESETS:
         close = difflib.get_close_matches(str(name), CONV_PRESETS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"Unknown conv preset {name!r}{hint}; choose one of "
                          f"{list(CONV_PRESETS)}.")
+    if name == "hw2":
+        encoder = dict(features=(32, 64, 128, 256), kernel=3, strides=(1, 2, 2, 2),
+                       padding="SAME", activation="relu", out_dim=None, activate_last=False)
+        decoder = dict(features=(128, 64, 32), kernel=(4, 4, 4, 3), strides=(2, 2, 2, 1),
+                       padding="SAME", activation="relu", start_features=128,
+                       activate_start=False, final="transpose")
+        return encoder, decoder
     enc = [(32, 4, 2, "VALID"), (64, 4, 2, "VALID"), (128, 4, 2, "VALID"),
            (256, 4, 2, "VALID")]
     dec = [(128, 5, 2, "VALID"), (64, 5, 2, "VALID"), (32, 6, 2, "VALID"),
