@@ -122,7 +122,7 @@ def _open(tfds, name: str, split: str, data_dir):
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except tfds.core.registered.DatasetNotFoundError as e:
-        known = list(tfds.list_builders())
+        known = list(tfds.list_builders(with_community_datasets=False))   # (community: TF)
         close = difflib.get_close_matches(name.split(":")[0], known, n=1)
         hint = f"did you mean 'tfds:{close[0]}'? " if close else ""
         raise ValueError(f"unknown TFDS dataset {name!r}; {hint}see tfds.list_builders() for "
