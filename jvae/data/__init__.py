@@ -160,7 +160,13 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
     _check_choice("dataset name", name, FILE_DATASETS)
     _check_choice("split", split, SPLITS)
     if name == "cifar10":
-        return _load_cifar(split, data_dir, cache_dir, download, validation_size, verify)
+        _check_validation_size(validation_size, split, 50000)
+        given = find_data_dir(data_dir)
+        searched = [d for d in (given, default_cache_dir(cache_dir)) if d]
+        images, labels = _cifar.load_cifar10(split, searched, cache_dir=cache_dir,
+                                             download=download,
+                                             validation_size=validation_size, verify=verify)
+        return Split(images, labels)
     if name == "binarized_mnist":
         parts = ("train", "validation") if split == "train_full" else (split,)
         files = [_NPZ_FILES[p] for p in parts]
@@ -388,63 +394,6 @@ def _locate(name: str, files: list[str], data_dir, cache_dir, fetch: bool,
                 "(Larochelle & Murray 2011 .amat data, packed as described in the data README)")
     raise DataNotFoundError(f"{name}: missing {', '.join(files)}; searched {where}. "
                             f"To provide them, {how}.")
-
-
-def _load_cifar(split: str, data_dir, cache_dir, fetch: bool, validation_size,
-                verify: bool) -> Split:
-    """CIFAR-10's split from the first searched directory holding one of its three layouts."""
-    name = "cifar10"
-    _check_validation_size(validation_size, split, 50000)
-    parts = _cifar.TRAIN_BATCHES if split != "test" else (_cifar.TEST_BATCH,)
-    given = find_data_dir(data_dir)
-    searched = [d for d in (given, default_cache_dir(cache_dir)) if d]
-    source = None
-    for root in searched:
-        folder = root / name
-        if all((folder / _cifar.BATCH_DIR / p).is_file() for p in parts):
-            source = ("batches", folder / _cifar.BATCH_DIR)
-        elif (folder / _cifar.ARCHIVE).is_file():
-            source = ("archive", folder / _cifar.ARCHIVE)
-        elif (folder / _cifar.PICKLE).is_file():
-            source = ("pickle", folder / _cifar.PICKLE)
-        if source is not None:
-            break
-    if source is None and fetch:
-        source = ("archive", _dl.download(name, cache_dir=cache_dir) / _cifar.ARCHIVE)
-    if source is None:
-        where = ", ".join(str(root / name) for root in searched) or "nowhere (no data_dir given)"
-        raise DataNotFoundError(
-            f"{name}: missing {_cifar.BATCH_DIR}/{{{','.join(parts)}}}, {_cifar.ARCHIVE} or "
-            f"{_cifar.PICKLE}; searched {where}. To provide them, download the official "
-            f"\"CIFAR-10 python version\" archive {_cifar.ARCHIVE} from "
-            "https://www.cs.toronto.edu/~kriz/cifar.html into <data_dir>/cifar10/ (extracting it "
-            "is optional), put Homework 2's cifar10.pkl there, pass download=True "
-            f"(config.dataset.download=True) to fetch the archive into "
-            f"{default_cache_dir(cache_dir) / name}, or use a TFDS copy with "
-            "name='tfds:cifar10'.")
-    kind, path = source
-    try:
-        if kind == "batches":
-            images, labels = _cifar.read_cifar_batches(path, parts, verify=verify)
-        elif kind == "archive":
-            images, labels = _cifar.read_cifar_archive(path, parts, verify=verify)
-        else:
-            images = _cifar.read_image_pickle(path, "test" if split == "test" else "train")
-            labels = None
-    except ChecksumError as e:
-        if not fetch or kind == "pickle":
-            raise
-        warnings.warn(f"{e} Using a verified download instead.", stacklevel=3)
-        path = _dl.download(name, cache_dir=cache_dir) / _cifar.ARCHIVE
-        images, labels = _cifar.read_cifar_archive(path, parts, verify=verify)
-    if split in ("test", "train_full"):
-        return Split(images, labels)
-    if validation_size >= len(images):
-        raise ValueError(f"validation_size {validation_size} must be smaller than the "
-                         f"{len(images)} training images of {path}")
-    cut = {"train": slice(0, len(images) - validation_size),
-           "validation": slice(len(images) - validation_size, None)}.get(split, slice(None))
-    return Split(images[cut], None if labels is None else labels[cut])
 
 
 def _check_validation_size(validation_size, split: str, size: int) -> None:

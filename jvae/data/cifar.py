@@ -32,6 +32,7 @@ import io
 import pathlib
 import pickle
 import tarfile
+import warnings
 import zlib
 
 import numpy as np
@@ -39,8 +40,8 @@ import numpy as np
 from jvae.data.idx import file_key, one_line, readonly
 
 __all__ = ["ARCHIVE", "ARCHIVE_MD5", "BATCH_DIR", "BATCH_MD5", "TRAIN_BATCHES", "TEST_BATCH",
-           "PICKLE", "read_cifar_batches", "read_cifar_archive", "read_image_pickle",
-           "md5_file"]
+           "PICKLE", "load_cifar10", "read_cifar_batches", "read_cifar_archive",
+           "read_image_pickle", "md5_file"]
 
 ARCHIVE = "cifar-10-python.tar.gz"
 #: MD5 of the official archive, as published on the CIFAR page (pinned in jvae.download.MD5).
@@ -162,6 +163,85 @@ def read_image_pickle(path: pathlib.Path, split: str) -> np.ndarray:
             rank, channels not 1 or 3, or values outside ``0..255``.
     """
     return _read_image_pickle(*file_key(pathlib.Path(path)))[split]
+
+
+def load_cifar10(split: str, searched, *, cache_dir=None, download: bool = False,
+                 validation_size: int = 10000, verify: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """One split of CIFAR-10 from the first of ``searched`` holding one of its layouts (see
+    :func:`jvae.data.load_split`, which calls this with ``data_dir`` and the cache).
+
+    Args:
+        split: ``"train"``, ``"validation"``, ``"train_full"`` or ``"test"``.
+        searched: root folders, each looked at for ``<root>/cifar10/`` in the order of the
+            module docstring's layouts.
+        cache_dir: the download cache (:func:`jvae.download.default_cache_dir`).
+        download: fetch the official archive into the cache when nothing is found, or when a
+            file fails its MD5.
+        validation_size: training images held out for ``"validation"``.
+        verify: check MD5s.
+
+    Returns:
+        ``(images float32 [N, 32, 32, 3] in [0, 1], labels int32 [N] or None)``.
+
+    Raises:
+        DataNotFoundError: no layout in any searched folder (naming the files, the folders and
+            how to provide them).
+        ChecksumError: a file's MD5 is not the published one (and ``download=False``).
+        ValueError: a corrupt file, or ``validation_size`` not below the training set size.
+    """
+    from jvae.data import DataNotFoundError
+
+    _dl = importlib.import_module("jvae.download")
+    name = "cifar10"
+    parts = TRAIN_BATCHES if split != "test" else (TEST_BATCH,)
+    source = None
+    for root in searched:
+        folder = pathlib.Path(root) / name
+        if all((folder / BATCH_DIR / p).is_file() for p in parts):
+            source = ("batches", folder / BATCH_DIR)
+        elif (folder / ARCHIVE).is_file():
+            source = ("archive", folder / ARCHIVE)
+        elif (folder / PICKLE).is_file():
+            source = ("pickle", folder / PICKLE)
+        if source is not None:
+            break
+    if source is None and download:
+        source = ("archive", _dl.download(name, cache_dir=cache_dir) / ARCHIVE)
+    if source is None:
+        where = (", ".join(str(pathlib.Path(root) / name) for root in searched)
+                 or "nowhere (no data_dir given)")
+        raise DataNotFoundError(
+            f"{name}: missing {BATCH_DIR}/{{{','.join(parts)}}}, {ARCHIVE} or {PICKLE}; "
+            f"searched {where}. To provide them, download the official \"CIFAR-10 python "
+            f"version\" archive {ARCHIVE} from https://www.cs.toronto.edu/~kriz/cifar.html "
+            "into <data_dir>/cifar10/ (extracting it is optional), put Homework 2's "
+            "cifar10.pkl there, pass download=True (config.dataset.download=True) to fetch "
+            f"the archive into {_dl.default_cache_dir(cache_dir) / name}, or use a TFDS copy "
+            "with name='tfds:cifar10'.")
+    kind, path = source
+    from jvae.data.checksums import ChecksumError
+    try:
+        if kind == "batches":
+            images, labels = read_cifar_batches(path, parts, verify=verify)
+        elif kind == "archive":
+            images, labels = read_cifar_archive(path, parts, verify=verify)
+        else:
+            images, labels = read_image_pickle(path, "test" if split == "test" else "train"), None
+    except ChecksumError as e:
+        if not download:
+            raise
+        warnings.warn(f"{e} Using a verified download instead.", stacklevel=3)
+        path = _dl.download(name, cache_dir=cache_dir) / ARCHIVE
+        images, labels = read_cifar_archive(path, parts, verify=verify)
+    if split in ("test", "train_full"):
+        return images, labels
+    if validation_size >= len(images):
+        raise ValueError(f"validation_size {validation_size} must be smaller than the "
+                         f"{len(images)} training images of {path}")
+    cut = {"train": slice(0, len(images) - validation_size),
+           "validation": slice(len(images) - validation_size, None)}[split]
+    return images[cut], None if labels is None else labels[cut]
 
 
 # ----------------------------------------------------------------------------- helpers
