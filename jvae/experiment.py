@@ -75,8 +75,7 @@ def _write_metrics(workdir: pathlib.Path, records: list[dict]) -> None:
 def _append_metrics(workdir: pathlib.Path, record: dict) -> None:
     if not sharding.is_main_process():
         return
-    with open(workdir / METRICS_FILE, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    steplog.append_lines(workdir / METRICS_FILE, json.dumps(record) + "\n")
 
 
 def _keys(seed: int):

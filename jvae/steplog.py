@@ -23,7 +23,9 @@ few scalars. A resumed run first drops the lines after the restored step.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import pathlib
 import time
 from typing import Any
@@ -77,8 +79,31 @@ def _truncate(path: pathlib.Path, max_step: int) -> None:
 
 def _append(path: pathlib.Path, records: list[dict]) -> None:
     if records and sharding.is_main_process():
-        with open(path, "a") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in records))
+        append_lines(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def append_lines(path: pathlib.Path, text: str) -> None:
+    """Append ``text`` (whole lines) to ``path``, all or nothing: when the write fails (a
+    full disk) the file is cut back to its old length, so no half line is left, and the
+    ``OSError`` names the file."""
+    path = pathlib.Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(text.encode())
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            reason = ("no space left on the device" if e.errno == errno.ENOSPC
+                      else e.strerror or str(e))
+            raise OSError(e.errno, f"Could not append to {path}: {reason}") from e
+    finally:
+        os.close(fd)
 
 
 class StepLog:

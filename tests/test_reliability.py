@@ -209,7 +209,9 @@ def test_a_full_disk_ends_the_run_with_one_line_and_releases_the_lock(when, conf
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here")
     try:
-        monkeypatch.setattr(train, "load_config_file", lambda spec: config())
+        # No step log: the checkpoints, not the growing steps.jsonl, fill the disk.
+        monkeypatch.setattr(train, "load_config_file",
+                            lambda spec: config(**{"eval.log_steps": False}))
         assert train.main(["--config=c.py", f"--workdir={mount / 'run'}", "--noprogress"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("error:") and err.count("\n") == 1, err

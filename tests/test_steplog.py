@@ -122,3 +122,26 @@ def test_steps_and_dev_logs_chunked_training_equals_plain_and_resume(tmp_path,
                                                     False, 0)
     assert [p.name for p in paths] == ["steps.png", "dev.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_append_lines_is_all_or_nothing_on_a_full_disk(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from jvae import steplog
+
+    path = tmp_path / "steps.jsonl"
+    steplog.append_lines(path, '{"step": 1}\n')
+    real_write = os.write
+
+    def half_then_full(fd, data):                 # the disk fills in the middle of a write
+        if len(data) > 4:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(steplog.os, "write", half_then_full)
+    with pytest.raises(OSError, match=r"Could not append to .*steps.jsonl: no space left"):
+        steplog.append_lines(path, '{"step": 2}\n{"step": 3}\n')
+    monkeypatch.undo()
+    assert path.read_text() == '{"step": 1}\n'                 # no half line left
+    assert read_jsonl(path) == [{"step": 1}]

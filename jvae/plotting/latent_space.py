@@ -166,7 +166,7 @@ def save_manifold(decode: Callable[[np.ndarray], np.ndarray], codes, path, *, nu
 
 def save_latent_tsne(latents, labels, path, *, perplexity: float = 30.0, seed: int = 0,
                      max_points: int = 2000, num_iters: int = 1000,
-                     title: str | None = None) -> Path:
+                     title: str | None = None, legend_title: str = "label") -> Path:
     """A t-SNE map (van der Maaten & Hinton, 2008) of latents of more than 2 dimensions,
     coloured by label, so any run can show its latent space.
 
@@ -185,6 +185,7 @@ def save_latent_tsne(latents, labels, path, *, perplexity: float = 30.0, seed: i
       max_points: the most points mapped.
       num_iters: t-SNE iterations (the first 250 with early exaggeration).
       title: axes title.
+      legend_title: title of the colour legend (``"component"`` for mixture components).
 
     Returns:
       The path written.
@@ -217,7 +218,7 @@ def save_latent_tsne(latents, labels, path, *, perplexity: float = 30.0, seed: i
     ax = fig.subplots()
     for colour, _, sel in _groups(labels, len(x)):
         ax.scatter(emb[sel, 0], emb[sel, 1], s=3, alpha=0.7, color=colour, linewidths=0)
-    _legend(ax, labels)
+    _legend(ax, labels, legend_title)
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
     ax.set_title(title or f"t-SNE of {x.shape[1]}-D latents")
@@ -261,13 +262,13 @@ def _groups(labels, n: int):
         yield cmap(i % cmap.N), str(cls), labels == cls
 
 
-def _legend(ax, labels) -> None:
+def _legend(ax, labels, title: str = "label") -> None:
     if labels is None or len(np.unique(labels)) > 20:
         return
     handles = [Line2D([], [], ls="", marker="o", markersize=5, color=colour, label=name)
                for colour, name, _ in _groups(labels, len(labels))]
     ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              title="label", title_fontsize="small", frameon=False)
+              title=title, title_fontsize="small", frameon=False)
 
 
 def _robust_limits(pts: np.ndarray, q: float, margin: float = 0.05):

@@ -164,6 +164,7 @@ def save_prior_tsne(z, components, path, *, num_points: int = 1000, perplexity: 
     num_points = _positive("num_points", num_points)
     return save_latent_tsne(z, components, path, perplexity=perplexity, seed=seed,
                             max_points=num_points, num_iters=num_iters,
+                            legend_title="component",
                             title=title or f"t-SNE of {z.shape[1]}-D prior samples, "
                                            "coloured by mixture component")
 
