@@ -37,15 +37,20 @@ runs whose work directory exists.
 from __future__ import annotations
 
 import argparse
+import datetime
 import difflib
 import json
+import os
 import pathlib
 import sys
 import time
 
+import numpy as np
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from jvae.experiment import read_metrics, train_and_evaluate  # noqa: E402
+from jvae.steplog import DEV_FILE, STEPS_FILE, read_jsonl  # noqa: E402
 from configs import fashion_mnist_dpm2  # noqa: E402
 
 CNN = {"model.encoder": "conv", "model.decoder": "conv", "model.conv_preset": "dpm2",
@@ -113,20 +118,56 @@ def summarise(name: str, workdir: pathlib.Path) -> dict:
             **{k: last.get(f"dev/{k}") for k in ("elbo", "distortion", "rate",
                                                    "log_likelihood")},
             "test_elbo": last.get("eval/elbo"),
+            # the last five dev assessments (steps 920-1150 of a full run): less noisy than
+            # the final one for the score-function runs
+            "elbo_last5": float(np.mean([r["dev/elbo"] for r in
+                                         read_jsonl(workdir / DEV_FILE)[-5:]])),
             "train_seconds": sum(r["train/seconds"] for r in records),
             "dev_seconds": sum(r.get("dev/seconds_in_epoch", 0.0) for r in records)}
 
 
 def results_table(rows: list[dict]) -> str:
-    head = ("| variant | what | dev ELBO | D | R | L (K=100) | test ELBO | train s |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+    head = ("| variant | what | dev ELBO | D | R | L (K=100) | test ELBO | train s | dev s |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
 
     def f(v):
         return "" if v is None else f"{v:.2f}"
     return head + "".join(
         f"| `{r['variant']}` | {r['what']} | {f(r['elbo'])} | {f(r['distortion'])} | "
         f"{f(r['rate'])} | {f(r['log_likelihood'])} | {f(r['test_elbo'])} | "
-        f"{r['train_seconds']:.0f} |\n" for r in rows)
+        f"{r['train_seconds']:.0f} | {r['dev_seconds']:.0f} |\n" for r in rows)
+
+
+def curves(workdir: pathlib.Path, every: int = 5) -> dict:
+    """A run's dev assessments (step, ELBO, D, R) and its training ELBO, D, R (and the
+    score-function signal's statistics and the learned baseline's loss, where the run has
+    them) as trailing moving averages of 23 steps, every ``every``-th step."""
+    dev = read_jsonl(workdir / DEV_FILE)
+    out = {"dev_step": [r["step"] for r in dev],
+           **{f"dev_{k}": [r[f"dev/{k}"] for r in dev] for k in ("elbo", "distortion",
+                                                                   "rate")}}
+    steps = read_jsonl(workdir / STEPS_FILE)
+    out["step"] = [r["step"] for r in steps][::every]
+    for k in ("elbo", "distortion", "rate", "cv/baseline_loss", "signal_std",
+              "centred_signal_std"):
+        values = np.array([r.get(f"train/{k}", np.nan) for r in steps], np.float64)
+        if np.all(np.isnan(values)):
+            continue
+        smooth = np.convolve(values, np.ones(23) / 23, mode="full")[:len(values)]
+        smooth[:22] = np.cumsum(values[:22]) / np.arange(1, 23)[:len(values[:22])]
+        out[f"train_{k.replace('/', '_')}"] = [round(float(v), 3) for v in smooth[::every]]
+    return out
+
+
+def write_docs_data(rows: list[dict], root: pathlib.Path, quick: bool) -> pathlib.Path:
+    """``docs/data/dpm2.json``: the results rows and every run's curves, the numbers the
+    results page and its figure (``experiments/figures.py dpm2``) show."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "data" / "dpm2.json"
+    data = {"measured": datetime.date.today().isoformat(), "quick": quick,
+            "load_average": list(os.getloadavg()), "rows": rows,
+            "curves": {r["variant"]: curves(root / r["variant"]) for r in rows}}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
 
 
 def main(argv=None) -> list[dict]:
@@ -136,6 +177,10 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--only", default="", help="comma-separated variants (default: all)")
     parser.add_argument("--epochs", type=int, default=0, help="override num_epochs")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--no-train", action="store_true",
+                        help="only summarise the runs already in WORKDIR (no training)")
+    parser.add_argument("--docs", action="store_true",
+                        help="also write docs/data/dpm2.json (then: experiments/figures.py dpm2)")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
     configs = {n: variant_config(n, args.quick, args.epochs) for n in names}  # fail early
@@ -144,7 +189,8 @@ def main(argv=None) -> list[dict]:
     for name, config in configs.items():
         t0 = time.perf_counter()
         print(f"# {name}: {VARIANTS[name][2]}", flush=True)
-        train_and_evaluate(config, root / name, resume=args.resume, progress=False)
+        if not args.no_train:
+            train_and_evaluate(config, root / name, resume=args.resume, progress=False)
         rows.append(summarise(name, root / name))
         rows[-1]["wall_seconds"] = time.perf_counter() - t0
         print(f"# {name}: dev ELBO {rows[-1]['elbo']:.2f}, L {rows[-1]['log_likelihood']}, "
@@ -154,11 +200,18 @@ def main(argv=None) -> list[dict]:
     if sfe:
         table += ("\nSFE control variates by dev ELBO (best first): "
                   + " > ".join(f"`{r['variant'][4:]}` {r['elbo']:.2f}" for r in sfe) + "\n")
-    table += f"\nWall time of the whole command: {time.perf_counter() - t_all:.0f} s.\n"
+        sfe5 = sorted(sfe, key=lambda r: -r["elbo_last5"])
+        table += ("By the mean dev ELBO of the last five assessments: "
+                  + " > ".join(f"`{r['variant'][4:]}` {r['elbo_last5']:.2f}" for r in sfe5)
+                  + "\n")
+    if not (args.no_train or args.resume):
+        table += f"\nWall time of the whole command: {time.perf_counter() - t_all:.0f} s.\n"
     root.mkdir(parents=True, exist_ok=True)
     (root / "results.md").write_text(table)
     (root / "results.json").write_text(json.dumps(rows, indent=1))
     print(table)
+    if args.docs:
+        print(f"wrote {write_docs_data(rows, root, args.quick)}")
     return rows
 
 

@@ -237,6 +237,47 @@ def draw_pyro_vae(data: dict, path) -> None:
     _save(fig, path)
 
 
+def draw_dpm2(data: dict, path) -> None:
+    """The DPM2 notebook's experiment: dev ELBO and rate against steps for every variant,
+    the score-function variants' training ELBO (moving average), the continuous variants."""
+    curves = data["curves"]
+    binary = [v for v in curves if "continuous" not in v and not v.startswith("sfe_")]
+    sfe = [v for v in curves if v.startswith("sfe_")]
+    continuous = [v for v in curves if "continuous" in v]
+    fig = _figure((11.0, 7.4))
+    axes = [fig.add_subplot(2, 2, i + 1) for i in range(4)]
+    panels = ((axes[0], binary, "dev_elbo", "dev ELBO, binarised data (reparameterised)"),
+              (axes[1], sfe, "dev_elbo", "dev ELBO, score-function estimator (RMSprop)"),
+              (axes[2], continuous, "dev_elbo",
+               "dev ELBO, grey levels (ContinuousBernoulli)"))
+    for ax, names, key, title in panels:
+        for i, name in enumerate(names):
+            c = curves[name]
+            ax.plot(c["dev_step"], c[key], marker=".", ms=4, lw=1.2, color=f"C{i}",
+                    label=f"{name} ({c[key][-1]:.1f})")
+        ax.set_title(title, fontsize=10)
+        if names:      # from the third assessment on: the step-0 value dwarfs the rest
+            later = [v for n in names for v in curves[n][key][2:]]
+            lo, hi = min(later), max(later)
+            ax.set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
+            ax.legend(fontsize=7, loc="lower right")
+        ax.ticklabel_format(axis="y", useOffset=False)
+    for i, name in enumerate(binary + sfe):
+        c = curves[name]
+        axes[3].plot(c["dev_step"], c["dev_rate"], lw=1.0, color=f"C{i % 10}",
+                     ls="-" if name in binary else "--", label=name)
+    axes[3].set_yscale("log")          # the score-function runs' rates spike early
+    axes[3].set_title("dev rate R (binarised data; log scale)", fontsize=10)
+    axes[3].legend(fontsize=6, ncol=2)
+    for ax in axes:
+        ax.set_xlabel("training step")
+        ax.set_ylabel("nats per example")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"DPM2 notebook experiment, dev split of 1000 images ({data['measured']}"
+                 f"{', --quick' if data.get('quick') else ''})", fontsize=11)
+    _save(fig, path)
+
+
 # ----------------------------------------------------------------------------------- the sources
 
 _RUN_CODE = (("jvae/plotting/_common.py", None), ("jvae/plotting/images.py", None),
@@ -280,6 +321,9 @@ SOURCES = (
            (("experiments/figures.py", "draw_estimator_variance"),
             ("experiments/figures.py", "_figure")),
            data="estimator_variance.json", draw=draw_estimator_variance),
+    Source("dpm2", {"": "dpm2_dev_curves.png"},
+           (("experiments/figures.py", "draw_dpm2"), ("experiments/figures.py", "_figure")),
+           data="dpm2.json", draw=draw_dpm2),
     Source("benchmarks", {"": "benchmarks.png"},
            (("experiments/figures.py", "draw_benchmarks"), ("experiments/figures.py", "_figure")),
            data="benchmarks.json", draw=draw_benchmarks),

@@ -42,6 +42,34 @@ def test_unknown_variant_suggests_the_closest():
 
 def test_results_table_and_ordering(tmp_path):
     rows = [{"variant": "sfe_none", "what": "x", "elbo": -300.0, "distortion": 280.0,
-             "rate": 20.0, "log_likelihood": None, "test_elbo": -301.0, "train_seconds": 12.0}]
+             "rate": 20.0, "log_likelihood": None, "test_elbo": -301.0, "train_seconds": 12.0,
+             "dev_seconds": 3.4}]
     table = dpm2.results_table(rows)
-    assert "| `sfe_none` | x | -300.00 | 280.00 | 20.00 |  | -301.00 | 12 |" in table
+    assert "| `sfe_none` | x | -300.00 | 280.00 | 20.00 |  | -301.00 | 12 | 3 |" in table
+
+
+def test_summary_and_docs_data_of_a_run_directory(tmp_path):
+    """summarise / curves read a run's metrics, dev and step logs (files as a run writes them)."""
+    import json
+
+    run = tmp_path / "sfe_none"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(
+        json.dumps({"epoch": 1, "step": 30, "train/seconds": 2.0, "dev/seconds_in_epoch": 0.5})
+        + "\n" + json.dumps({"epoch": 2, "step": 60, "train/seconds": 3.0, "dev/elbo": -9.0,
+                             "dev/distortion": 8.0, "dev/rate": 1.0, "eval/elbo": -9.5}) + "\n")
+    (run / "dev.jsonl").write_text("".join(
+        json.dumps({"step": s, "dev/elbo": -float(s), "dev/distortion": 1.0, "dev/rate": 2.0})
+        + "\n" for s in range(0, 70, 10)))
+    (run / "steps.jsonl").write_text("".join(
+        json.dumps({"step": s, "train/elbo": -float(s), "train/distortion": 1.0,
+                    "train/rate": 2.0}) + "\n" for s in range(1, 61)))
+    row = dpm2.summarise("sfe_none", run)
+    assert (row["elbo"], row["steps"], row["train_seconds"], row["dev_seconds"]) == (-9.0, 60,
+                                                                                     5.0, 0.5)
+    assert row["elbo_last5"] == pytest.approx(-40.0)        # dev ELBOs at steps 20..60
+    c = dpm2.curves(run, every=5)
+    assert c["dev_step"] == list(range(0, 70, 10)) and len(c["step"]) == 12
+    # trailing 23-step moving average of -step: at step 26 the mean of steps 4..26 is -15
+    assert c["train_elbo"][5] == pytest.approx(-15.0)
+    assert c["train_elbo"][0] == -1.0 and "train_cv_baseline_loss" not in c
