@@ -271,20 +271,28 @@ def _text_keys(d) -> dict:
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in d.items()}
 
 
-def _decode_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _unpickle_dict(raw: bytes, where: str, keys: tuple[str, ...], kind: str,
+                   expected: str) -> dict:
+    """``raw`` unpickled (restricted) as a dict with text ``keys``; one-line errors naming
+    ``where`` for a corrupt pickle, another type, or missing keys."""
     try:
         d = _unpickle(raw)
     except _READ_ERRORS as e:
-        raise ValueError(f"{where}: not a CIFAR-10 batch pickle, truncated or corrupt "
+        raise ValueError(f"{where}: not {kind} pickle, truncated or corrupt "
                          f"({one_line(e)})") from e
     if not isinstance(d, dict):
-        raise ValueError(f"{where}: a pickled {type(d).__name__}, not a CIFAR-10 batch dict "
-                         "with 'data' and 'labels'")
+        raise ValueError(f"{where}: a pickled {type(d).__name__}, not a {expected}")
     d = _text_keys(d)
-    missing = [k for k in ("data", "labels") if k not in d]
+    missing = [k for k in keys if k not in d]
     if missing:
-        raise ValueError(f"{where}: a dict without the CIFAR-10 keys {missing} (it has "
-                         f"{sorted(map(str, d))[:5]})")
+        raise ValueError(f"{where}: a dict without the keys {missing} (it has "
+                         f"{sorted(map(str, d))[:5]}); expected a {expected}")
+    return d
+
+
+def _decode_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    d = _unpickle_dict(raw, where, ("data", "labels"), "a CIFAR-10 batch",
+                       "CIFAR-10 batch dict with 'data' and 'labels'")
     data, labels = np.asarray(d["data"]), np.asarray(d["labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise ValueError(f"{where}: expected data uint8 [N, 3072] (32x32x3, channels first), "
@@ -329,21 +337,11 @@ def _read_archive(path: str, size: int, mtime_ns: int) -> dict:
 @functools.lru_cache(maxsize=2)
 def _read_image_pickle(path: str, size: int, mtime_ns: int) -> dict:
     del size, mtime_ns
-    try:
-        with open(path, "rb") as f:
-            d = _unpickle(f.read())
-    except _READ_ERRORS as e:
-        raise ValueError(f"{path}: not a valid image pickle, truncated or corrupt "
-                         f"({one_line(e)})") from e
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: a pickled {type(d).__name__}, not a dict with 'train' and "
-                         "'test' image arrays (dgm_utils.load_pickle's layout)")
-    d = _text_keys(d)
-    missing = [k for k in ("train", "test") if k not in d]
-    if missing:
-        raise ValueError(f"{path}: a dict without the keys {missing} (it has "
-                         f"{sorted(map(str, d))[:5]}); expected {{'train': [N, H, W, C], "
-                         "'test': [M, H, W, C]}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    d = _unpickle_dict(raw, path, ("train", "test"), "a valid image",
+                       "dict with 'train' and 'test' image arrays (dgm_utils.load_pickle's "
+                       "layout: {'train': [N, H, W, C], 'test': [M, H, W, C]})")
     out = {}
     for split in ("train", "test"):
         a = np.asarray(d[split])
