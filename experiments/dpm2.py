@@ -201,7 +201,7 @@ def main(argv=None) -> list[dict]:
         table += ("\nSFE control variates by dev ELBO (best first): "
                   + " > ".join(f"`{r['variant'][4:]}` {r['elbo']:.2f}" for r in sfe) + "\n")
         sfe5 = sorted(sfe, key=lambda r: -r["elbo_last5"])
-        table += ("By the mean dev ELBO of the last five assessments: "
+        table += ("\nBy the mean dev ELBO of the last five assessments: "
                   + " > ".join(f"`{r['variant'][4:]}` {r['elbo_last5']:.2f}" for r in sfe5)
                   + "\n")
     if not (args.no_train or args.resume):
