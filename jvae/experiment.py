@@ -434,7 +434,7 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
                 record["eval/seconds"] = time.perf_counter() - t0
             if epoch == num_epochs and dev.active:
                 if not dev.every_steps:      # (chunked epochs assessed after their last step)
-                    dev.assess(state.params, record["step"], epoch=epoch)
+                    dev.assess(state.params, record["step"], epoch=epoch, final=True)
                 record.update(dev.last)
             _append_metrics(workdir, record)
             history.append(record)

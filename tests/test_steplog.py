@@ -114,6 +114,7 @@ def test_steps_and_dev_logs_chunked_training_equals_plain_and_resume(tmp_path,
     assert chunked["dev/elbo"] == dev[-1]["dev/elbo"]        # the last record carries them
     plain_dev = read_jsonl(tmp_path / "plain" / DEV_FILE)
     assert [r["step"] for r in plain_dev] == [0, 2 * STEPS]
+    assert "dev/log_likelihood" in plain_dev[-1]          # the final assessment has its L too
     assert plain_dev[-1]["dev/elbo"] == pytest.approx(dev[-1]["dev/elbo"], abs=1e-4)
     assert chunked["train/seconds"] > 0 and chunked["dev/seconds_in_epoch"] > 0
     # The run's figures of both logs (write_figures' step part; 2-D data: no image panels).
