@@ -119,6 +119,7 @@ from jvae.training import (
 from jvae.embedding import TSNEResult, joint_probabilities, tsne, tsne_kl_divergence
 from jvae.inspection import (conditional_observations, interpolate_latents, prior_observations,
                              prior_samples_with_components)
+from jvae import testing  # noqa: E402,F401  a subpackage (jvae.testing.*), not flattened
 
 __version__ = "0.1.0"
 

@@ -1,9 +1,11 @@
 """Shared pytest fixtures."""
 
-# --- Probabilistic PCA as a jvae VAE (shared by test_model.py and test_evaluation.py) ---------
+# --- Probabilistic PCA as a jvae VAE (shared by test_model.py, test_evaluation.py and
+# test_estimators.py) -------------------------------------------------------------------------
 # x = W z + mu + sigma * eps, z ~ N(0, I): p(x) = N(mu, W W^T + sigma^2 I) and
 # p(z|x) = N(M^-1 W^T (x - mu), sigma^2 M^-1), M = W^T W + sigma^2 I. W has orthogonal
 # columns, so M and the exact posterior are diagonal and a DiagGaussianHead can represent it.
+# The model and its hand-set parameters are jvae.testing.ppca_reference's.
 
 import types as _types
 
@@ -11,66 +13,27 @@ import numpy as _np
 import pytest as _pytest
 
 
-def _ppca_params(init_params, ppca, loc_shift=0.0, scale_factor=1.0):
-    """Hand-set VAE params: exact posterior, or one shifted by ``loc_shift`` posterior sds
-    and with sds multiplied by ``scale_factor``."""
-    import jax
-    import jax.numpy as jnp
-
-    W, mu, m_diag, post_sd = ppca.W, ppca.mu, ppca.m_diag, ppca.post_sd
-    A = W.T / m_diag[:, None]                                  # M^-1 W^T, [Dz, Dx]
-    sd = post_sd * scale_factor
-    raw_bias = _np.log(_np.expm1(sd - ppca.min_scale))         # softplus^-1(sd - min_scale)
-    new = {
-        "posterior": {
-            "loc": {"kernel": A.T, "bias": -A @ mu + loc_shift * post_sd},
-            "raw_scale": {"kernel": _np.zeros_like(A.T), "bias": raw_bias},
-        },
-        "likelihood": {"out": {"kernel": W.T, "bias": mu}},
-    }
-    old = init_params["params"]
-    assert jax.tree.structure(old) == jax.tree.structure(new), jax.tree.structure(old)
-    for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new)):
-        assert a.shape == b.shape
-    return {"params": jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), new)}
-
-
 @_pytest.fixture(scope="session")
 def ppca():
     """PPCA with Dx=5, Dz=2, sigma=0.5 as a jvae VAE with hand-set (exact or poorer) params.
 
-    Attributes: model, params (exact posterior), params_poor (loc shifted by 1 posterior sd,
-    sds scaled by 0.8), params_near (shifted by 0.3 sd, sds scaled by 0.9), W, mu, sigma, m_diag, post_sd, numpy closed forms ``log_px(x)``,
-    ``post_mean(x)``, ``log_joint(x, z)``, ``log_px_given_z(x, z)``, ``kl_q_post(shift, f)``,
-    and ``sample(n, seed)`` drawing x from the model (float32).
+    Attributes: reference (the :class:`jvae.testing.PPCAReference`), model, params (exact
+    posterior), params_poor (loc shifted by 1 posterior sd, sds scaled by 0.8), params_near
+    (shifted by 0.3 sd, sds scaled by 0.9), W, mu, sigma, m_diag, post_sd, numpy closed forms
+    ``log_px(x)``, ``post_mean(x)``, ``log_joint(x, z)``, ``log_px_given_z(x, z)``,
+    ``kl_q_post(shift, f)``, and ``sample(n, seed)`` drawing x from the model (float32).
     """
-    import jax
-    import jax.numpy as jnp
-
-    from jvae.heads import DiagGaussianHead, GaussianHead
-    from jvae.model import VAE, init_params
-    from jvae.nets import MLP
-    from jvae.priors import StandardNormalPrior
+    from jvae.testing import ppca_reference
 
     dx, dz, sigma = 5, 2, 0.5
-    rng = _np.random.default_rng(0)
-    q, _ = _np.linalg.qr(rng.normal(size=(dx, dz)))
-    W = q * _np.array([2.0, 0.7])                              # orthogonal columns
-    mu = rng.normal(size=dx)
+    ref = ppca_reference(dx, dz, sigma=sigma, scales=(2.0, 0.7), orthogonal=True, seed=0,
+                         min_scale=1e-5)
+    W, mu = ref.ppca.W, ref.ppca.mu                            # orthogonal columns
     m_diag = _np.sum(W * W, axis=0) + sigma**2                 # diag of M
     post_sd = _np.sqrt(sigma**2 / m_diag)
     cov = W @ W.T + sigma**2 * _np.eye(dx)
     cov_inv = _np.linalg.inv(cov)
     logdet = _np.linalg.slogdet(cov)[1]
-    min_scale = 1e-5
-
-    model = VAE(data_shape=(dx,), prior=StandardNormalPrior(dz),
-                encoder=MLP(hidden=()), posterior=DiagGaussianHead(dz, scale="softplus",
-                                                                   min_scale=min_scale),
-                decoder=MLP(hidden=()),
-                likelihood=GaussianHead((dx,), scale="fixed", fixed_scale=sigma))
-    # Only the structure of the parameters is needed: eval_shape compiles nothing.
-    init = jax.eval_shape(lambda: init_params(model, jax.random.PRNGKey(0), jnp.zeros((1, dx))))
 
     def log_px(x):
         r = _np.asarray(x, _np.float64) - mu
@@ -99,13 +62,14 @@ def ppca():
         return (z @ W.T + mu + sigma * r.normal(size=(n, dx))).astype(_np.float32)
 
     ns = _types.SimpleNamespace(
-        model=model, W=W, mu=mu, sigma=sigma, m_diag=m_diag, post_sd=post_sd, dx=dx, dz=dz,
-        min_scale=min_scale, log_px=log_px, log_px_given_z=log_px_given_z, log_pz=log_pz,
+        reference=ref, model=ref.model, W=W, mu=mu, sigma=sigma, m_diag=m_diag,
+        post_sd=post_sd, dx=dx, dz=dz, min_scale=ref.min_scale, log_px=log_px,
+        log_px_given_z=log_px_given_z, log_pz=log_pz,
         log_joint=lambda x, z: log_px_given_z(x, z) + log_pz(z), post_mean=post_mean,
         kl_q_post=kl_q_post, sample=sample, poor_shift=1.0, poor_factor=0.8)
-    ns.params = _ppca_params(init, ns)
-    ns.params_poor = _ppca_params(init, ns, ns.poor_shift, ns.poor_factor)
-    ns.params_near = _ppca_params(init, ns, 0.3, 0.9)       # close to the exact posterior
+    ns.params = ref.params()
+    ns.params_poor = ref.params(ns.poor_shift, ns.poor_factor)
+    ns.params_near = ref.params(0.3, 0.9)                     # close to the exact posterior
     return ns
 
 

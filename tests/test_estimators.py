@@ -1,7 +1,8 @@
 """Gradient estimators tested as mathematics on probabilistic PCA.
 
-PPCA (``conftest.ppca``: x = W z + mu + 0.5 eps, Dx=5, Dz=2) with a Gaussian q has a
-closed-form ELBO, so its exact gradient is known: every unbiased estimator's mean gradient
+PPCA (``conftest.ppca``, built by ``jvae.testing.ppca_reference``: x = W z + mu + 0.5 eps,
+Dx=5, Dz=2) with a Gaussian q has a closed-form ELBO, so its exact gradient is known
+(``jvae.testing.exact_elbo_gradient``): every unbiased estimator's mean gradient
 over many independent draws must match it within a few standard errors. Where no closed form
 exists (the IWAE bound, mixture posteriors), two estimators of the same gradient are compared
 with each other, or with a low-variance enumeration over the mixture components.
@@ -9,24 +10,24 @@ with each other, or with a low-variance enumeration over the mixture components.
 Tolerances: ``|mean - reference| <= Z * standard error + small`` per coordinate with Z = 4.5
 (about 40 coordinates, so a correct estimator fails with probability ~1e-4; the keys are fixed,
 so the outcome is deterministic). Each test also checks that its standard errors are small
-enough for the comparison to mean something.
+enough for the comparison to mean something. The draws and checks are jvae.testing's
+(``gradient_draws``, ``check_unbiased``, ``variance_ratio``, ``snr``, ``check_bound_ordering``),
+the tools users check their own estimators with.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.flatten_util import ravel_pytree
 
-from jvae.heads import GaussianHead, MixtureGaussianHead
-from jvae.model import VAE, init_params
-from jvae.nets import MLP
-from jvae.objectives import (EstimatorState, as_objective, centred_reward, chain,
-                             learned_baseline, leave_one_out, make_elbo_loss, make_iwae_loss,
-                             make_mixture_objective, make_sfe_objective, make_vimco_objective,
-                             scaled_reward, score_surrogate, self_critic)
+from jvae.objectives import (EstimatorState, centred_reward, learned_baseline, leave_one_out,
+                             make_elbo_loss, make_iwae_loss, make_mixture_objective,
+                             make_sfe_objective, make_vimco_objective, scaled_reward,
+                             score_surrogate, self_critic)
 from jvae.objectives.control_variates import RunningMean, RunningStd, vimco_leave_one_out_bound
-from jvae.priors import StandardNormalPrior
+from jvae.testing import (check_bound_ordering, check_unbiased, enumerated_mixture_gradient,
+                          exact_elbo, exact_elbo_gradient, gradient_draws, mixture_reference,
+                          param_mask, snr, variance_ratio)
 
 Z = 4.5
 DRAWS = 20000
@@ -38,62 +39,28 @@ def _x(ppca, n=3):
 
 def _exact_neg_elbo(ppca, params, x):
     """``-mean_B ELBO`` in closed form for a linear-Gaussian decoder and Gaussian q."""
-    q = ppca.model.apply(params, x, method=VAE.encode)
-    m, s = q.loc, q.scale_diag                                                # [B, Dz]
-    out = params["params"]["likelihood"]["out"]
-    W, mu = out["kernel"].T, out["bias"]                                      # [Dx, Dz]
-    sigma = ppca.sigma
-    resid = x - m @ W.T - mu
-    exp_ll = (-0.5 / sigma**2 * (jnp.sum(resid**2, -1) + jnp.sum(s**2 * jnp.sum(W**2, 0), -1))
-              - ppca.dx * jnp.log(sigma) - 0.5 * ppca.dx * jnp.log(2 * jnp.pi))
-    kl = 0.5 * jnp.sum(s**2 + m**2 - 1.0 - 2.0 * jnp.log(s), -1)
-    return -jnp.mean(exp_ll - kl)
+    return -jnp.mean(exact_elbo(ppca.model, params, x))
 
 
 def _draws(objective, params, est, x, n=DRAWS, seed=0):
     """``[n, P]`` flattened gradient draws of the objective's loss (estimator state fixed)."""
-    obj = as_objective(objective)
-
-    def one(key):
-        return ravel_pytree(jax.grad(lambda p: obj.loss(p, est, key, x)[0])(params))[0]
-
-    keys = jax.random.split(jax.random.key(seed), n)
-    return jax.jit(jax.vmap(one))(keys)
-
-
-def _mask(params, *names):
-    """Boolean vector over the flattened params: True where the path contains a name."""
-    flags = jax.tree_util.tree_map_with_path(
-        lambda path, leaf: jnp.full(leaf.shape, any(
-            getattr(p, "key", None) in names for p in path)), params)
-    return np.asarray(ravel_pytree(flags)[0]).astype(bool)
+    return gradient_draws(objective, params, x, n, jax.random.key(seed), state=est)
 
 
 def _assert_unbiased(draws, reference, ref_se=0.0, max_rel_se=0.5):
-    draws = np.asarray(draws, np.float64)
-    mean = draws.mean(0)
-    se = np.sqrt(draws.var(0) / len(draws) + np.asarray(ref_se) ** 2)
-    reference = np.asarray(reference, np.float64)
-    bound = Z * se + 1e-4 * (1 + np.abs(reference))
-    bad = np.abs(mean - reference) > bound
-    assert not bad.any(), (f"mean {mean[bad]} vs reference {reference[bad]}, "
-                           f"se {se[bad]} at {np.flatnonzero(bad)}")
-    # The comparison must be informative: on the coordinates with a clearly non-zero
-    # gradient, the standard error is a fraction of the value.
-    big = np.abs(reference) > 0.05 * np.abs(reference).max()
-    assert np.median(se[big] / np.abs(reference[big])) < max_rel_se
-
-
-def _total_var(draws, mask):
-    return float(np.asarray(draws, np.float64)[:, mask].var(0).sum())
+    # |mean - reference| <= Z se + 1e-4 (1 + |reference|) per coordinate, and informative:
+    # on the coordinates with a clearly non-zero gradient, the median se / |reference| is
+    # below max_rel_se.
+    assert check_unbiased(draws, reference, reference_se=ref_se, z=Z, atol=1e-4,
+                          max_relative_se=max_rel_se)
 
 
 @pytest.fixture(scope="module")
 def setup(ppca):
     x = _x(ppca)
     params = ppca.params_poor
-    exact = ravel_pytree(jax.grad(lambda p: _exact_neg_elbo(ppca, p, x))(params))[0]
-    inf = _mask(params, "posterior", "encoder")
+    exact = exact_elbo_gradient(ppca.model, params, x)
+    inf = param_mask(params, "posterior", "encoder")
     return x, params, np.asarray(exact), inf
 
 
@@ -191,7 +158,6 @@ def test_control_variates_lower_the_score_function_variance(ppca, setup):
     _, params, _, inf = setup
     x = _x(ppca, 16)            # 16 examples: the signal's spread over the batch exceeds 1
     plain = _draws(_sfe(ppca), params, EstimatorState(), x, 4000)
-    base_var = _total_var(plain, inf)
 
     # Warm up the running statistics and fit the learned baseline, as training would.
     baseline = _sfe(ppca, (learned_baseline((16,)),))
@@ -221,7 +187,7 @@ def test_control_variates_lower_the_score_function_variance(ppca, setup):
             e = step(e, jax.random.key(500 + i))
         return e
 
-    factors = {}
+    reports = {}
     cases = {
         "centred": (_sfe(ppca, (centred_reward(0.8),)), None),
         "scaled": (_sfe(ppca, (scaled_reward(0.8),)), None),
@@ -229,15 +195,17 @@ def test_control_variates_lower_the_score_function_variance(ppca, setup):
         "baseline": (baseline, fitted_baseline),
         "leave_one_out(S=4) vs SFE(S=4)": (_sfe(ppca, (leave_one_out(),), num_samples=4), None),
     }
-    plain4 = _total_var(_draws(_sfe(ppca, num_samples=4), params, EstimatorState(), x, 4000),
-                        inf)
+    plain4 = _draws(_sfe(ppca, num_samples=4), params, EstimatorState(), x, 4000)
     for name, (obj, est) in cases.items():
         est = warmed(obj) if est is None else est
-        var = _total_var(_draws(obj, params, est, x, 4000), inf)
-        factors[name] = (plain4 if "S=4" in name else base_var) / var
-    print("variance reduction factors of the inference gradient:", factors)
-    for name, factor in factors.items():
-        assert factor > 1.5, (name, factor)
+        draws = _draws(obj, params, est, x, 4000)
+        # The variance reduction factor tr Cov[plain] / tr Cov[with the control variate].
+        reports[name] = variance_ratio(plain4 if "S=4" in name else plain, draws, mask=inf,
+                                       above=1.5)
+    print("variance reduction factors of the inference gradient:",
+          {name: round(r.statistic, 3) for name, r in reports.items()})
+    for name, report in reports.items():
+        assert report, (name, str(report))
 
 
 def test_running_statistics_follow_their_closed_forms_under_jit():
@@ -289,51 +257,24 @@ def test_vimco_leave_one_out_bound_matches_a_direct_computation():
 
 @pytest.fixture(scope="module")
 def mixture(ppca):
-    model = VAE(data_shape=(ppca.dx,), prior=StandardNormalPrior(ppca.dz),
-                encoder=MLP(hidden=()), posterior=MixtureGaussianHead(ppca.dz, 3,
-                                                                      init_spread=0.7),
-                decoder=MLP(hidden=()),
-                likelihood=GaussianHead((ppca.dx,), scale="fixed", fixed_scale=ppca.sigma))
     x = _x(ppca)
-    params = init_params(model, jax.random.key(4), x)
-    params = jax.tree_util.tree_map_with_path(
-        lambda path, v: (jnp.asarray(ppca.params["params"]["likelihood"]["out"][path[-1].key])
-                         if getattr(path[1], "key", "") == "likelihood" else 0.3 * v), params)
+    model, params = mixture_reference(ppca.reference, jax.random.key(4), x, components=3,
+                                      init_spread=0.7, scale=0.3)
     return model, params, x
-
-
-def _enumerated_mixture_gradient(model, params, x, chunks=64, per_chunk=500):
-    """``grad sum_c w_c E_eps[f(mu_c + sigma_c eps)]`` with common eps, by chunks: a
-    low-variance unbiased reference (mean, standard error)."""
-    from jvae.distributions import mixture_parts
-
-    def neg_elbo(p, eps):                                          # eps [M, B, 1, D]
-        q = model.apply(p, x, method=VAE.encode)
-        logits, loc, scale = mixture_parts(q)
-        z = loc + scale * eps                                      # [M, B, C, D]
-        zt = jnp.moveaxis(z, -2, 0)                                # [C, M, B, D]
-        f = (model.apply(p, x, zt, method=VAE.log_joint) - q.log_prob(zt))   # [C, M, B]
-        w = jax.nn.softmax(logits)                                 # [B, C]
-        return -jnp.mean(jnp.sum(w.T * f.mean(1), 0))
-
-    eps = jax.random.normal(jax.random.key(9), (chunks, per_chunk, x.shape[0], 1, 2))
-    grads = jax.jit(jax.vmap(lambda e: ravel_pytree(jax.grad(neg_elbo)(params, e))[0]))(eps)
-    grads = np.asarray(grads, np.float64)
-    return grads.mean(0), grads.std(0) / np.sqrt(chunks)
 
 
 def test_mixture_estimator_and_sfe_are_unbiased_on_a_mixture_posterior(mixture):
     model, params, x = mixture
-    ref, ref_se = _enumerated_mixture_gradient(model, params, x)
+    ref, ref_se = enumerated_mixture_gradient(model, params, x, jax.random.key(9), chunks=64,
+                                              per_chunk=500)
     mix = _draws(make_mixture_objective(model), params, EstimatorState(), x)
     _assert_unbiased(mix, ref, ref_se)
     sfe_obj = make_sfe_objective(model, control_variates=(self_critic(),))
     sfe = _draws(sfe_obj, params, EstimatorState(*sfe_obj.init(jax.random.key(0), x)), x)
     _assert_unbiased(sfe, ref, ref_se, max_rel_se=0.8)
-    inf = _mask(params, "posterior")
-    ratio = _total_var(sfe, inf) / _total_var(mix, inf)
-    print(f"mixture estimator: inference-gradient variance {ratio:.1f}x lower than SFE")
-    assert ratio > 1.0
+    ratio = variance_ratio(sfe, mix, mask=param_mask(params, "posterior"), above=1.0)
+    print(f"mixture estimator: inference-gradient variance {ratio.statistic:.1f}x lower than SFE")
+    assert ratio
 
 
 def test_reparameterised_objectives_refuse_a_mixture_posterior(mixture):
@@ -358,7 +299,8 @@ def test_iwae_bounds_are_ordered_and_approach_log_px(ppca):
     log_px = float(np.mean(ppca.log_px(np.asarray(x))))
     bounds = {k: _bound(ppca, ppca.params_poor, x, k) for k in (1, 5, 50)}
     (l1, s1), (l5, s5), (l50, s50) = bounds[1], bounds[5], bounds[50]
-    assert l1 + 3 * s1 < l5 and l5 + 3 * s5 < l50 and l50 < log_px
+    # l1 + 3 s1 < l5, l5 + 3 s5 < l50 and every bound below log p(x).
+    assert check_bound_ordering(bounds, z=3.0, upper=log_px)
     assert log_px - l50 < 0.5 * (log_px - l5) < 0.5 * (log_px - l1)
     # K=1 is the ELBO, whose closed form is known.
     np.testing.assert_allclose(l1, -float(_exact_neg_elbo(ppca, ppca.params_poor, x)),
@@ -380,12 +322,12 @@ def iwae_draws(ppca):
 
 
 def test_dreg_is_unbiased_for_the_iwae_gradient(ppca, iwae_draws):
-    inf = _mask(ppca.params_poor, "posterior", "encoder")
+    inf = param_mask(ppca.params_poor, "posterior", "encoder")
     iwae, dreg = iwae_draws["iwae"], iwae_draws["dreg"]
     _assert_unbiased(dreg, iwae.mean(0), iwae.std(0) / np.sqrt(len(iwae)))
     # The generative gradient is the same estimator, draw for draw.
     np.testing.assert_allclose(dreg[:, ~inf], iwae[:, ~inf], rtol=1e-4, atol=1e-4)
-    assert _total_var(dreg, inf) < _total_var(iwae, inf)
+    assert variance_ratio(dreg, iwae, mask=inf, below=1.0)
 
 
 def test_stl_is_unbiased_for_k1_and_biased_for_k5(ppca, setup, iwae_draws):
@@ -395,9 +337,10 @@ def test_stl_is_unbiased_for_k1_and_biased_for_k5(ppca, setup, iwae_draws):
     stl1 = _draws(make_iwae_loss(ppca.model, 1, "stl"), params, EstimatorState(), x)
     _assert_unbiased(stl1, exact)
     iwae, stl = iwae_draws["iwae"], iwae_draws["stl"]
-    se = np.sqrt(iwae.var(0) / len(iwae) + stl.var(0) / len(stl))
-    z = np.abs(stl.mean(0) - iwae.mean(0)) / np.maximum(se, 1e-12)
-    assert z[inf].max() > 8, z[inf]            # a clear, documented bias
+    # se = sqrt(var_stl / n + var_iwae / n); the largest z-score on the inference network:
+    bias = check_unbiased(stl, iwae.mean(0), reference_se=iwae.std(0) / np.sqrt(len(iwae)),
+                          z=Z, mask=inf)
+    assert bias.statistic > 8, str(bias)      # a clear, documented bias
     np.testing.assert_allclose(stl[:, ~inf], iwae[:, ~inf], rtol=1e-4, atol=1e-4)
 
 
@@ -414,15 +357,14 @@ def test_inference_snr_falls_with_k_for_iwae_but_not_for_dreg(ppca):
     like 1/sqrt(K); DReG's does not (it grows)."""
     x = _x(ppca)
     params = ppca.params_near          # q near the exact posterior: the regime of the theory
-    inf = _mask(params, "posterior", "encoder")
+    inf = param_mask(params, "posterior", "encoder")
 
-    def snr(est, k):
-        d = np.asarray(_draws(make_iwae_loss(ppca.model, k, est), params,
-                              EstimatorState(), x, 4000), np.float64)[:, inf]
-        return float(np.median(np.abs(d.mean(0)) / d.std(0)))
+    def median_snr(est, k):
+        d = _draws(make_iwae_loss(ppca.model, k, est), params, EstimatorState(), x, 4000)
+        return snr(d, mask=inf).statistic            # median |mean| / std over coordinates
 
-    iwae = {k: snr("iwae", k) for k in (1, 10, 100)}
-    dreg = {k: snr("dreg", k) for k in (1, 10, 100)}
+    iwae = {k: median_snr("iwae", k) for k in (1, 10, 100)}
+    dreg = {k: median_snr("dreg", k) for k in (1, 10, 100)}
     print("median inference-gradient SNR, IWAE:", iwae, "DReG:", dreg)
     assert iwae[100] < 0.6 * iwae[10] < 0.6 * iwae[1]      # about 1/sqrt(K)
     assert dreg[100] > dreg[1] and dreg[10] > 0.8 * dreg[1]
