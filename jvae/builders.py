@@ -26,7 +26,8 @@ from jvae.objectives.control_variates import CONTROL_VARIATES, make_control_vari
 from jvae.objectives.elbo import make_elbo_loss
 from jvae.objectives.iwae import IWAE_ESTIMATORS, make_iwae_loss, make_vimco_objective
 from jvae.objectives.score_function import make_mixture_objective, make_sfe_objective
-from jvae.priors import MixturePrior, StandardNormalPrior
+from jvae.flows import FLOW_POSTERIORS, CouplingFlowHead, IAFHead, PlanarFlowHead
+from jvae.priors import MixturePrior, StandardNormalPrior, VampPrior
 from jvae.training import make_optimizer
 
 __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimizer",
@@ -35,8 +36,8 @@ __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimize
 
 KINDS = ("vae", "autoencoder")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
-PRIORS = ("standard", "mixture")
-POSTERIORS = ("gaussian", "mixture")
+PRIORS = ("standard", "mixture", "vamp")
+POSTERIORS = ("gaussian", "mixture") + FLOW_POSTERIORS
 NETWORKS = ("mlp", "conv")
 OBJECTIVES = ("elbo", "sfe", "mixture", "iwae", "vimco")
 SCHEDULES = ("constant", "iwae")
@@ -184,6 +185,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 "posterior trains with objective 'mixture', 'sfe' or 'vimco'.")
     if obj.name == "mixture" and m.posterior != "mixture":
         raise ValueError("objective 'mixture' needs model.posterior='mixture'.")
+    if m.posterior in FLOW_POSTERIORS:
+        _check_flow(config)
+    if m.prior in ("mixture", "vamp"):
+        _positive("config.model.prior_components", m.prior_components)
     _choice("schedule", config.optim.schedule, SCHEDULES)
     _positive("config.optim.eps", config.optim.eps)
     _positive("config.optim.weight_decay", config.optim.weight_decay, allow_zero=True)
@@ -262,6 +267,21 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
                     f"{what} = {value!r} is outside this config's range [{bounds[0]:g}, "
                     f"{bounds[1]:g}] (config.ranges.{key}); choose a value inside it, or lift "
                     f"the range with --config.ranges.{key}='()'.")
+
+
+def _check_flow(config: ml_collections.ConfigDict) -> None:
+    """A flow posterior's layer count and width (one-line errors, before anything is built)."""
+    m, latent = config.model, int(config.latent_dim)
+    for field in ("flow_layers", "flow_hidden"):
+        _integer(f"config.model.{field}", m[field])
+        _positive(f"config.model.{field}", m[field])
+    if m.posterior == "coupling" and latent < 2:
+        raise ValueError(f"model.posterior='coupling' needs latent_dim >= 2 (a coupling layer "
+                         f"keeps half the coordinates), got {latent}.")
+    if m.posterior == "iaf" and int(m.flow_hidden) < latent - 1:
+        raise ValueError(f"model.posterior='iaf' needs config.model.flow_hidden >= latent_dim - "
+                         f"1 = {latent - 1} (the MADE's hidden units cover every degree), got "
+                         f"{m.flow_hidden}.")
 
 
 def _check_autoencoder(config: ml_collections.ConfigDict) -> None:
@@ -357,6 +377,10 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
 
     if m.prior == "standard":
         prior = StandardNormalPrior(latent)
+    elif m.prior == "vamp":
+        unit = LIKELIHOOD_SUPPORT[m.likelihood] == jdata.UNIT_INTERVAL
+        prior = VampPrior(data_shape, int(m.prior_components), init_mean=0.05 if unit else 0.0,
+                          clip=(0.0, 1.0) if unit else None)
     else:
         prior = MixturePrior(latent, int(m.prior_components))
 
@@ -381,6 +405,15 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
         posterior = MixtureGaussianHead(latent, int(m.posterior_components),
                                         scale=m.posterior_scale, weight_init=m.init,
                                         dropout_rate=enc_drop)
+    elif m.posterior in FLOW_POSTERIORS:
+        flow = dict(num_layers=int(m.flow_layers), scale=m.posterior_scale, weight_init=m.init,
+                    dropout_rate=enc_drop)
+        if m.posterior == "planar":
+            posterior = PlanarFlowHead(latent, **flow)
+        elif m.posterior == "iaf":
+            posterior = IAFHead(latent, hidden=(int(m.flow_hidden),), **flow)
+        else:
+            posterior = CouplingFlowHead(latent, hidden=int(m.flow_hidden), **flow)
     else:
         posterior = DiagGaussianHead(latent, scale=m.posterior_scale, weight_init=m.init,
                                      dropout_rate=enc_drop)

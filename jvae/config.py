@@ -73,14 +73,17 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.conv_decoder_features = (128, 64, 32)
     c.model.conv_preset = ""        # "": the conv_* widths above | dpm2 (the DPM2 notebook's CNN)
     c.model.conv_impl = "auto"      # auto (subpixel on CPU, native on GPU/TPU) | subpixel | native
-    c.model.posterior = "gaussian"        # gaussian | mixture (of diagonal Gaussians)
+    c.model.posterior = "gaussian"        # gaussian | mixture (of diagonal Gaussians) |
+                                           # planar | iaf | coupling (flows, jvae.flows)
     c.model.posterior_components = 2       # mixture posterior: number of components
+    c.model.flow_layers = 4                # flow posteriors: number of layers
+    c.model.flow_hidden = 100              # iaf: MADE width; coupling: conditioner width
     c.model.posterior_scale = "softplus"   # softplus | exp (log-variance) | log_std
     c.model.likelihood = "bernoulli"       # bernoulli | continuous_bernoulli | gaussian
     c.model.gaussian_scale = "predicted"   # fixed | learned | predicted
     c.model.fixed_scale = 1.0
-    c.model.prior = "standard"             # standard | mixture
-    c.model.prior_components = 10
+    c.model.prior = "standard"             # standard | mixture | vamp (VampPrior)
+    c.model.prior_components = 10          # mixture components / vamp pseudo-inputs
 
     c.objective = ml_collections.ConfigDict()
     c.objective.name = "elbo"              # elbo | sfe | mixture | iwae | vimco

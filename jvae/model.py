@@ -91,13 +91,19 @@ class VAE(nn.Module):
         return self.likelihood(self.decoder(z))
 
     def prior_distribution(self) -> distrax.Distribution:
-        """``p(z)`` with batch shape ``[]``."""
+        """``p(z)`` with batch shape ``[]``.
+
+        A prior with ``conditions_on_posterior`` (:class:`jvae.priors.VampPrior`) gets the
+        inference network ``u -> posterior(encoder(u))`` to evaluate at its pseudo-inputs.
+        """
+        if getattr(self.prior, "conditions_on_posterior", False):
+            return self.prior(lambda u: self.posterior(self.encoder(u)))
         return self.prior()
 
     def log_joint(self, x: jax.Array, z: jax.Array) -> jax.Array:
         """``log p(x, z) = log p(x|z) + log p(z)``; ``x [B, ...]``, ``z [..., B, D]`` -> ``[..., B]``."""
         self._check_x(x)
-        return self.decode(z).log_prob(x) + self.prior().log_prob(z)
+        return self.decode(z).log_prob(x) + self.prior_distribution().log_prob(z)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Touches every submodule (used by ``init``): ``log p(x, E_q[z])`` per example."""

@@ -2,9 +2,15 @@
 
 A prior's ``log_prob`` broadcasts over any leading axes of ``z`` (``[S, B, D] -> [S, B]``) and
 ``sample(seed=key, sample_shape=(S, B))`` gives ``[S, B, D]``.
+
+A prior whose class sets ``conditions_on_posterior = True`` (:class:`VampPrior`) is called
+with the VAE's inference network, ``prior(encode)`` with ``encode: u -> q(z|u)``; the others
+are called with no argument (:meth:`jvae.model.VAE.prior_distribution` does this).
 """
 
 from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import distrax
 import flax.linen as nn
@@ -12,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["StandardNormalPrior", "MixturePrior"]
+__all__ = ["StandardNormalPrior", "MixturePrior", "VampPrior", "vamp_mixture"]
 
 
 def _check_dim(name: str, value: int) -> int:
@@ -61,3 +67,66 @@ class MixturePrior(nn.Module):
         scales = jax.nn.softplus(raw) + self.min_scale
         return distrax.MixtureSameFamily(
             distrax.Categorical(logits=logits), distrax.MultivariateNormalDiag(locs, scales))
+
+
+class VampPrior(nn.Module):
+    """The VampPrior (Tomczak & Welling, 2018, "VAE with a VampPrior", eq. 9):
+    ``p(z) = 1/K sum_k q(z | u_k)``, a uniform mixture of the variational posterior at ``K``
+    learned pseudo-inputs ``u_k`` of the data's shape.
+
+    The prior needs the encoder and the posterior head, so it is called as
+    ``prior(encode)`` with ``encode: u [K, *data_shape] -> q(z|u)`` (batch shape ``[K]``);
+    :meth:`jvae.model.VAE.prior_distribution` passes the VAE's own. ``log_prob`` is
+    ``logsumexp_k log q(z|u_k) - log K`` (``[..., D] -> [...]``); ``sample`` picks a component
+    uniformly and samples it (:func:`vamp_mixture`).
+
+    Attributes:
+      data_shape: shape of one observation (of one pseudo-input).
+      num_components: K.
+      init_mean, init_std: pseudo-inputs start as ``N(init_mean, init_std^2)`` draws (the
+        paper's code uses 0.05 and 0.01 on binarised MNIST).
+      clip: ``(low, high)`` the pseudo-inputs are clipped to (the paper's hard-tanh to
+        ``[0, 1]`` for data in the unit interval), or ``None`` for real-valued data.
+    """
+
+    data_shape: Sequence[int]
+    num_components: int = 500
+    init_mean: float = 0.05
+    init_std: float = 0.01
+    clip: tuple | None = (0.0, 1.0)
+
+    conditions_on_posterior = True     # a class attribute, not a dataclass field
+
+    def pseudo_inputs(self) -> jax.Array:
+        """``u [K, *data_shape]`` (after the clip)."""
+        k = _check_dim("num_components", self.num_components)
+        shape = (k,) + tuple(int(s) for s in self.data_shape)
+        mean, std = float(self.init_mean), float(self.init_std)
+
+        def init(key, shape, dtype=jnp.float32):
+            return mean + std * jax.random.normal(key, shape, dtype)
+
+        u = self.param("pseudo_inputs", init, shape)
+        if self.clip is not None:
+            u = jnp.clip(u, float(self.clip[0]), float(self.clip[1]))
+        return u
+
+    @nn.compact
+    def __call__(self, encode: Callable[[jax.Array], distrax.Distribution]
+                 ) -> distrax.Distribution:
+        if not callable(encode):
+            raise TypeError("VampPrior is called with the VAE's encoder, prior(encode) with "
+                            "encode: u -> q(z|u); use VAE.prior_distribution().")
+        return vamp_mixture(encode(self.pseudo_inputs()))
+
+
+def vamp_mixture(q: distrax.Distribution) -> distrax.Distribution:
+    """The uniform mixture ``1/K sum_k q_k`` of a posterior with batch shape ``[K]``.
+
+    Returns a ``distrax.MixtureSameFamily`` with batch shape ``[]`` and ``q``'s event shape.
+    """
+    if len(q.batch_shape) != 1:
+        raise ValueError(f"vamp_mixture needs a posterior with batch shape [K], got "
+                         f"{tuple(q.batch_shape)}.")
+    k = q.batch_shape[0]
+    return distrax.MixtureSameFamily(distrax.Categorical(logits=jnp.zeros((k,))), q)

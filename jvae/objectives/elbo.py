@@ -12,7 +12,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jvae.distributions import kl_divergence, require_reparameterised
+from jvae.distributions import has_analytic_kl, kl_divergence, require_reparameterised
 from jvae.model import VAE, training_apply
 from jvae.objectives.base import check_bound_args
 
@@ -45,19 +45,29 @@ def elbo_terms(model: VAE, params: Any, key: jax.Array, x: jax.Array, num_sample
     q = apply(params, x, method=VAE.encode)
     if pathwise:
         require_reparameterised(q, "the reparameterised ELBO")
+    pz = apply(params, method=VAE.prior_distribution)
+    # A Monte Carlo rate takes log q from the draw itself (a flow posterior's forward pass;
+    # the same values as q.log_prob(z), without inverting the flow).
+    mc = kl == "mc" or (kl == "auto" and not has_analytic_kl(q, pz))
+    shape = () if num_samples == 1 else (num_samples,)
+    if mc:
+        z, log_q = q.sample_and_log_prob(seed=key, sample_shape=shape)
+    else:
+        z, log_q = q.sample(seed=key, sample_shape=shape), None
     if num_samples == 1:
         # The same draw as sample_shape=(1,) (distrax draws n=1 either way), decoded without
         # the length-1 sample axis: XLA's CPU matmuls of [1, B, F] operands transpose their
         # [F, B] gradients explicitly, which [B, F] ones do not.
-        z = q.sample(seed=key)                                          # [B, D]
         distortion = -apply(params, z, method=VAE.decode).log_prob(x)  # [B]
         z = z[None]
-    else:
-        z = q.sample(seed=key, sample_shape=(num_samples,))             # [S, B, D]
+        log_q = None if log_q is None else log_q[None]
+    else:                                                               # z [S, B, D]
         log_px_z = apply(params, z, method=VAE.decode).log_prob(x)  # [S, B]
         distortion = -jnp.mean(log_px_z, axis=0)
-    pz = apply(params, method=VAE.prior_distribution)
-    rate = kl_divergence(q, pz, z, method=kl)
+    if mc:
+        rate = jnp.mean(log_q - pz.log_prob(z), axis=0)
+    else:
+        rate = kl_divergence(q, pz, z, method=kl)
     return distortion, rate
 
 
