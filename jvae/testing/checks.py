@@ -282,7 +282,8 @@ def snr(draws, *, mask=None, below: float | None = None,
     Args:
       draws: ``[n, P]``.
       mask: optional ``[P]`` booleans.
-      below, above: optional bounds on the median.
+      below: pass only if the median is below this.
+      above: pass only if the median is above this.
 
     Returns:
       An :class:`SNRReport`.

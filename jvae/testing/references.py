@@ -24,6 +24,7 @@ mixture-of-Gaussians posterior, whose ELBO has no closed form (the mixture's ent
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -212,6 +213,11 @@ def exact_elbo(model: Any, params: Any, x: jax.Array) -> jax.Array:
     noise); ``q(z|x)`` any distribution with ``mean()`` and ``covariance()`` (a diagonal or
     full-covariance distrax Gaussian). This is what :func:`jvae.make_elbo_loss` estimates.
     """
+    return _exact_elbo(model, params, jnp.asarray(x))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _exact_elbo(model, params, x):
     from jvae.model import VAE
 
     q = model.apply(params, x, method=VAE.encode)
@@ -241,6 +247,11 @@ def exact_elbo_gradient(model: Any, params: Any, x: jax.Array) -> jax.Array:
     Returns:
       ``[P]`` float32 (the dtype of the parameters).
     """
+    return _exact_elbo_gradient(model, params, jnp.asarray(x))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _exact_elbo_gradient(model, params, x):
     from jvae.model import VAE
 
     def moments(p):
