@@ -1,0 +1,154 @@
+"""The VampPrior (jvae.priors.VampPrior): its density is the logsumexp of the posterior at
+the pseudo-inputs, its samples have the mixture's moments, and it trains through the configs."""
+
+import importlib.util
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from jvae import builders
+from jvae.heads import BernoulliHead, DiagGaussianHead
+from jvae.model import VAE
+from jvae.nets import MLP
+from jvae.priors import VampPrior
+
+K, D, DATA = 3, 2, (4,)
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def _model():
+    return VAE(DATA, VampPrior(DATA, K), MLP((6,), "tanh"), DiagGaussianHead(D),
+               MLP((6,)), BernoulliHead(DATA))
+
+
+def _params(model, seed=0):
+    """Random parameters drawn on the host (spread-out components, nothing to compile)."""
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1,) + DATA))
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s.shape), s.dtype), shapes)
+
+
+def _components(params):
+    """The pseudo-inputs (clipped to [0, 1]) and the posterior's mean and sd at each."""
+    model = _model()
+    u = jnp.clip(params["params"]["prior"]["pseudo_inputs"], 0.0, 1.0)
+    q = model.apply(params, u, method=VAE.encode)
+    return u, np.asarray(q.loc, np.float64), np.asarray(q.scale_diag, np.float64)
+
+
+def test_log_prob_is_the_logsumexp_of_the_posterior_at_the_pseudo_inputs():
+    model, params = _model(), _params(_model())
+    u, loc, scale = _components(params)
+    assert u.shape == (K,) + DATA
+    z = np.random.default_rng(1).standard_normal((7, 5, D)).astype(np.float32)   # [S, B, D]
+    log_pz = jax.jit(lambda p, z: model.apply(p, method=VAE.prior_distribution).log_prob(z))(
+        params, z)
+    assert log_pz.shape == (7, 5)
+    # explicit: log (1/K) sum_k N(z | loc_k, diag(scale_k^2)) in float64
+    zk = z[..., None, :].astype(np.float64)                                     # [S, B, 1, D]
+    log_nk = np.sum(-0.5 * ((zk - loc) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi),
+                    -1)                                                         # [S, B, K]
+    np.testing.assert_allclose(log_pz, logsumexp(log_nk, -1) - np.log(K), rtol=1e-5, atol=1e-5)
+
+
+def test_samples_have_the_mixture_mean_and_covariance():
+    model, params = _model(), _params(_model(), seed=3)
+    _, loc, scale = _components(params)
+    n = 40000
+    z = np.asarray(jax.jit(lambda p, k: model.apply(p, method=VAE.prior_distribution).sample(
+        seed=k, sample_shape=(n,)))(params, jax.random.key(5)), np.float64)
+    assert z.shape == (n, D)
+    mean = loc.mean(0)
+    cov = np.mean(np.einsum("ki,kj->kij", loc, loc) + np.stack([np.diag(s ** 2) for s in scale]),
+                  0) - np.outer(mean, mean)
+    se_mean = np.sqrt(np.diag(cov) / n)
+    np.testing.assert_array_less(np.abs(z.mean(0) - mean), 4 * se_mean)
+    # sample covariance: sd of each entry ~ sqrt((cov_ii cov_jj + cov_ij^2) / n) for a
+    # Gaussian; the mixture's tails are heavier, so allow 6 of those
+    se_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / n)
+    np.testing.assert_array_less(np.abs(np.cov(z.T) - cov), 6 * se_cov)
+    assert np.linalg.norm(loc - mean) > 0.5         # components apart: a real mixture
+
+
+def _load(name, variant=None):
+    spec = importlib.util.spec_from_file_location(name, CONFIG_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config() if variant is None else module.get_config(variant)
+
+
+def test_one_training_step_moves_the_pseudo_inputs():
+    import optax
+
+    from jvae.objectives.elbo import make_elbo_loss
+
+    model = _model()
+    params = _params(model, seed=4)
+    x = (np.random.default_rng(0).random((8,) + DATA) > 0.5).astype(np.float32)
+    loss_fn = make_elbo_loss(model)         # no analytic KL to a VampPrior: Monte Carlo rate
+    opt = optax.adam(1e-2)
+
+    @jax.jit
+    def step(params, key):
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, x)
+        updates, _ = opt.update(grads, opt.init(params), params)
+        return optax.apply_updates(params, updates), loss, aux, grads
+
+    new, loss, aux, grads = step(params, jax.random.key(1))
+    assert np.isfinite(float(loss)) and np.isclose(float(loss), -float(aux["elbo"]))
+    g_u = np.asarray(grads["params"]["prior"]["pseudo_inputs"])
+    assert np.all(np.isfinite(g_u)) and np.any(g_u != 0.0)
+    changed = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+                           params, new)
+    assert all(jax.tree.leaves(changed))
+
+
+def test_configs_build_a_vamp_prior_with_the_likelihood_s_range():
+    config = _load("pytorch_example")
+    config.model.prior, config.model.prior_components = "vamp", 5
+    config.model.posterior = "planar"
+    builders.validate_config(config)
+    model = builders.build_model(config, (28, 28, 1))
+    assert isinstance(model.prior, VampPrior) and model.prior.clip == (0.0, 1.0)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    assert shapes["params"]["prior"]["pseudo_inputs"].shape == (5, 28, 28, 1)
+    config = _load("gaussian2d")
+    config.model.prior = "vamp"
+    builders.validate_config(config)
+    prior = builders.build_model(config, (2,)).prior
+    assert prior.clip is None and prior.num_components == config.model.prior_components
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("model.prior", "vampp", "did you mean 'vamp'"),
+    ("model.posterior", "iaff", "did you mean 'iaf'"),
+    ("model.posterior", "coupled", "did you mean 'coupling'"),
+    ("model.flow_layers", 0, "flow_layers"),
+    ("model.flow_layers", -1, "flow_layers"),
+    ("model.prior_components", 0, "prior_components"),
+])
+def test_bad_flow_and_prior_settings_are_one_line_errors(field, value, match):
+    config = _load("iwae_mnist")
+    section, key = field.split(".")
+    config[section][key] = value
+    if key == "flow_layers":
+        config.model.posterior = "planar"
+    elif key == "prior_components":
+        config.model.prior = "vamp"
+    with pytest.raises(ValueError, match=match) as err:
+        builders.validate_config(config)
+    assert "\n" not in str(err.value)
+
+
+def test_flow_width_and_latent_size_are_checked():
+    config = _load("iwae_mnist")
+    config.model.posterior, config.model.flow_hidden = "iaf", 20        # latent_dim 50
+    with pytest.raises(ValueError, match="flow_hidden >= latent_dim - 1 = 49"):
+        builders.validate_config(config)
+    config.model.posterior, config.latent_dim = "coupling", 1
+    with pytest.raises(ValueError, match="latent_dim >= 2"):
+        builders.validate_config(config)
