@@ -24,7 +24,8 @@ The script prints a table and writes ``--json`` (default ``docs/data/flows.json`
 and seed the test ELBO and log-likelihood, each row's gain over the Gaussian row (the same
 seed's difference; mean and standard deviation over seeds) and its median seconds per epoch
 relative to the Gaussian row's, measured in the same run. ``--docs`` also writes the results
-page ``docs/results/flows.md`` and its figure ``docs/figures/flows_gain.png`` from that JSON.
+page ``docs/results/flows.md`` and its figure ``docs/figures/flows_gain.png``
+(:func:`draw_flows`, the ``draw`` for an ``experiments/figures.py`` source) from that JSON.
 
     JVAE_DATA_DIR=../shared/data python experiments/flows.py --workdir runs/flows --docs
     python experiments/flows.py --quick --workdir /tmp/flows_quick --json /tmp/flows.json
@@ -136,13 +137,17 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_figure(rows: list[dict], path: pathlib.Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw_flows(data: dict, path) -> None:
+    """The figure of ``docs/data/flows.json``: each row's test-ELBO and log-likelihood gain
+    over the diagonal Gaussian, mean and standard deviation over seeds (the ``draw`` of an
+    ``experiments/figures.py`` source)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    others = [r for r in rows if r["row"] != "gaussian"]
-    fig, ax = plt.subplots(figsize=(5, 3))
+    others = [r for r in data["rows"] if r["row"] != "gaussian"]
+    fig = Figure(figsize=(5.5, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(others))
     for offset, (short, label) in zip((-0.2, 0.2), (("elbo", "test ELBO"),
                                                     ("ll", "test log p(x)"))):
@@ -153,9 +158,8 @@ def write_figure(rows: list[dict], path: pathlib.Path) -> None:
     ax.set_ylabel("gain over diagonal Gaussian (nats)")
     ax.legend(frameon=False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100)
 
 
 def write_page(data: dict, page: pathlib.Path, figure: pathlib.Path) -> None:
@@ -199,9 +203,12 @@ row of the same run ({data['machine']}).
 
 ![Gain over the diagonal Gaussian]({rel})
 
-Regenerate (writes `docs/data/flows.json`, this page and its figure):
+Measured {data['date'][:10]}. Regenerate the numbers, this page and the figure (then
+`python experiments/figures.py` to record the figure in the manifest):
 
-    {data['command']}
+```bash
+{data['command']}
+```
 """
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(text)
@@ -272,7 +279,7 @@ def main(argv=None) -> dict:
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {path}")
     if args.docs:
-        write_figure(rows, pathlib.Path(args.figure))
+        draw_flows(data, pathlib.Path(args.figure))
         write_page(data, pathlib.Path(args.page), pathlib.Path(args.figure))
         print(f"wrote {args.page} and {args.figure}")
     return data

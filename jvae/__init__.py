@@ -94,7 +94,10 @@ from jvae.objectives import (
     self_critic,
     vimco_baseline,
 )
-from jvae.priors import MixturePrior, StandardNormalPrior
+from jvae.priors import MixturePrior, StandardNormalPrior, VampPrior, vamp_mixture
+from jvae.flows import (IAF, CouplingFlowHead, FlowPosterior, IAFHead, Planar,
+                        PlanarFlowHead)
+from jvae.made import MADE, MADEParams, made_apply, made_masks
 from jvae.sharding import (
     barrier,
     batch_sharding,
@@ -161,4 +164,6 @@ __all__ = [
     "TSNEResult", "joint_probabilities", "tsne", "tsne_kl_divergence",
     "conditional_observations", "prior_observations", "prior_samples_with_components",
     "interpolate_latents", "centre", "uncentre",
+    "VampPrior", "vamp_mixture", "FlowPosterior", "Planar", "IAF", "PlanarFlowHead", "IAFHead",
+    "CouplingFlowHead", "MADE", "MADEParams", "made_apply", "made_masks",
 ]

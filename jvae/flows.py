@@ -60,7 +60,8 @@ class FlowPosterior(distrax.Transformed):
     """``f_* N(loc, diag(scale^2))``: a diagonal Gaussian base pushed through a bijector.
 
     Args:
-      loc, scale: base mean and standard deviation ``[B, D]``.
+      loc: base mean ``[B, D]``.
+      scale: base standard deviation ``[B, D]``.
       bijector: a ``distrax`` bijector with ``event_ndims_in = 1`` whose parameters broadcast
         against ``[..., B, D]`` (a ``distrax.Chain`` of flow layers).
 
@@ -106,7 +107,9 @@ class Planar(distrax.Bijector):
     root, which gives the implicit-function gradient in ``y`` and the parameters.
 
     Args:
-      u, w: ``[..., D]``; b: ``[...]`` (broadcast against ``z [..., D]``).
+      u: ``[..., D]`` (broadcast against ``z [..., D]``).
+      w: ``[..., D]``.
+      b: ``[...]``.
       bisection_steps: iterations of the inverse's bisection (50: float32 resolution).
     """
 

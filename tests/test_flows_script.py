@@ -32,6 +32,7 @@ def test_gains_are_paired_by_seed_and_times_relative_to_the_gaussian_row(tmp_pat
     text = flows.table(rows)
     assert "| iaf | iaf | standard |" in text and "+1.50 ± 0.87" in text and "| 1.50 |" in text
     data = {"rows": rows, "machine": "test", "command": "python experiments/flows.py",
+            "date": "2026-12-02T00:00:00+00:00",
             "budget": {"epochs": 3, "batch_size": 100, "learning_rate": 1e-3, "train_size": 0,
                        "test_size": 0, "ll_samples": 5000, "flow_layers": 4, "flow_hidden": 200,
                        "pseudo_inputs": 500, "latent_dim": 50}}
@@ -40,6 +41,10 @@ def test_gains_are_paired_by_seed_and_times_relative_to_the_gaussian_row(tmp_pat
     text = page.read_text()
     assert "The IAF posterior tightens the bound here (ELBO gain +1.50" in text
     assert "](../figures/flows_gain.png)" in text and "K = 5000" in text
+    assert "```bash\npython experiments/flows.py\n```" in text and "2026-12-02" in text
+    assert "experiments/figures.py" in text      # what tests/test_docs.py asks of a page
+    flows.draw_flows(data, figure)
+    assert figure.stat().st_size > 1000
 
 
 def test_quick_run_end_to_end_writes_the_json(tmp_path, jvae_data_dir):
