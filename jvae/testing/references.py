@@ -98,6 +98,9 @@ class PPCAReference(NamedTuple):
         else:
             A = np.linalg.solve(W.T @ W + s2 * np.eye(W.shape[1]), W.T)
         sd = self.posterior_sd * scale_factor
+        if not np.all(sd > self.min_scale):
+            raise ValueError(f"scale_factor={scale_factor!r} puts a posterior sd at or below the "
+                             f"head's min_scale {self.min_scale:g}.")
         new = {
             "posterior": {
                 "loc": {"kernel": A.T, "bias": -A @ mu + loc_shift * self.posterior_sd},
@@ -139,8 +142,8 @@ def ppca_reference(data_dim: int = 5, latent_dim: int = 2, *, sigma: float = 0.5
       data_dim: D >= 2.
       latent_dim: k, ``1 <= k <= D``.
       sigma: the observation noise's standard deviation (> 0).
-      scales: ``[k]`` column norms (orthogonal) or factors; default ``2.0, 0.7, 0.7^2, ...``
-        for k = 2 the columns ``[2.0, 0.7]``.
+      scales: ``[k]`` column norms (orthogonal) or column factors; default ``(2.0, 0.7,
+        0.7^2, ..., 0.7^(k-1))``.
       orthogonal: see above.
       seed: numpy seed of ``W`` and ``mu``.
       min_scale: floor of the posterior head's standard deviations.

@@ -86,12 +86,12 @@ class EstimatorReport:
 
     def __str__(self) -> str:
         b = self.bias
-        bias = ("n/a (no reference)" if b is None else
-                f"max |bias|/se {b.statistic:.2f} (threshold {b.z:g}) -> "
-                f"{'unbiased' if b.passed else 'BIASED'}")
+        bias = ("  bias: n/a (no reference)" if b is None else
+                f"  bias vs {self.reference}: max |bias|/se {b.statistic:.2f} (threshold "
+                f"{b.z:g}) -> {'unbiased' if b.passed else 'BIASED'}")
         return "\n".join([
             f"estimator report: {self.name} (n = {self.num_draws} draws)",
-            f"  bias vs {self.reference}: {bias}",
+            bias,
             f"  variance / reparameterised, inference network: {self.variance.statistic:.4g}"
             f" +- {self.variance.standard_error:.2g}",
             f"  variance / reparameterised, all parameters: {self.variance_all.statistic:.4g}"
@@ -170,7 +170,7 @@ def estimator_report(objective: Callable | Objective, *, model: PPCAReference | 
         sample = make_gradient_sampler(make_elbo_loss(ref.model), params, x,
                                        chunk_size=chunk_size, num_draws=n)
         baseline = sample(jax.random.split(jax.random.fold_in(key, 2), n))
-    label = reference
+    label = "no reference" if reference is None else "given reference"
     if isinstance(reference, str):
         if reference != "elbo":
             raise ValueError(f"Unknown reference {reference!r}; use 'elbo', an array, an "
@@ -183,8 +183,6 @@ def estimator_report(objective: Callable | Objective, *, model: PPCAReference | 
         rd = other(jax.random.split(jax.random.fold_in(key, 4), n)).astype(np.float64)
         reference, reference_se = rd.mean(0), rd.std(0) / np.sqrt(n)
         label = f"reference estimator ({n} draws)"
-    elif reference is not None:
-        label = "given reference"
     bias = None if reference is None else check_unbiased(
         draws, reference, reference_se=reference_se, z=z, max_relative_se=max_relative_se)
     inf = param_mask(params, *INFERENCE_MODULES)
