@@ -184,13 +184,20 @@ def test_check_bound_ordering():
 
 def test_chunked_draws_equal_one_chunk_and_bound_the_chunk(ppca):
     x = jnp.asarray(ppca.sample(3, seed=11))
-    loss = jvae.make_elbo_loss(ppca.model)
+
+    def loss(p, key, x):               # gradient: a standard-normal draw of the key, plus 2 w
+        return jnp.sum(p["w"] * jax.random.normal(key, (5,)) + p["w"] ** 2), {}
+
+    params = {"w": jnp.arange(5.0)}
     key = jax.random.key(3)
-    one = testing.gradient_draws(loss, ppca.params_poor, x, 20, key)
-    chunked = testing.gradient_draws(loss, ppca.params_poor, x, 20, key, chunk_size=7)
-    assert one.shape == chunked.shape == (20, 39) and chunked.dtype == np.float32
-    np.testing.assert_allclose(chunked, one, rtol=1e-5, atol=1e-6)
-    again = testing.gradient_draws(loss, ppca.params_poor, x, 20, key, chunk_size=7)
+    one = testing.gradient_draws(loss, params, x, 20, key)
+    chunked = testing.gradient_draws(loss, params, x, 20, key, chunk_size=7)   # 7 + 7 + 6
+    assert one.shape == chunked.shape == (20, 5) and chunked.dtype == np.float32
+    np.testing.assert_allclose(chunked, one, rtol=1e-6, atol=1e-6)
+    # Row i is the gradient under the i-th key of jax.random.split(key, n).
+    want = jax.vmap(lambda k: jax.random.normal(k, (5,)))(jax.random.split(key, 20)) + 2 * params["w"]
+    np.testing.assert_allclose(chunked, want, rtol=1e-6, atol=1e-6)
+    again = testing.gradient_draws(loss, params, x, 20, key, chunk_size=7)
     np.testing.assert_array_equal(again, chunked)                      # same seed, same draws
     # A million parameters: the default chunk holds 64 MiB of float32 draws (16 draws).
     big = {"params": {"w": jnp.zeros((1000, 1000))}}
@@ -198,7 +205,7 @@ def test_chunked_draws_equal_one_chunk_and_bound_the_chunk(ppca):
                                             big, x, num_draws=1000)
     assert sampler.chunk_size == testing.DEFAULT_CHUNK_BYTES // (4 * 10**6) == 16
     with pytest.raises(ValueError, match="n must be a positive integer"):
-        testing.gradient_draws(loss, ppca.params_poor, x, 0, key)
+        testing.gradient_draws(loss, params, x, 0, key)
     with pytest.raises(ValueError, match="state="):
         testing.make_gradient_sampler(jvae.make_sfe_objective(ppca.model), ppca.params, x)
     with pytest.raises(ValueError, match=r"No parameter path contains \['encoderr'\]; the names"):
@@ -236,3 +243,27 @@ def test_the_guide_runs_as_written_and_prints_what_it_shows():
     tests = [f for name, f in namespace.items() if name.startswith("test_") and callable(f)]
     assert len(tests) == 1
     tests[0]()
+
+
+def test_estimator_report_against_another_estimator_and_its_table(ppca, capsys):
+    ref = ppca.reference
+    loss = jvae.make_elbo_loss(ref.model)
+    r = testing.estimator_report(loss, model=ref, name="reparam", n=1000, key=jax.random.key(0),
+                                 reference=jvae.make_elbo_loss(ref.model, kl="mc"))
+    printed = capsys.readouterr().out
+    assert printed.startswith("estimator report: reparam (n = 1000 draws)\n") and str(r) in printed
+    assert r and r.reference == "reference estimator (1000 draws)"
+    assert r.draws.shape == (1000, 39)
+    # The baseline is the same estimator with other keys: a variance ratio of 1 within 4 se.
+    assert abs(r.variance.statistic - 1.0) < 4 * r.variance.standard_error
+    # Against its own draws: exactly 1; no reference, no bias entry.
+    same = testing.estimator_report(loss, model=ref, name="itself", n=1000,
+                                    key=jax.random.key(0), reference=None, baseline=r.draws,
+                                    print_report=False)
+    assert same.variance.statistic == 1.0 and same.bias is None and same
+    assert "  bias: n/a (no reference)" in str(same).splitlines()
+    table = testing.report_table([r, same]).splitlines()
+    assert len(table) == 4 and table[3].startswith("| itself | n/a | n/a | 1 | 1 |")
+    assert set(r.as_dict()) >= {"bias_z", "variance_ratio_inference", "seconds_per_1000_draws"}
+    with pytest.raises(ValueError, match="Unknown reference 'exact'"):
+        testing.estimator_report(loss, model=ref, n=10, reference="exact", baseline=r.draws)

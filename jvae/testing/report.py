@@ -163,6 +163,9 @@ def estimator_report(objective: Callable | Objective, *, model: PPCAReference | 
     n = int(n)
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n!r}.")
+    if isinstance(reference, str) and reference != "elbo":
+        raise ValueError(f"Unknown reference {reference!r}; use 'elbo', an array, an "
+                         "objective or None.")
     params = ref.params(1.0, 0.8) if params is None else params
     x = ref.sample(jax.random.fold_in(key, 3), 3) if x is None else x
     draws, seconds = _timed_draws(objective, params, x, state, n, key, chunk_size)
@@ -172,9 +175,6 @@ def estimator_report(objective: Callable | Objective, *, model: PPCAReference | 
         baseline = sample(jax.random.split(jax.random.fold_in(key, 2), n))
     label = "no reference" if reference is None else "given reference"
     if isinstance(reference, str):
-        if reference != "elbo":
-            raise ValueError(f"Unknown reference {reference!r}; use 'elbo', an array, an "
-                             "objective or None.")
         reference = np.asarray(exact_elbo_gradient(ref.model, params, x))
         label = "exact ELBO gradient"
     elif reference is not None and (callable(reference) or isinstance(reference, Objective)):
