@@ -123,10 +123,62 @@ class VampPrior(nn.Module):
 def vamp_mixture(q: distrax.Distribution) -> distrax.Distribution:
     """The uniform mixture ``1/K sum_k q_k`` of a posterior with batch shape ``[K]``.
 
-    Returns a ``distrax.MixtureSameFamily`` with batch shape ``[]`` and ``q``'s event shape.
+    Returns a distribution with batch shape ``[]`` and ``q``'s event shape: for a
+    diagonal-Gaussian ``q`` a ``distrax.MixtureSameFamily`` whose ``log_prob`` needs
+    ``[..., K]`` memory, not ``[..., K, D]``; for any other ``q`` (a flow) a plain
+    ``distrax.Distribution`` (``log_prob`` by ``logsumexp_k q.log_prob(z[..., None, :])``,
+    sampling by a uniform component choice), since its components are not Gaussians.
     """
     if len(q.batch_shape) != 1:
         raise ValueError(f"vamp_mixture needs a posterior with batch shape [K], got "
                          f"{tuple(q.batch_shape)}.")
     k = q.batch_shape[0]
-    return distrax.MixtureSameFamily(distrax.Categorical(logits=jnp.zeros((k,))), q)
+    mixing = distrax.Categorical(logits=jnp.zeros((k,)))
+    if type(q) is distrax.MultivariateNormalDiag:
+        return _DiagGaussianMixture(mixing, q)
+    return _UniformMixture(q)
+
+
+class _DiagGaussianMixture(distrax.MixtureSameFamily):
+    """A mixture of ``K`` diagonal Gaussians whose ``log_prob`` expands the square into two
+    ``[..., D] x [D, K]`` products, ``sum_d (z_d - mu_kd)^2 / s_kd^2 = z^2 . (1/s_k^2) -
+    2 z . (mu_k / s_k^2) + sum_d mu_kd^2 / s_kd^2``: memory ``[..., K]`` instead of
+    distrax's ``[..., K, D]`` (the importance-sampled log-likelihood evaluates thousands of
+    samples against every pseudo-input). Sampling is distrax's."""
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        comps = self.components_distribution
+        loc, scale = comps.loc, comps.scale_diag                   # [K, D]
+        precision = 1.0 / jnp.square(scale)
+        quad = (jnp.square(value) @ precision.T - 2.0 * (value @ (loc * precision).T)
+                + jnp.sum(jnp.square(loc) * precision, -1))        # [..., K]
+        log_norm = -jnp.sum(jnp.log(scale), -1) - 0.5 * loc.shape[-1] * np.log(2 * np.pi)
+        log_w = jax.nn.log_softmax(self.mixture_distribution.logits)
+        return jax.nn.logsumexp(log_w + log_norm - 0.5 * jnp.maximum(quad, 0.0), axis=-1)
+
+
+class _UniformMixture(distrax.Distribution):
+    """``1/K sum_k q_k`` for a posterior ``q`` with batch shape ``[K]`` that is not a diagonal
+    Gaussian (e.g. a :class:`jvae.flows.FlowPosterior`)."""
+
+    def __init__(self, components: distrax.Distribution):
+        self.components = components
+
+    @property
+    def event_shape(self):
+        return self.components.event_shape
+
+    @property
+    def batch_shape(self):
+        return ()
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        value = jnp.asarray(value)
+        log_q = self.components.log_prob(jnp.expand_dims(value, -2))          # [..., K]
+        return jax.nn.logsumexp(log_q, -1) - np.log(log_q.shape[-1])
+
+    def _sample_n(self, key: jax.Array, n: int) -> jax.Array:
+        k_c, k_z = jax.random.split(key)
+        z = self.components.sample(seed=k_z, sample_shape=(n,))                # [n, K, D]
+        c = jax.random.randint(k_c, (n,), 0, z.shape[1])
+        return jnp.take_along_axis(z, c[:, None, None], axis=1)[:, 0]
