@@ -6,8 +6,8 @@ independent draws at one fixed point ``(params, estimator state, x)``:
     draws = gradient_draws(objective, params, x, 20000, jax.random.key(0))   # [n, P]
 
 Row ``i`` is ``ravel_pytree(grad_params loss(params, state, key_i, x))`` with ``key_i`` the
-``i``-th of ``jax.random.split(key, n)``: the same seed gives the same draws, whatever the
-chunking. The draws are computed ``chunk_size`` at a time (one compiled program, ``jax.vmap``
+``i``-th of ``jax.random.split(key, n)``: the same seed gives the same draws, and another
+chunking the same draws up to float rounding (XLA compiles each chunk size separately). The draws are computed ``chunk_size`` at a time (one compiled program, ``jax.vmap``
 over the chunk's keys) and copied to the host, so device memory holds one chunk.
 """
 
