@@ -7,8 +7,9 @@ independent draws at one fixed point ``(params, estimator state, x)``:
 
 Row ``i`` is ``ravel_pytree(grad_params loss(params, state, key_i, x))`` with ``key_i`` the
 ``i``-th of ``jax.random.split(key, n)``: the same seed gives the same draws, and another
-chunking the same draws up to float rounding (XLA compiles each chunk size separately). The draws are computed ``chunk_size`` at a time (one compiled program, ``jax.vmap``
-over the chunk's keys) and copied to the host, so device memory holds one chunk.
+chunking the same draws up to float rounding (XLA compiles each chunk size separately). The
+draws are computed ``chunk_size`` at a time (one compiled program, ``jax.vmap`` over the
+chunk's keys) and copied to the host, so device memory holds one chunk.
 """
 
 from __future__ import annotations
