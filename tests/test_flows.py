@@ -275,3 +275,27 @@ def test_iwae_estimators_run_through_the_flow_inverse():
     assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree.leaves(grads))
     # the path term reaches the MADE through z and through log q's inverse
     assert np.any(np.asarray(grads["params"]["posterior"]["made_0"]["kernel_0"]) != 0.0)
+
+
+def test_the_evaluator_with_an_identity_flow_at_the_exact_ppca_posterior_gives_log_px(ppca):
+    """Coupling layers whose output layers are zero are the identity, so q is the exact
+    posterior of the conftest PPCA (orthogonal W): every importance weight equals p(x), and
+    the evaluator's ELBO (Monte Carlo rate, log q read back from the draws) and its
+    importance-sampled log-likelihood (log q of the chunks' own draws) are log p(x)."""
+    from jvae.evaluation import make_evaluator
+
+    head = CouplingFlowHead(latent_dim=2, num_layers=2, hidden=4, min_scale=ppca.min_scale)
+    model = ppca.model.clone(posterior=head)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 5)))
+    rng = np.random.default_rng(0)
+    flow = {name: jax.tree.map(lambda s: jnp.asarray(
+        (0.0 if name.startswith("out_") else 0.5) * rng.standard_normal(s.shape), s.dtype), p)
+        for name, p in shapes["params"]["posterior"].items()}
+    flow.update(ppca.params["params"]["posterior"])              # loc, raw_scale: exact
+    params = {"params": {**ppca.params["params"], "posterior": flow}}
+    x = ppca.sample(6, seed=3)
+    metrics = make_evaluator(model, batch_size=6, ll_samples=20, ll_chunk=10)(
+        params, jax.random.key(1), jnp.asarray(x))
+    exact = np.mean(ppca.log_px(x))
+    np.testing.assert_allclose(metrics["log_likelihood"], exact, atol=2e-3)
+    np.testing.assert_allclose(metrics["elbo"], exact, atol=2e-3)
