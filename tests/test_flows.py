@@ -39,24 +39,41 @@ def _flow(kind, d=2, layers=2, noise=0.3, seed=0):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_log_det_matches_slogdet_of_jacobian(kind):
-    head, params, h = _flow(kind, d=3, layers=3)
+def test_log_det_jacobian_inverse_and_density_integrating_to_one(kind):
+    """On a 2-D latent (three layers): each layer stack's log |det| against slogdet of
+    jacfwd at random points, the inverse's round trip, the density's integral over a grid
+    (trapezoid rule), and log q of q's own draws (read back) against the inverse's."""
+    head, params, h = _flow(kind, d=2, layers=3)
     assert isinstance(head.apply(params, h), FlowPosterior)
+    n, half = 181, 9.0
+    g = np.linspace(-half, half, n)
+    grid = jnp.asarray(np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 1, 2),
+                       jnp.float32)
 
     @jax.jit
-    def check(params, z):
-        bij = head.apply(params, h).bijector
+    def check(params, z, grid, key):
+        q = head.apply(params, h)
+        bij = q.bijector
         y, log_det = bij.forward_and_log_det(z)
-        jac = jax.vmap(jax.jacfwd(lambda v: bij.forward(v[None])[0]))(z[:, 0])   # [6, 3, 3]
+        jac = jax.vmap(jax.jacfwd(lambda v: bij.forward(v[None])[0]))(z[:, 0])   # [6, 2, 2]
         x, inv_log_det = bij.inverse_and_log_det(y)
-        return log_det, jnp.linalg.slogdet(jac), x, inv_log_det
+        draws, log_q = q.sample_and_log_prob(seed=key, sample_shape=(64,))
+        assert draws.shape == (64, 1, 2) and log_q.shape == (64, 1)
+        assert q.log_prob(draws) is log_q                   # its own draws: read back
+        return (log_det, jnp.linalg.slogdet(jac), x, inv_log_det, q.log_prob(grid), log_q,
+                q.log_prob(draws + 0.0))                    # a copy: through the inverse
 
-    z = jnp.asarray(1.5 * np.random.default_rng(7).standard_normal((6, 1, 3)), jnp.float32)
-    log_det, (sign, logabs), x, inv_log_det = check(params, z)
+    z = jnp.asarray(1.5 * np.random.default_rng(7).standard_normal((6, 1, 2)), jnp.float32)
+    log_det, (sign, logabs), x, inv_log_det, log_density, log_q, log_q_inverse = check(
+        params, z, grid, jax.random.key(4))
     np.testing.assert_array_equal(np.asarray(sign), 1.0)      # orientation kept
     np.testing.assert_allclose(log_det[:, 0], logabs, atol=2e-4, rtol=1e-4)
     np.testing.assert_allclose(x, z, atol=2e-4)                 # inverse: round trip
     np.testing.assert_allclose(inv_log_det, -log_det, atol=2e-4)
+    density = np.exp(np.asarray(log_density, np.float64)).reshape(n, n)
+    mass = np.trapezoid(np.trapezoid(density, g, axis=1), g)
+    assert abs(mass - 1.0) < 1e-2, mass
+    np.testing.assert_allclose(log_q_inverse, log_q, atol=1e-3)
 
 
 def test_iaf_jacobian_is_triangular_in_its_ordering():
@@ -95,29 +112,6 @@ def test_iaf_jacobian_is_triangular_in_its_ordering():
         strict = np.triu(jac, 1) if k % 2 == 0 else np.tril(jac, -1)   # reversed every other
         assert np.all(strict == 0.0) and np.any(np.tril(jac, -1) + np.triu(jac, 1) != 0.0)
         np.testing.assert_allclose(np.sum(np.log(np.abs(np.diag(jac)))), log_det, atol=1e-5)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_density_integrates_to_one_on_a_grid(kind):
-    head, params, h = _flow(kind, d=2, layers=2)
-    n, half = 181, 9.0
-    g = np.linspace(-half, half, n)
-    grid = jnp.asarray(np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 1, 2),
-                       jnp.float32)
-
-    @jax.jit
-    def evaluate(params, grid, key):
-        q = head.apply(params, h)
-        z, log_q = q.sample_and_log_prob(seed=key, sample_shape=(64,))
-        assert z.shape == (64, 1, 2) and log_q.shape == (64, 1)
-        assert q.log_prob(z) is log_q                   # its own draws: read back
-        return q.log_prob(grid), log_q, q.log_prob(z + 0.0)    # a copy: through the inverse
-
-    log_density, log_q, log_q_inverse = evaluate(params, grid, jax.random.key(4))
-    density = np.exp(np.asarray(log_density, np.float64)).reshape(n, n)
-    mass = np.trapezoid(np.trapezoid(density, g, axis=1), g)
-    assert abs(mass - 1.0) < 1e-2, mass
-    np.testing.assert_allclose(log_q_inverse, log_q, atol=1e-3)
 
 
 # ---- probabilistic PCA with a correlated posterior -----------------------------------------
