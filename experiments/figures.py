@@ -237,6 +237,14 @@ def draw_pyro_vae(data: dict, path) -> None:
     _save(fig, path)
 
 
+def draw_flows(data: dict, path) -> None:
+    """``experiments/flows.py``'s figure (each posterior's gain over the diagonal Gaussian),
+    imported when drawn: that script imports JAX."""
+    from flows import draw_flows as draw
+
+    draw(data, path)
+
+
 def draw_dpm2(data: dict, path) -> None:
     """The DPM2 notebook's experiment: dev ELBO and rate against steps for every variant,
     the score-function variants' training ELBO (moving average), the continuous variants."""
@@ -324,6 +332,9 @@ SOURCES = (
     Source("dpm2", {"": "dpm2_dev_curves.png"},
            (("experiments/figures.py", "draw_dpm2"), ("experiments/figures.py", "_figure")),
            data="dpm2.json", draw=draw_dpm2),
+    Source("flows", {"": "flows_gain.png"},
+           (("experiments/figures.py", "draw_flows"), ("experiments/flows.py", "draw_flows")),
+           data="flows.json", draw=draw_flows),
     Source("benchmarks", {"": "benchmarks.png"},
            (("experiments/figures.py", "draw_benchmarks"), ("experiments/figures.py", "_figure")),
            data="benchmarks.json", draw=draw_benchmarks),

@@ -170,6 +170,13 @@ def total_variance(draws, mask=None) -> tuple[float, float]:
     return float(sq.mean()), float(sq.std() / math.sqrt(len(sq)))
 
 
+def _verdict(passed: bool, above: float | None, below: float | None) -> str:
+    """`` PASS (wanted > a and < b)`` for a bounded report, ``""`` for an unbounded one."""
+    bounds = " and ".join(b for b in (f"> {above:g}" if above is not None else "",
+                                      f"< {below:g}" if below is not None else "") if b)
+    return f" {'PASS' if passed else 'FAIL'} (wanted {bounds})" if bounds else ""
+
+
 @dataclasses.dataclass(frozen=True, repr=False)
 class VarianceReport(_Report):
     """Result of :func:`variance_ratio`.
@@ -196,10 +203,7 @@ class VarianceReport(_Report):
     num_draws: tuple[int, int]
 
     def __str__(self) -> str:
-        bounds = " and ".join(b for b in (
-            f"> {self.above:g}" if self.above is not None else "",
-            f"< {self.below:g}" if self.below is not None else "") if b)
-        verdict = f" {'PASS' if self.passed else 'FAIL'} (wanted {bounds})" if bounds else ""
+        verdict = _verdict(self.passed, self.above, self.below)
         return (f"variance ratio{verdict}: {self.statistic:.4g} +- {self.standard_error:.2g} "
                 f"(tr Cov {self.variance_a:.4g} / {self.variance_b:.4g}); worst coordinate "
                 f"{self.worst}; n = {self.num_draws[0]}, {self.num_draws[1]}")
@@ -262,10 +266,7 @@ class SNRReport(_Report):
     num_draws: int
 
     def __str__(self) -> str:
-        bounds = " and ".join(b for b in (
-            f"> {self.above:g}" if self.above is not None else "",
-            f"< {self.below:g}" if self.below is not None else "") if b)
-        verdict = f" {'PASS' if self.passed else 'FAIL'} (wanted {bounds})" if bounds else ""
+        verdict = _verdict(self.passed, self.above, self.below)
         return (f"SNR{verdict}: median |mean|/std {self.statistic:.4g} +- "
                 f"{self.standard_error:.2g} over {len(self.values)} coordinates; lowest at "
                 f"coordinate {self.worst}; n = {self.num_draws}")
