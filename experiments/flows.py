@@ -60,6 +60,7 @@ ROWS = {
     "coupling": {"model.posterior": "coupling"},
     "vamp": {"model.posterior": "gaussian", "model.prior": "vamp"},
 }
+COLLAPSED_RATE = 0.1  # a test rate (KL) below this many nats: the posterior has collapsed
 DOCS_PAGE = ROOT / "docs" / "results" / "flows.md"
 DOCS_FIGURE = ROOT / "docs" / "figures" / "flows_gain.png"
 
@@ -90,10 +91,16 @@ def _per_seed(record: dict, key: str, seeds: int) -> list[float]:
     return [float(v) for v in (value if isinstance(value, list) else [value] * seeds)]
 
 
-def run_row(name: str, args, root: pathlib.Path) -> dict:
+def run_row(name: str, args, root: pathlib.Path, train: bool = True) -> dict:
+    """Train row ``name`` into ``root/name`` (unless ``train`` is False: then summarise the
+    run already there) and return its per-seed test numbers and epoch times."""
     config = row_config(name, args)
     workdir = root / name
-    train_and_evaluate(config, workdir, progress=False)
+    if train:
+        train_and_evaluate(config, workdir, progress=False)
+    elif not (workdir / "metrics.jsonl").exists():
+        raise SystemExit(f"--no-train: no run of row {name!r} in {workdir} (metrics.jsonl "
+                         "missing); train it first (drop --no-train).")
     records = read_metrics(workdir)
     last = records[-1]
     seconds = [r["train/seconds"] for r in records if "train/seconds" in r]
@@ -101,6 +108,7 @@ def run_row(name: str, args, root: pathlib.Path) -> dict:
             "seeds": list(range(args.seed, args.seed + args.seeds)),
             "test_elbo": _per_seed(last, "eval/elbo", args.seeds),
             "test_log_likelihood": _per_seed(last, "eval/log_likelihood", args.seeds),
+            "test_rate": _per_seed(last, "eval/rate", args.seeds),
             "seconds_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
             "compile_seconds": records[0].get("train/compile_seconds")}
 
@@ -173,6 +181,19 @@ def write_page(data: dict, page: pathlib.Path, figure: pathlib.Path) -> None:
                     f"{iaf['elbo_gain_mean']:+.2f} ± {iaf['elbo_gain_std']:.2f} nats over "
                     f"{len(iaf['seeds'])} seeds); Kingma et al. (2016) report that IAF tightens "
                     "it.")
+    collapsed = [(r["row"], [s for s, rate in zip(r["seeds"], r["test_rate"])
+                             if rate < COLLAPSED_RATE])
+                 for r in data["rows"] if "test_rate" in r]
+    collapsed = [(row, seeds) for row, seeds in collapsed if seeds]
+    collapse_line = "".join(
+        f" Row `{row}` collapsed in seed(s) {seeds}: test rate below {COLLAPSED_RATE} nats, "
+        "the posterior equal to the prior for every image." for row, seeds in collapsed)
+    if collapsed:
+        collapse_line += (" No KL warm-up is used at this budget (Tomczak & Welling, 2018, "
+                          "anneal the KL term over their first 100 epochs).")
+    rates = ", ".join(f"`{r['row']}` " + "/".join(f"{v:.2f}" for v in r["test_rate"])
+                      for r in data["rows"] if "test_rate" in r)
+    rate_line = f"Test rates (nats, per seed): {rates}." if rates else ""
     rel = os.path.relpath(figure, page.parent)
     text = f"""# Flow posteriors and the VampPrior on MNIST
 
@@ -199,7 +220,9 @@ row of the same run ({data['machine']}).
 
 {table(data['rows'])}
 
-{iaf_line}
+{iaf_line}{collapse_line}
+
+{rate_line}
 
 ![Gain over the diagonal Gaussian]({rel})
 
@@ -231,6 +254,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--pseudo-inputs", type=int, default=500)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", default=str(ROOT / "docs" / "data" / "flows.json"))
+    parser.add_argument("--no-train", action="store_true",
+                        help="summarise the runs already in WORKDIR (same flags), no training")
     parser.add_argument("--docs", action="store_true",
                         help=f"write {DOCS_PAGE.relative_to(ROOT)} and its figure")
     parser.add_argument("--page", default=str(DOCS_PAGE), help=argparse.SUPPRESS)
@@ -255,7 +280,7 @@ def main(argv=None) -> dict:
     rows = []
     for name in names:
         print(f"== {name}", flush=True)
-        rows.append(run_row(name, args, root))
+        rows.append(run_row(name, args, root, train=not args.no_train))
     add_gains(rows)
     print(table(rows))
     data = {
@@ -275,6 +300,11 @@ def main(argv=None) -> dict:
         "rows": rows,
     }
     path = pathlib.Path(args.json)
+    if args.no_train:  # the measurement's own date, command and load, not the summary's
+        data["command"] = " ".join(w for w in data["command"].split() if w != "--no-train")
+        if path.exists():
+            previous = json.loads(path.read_text())
+            data["date"], data["machine"] = previous["date"], previous["machine"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {path}")
