@@ -225,18 +225,20 @@ def test_reparameterised_gradient_matches_score_function(kind):
     assert np.max(np.abs(flat_p.mean(0)[used]) / se[used]) > 10   # a gradient to compare
 
 
+@pytest.mark.parametrize("name,arg,latent", [("iwae_mnist", "k=5,estimator=dreg", 50),
+                                              ("pytorch_example", None, 20)])
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_iwae_mnist_config_builds_each_flow_posterior(kind):
+def test_the_configs_build_each_flow_posterior(kind, name, arg, latent):
     import importlib.util
     import pathlib
 
     from jvae import builders
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "experiments/configs/iwae_mnist.py"
-    spec = importlib.util.spec_from_file_location("iwae_mnist", path)
+    path = pathlib.Path(__file__).resolve().parents[1] / f"experiments/configs/{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config("k=5,estimator=dreg")
+    config = module.get_config(arg) if arg else module.get_config()
     config.model.posterior, config.model.flow_layers = kind, 3
     builders.validate_config(config)
     model = builders.build_model(config, (28, 28, 1))
@@ -245,7 +247,7 @@ def test_the_iwae_mnist_config_builds_each_flow_posterior(kind):
     q = jax.eval_shape(lambda: model.apply(
         model.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1))), jnp.zeros((2, 28, 28, 1)),
         method=type(model).encode).sample(seed=jax.random.key(1), sample_shape=(5,)))
-    assert q.shape == (5, 2, 50)
+    assert q.shape == (5, 2, latent)
 
 
 def test_iwae_estimators_run_through_the_flow_inverse():
