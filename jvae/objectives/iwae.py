@@ -82,15 +82,22 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
         apply = training_apply(model, key)
         q = apply(params, x, method=VAE.encode)
         require_reparameterised(q, f"the IWAE bound with estimator {estimator!r}")
-        z = q.sample(seed=key, sample_shape=(k_samples,))                      # [K, B, D]
         stopped = _sg(params)
-        if estimator in ("iwae", "stl"):
-            # STL: q's parameters stopped inside log q (no score term).
-            q_params = params if estimator == "iwae" else stopped
-            log_pxz, log_q = _log_weights(apply, params, q_params, x, z)
+        if estimator == "iwae":
+            # log q from the draw itself: the same function of params as re-encoding, and a
+            # flow posterior's forward pass instead of its inverse (D passes for an IAF).
+            z, log_q = q.sample_and_log_prob(seed=key, sample_shape=(k_samples,))  # [K, B, D]
+            log_pxz = apply(params, x, z, method=VAE.log_joint)
             log_w = log_pxz - log_q
             bound = objective = iwae_bound(log_w)
-        else:  # dreg
+        else:
+            z = q.sample(seed=key, sample_shape=(k_samples,))                  # [K, B, D]
+        if estimator == "stl":
+            # STL: q's parameters stopped inside log q (no score term).
+            log_pxz, log_q = _log_weights(apply, params, stopped, x, z)
+            log_w = log_pxz - log_q
+            bound = objective = iwae_bound(log_w)
+        elif estimator == "dreg":
             # theta: L_K at stopped samples with q stopped -> sum_k w~_k grad_theta log p.
             log_pxz_t, log_q_t = _log_weights(apply, params, stopped, x, _sg(z))
             # lambda: sum_k w~_k^2 d log w_k/dz dz/dlambda, generative parameters stopped.
