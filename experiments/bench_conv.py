@@ -7,7 +7,7 @@ Programs, all at batch 256 on 64x64 binary images (random, fixed seed), float32:
   ``VALID`` convs 32-64-128-256 with leaky ReLU, a 1024 -> 2x10 Gaussian head with softplus
   scales; decoder dense 10 -> 1x1x1024, transposed convs 5, 5, 6, 6 of stride 2), in jvae with
   ``conv_impl="native"`` (``flax.linen.ConvTranspose``/``Conv``) and ``"subpixel"``
-  (:mod:`jvae.conv`), and in PyTorch (the notebook's layers; ``pip install -e ".[torch]"``,
+  (:mod:`jvae.models.conv`), and in PyTorch (the notebook's layers; ``pip install -e ".[torch]"``,
   skipped with a message when torch is missing);
 - ``default_step``: the same step of jvae's default conv model (``fashion_mnist_dpm2`` with
   ``--config.model.encoder=conv --config.model.decoder=conv``: SAME 4x4 stride-2 convs, a dense
@@ -23,7 +23,7 @@ jvae-subpixel / PyTorch and native / subpixel. torch runs with ``torch.set_num_t
 ``N = os.cpu_count()`` unless ``--threads``. ``--skip-native`` leaves out the native programs
 (tens of seconds per gradient on a 2-core CPU).
 
-    python experiments/bench_conv.py --rounds 3 --json bench_conv.json
+    python -m experiments.bench_conv --rounds 3 --json bench_conv.json
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import os
 import pathlib
 import platform
 import statistics
-import sys
 import time
 
 import jax
@@ -42,11 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from jvae import builders  # noqa: E402
-from jvae.model import init_params  # noqa: E402
-from configs import fashion_mnist_dpm2  # noqa: E402
+import jvae
+from experiments.configs import fashion_mnist_dpm2
 
 BATCH, SIZE, LATENT = 256, 64, 10
 
@@ -64,10 +60,10 @@ def jvae_config(arch: str, impl: str):
 def jvae_programs(arch: str, impl: str, x: np.ndarray) -> dict:
     """Compiled step and per-network callables ``name -> fn()`` (each blocks until done)."""
     config = jvae_config(arch, impl)
-    builders.validate_config(config)
-    model = builders.build_model(config, x.shape[1:])
-    loss_fn = builders.build_loss(config, model)
-    params = init_params(model, jax.random.key(0), x[:1])
+    jvae.validate_config(config)
+    model = jvae.build_model(config, x.shape[1:])
+    loss_fn = jvae.build_loss(config, model)
+    params = jvae.init_params(model, jax.random.key(0), x[:1])
     opt = optax.adam(1e-3)
     xb = jnp.asarray(x)
 

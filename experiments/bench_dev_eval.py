@@ -1,6 +1,6 @@
 """Benchmark: what the DPM2 notebook's dev assessments every N steps cost a training epoch.
 
-The ``vae_mlp`` variant of ``experiments/dpm2.py`` (binarised Fashion-MNIST at 64x64, batch
+The ``vae_mlp`` variant of ``experiments.dpm2`` (binarised Fashion-MNIST at 64x64, batch
 256, 59000 training images, a 1000-image dev split) trains one epoch twice per round, once as
 one compiled program (``eval.every_steps = 0``) and once in compiled chunks of 100 steps with a
 dev assessment (D, R, ELBO) after each (``eval.every_steps = 100``); the order alternates
@@ -11,7 +11,7 @@ Printed (medians over rounds): the epoch's training seconds in each mode, the ch
 seconds of dev assessments, their sum against the one-program epoch, the compile seconds of
 each mode, and the seconds of one dev assessment with and without L.
 
-    JVAE_DATA_DIR=../shared/data python experiments/bench_dev_eval.py --rounds 3 --json out.json
+    JVAE_DATA_DIR=../shared/data python -m experiments.bench_dev_eval --rounds 3 --json out.json
 """
 
 from __future__ import annotations
@@ -21,17 +21,15 @@ import json
 import os
 import pathlib
 import statistics
-import sys
 import tempfile
-import time
 
 import jax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-import dpm2  # noqa: E402
-from jvae import steplog  # noqa: E402
-from jvae.experiment import read_metrics, restore_run, train_and_evaluate  # noqa: E402
+from experiments import dpm2
+from jvae import read_metrics, restore_run, train_and_evaluate
+from jvae.runs import read_jsonl
+# Not public: the dev log's file name and the dev assessor the run loop drives.
+from jvae.runs.steplog import DEV_FILE, DevAssessor
 
 
 def one_epoch(every: int, workdir: pathlib.Path, limit_train: int) -> dict:
@@ -48,7 +46,7 @@ def one_epoch(every: int, workdir: pathlib.Path, limit_train: int) -> dict:
     return {"train_seconds": record["train/seconds"],
             "dev_seconds": record.get("dev/seconds_in_epoch", 0.0),
             "compile_seconds": record["train/compile_seconds"], "steps": record["step"],
-            "assessments": len(steplog.read_jsonl(workdir / steplog.DEV_FILE))}
+            "assessments": len(read_jsonl(workdir / DEV_FILE))}
 
 
 def time_assessments(workdir: pathlib.Path, repeats: int) -> dict:
@@ -56,8 +54,8 @@ def time_assessments(workdir: pathlib.Path, repeats: int) -> dict:
     out = {}
     for k in (0, 100):
         config.eval.dev_ll_samples = k
-        dev = steplog.DevAssessor(config, model, datasets.dev, jax.random.key(0), False,
-                                  pathlib.Path(tempfile.mkdtemp()))
+        dev = DevAssessor(config, model, datasets.dev, jax.random.key(0), False,
+                          pathlib.Path(tempfile.mkdtemp()))
         first = dev.assess(state.params, 0, epoch=0)["dev/seconds"]
         times = [dev.assess(state.params, i + 1, epoch=0)["dev/seconds"]
                  for i in range(repeats)]

@@ -23,7 +23,7 @@ jvae's first epoch (imports, data load, build, compile, one epoch: jvae is prepa
 first). ``--cli`` also launches a fresh ``python -m jvae.train`` of the ``pytorch_example`` config
 for one epoch and reports its wall time, compile and epoch seconds from its metrics.
 
-    JVAE_DATA_DIR=../shared/data python experiments/bench_epoch.py --rounds 7 --cli --json out.json
+    JVAE_DATA_DIR=../shared/data python -m experiments.bench_epoch --rounds 7 --cli --json out.json
 """
 
 from __future__ import annotations
@@ -45,14 +45,10 @@ import tempfile  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from jvae import builders  # noqa: E402
-from jvae.model import init_params  # noqa: E402
-from jvae.training import TrainState, make_train_epoch  # noqa: E402
-from configs import pytorch_example  # noqa: E402
-import numpyro_reference  # noqa: E402
-import torch_reference  # noqa: E402
+import jvae  # noqa: E402
+from experiments import numpyro_reference, torch_reference  # noqa: E402
+from experiments.configs import pytorch_example  # noqa: E402
+from jvae import TrainState, make_train_epoch  # noqa: E402
 
 PROGRAMS = ("jvae", "numpyro", "hand", "torch")
 
@@ -61,11 +57,11 @@ def prepare_jvae(images: np.ndarray, seed: int = 1):
     """Build and compile jvae's epoch; returns ``(run() -> mean loss, compile seconds)``."""
     config = pytorch_example.get_config()
     config.seed = seed
-    model = builders.build_model(config, images.shape[1:])
-    optimizer = builders.build_optimizer(config)
-    loss_fn = builders.build_loss(config, model)
+    model = jvae.build_model(config, images.shape[1:])
+    optimizer = jvae.build_optimizer(config)
+    loss_fn = jvae.build_loss(config, model)
     init_key, train_key = jax.random.split(jax.random.key(seed))
-    state = TrainState.create(init_params(model, init_key, images[:1]), optimizer, train_key)
+    state = TrainState.create(jvae.init_params(model, init_key, images[:1]), optimizer, train_key)
     data = jax.device_put(images)
     epoch = make_train_epoch(loss_fn, optimizer, int(config.batch_size))
     t0 = time.perf_counter()

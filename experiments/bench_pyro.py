@@ -13,7 +13,7 @@ after the last epoch, and whether jvae's mean lies within Pyro's seed-to-seed sp
 2 sd). It prints the medians of the per-epoch seconds over epochs 2..N and their ratio
 jvae / Pyro.
 
-    JVAE_DATA_DIR=../shared/data python experiments/bench_pyro.py --epochs 10 --seeds 3 \\
+    JVAE_DATA_DIR=../shared/data python -m experiments.bench_pyro --epochs 10 --seeds 3 \\
         --json runs/bench_pyro.json
 
 Pyro's epoch counts its 469 steps (the last batch partial, as the tutorial's DataLoader);
@@ -37,16 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-
-from jvae import builders  # noqa: E402
-from jvae.evaluation import make_evaluator  # noqa: E402
-from jvae.model import init_params  # noqa: E402
-from jvae.training import TrainState, make_train_epoch  # noqa: E402
-
-import pyro_reference  # noqa: E402
-from configs import pyro_vae  # noqa: E402
+import jvae
+from experiments import pyro_reference
+from experiments.configs import pyro_vae
+from jvae import TrainState, make_evaluator, make_train_epoch
 
 
 class JvaeRun:
@@ -55,15 +49,15 @@ class JvaeRun:
 
     def __init__(self, config, train, test, seeds):
         self.seeds = list(seeds)
-        self.model = builders.build_model(config, train.shape[1:])
+        self.model = jvae.build_model(config, train.shape[1:])
         steps = len(train) // int(config.batch_size)
-        optimizer = builders.build_optimizer(config, steps_per_epoch=steps)
-        epoch = make_train_epoch(builders.build_loss(config, self.model), optimizer,
+        optimizer = jvae.build_optimizer(config, steps_per_epoch=steps)
+        epoch = make_train_epoch(jvae.build_loss(config, self.model), optimizer,
                                  int(config.batch_size), jit=False)
 
         def create(seed):
             k_init, k_train, _, _ = jax.random.split(jax.random.key(seed), 4)
-            return TrainState.create(init_params(self.model, k_init, train[:1]), optimizer,
+            return TrainState.create(jvae.init_params(self.model, k_init, train[:1]), optimizer,
                                      k_train)
 
         evaluate = make_evaluator(self.model, batch_size=1000, elbo_samples=1)

@@ -2,7 +2,7 @@
 
 XLA compiles a program differently inside a ``while`` loop's body: buffer layouts are chosen
 for the loop, and a convolution's gradient can take another, slower form there. A benchmark
-of one jitted step (``experiments/bench_conv.py``) then says little about the training epoch.
+of one jitted step (``experiments.bench_conv``) then says little about the training epoch.
 This script measures both, in one run, round-robin over ``--rounds`` rounds (medians printed):
 
 - ``last_layer``: the gradient (w.r.t. the kernel and the input) of ``sum(sin(y))`` for the
@@ -15,15 +15,13 @@ This script measures both, in one run, round-robin over ``--rounds`` rounds (med
   :func:`jvae.training.make_train_epoch`'s compiled epoch of 10 steps (seconds per step),
   ``alone`` one jitted step (gradient and Adam update) called 10 times.
 
-    python experiments/bench_scan_step.py --rounds 3
+    python -m experiments.bench_scan_step --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
 import statistics
-import sys
 import time
 
 import jax
@@ -31,12 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from jvae import builders  # noqa: E402
-from jvae.conv import ConvTranspose  # noqa: E402
-from jvae.model import init_params  # noqa: E402
-from jvae.training import TrainState, make_train_epoch  # noqa: E402
+import jvae
+from jvae import ConvTranspose, TrainState, make_train_epoch
 
 STEPS = 10
 
@@ -75,11 +69,11 @@ def vae_cnn_programs() -> dict:
 
     config = dpm2.variant_config("vae_cnn", epochs=1)
     images = (np.random.default_rng(0).random((STEPS * 256, 64, 64, 1)) < 0.3).astype(np.float32)
-    model = builders.build_model(config, images.shape[1:])
-    loss = builders.build_loss(config, model)
-    opt = builders.build_optimizer(config)
+    model = jvae.build_model(config, images.shape[1:])
+    loss = jvae.build_loss(config, model)
+    opt = jvae.build_optimizer(config)
     key = jax.random.key(0)
-    state = TrainState.create(init_params(model, key, images[:1]), opt, key)
+    state = TrainState.create(jvae.init_params(model, key, images[:1]), opt, key)
     data = jnp.asarray(images)
     epoch = make_train_epoch(loss, opt, 256, validate=False, step_metrics=True)
     scanned = epoch.lower(state, data, None).compile()

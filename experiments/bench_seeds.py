@@ -10,8 +10,8 @@ of the medians (below 1: the vmapped program is faster), the ratio of the fastes
 ``--vmapped-only`` it times only the vmapped programs and, when S=1 is among ``--seeds``,
 gives each one's epoch time relative to one seed's (the GPU check: 1, 8 and 64 seeds).
 
-    JVAE_DATA_DIR=../shared/data python experiments/bench_seeds.py --seeds 1 2 4 8
-    JVAE_DATA_DIR=../shared/data python experiments/bench_seeds.py --seeds 1 8 64 --vmapped-only
+    JVAE_DATA_DIR=../shared/data python -m experiments.bench_seeds --seeds 1 2 4 8
+    JVAE_DATA_DIR=../shared/data python -m experiments.bench_seeds --seeds 1 8 64 --vmapped-only
 """
 
 from __future__ import annotations
@@ -21,20 +21,15 @@ import json
 import os
 import pathlib
 import statistics
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from jvae import builders  # noqa: E402
-from jvae.data import load_dataset  # noqa: E402
-from jvae.model import init_params  # noqa: E402
-from jvae.training import TrainState, make_train_epoch  # noqa: E402
-from configs import pytorch_example  # noqa: E402
+import jvae
+from experiments.configs import pytorch_example
+from jvae import TrainState, load_dataset, make_train_epoch
 
 
 def _time(fn) -> float:
@@ -68,16 +63,16 @@ def main(argv=None) -> dict:
     images = np.ascontiguousarray(
         load_dataset("mnist", "train_full", data_dir=args.data_dir, limit=args.examples))
     config = pytorch_example.get_config()
-    model = builders.build_model(config, images.shape[1:])
-    optimizer = builders.build_optimizer(config)
-    epoch = make_train_epoch(builders.build_loss(config, model), optimizer,
+    model = jvae.build_model(config, images.shape[1:])
+    optimizer = jvae.build_optimizer(config)
+    epoch = make_train_epoch(jvae.build_loss(config, model), optimizer,
                              int(config.batch_size), jit=False)
     data = jax.device_put(images)
     order_key = jax.random.key(0)
 
     def create(seed):
         k_init, k_train = jax.random.split(jax.random.key(seed))
-        return TrainState.create(init_params(model, k_init, images[:1]), optimizer, k_train)
+        return TrainState.create(jvae.init_params(model, k_init, images[:1]), optimizer, k_train)
 
     print(f"{os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].device_kind}; "
           f"{len(images)} images, batch {config.batch_size}")

@@ -26,8 +26,8 @@ oversampling, conditional samples, and for the mixture prior its histograms, pai
 t-SNE) into ``WORKDIR/<variant>/``; the script writes ``WORKDIR/results.md`` and
 ``results.json``: dev ELBO, D, R and L (K = 100) at the end and the training seconds.
 
-    JVAE_DATA_DIR=../shared/data python experiments/dpm2.py --workdir runs/dpm2
-    python experiments/dpm2.py --quick --workdir runs/dpm2_quick    # 1 epoch, CNNs on 12000
+    JVAE_DATA_DIR=../shared/data python -m experiments.dpm2 --workdir runs/dpm2
+    python -m experiments.dpm2 --quick --workdir runs/dpm2_quick    # 1 epoch, CNNs on 12000
 
 ``--quick`` trains every variant for one epoch (the CNN variants on 12000 images) with
 assessments every 50 steps; ``--only vae_mlp,sfe_none`` picks variants; ``--resume`` continues
@@ -42,16 +42,15 @@ import difflib
 import json
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from jvae.experiment import read_metrics, train_and_evaluate  # noqa: E402
-from jvae.steplog import DEV_FILE, STEPS_FILE, read_jsonl  # noqa: E402
-from configs import fashion_mnist_dpm2  # noqa: E402
+from experiments.configs import fashion_mnist_dpm2
+from jvae import read_metrics, train_and_evaluate
+from jvae.runs import read_jsonl
+# Not public: the file names of a run's dev and step logs.
+from jvae.runs.steplog import DEV_FILE, STEPS_FILE
 
 # The CNN decoder's activations for eval.batch_size x ll_chunk = 500 x 100 decodes at once
 # exceed the memory (std::bad_alloc in the final K = 100 assessment): 500 x 10 at a time.
@@ -163,7 +162,7 @@ def curves(workdir: pathlib.Path, every: int = 5) -> dict:
 
 def write_docs_data(rows: list[dict], root: pathlib.Path, quick: bool) -> pathlib.Path:
     """``docs/data/dpm2.json``: the results rows and every run's curves, the numbers the
-    results page and its figure (``experiments/figures.py dpm2``) show."""
+    results page and its figure (``python -m experiments.figures dpm2``) show."""
     path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "data" / "dpm2.json"
     data = {"measured": datetime.date.today().isoformat(), "quick": quick,
             "load_average": list(os.getloadavg()), "rows": rows,
@@ -182,7 +181,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--no-train", action="store_true",
                         help="only summarise the runs already in WORKDIR (no training)")
     parser.add_argument("--docs", action="store_true",
-                        help="also write docs/data/dpm2.json (then: experiments/figures.py dpm2)")
+                        help="also write docs/data/dpm2.json (then: python -m experiments.figures dpm2)")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
     configs = {n: variant_config(n, args.quick, args.epochs) for n in names}  # fail early

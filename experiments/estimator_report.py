@@ -23,7 +23,7 @@ an enumeration over components in ``tests/test_estimators.py``).
 Writes ``OUTDIR/estimator_report.json`` (rows, settings, the markdown table) and prints the
 table.
 
-    python experiments/estimator_report.py                   # writes docs/data/estimator_report.json
+    python -m experiments.estimator_report       # writes docs/data/estimator_report.json
 """
 
 from __future__ import annotations
@@ -35,14 +35,12 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 import jvae
 from jvae import testing
-from jvae.objectives import EstimatorState
-from jvae.objectives.control_variates import RunningStd
+from jvae.objectives import EstimatorState, RunningStd
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

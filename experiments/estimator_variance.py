@@ -30,8 +30,8 @@ in the score term and ``scaled`` divides all of it by its running std s.
 
 Writes ``OUTDIR/estimator_variance.{md,json,png}`` and prints the tables.
 
-    JVAE_DATA_DIR=../shared/data python experiments/estimator_variance.py
-    JVAE_DATA_DIR=../shared/data python experiments/estimator_variance.py --setups fashion \
+    JVAE_DATA_DIR=../shared/data python -m experiments.estimator_variance
+    JVAE_DATA_DIR=../shared/data python -m experiments.estimator_variance --setups fashion \
         --image-size 28 --limit-train 10000 --num-draws 256
 """
 
@@ -41,7 +41,6 @@ import argparse
 import json
 import math
 import pathlib
-import sys
 import time
 from typing import Any, NamedTuple
 
@@ -49,19 +48,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from jvae import builders  # noqa: E402
-from jvae.model import VAE, init_params  # noqa: E402
-from jvae.objectives.base import EstimatorState, as_objective  # noqa: E402
-from jvae.training import TrainState, make_train_epoch  # noqa: E402
-from configs import fashion_mnist_dpm2, pytorch_example  # noqa: E402
+import jvae
+from experiments.configs import fashion_mnist_dpm2, pytorch_example
+from jvae import VAE, EstimatorState, TrainState, as_objective, make_train_epoch, testing
 
 SETUPS = {"mnist": pytorch_example, "fashion": fashion_mnist_dpm2}
 INFERENCE_MODULES = ("encoder", "posterior")
@@ -160,7 +154,7 @@ def estimator_config(base, est: Estimator, components: int):
         c.model.posterior_components = int(components)
     c.optim = recipe.optim.copy_and_resolve_references()
     c.learning_rate = recipe.learning_rate
-    builders.validate_config(c)
+    jvae.validate_config(c)
     return c
 
 
@@ -174,7 +168,7 @@ def pretrain_config(base, kind: str, components: int):
         c.objective.name = "mixture"
     else:
         c.objective.name = "elbo"
-    builders.validate_config(c)
+    jvae.validate_config(c)
     return c
 
 
@@ -184,10 +178,10 @@ def train_steps(config, model, init, data: jax.Array, num_steps: int, seed: int)
     """Train from the parameters ``init`` with the config's objective and optimiser for
     ``num_steps`` rounded to whole epochs of ``config.batch_size`` (at least one), so that
     one compiled epoch serves the run. Returns ``(params, per_step_losses)``."""
-    objective = as_objective(builders.build_loss(config, model))
+    objective = as_objective(jvae.build_loss(config, model))
     batch = int(config.batch_size)
     steps_per_epoch = data.shape[0] // batch
-    optimizer = builders.build_optimizer(config, steps_per_epoch=steps_per_epoch)
+    optimizer = jvae.build_optimizer(config, steps_per_epoch=steps_per_epoch)
     train_key, est_key = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1))
     state = TrainState.create(init, optimizer, train_key, objective.init(est_key, data[:1]))
     epoch = make_train_epoch(objective, optimizer, batch)
@@ -307,53 +301,28 @@ def warm_up(objective, params, est: EstimatorState, data: jax.Array, *, batch: i
 
 # ------------------------------------------------------------------------- measurement
 
-def _split(params):
+def num_inference_parameters(params) -> int:
+    """The number of parameters of the inference network (``INFERENCE_MODULES``)."""
     inner = params["params"]
-    inf = {k: v for k, v in inner.items() if k in INFERENCE_MODULES}
-    rest = {k: v for k, v in inner.items() if k not in INFERENCE_MODULES}
-    return inf, rest
+    return sum(int(leaf.size) for k in inner if k in INFERENCE_MODULES
+               for leaf in jax.tree.leaves(inner[k]))
 
 
 def gradient_moments(objective, params, est: EstimatorState, x: jax.Array, key: jax.Array,
                      num_draws: int, chunk: int) -> dict:
     """Mean and per-coordinate variance of ``num_draws`` independent estimates of the
     gradient with respect to the inference-network parameters, on the fixed batch ``x`` with
-    the estimator state held fixed. Draws are taken ``chunk`` at a time (vmapped); the chunk
-    moments are combined in float64 with Chan et al.'s pairwise update.
+    the estimator state held fixed (:func:`jvae.testing.gradient_moments`, ``chunk`` draws
+    at a time), and the objective's aux at the first draw's key.
 
     Returns:
       ``{"mean": [P] float64, "var": [P] float64 (unbiased), "num_draws": int, "aux": dict}``.
     """
-    @jax.jit
-    def moments(params, est, x, keys):
-        inf, rest = _split(params)
-
-        def one(k):
-            def f(inf_):
-                return objective.loss({"params": {**rest, **inf_}}, est, k, x)[0]
-            return ravel_pytree(jax.grad(f)(inf))[0]
-
-        g = jax.vmap(one)(keys)                                        # [C, P]
-        m = jnp.mean(g, axis=0)
-        aux = objective.loss(params, est, keys[0], x)[1][0]
-        return m, jnp.sum((g - m) ** 2, axis=0), aux
-
-    num_chunks = max(1, math.ceil(num_draws / chunk))
-    count, mean, m2, aux = 0, None, None, None
-    for i in range(num_chunks):
-        cm, cm2, chunk_aux = moments(params, est, x,
-                                     jax.random.split(jax.random.fold_in(key, i), chunk))
-        cm, cm2 = np.asarray(cm, np.float64), np.asarray(cm2, np.float64)
-        aux = chunk_aux if aux is None else aux
-        if mean is None:
-            count, mean, m2 = chunk, cm, cm2
-            continue
-        delta = cm - mean
-        total = count + chunk
-        mean = mean + delta * (chunk / total)
-        m2 = m2 + cm2 + delta ** 2 * (count * chunk / total)
-        count = total
-    return {"mean": mean, "var": m2 / (count - 1), "num_draws": count,
+    mom = testing.gradient_moments(objective, params, x, num_draws, key, state=est,
+                                   chunk_size=chunk, modules=INFERENCE_MODULES)
+    first_key = jax.random.split(jax.random.fold_in(key, 0), chunk)[0]
+    aux = jax.jit(lambda p, e, k, x: objective.loss(p, e, k, x)[1][0])(params, est, first_key, x)
+    return {"mean": mom.mean, "var": mom.var, "num_draws": mom.count,
             "aux": {k: float(v) for k, v in aux.items()}}
 
 
@@ -395,7 +364,7 @@ def run_setup(name: str, args, log=_log) -> dict:
     t_setup = time.perf_counter()
     opts = {k: getattr(args, k) for k in DEFAULTS}
     base = setup_config(name, args)
-    datasets = builders.load_data(base)
+    datasets = jvae.load_data(base)
     train = jax.device_put(jnp.asarray(datasets.train))
     evals = jax.device_put(jnp.asarray(datasets.eval))
     shape = tuple(datasets.train.shape[1:])
@@ -416,8 +385,8 @@ def run_setup(name: str, args, log=_log) -> dict:
         if not any(e.model == kind for e in args.estimators):
             continue
         c = pretrain_config(base, kind, args.components)
-        models[kind] = builders.build_model(c, shape)
-        inits[kind] = init_params(models[kind], jax.random.key(seed), train[:1])
+        models[kind] = jvae.build_model(c, shape)
+        inits[kind] = jvae.init_params(models[kind], jax.random.key(seed), train[:1])
         evaluators[kind] = make_mc_elbo(models[kind])
         t0 = time.perf_counter()
         frozen[kind] = (train_steps(c, models[kind], inits[kind], train, pre_steps, seed)[0]
@@ -429,13 +398,13 @@ def run_setup(name: str, args, log=_log) -> dict:
 
     # 2.-3. variance at the fixed point
     x = train[: args.batch]
-    num_inf = {k: ravel_pytree(_split(p)[0])[0].size for k, p in frozen.items()}
+    num_inf = {k: num_inference_parameters(p) for k, p in frozen.items()}
     rows: dict[str, dict] = {}
     for i, est_spec in enumerate(args.estimators):
         t0 = time.perf_counter()
         c = estimator_config(base, est_spec, args.components)
         model, params = models[est_spec.model], frozen[est_spec.model]
-        objective = as_objective(builders.build_loss(c, model))
+        objective = as_objective(jvae.build_loss(c, model))
         est = objective.init(jax.random.fold_in(k_warm, 1000 + i), train[:1])
         est = warm_up(objective, params, est, train, batch=args.batch,
                       warmup_steps=args.warmup_steps, baseline_steps=args.baseline_steps,

@@ -7,10 +7,10 @@ manifest.json`` records, per figure, a SHA-256 of the code that draws it and one
 (the resolved run config, or the results file). A figure is stale when it is missing, has no
 manifest entry, or either hash differs.
 
-    python experiments/figures.py            # list the stale figures, regenerate them
-    python experiments/figures.py --check    # only list them; exit status 1 if any is stale
-    python experiments/figures.py --all      # regenerate every figure
-    python experiments/figures.py gaussian2d # regenerate one source's figures (or a figure name)
+    python -m experiments.figures            # list the stale figures, regenerate them
+    python -m experiments.figures --check    # only list them; exit status 1 if any is stale
+    python -m experiments.figures --all      # regenerate every figure
+    python -m experiments.figures gaussian2d # regenerate one source's figures (or a figure name)
 
 Regenerating everything took about 1.5 minutes on 2 CPU cores (two 10-epoch gaussian2d runs
 of seconds each, the 10-epoch ``pytorch_example`` run of the README's main command, and the
@@ -36,7 +36,6 @@ FIGURES = ROOT / "docs" / "figures"
 DATA = ROOT / "docs" / "data"
 MANIFEST = FIGURES / "manifest.json"
 MAX_BYTES = 300_000
-sys.path.insert(0, str(ROOT / "experiments"))
 
 
 @dataclass(frozen=True)
@@ -103,17 +102,35 @@ def draw_seeds(data: dict, path) -> None:
 
 
 def draw_rate_distortion(data: dict, path) -> None:
-    """The rate-distortion experiment's own plot, from its measured table."""
-    from rate_distortion import plot_rate_distortion
+    """The rate-distortion experiment's plot (``experiments.rate_distortion``), from its
+    measured table."""
+    from jvae.plotting import save_rate_distortion
 
-    plot_rate_distortion(data["rate"], data["distortion"], data["beta"], path)
+    save_rate_distortion(data["rate"], data["distortion"], data["beta"], path,
+                         title="MNIST VAE, one vmapped beta sweep (dotted: D + R constant)")
 
 
 def draw_linear_vae(data: dict, path) -> None:
-    """The linear-VAE-vs-PPCA experiment's own plot, from its measured results."""
-    from linear_vae_ppca import plot_linear_vae
+    """The linear-VAE-vs-PPCA experiment's plot (``experiments.linear_vae_ppca``), from its
+    measured results: the gap curves of four cases, the posterior variances of three."""
+    from jvae.plotting import save_linear_vae_ppca
 
-    plot_linear_vae(data, path)
+    rows = {r["case"]: r for r in data["rows"]}
+    gaps = {name: (rows[name]["curve"]["steps"], rows[name]["curve"]["gap_log_px"],
+                   rows[name]["curve"]["gap_elbo"])
+            for name in ("synthetic k=5", "MNIST k=2", "MNIST k=10", "MNIST k=10, sigma2=2")
+            if name in rows}
+    variances = {}
+    for name in ("MNIST k=10", "MNIST k=10, sigma2=2", "MNIST k=10, sigma2=4.5"):
+        if name in rows:
+            col = rows[name]["collapse"]
+            label = (name.split(", ")[1].replace("sigma2=", "sigma2 = ") if ", " in name
+                     else "sigma2 learned")
+            variances[name] = (label, col["ppca_posterior_var"], col["vae_posterior_var"],
+                               col["vae"])
+    save_linear_vae_ppca(gaps, variances, path, steps_label="Adam steps (batch 100)",
+                         variances_title="MNIST k=10: PPCA sigma2/lambda_j (line), VAE (circles)",
+                         title=f"Linear VAE vs PPCA (Lucas et al., 2019), {data['measured']}")
 
 
 def draw_iwae(data: dict, path) -> None:
@@ -238,11 +255,16 @@ def draw_pyro_vae(data: dict, path) -> None:
 
 
 def draw_flows(data: dict, path) -> None:
-    """``experiments/flows.py``'s figure (each posterior's gain over the diagonal Gaussian),
-    imported when drawn: that script imports JAX."""
-    from flows import draw_flows as draw
+    """``experiments.flows``' figure: each row's test-ELBO and log-likelihood gain over the
+    diagonal Gaussian, mean and standard deviation over seeds."""
+    from jvae.plotting import save_gain_bars
 
-    draw(data, path)
+    others = [r for r in data["rows"] if r["row"] != "gaussian"]
+    gains = {label: ([r[f"{short}_gain_mean"] for r in others],
+                     [r[f"{short}_gain_std"] for r in others])
+             for short, label in (("elbo", "test ELBO"), ("ll", "test log p(x)"))}
+    save_gain_bars([r["row"] for r in others], gains, path,
+                   ylabel="gain over diagonal Gaussian (nats)")
 
 
 def draw_dpm2(data: dict, path) -> None:
@@ -290,7 +312,7 @@ def draw_dpm2(data: dict, path) -> None:
 
 _RUN_CODE = (("jvae/plotting/_common.py", None), ("jvae/plotting/images.py", None),
              ("jvae/plotting/curves.py", None), ("jvae/plotting/latents.py", None),
-             ("jvae/experiment.py", "write_figures"),
+             ("jvae/runs/figures.py", "write_figures"),
              ("experiments/figures.py", "_regenerate_run"))
 
 SOURCES = (
@@ -306,7 +328,7 @@ SOURCES = (
                         "reconstructions.png": "pyro_vae_reconstructions.png",
                         "latents_tsne.png": "pyro_vae_tsne.png"},
            _RUN_CODE + (("jvae/plotting/latent_space.py", "save_latent_tsne"),
-                        ("jvae/embedding.py", None)),
+                        ("jvae/evaluation/embedding.py", None)),
            config="pyro_vae"),
     Source("pyro_vae_curves", {"": "pyro_vae_test_loss.png"},
            (("experiments/figures.py", "draw_pyro_vae"), ("experiments/figures.py", "_figure")),
@@ -316,11 +338,11 @@ SOURCES = (
            data="pytorch_example_seeds.json", draw=draw_seeds),
     Source("rate_distortion", {"": "rate_distortion.png"},
            (("experiments/figures.py", "draw_rate_distortion"),
-            ("experiments/rate_distortion.py", "plot_rate_distortion")),
+            ("jvae/plotting/rate_distortion.py", "save_rate_distortion")),
            data="rate_distortion.json", draw=draw_rate_distortion),
     Source("linear_vae", {"": "linear_vae_ppca.png"},
            (("experiments/figures.py", "draw_linear_vae"),
-            ("experiments/linear_vae_ppca.py", "plot_linear_vae")),
+            ("jvae/plotting/linear_vae.py", "save_linear_vae_ppca")),
            data="linear_vae_ppca.json", draw=draw_linear_vae),
     Source("iwae", {"": "iwae_vs_elbo.png"},
            (("experiments/figures.py", "draw_iwae"), ("experiments/figures.py", "_figure")),
@@ -333,7 +355,8 @@ SOURCES = (
            (("experiments/figures.py", "draw_dpm2"), ("experiments/figures.py", "_figure")),
            data="dpm2.json", draw=draw_dpm2),
     Source("flows", {"": "flows_gain.png"},
-           (("experiments/figures.py", "draw_flows"), ("experiments/flows.py", "draw_flows")),
+           (("experiments/figures.py", "draw_flows"),
+            ("jvae/plotting/gains.py", "save_gain_bars")),
            data="flows.json", draw=draw_flows),
     Source("benchmarks", {"": "benchmarks.png"},
            (("experiments/figures.py", "draw_benchmarks"), ("experiments/figures.py", "_figure")),
@@ -367,7 +390,7 @@ def code_hash(source: Source) -> str:
 def _run_config(source: Source):
     import importlib
 
-    config = importlib.import_module(f"configs.{source.config}").get_config()
+    config = importlib.import_module(f"experiments.configs.{source.config}").get_config()
     for dotted, value in source.overrides.items():
         *parents, leaf = dotted.split(".")
         node = config
@@ -418,7 +441,7 @@ def stale(sources=SOURCES) -> list[tuple[Source, list[str]]]:
 
 def _regenerate_run(source: Source, workdir: pathlib.Path) -> dict:
     """Train the source's config afresh in ``workdir``; copy its figures; return a summary."""
-    from jvae.experiment import train_and_evaluate
+    from jvae import train_and_evaluate
 
     if workdir.exists():
         shutil.rmtree(workdir)

@@ -25,10 +25,10 @@ and seed the test ELBO and log-likelihood, each row's gain over the Gaussian row
 seed's difference; mean and standard deviation over seeds) and its median seconds per epoch
 relative to the Gaussian row's, measured in the same run. ``--docs`` also writes the results
 page ``docs/results/flows.md`` and its figure ``docs/figures/flows_gain.png``
-(:func:`draw_flows`, the ``draw`` for an ``experiments/figures.py`` source) from that JSON.
+(:func:`draw_flows`; ``python -m experiments.figures`` draws the same figure) from that JSON.
 
-    JVAE_DATA_DIR=../shared/data python experiments/flows.py --workdir runs/flows --docs
-    python experiments/flows.py --quick --workdir /tmp/flows_quick --json /tmp/flows.json
+    JVAE_DATA_DIR=../shared/data python -m experiments.flows --workdir runs/flows --docs
+    python -m experiments.flows --quick --workdir /tmp/flows_quick --json /tmp/flows.json
 
 ``--quick``: 300 training and 200 test images, one epoch, K = 20, two seeds, two flow layers
 and 10 pseudo-inputs (checks the pipeline; its numbers mean nothing).
@@ -47,10 +47,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from jvae.experiment import read_metrics, train_and_evaluate  # noqa: E402
-from configs import iwae_mnist  # noqa: E402
+from experiments.configs import iwae_mnist
+from jvae import plotting, read_metrics, train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROWS = {
@@ -63,6 +61,7 @@ ROWS = {
 COLLAPSED_RATE = 0.1  # a test rate (KL) below this many nats: the posterior has collapsed
 DOCS_PAGE = ROOT / "docs" / "results" / "flows.md"
 DOCS_FIGURE = ROOT / "docs" / "figures" / "flows_gain.png"
+GAINS = (("elbo", "test ELBO"), ("ll", "test log p(x)"))  # (key prefix, legend label)
 
 
 def row_config(name: str, args) -> "ml_collections.ConfigDict":  # noqa: F821
@@ -147,27 +146,13 @@ def table(rows: list[dict]) -> str:
 
 def draw_flows(data: dict, path) -> None:
     """The figure of ``docs/data/flows.json``: each row's test-ELBO and log-likelihood gain
-    over the diagonal Gaussian, mean and standard deviation over seeds (the ``draw`` of an
-    ``experiments/figures.py`` source)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+    over the diagonal Gaussian, mean and standard deviation over seeds
+    (:func:`jvae.plotting.save_gain_bars`; ``python -m experiments.figures`` draws the same)."""
     others = [r for r in data["rows"] if r["row"] != "gaussian"]
-    fig = Figure(figsize=(5.5, 3.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(len(others))
-    for offset, (short, label) in zip((-0.2, 0.2), (("elbo", "test ELBO"),
-                                                    ("ll", "test log p(x)"))):
-        ax.bar(x + offset, [r[f"{short}_gain_mean"] for r in others], 0.4,
-               yerr=[r[f"{short}_gain_std"] for r in others], label=label, capsize=3)
-    ax.axhline(0.0, color="k", lw=0.8)
-    ax.set_xticks(x, [r["row"] for r in others])
-    ax.set_ylabel("gain over diagonal Gaussian (nats)")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100)
+    gains = {label: ([r[f"{short}_gain_mean"] for r in others],
+                     [r[f"{short}_gain_std"] for r in others]) for short, label in GAINS}
+    plotting.save_gain_bars([r["row"] for r in others], gains, path,
+                            ylabel="gain over diagonal Gaussian (nats)")
 
 
 def write_page(data: dict, page: pathlib.Path, figure: pathlib.Path) -> None:
@@ -200,7 +185,7 @@ def write_page(data: dict, page: pathlib.Path, figure: pathlib.Path) -> None:
 Diagonal-Gaussian posterior against planar flows (Rezende & Mohamed, 2015), inverse
 autoregressive flow (Kingma et al., 2016), affine coupling (Dinh et al., 2017) and a
 diagonal-Gaussian posterior with the VampPrior (Tomczak & Welling, 2018); the library part is
-`jvae.flows`, `jvae.made` and `jvae.priors.VampPrior`.
+`jvae.models.flows`, `jvae.models.made` and `jvae.models.priors.VampPrior`.
 
 ## Method
 
@@ -227,7 +212,7 @@ row of the same run ({data['machine']}).
 ![Gain over the diagonal Gaussian]({rel})
 
 Measured {data['date'][:10]}. Regenerate the numbers, this page and the figure (then
-`python experiments/figures.py` to record the figure in the manifest):
+`python -m experiments.figures` to record the figure in the manifest):
 
 ```bash
 {data['command']}
@@ -285,7 +270,7 @@ def main(argv=None) -> dict:
     print(table(rows))
     data = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "JVAE_DATA_DIR=../shared/data python experiments/flows.py "
+        "command": "JVAE_DATA_DIR=../shared/data python -m experiments.flows "
                    + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, load "
                    f"{os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg")

@@ -24,7 +24,7 @@ about 8 s (k = 1) and 15 s (k = 5) per epoch of 3000 steps (batch 20).
 
 Example (12 minutes on a shared 2-core CPU: 13 epochs each, 2 x 2000 test images)::
 
-    JVAE_DATA_DIR=../shared/data python experiments/iwae_compare.py --stages 3 --eval-limit 2000
+    JVAE_DATA_DIR=../shared/data python -m experiments.iwae_compare --stages 3 --eval-limit 2000
 
 Paper (Table 1, MNIST, one stochastic layer, 3280 epochs, all 10000 test images): VAE k = 1
 -86.76, IWAE k = 5 -85.54, IWAE k = 50 -84.78. A short budget gives much lower numbers; the
@@ -38,32 +38,16 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import ml_collections
 
-import ml_collections  # noqa: E402
-
-from jvae.checkpoints import Checkpointer  # noqa: E402
-from jvae.evaluation import make_evaluator  # noqa: E402
-from jvae.experiment import read_metrics, restore_run, train_and_evaluate  # noqa: E402
-
-CONFIG_PATH = ROOT / "experiments" / "configs" / "iwae_mnist.py"
-
-
-def load_config(variant: str) -> ml_collections.ConfigDict:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("iwae_mnist", CONFIG_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+from experiments.configs import iwae_mnist
+from jvae import Checkpointer, make_evaluator, read_metrics, restore_run, train_and_evaluate
 
 
 def parse_args(argv=None):
@@ -104,7 +88,7 @@ def parse_args(argv=None):
 
 
 def run_config(args, k: int) -> ml_collections.ConfigDict:
-    config = load_config(f"k={k},stages={args.stages},estimator={args.estimator}")
+    config = iwae_mnist.get_config(f"k={k},stages={args.stages},estimator={args.estimator}")
     config.seed = args.seed
     config.dataset.limit_train = args.limit_train
     config.eval.ll_samples = 0          # the K = 5000 evaluation happens below, on a subset

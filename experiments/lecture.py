@@ -21,8 +21,8 @@ For the VAE also the test ELBO (analytic KL, 10 samples) and the importance-samp
 ``log p(x)`` with ``--ll-samples`` K (default 1000) samples of ``q(z|x)``; for PPCA the exact
 ``log p(x)``, a Gaussian density on R^784, which is not comparable with the Bernoulli one.
 
-    JVAE_DATA_DIR=../shared/data python experiments/lecture.py --workdir runs/lecture
-    python experiments/lecture.py --workdir /tmp/lecture --quick      # smoke test, under a minute
+    JVAE_DATA_DIR=../shared/data python -m experiments.lecture --workdir runs/lecture
+    python -m experiments.lecture --workdir /tmp/lecture --quick      # smoke test, under a minute
 
 Rerunning with the same WORKDIR reuses the finished runs (``resume``); use a new directory to
 time everything afresh. ``--docs`` copies the figures into ``docs/figures`` (with manifest
@@ -44,17 +44,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "experiments"))
+from experiments.configs import lecture_autoencoder, lecture_vae2d
+from jvae import (VAE, make_evaluator, reconstruction_terms, restore_run, train_and_evaluate,
+                  tsne_map)
+from jvae import data as jdata, plotting
+from jvae.classic import (fit_pca, fit_ppca, pca_decode, pca_encode, ppca_log_likelihood,
+                          ppca_posterior)
 
-from configs import lecture_autoencoder, lecture_vae2d  # noqa: E402
-from jvae import data as jdata, plotting  # noqa: E402
-from jvae.classic import fit_pca, fit_ppca, pca_decode, pca_encode, ppca_log_likelihood  # noqa: E402
-from jvae.classic import ppca_posterior  # noqa: E402
-from jvae.evaluation import make_evaluator  # noqa: E402
-from jvae.experiment import restore_run, train_and_evaluate  # noqa: E402
-from jvae.model import VAE  # noqa: E402
-from jvae.objectives.autoencoder import reconstruction_terms  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 CLIP = 1e-3          # PCA/PPCA reconstructions are clipped to [CLIP, 1 - CLIP] for their BCE
 DEFINITIONS = {
@@ -235,7 +232,9 @@ def main(argv=None) -> dict:
     try:
         ppca10 = fit_ppca(_flat(train_x).astype(np.float32), 10)
         means10 = np.asarray(ppca_posterior(ppca10, _flat(x[:n_tsne]).astype(np.float32)).mean())
-        plotting.save_latent_tsne(means10, labels[:n_tsne], figdir / "lecture_ppca10_tsne.png",
+        m = tsne_map(means10, labels[:n_tsne])
+        plotting.save_latent_tsne(m.embedding, m.labels, figdir / "lecture_ppca10_tsne.png",
+                                  total=m.total, perplexity=m.perplexity,
                                   title="t-SNE of 10-D PPCA posterior means (test images)")
     except ImportError as e:
         print(f"skipped lecture_ppca10_tsne.png: {e}", file=sys.stderr)
@@ -286,7 +285,7 @@ def markdown_table(result: dict) -> str:
 
 
 def write_docs(result: dict, figdir: pathlib.Path, configs: dict) -> None:
-    """Copy the figures into docs/figures with manifest entries (``experiments/figures.py``
+    """Copy the figures into docs/figures with manifest entries (``experiments.figures``
     has no source kind for a script's figures, so this script records them itself), and the
     table into docs/data/lecture.json."""
     figures_dir, manifest_path = ROOT / "docs" / "figures", ROOT / "docs" / "figures" / "manifest.json"
@@ -298,7 +297,8 @@ def write_docs(result: dict, figdir: pathlib.Path, configs: dict) -> None:
     manifest = json.loads(manifest_path.read_text())
     for png in sorted(figdir.glob("lecture_*.png")):
         shutil.copyfile(png, figures_dir / png.name)
-        manifest[png.name] = {"source": "python experiments/lecture.py --workdir runs/lecture --docs",
+        manifest[png.name] = {"source": "python -m experiments.lecture --workdir runs/lecture "
+                                        "--docs",
                               "code_sha256": code.hexdigest(), "source_sha256": src,
                               "generated": result["measured"], "bytes": png.stat().st_size}
         print(f"wrote docs/figures/{png.name} ({png.stat().st_size / 1000:.0f} KB)")

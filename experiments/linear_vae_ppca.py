@@ -13,7 +13,7 @@ training images, all 10000 test images; k = 2 and k = 10 with the noise learned)
 with k = 10 and the noise variance fixed above some eigenvalues, where PPCA's optimum has
 zero columns and the VAE, trained by the ELBO, collapses the same dimensions.
 
-    JVAE_DATA_DIR=../shared/data python experiments/linear_vae_ppca.py \\
+    JVAE_DATA_DIR=../shared/data python -m experiments.linear_vae_ppca \\
         --json docs/data/linear_vae_ppca.json --figure docs/figures/linear_vae_ppca.png
 
 ``--quick`` runs a few epochs per case (a smoke test of the script).
@@ -31,7 +31,8 @@ import time
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from jvae import plotting
+
 EPS, DELTA = 0.01, 0.01          # Lucas et al.'s (epsilon, delta)-collapse thresholds
 
 # name, data, k, fixed sigma2 (None: learned), epochs
@@ -43,6 +44,9 @@ CASES = (
     ("MNIST k=10, sigma2=2", "mnist", 10, 2.0, 100),
     ("MNIST k=10, sigma2=4.5", "mnist", 10, 4.5, 100),
 )
+# The figure's cases: the gap curves (left) and the posterior variances (right).
+GAP_CASES = ("synthetic k=5", "MNIST k=2", "MNIST k=10", "MNIST k=10, sigma2=2")
+VARIANCE_CASES = ("MNIST k=10", "MNIST k=10, sigma2=2", "MNIST k=10, sigma2=4.5")
 
 
 def load(name: str, seed: int = 0):
@@ -133,50 +137,24 @@ def table(rows) -> str:
 
 
 def plot_linear_vae(data: dict, path) -> pathlib.Path:
-    """Left: gap to the PPCA optimum vs Adam steps. Right: posterior variances per dimension."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10.0, 4.0), dpi=100)
-    FigureCanvasAgg(fig)
-    left, right = fig.subplots(1, 2)
+    """Left: gap to the PPCA optimum vs Adam steps. Right: posterior variances per dimension
+    (:func:`jvae.plotting.save_linear_vae_ppca`; ``python -m experiments.figures`` draws the
+    same figure from ``docs/data/linear_vae_ppca.json``)."""
     rows = {r["case"]: r for r in data["rows"]}
-    for i, name in enumerate(["synthetic k=5", "MNIST k=2", "MNIST k=10",
-                              "MNIST k=10, sigma2=2"]):
-        if name not in rows:
-            continue
-        c = rows[name]["curve"]
-        steps = np.asarray(c["steps"])
-        left.plot(steps, np.maximum(c["gap_log_px"], 1e-4), color=f"C{i}", label=name)
-        left.plot(steps, np.maximum(c["gap_elbo"], 1e-4), color=f"C{i}", ls=":")
-    left.set_yscale("log")
-    left.set_xlabel("Adam steps (batch 100)")
-    left.set_ylabel("PPCA optimum - VAE (nats per example)")
-    left.set_title("training data: solid exact log p(x), dotted ELBO", fontsize=10)
-    left.legend(fontsize=8)
-    left.grid(alpha=0.3)
-    for i, name in enumerate(["MNIST k=10", "MNIST k=10, sigma2=2", "MNIST k=10, sigma2=4.5"]):
-        if name not in rows:
-            continue
-        col = rows[name]["collapse"]
-        j = np.arange(1, len(col["vae_posterior_var"]) + 1)
-        label = name.split(", ")[1].replace("sigma2=", "sigma2 = ") if ", " in name else (
-            "sigma2 learned")
-        right.plot(j, col["ppca_posterior_var"], color=f"C{i + 2}", lw=1.5,
-                   label=f"{label}: PPCA")
-        right.plot(j, col["vae_posterior_var"], "o", color=f"C{i + 2}", ms=5, mfc="none",
-                   label=f"VAE ({col['vae']} collapsed)")
-    right.set_yscale("log")
-    right.set_xlabel("latent dimension (by decoder column norm)")
-    right.set_ylabel("mean posterior variance")
-    right.set_title("MNIST k=10: PPCA sigma2/lambda_j (line), VAE (circles)", fontsize=10)
-    right.legend(fontsize=7, ncol=1, loc="lower right")
-    right.grid(alpha=0.3)
-    fig.suptitle(f"Linear VAE vs PPCA (Lucas et al., 2019), {data['measured']}", fontsize=10)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    fig.savefig(path, format="png", dpi=100)
-    return path
+    gaps = {name: (rows[name]["curve"]["steps"], rows[name]["curve"]["gap_log_px"],
+                   rows[name]["curve"]["gap_elbo"]) for name in GAP_CASES if name in rows}
+    variances = {}
+    for name in VARIANCE_CASES:
+        if name in rows:
+            col = rows[name]["collapse"]
+            label = (name.split(", ")[1].replace("sigma2=", "sigma2 = ") if ", " in name
+                     else "sigma2 learned")
+            variances[name] = (label, col["ppca_posterior_var"], col["vae_posterior_var"],
+                               col["vae"])
+    return plotting.save_linear_vae_ppca(
+        gaps, variances, path, steps_label="Adam steps (batch 100)",
+        variances_title="MNIST k=10: PPCA sigma2/lambda_j (line), VAE (circles)",
+        title=f"Linear VAE vs PPCA (Lucas et al., 2019), {data['measured']}")
 
 
 def main(argv=None) -> dict:
@@ -199,8 +177,8 @@ def main(argv=None) -> dict:
               f"{row['train_seconds']} s", flush=True)
         rows.append(row)
     result = {"measured": datetime.date.today().isoformat(),
-              "command": "python experiments/linear_vae_ppca.py" + (" --quick" if args.quick
-                                                                    else ""),
+              "command": "python -m experiments.linear_vae_ppca" + (" --quick" if args.quick
+                                                                      else ""),
               "collapse_thresholds": {"epsilon": EPS, "delta": DELTA},
               "wall_seconds": round(time.perf_counter() - start, 1), "rows": rows}
     print()

@@ -22,7 +22,7 @@ uniform in ``+-1/sqrt(fan_in)``). The posterior scale is jvae's ``DiagGaussianHe
 numpyro is an optional dependency (``pip install -e ".[numpyro]"``), imported inside functions
 only, so this module imports without it (the hand-written program needs only jax and optax).
 
-    JVAE_DATA_DIR=../shared/data python experiments/numpyro_reference.py --epochs 3
+    JVAE_DATA_DIR=../shared/data python -m experiments.numpyro_reference --epochs 3
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ tutorial's ``DataLoader(shuffle=True)`` does, without worker processes.
 Pyro is an optional extra (``pip install 'jvae[pyro]'``), never a dependency of jvae: torch
 and pyro are imported inside functions only, so this module imports without them.
 
-    python experiments/pyro_reference.py --epochs 10 --test-every 5
+    python -m experiments.pyro_reference --epochs 10 --test-every 5
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -248,5 +247,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     main()

@@ -15,7 +15,7 @@ only, so this module imports without it.
 
 Usage::
 
-    python experiments/torch_reference.py --epochs 3 --data-dir ../shared/data
+    python -m experiments.torch_reference --epochs 3 --data-dir ../shared/data
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for jvae.autoencoder and jvae.objectives.autoencoder: the loss is the summed BCE with
+"""Tests for jvae.models.autoencoder and jvae.objectives.autoencoder: the loss is the summed BCE with
 logits of f(g(x)) (against a NumPy forward pass), it trains with make_train_epoch, its runs
 resume exactly through train_and_evaluate, and the evaluator reports reconstruction errors."""
 
@@ -11,12 +11,14 @@ import numpy as np
 import optax
 import pytest
 
-from jvae import builders
-from jvae.autoencoder import PointHead, is_autoencoder, make_autoencoder
+from jvae.runs import builders
+
+from jvae.runs import schema
+from jvae.models.autoencoder import PointHead, is_autoencoder, make_autoencoder
 from jvae.evaluation import make_evaluator
-from jvae.heads import DiagGaussianHead
-from jvae.experiment import read_metrics, restore_run, train_and_evaluate
-from jvae.model import VAE, init_params, reconstruct
+from jvae.models.heads import DiagGaussianHead
+from jvae.runs import read_metrics, restore_run, train_and_evaluate
+from jvae.models.vae import VAE, init_params, reconstruct
 from jvae.objectives.autoencoder import make_autoencoder_loss, reconstruction_terms
 from jvae.objectives.elbo import make_elbo_loss
 from jvae.training import TrainState, make_train_epoch
@@ -142,7 +144,7 @@ def test_clear_errors():
     assert not is_autoencoder(vae) and is_autoencoder(model)
     make_elbo_loss(vae)   # a VAE keeps its ELBO
     config = runpy.run_path(str(CONFIG))["get_config"]()
-    builders.validate_config(config)
+    schema.validate_config(config)
     for field, value, match in (("objective.name", "iwae", "config.objective"),
                                 ("eval.ll_samples", 100, "ll_samples=0"),
                                 ("model.posterior", "mixture", "point-mass"),
@@ -154,7 +156,7 @@ def test_clear_errors():
             node = node[p]
         node[leaf] = value
         with pytest.raises(ValueError, match=match):
-            builders.validate_config(bad)
+            schema.validate_config(bad)
 
 
 # ------------------------------------------------ train_and_evaluate: metrics and exact resume

@@ -1,20 +1,13 @@
 """Smoke test of ``experiments/bench_seeds.py`` on a small subset (timings are not asserted)."""
 
 import json
-import pathlib
-import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from experiments import bench_seeds
 
 
 def test_bench_seeds_reports_ratios(jvae_data_dir, tmp_path):
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import bench_seeds
-    finally:
-        sys.path.remove(str(ROOT / "experiments"))
     out = tmp_path / "seeds.json"
     results = bench_seeds.main(["--seeds", "2", "--examples", "512", "--repeats", "2",
                                 "--data-dir", str(jvae_data_dir), "--json", str(out)])

@@ -1,4 +1,4 @@
-"""Tests for jvae.checkpoints and jvae.lock: verified atomic checkpoints, fallback from a
+"""Tests for jvae.runs.checkpoints and jvae.runs.lock: verified atomic checkpoints, fallback from a
 damaged newest checkpoint, incomplete directories never listed, and the work-directory lock.
 
 The states are small hand-made train states (no training), so every test takes well under a
@@ -19,9 +19,9 @@ import numpy as np
 import optax
 import pytest
 
-from jvae.checkpoints import (MANIFEST, CheckpointError, Checkpointer, CheckpointSkippedWarning,
+from jvae.runs.checkpoints import (MANIFEST, CheckpointError, Checkpointer, CheckpointSkippedWarning,
                               check_writable)
-from jvae.lock import WorkdirLock, WorkdirLockedError
+from jvae.runs.lock import WorkdirLock, WorkdirLockedError
 from jvae.training import TrainState
 
 
@@ -190,8 +190,8 @@ def test_a_second_lock_on_the_same_directory_fails_at_once_naming_the_holder(tmp
 
 
 def test_a_lock_held_by_another_process_is_refused(tmp_path):
-    # Load jvae/lock.py on its own (importing the package would start JAX: seconds).
-    lock_py = pathlib.Path(__file__).resolve().parents[1] / "jvae" / "lock.py"
+    # Load jvae/runs/lock.py on its own (importing the package would start JAX: seconds).
+    lock_py = pathlib.Path(__file__).resolve().parents[1] / "jvae" / "runs" / "lock.py"
     code = ("import importlib.util, sys; "
             f"spec = importlib.util.spec_from_file_location('lock', {str(lock_py)!r}); "
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "

@@ -20,12 +20,15 @@ import threading
 import numpy as np
 import pytest
 
-from jvae import builders, train
+from jvae.runs import builders
+
+from jvae.runs import schema
+from jvae.cli import train
 from jvae import data as jdata
-from jvae.config_io import apply_override, load_config_file
+from jvae.runs.overrides import apply_override, load_config_file
 from jvae.data import cifar
 
-dl = importlib.import_module("jvae.download")
+dl = importlib.import_module("jvae.data.fetch")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments" / "configs" / "cifar10_beta_vae.py"
 BATCHES = cifar.TRAIN_BATCHES + (cifar.TEST_BATCH,)
@@ -262,7 +265,7 @@ def test_centre_and_likelihood_ranges(tmp_path, batch_dir):
     config = load_config_file(str(CONFIG))
     config.dataset.data_dir = str(batch_dir)
     config.dataset.verify_checksums = False
-    builders.validate_config(config)
+    schema.validate_config(config)
     d = builders.load_data(config)
     raw = jdata.load_split("cifar10", "test", data_dir=batch_dir, verify=False).images
     np.testing.assert_allclose(d.eval, raw * 2 - 1, atol=1e-7)
@@ -275,7 +278,7 @@ def test_centre_and_likelihood_ranges(tmp_path, batch_dir):
     with pytest.raises(jdata.InvalidDataError, match=r"must lie in \[0, 1\]"):
         jdata.check_data(d.train, model=builders.build_model(bern, d.train.shape[1:]))
     with pytest.raises(ValueError, match="outside the support .* of the 'bernoulli'"):
-        builders.validate_config(bern)
+        schema.validate_config(bern)
 
 
 @pytest.mark.parametrize("override, match", [
@@ -286,17 +289,17 @@ def test_centre_and_likelihood_ranges(tmp_path, batch_dir):
 ])
 def test_homework_ranges_are_checked(override, match):
     config = load_config_file(str(CONFIG))
-    builders.validate_config(config)
+    schema.validate_config(config)
     apply_override(config, *override.split("=", 1))
     with pytest.raises(ValueError, match=match):
-        builders.validate_config(config)
+        schema.validate_config(config)
 
 
 def test_ranges_can_be_lifted():
     config = load_config_file(str(CONFIG))
     apply_override(config, "objective.beta", "20.0")
     apply_override(config, "ranges.beta", "()")
-    builders.validate_config(config)
+    schema.validate_config(config)
 
 
 def test_cli_run_of_the_config_on_mock_cifar(tmp_path):

@@ -158,7 +158,7 @@ def test_sample_moments():
 
 
 def test_ppca_to_vae_exact_pieces():
-    from jvae.model import VAE, init_params
+    from jvae.models.vae import VAE, init_params
 
     ppca = _correlated_ppca()
     model, params = ppca_to_vae(ppca)

@@ -22,9 +22,9 @@ import pytest
 
 import jvae
 from jvae import data as jdata
-from jvae import evaluate as evaluate_cli
-from jvae import train
-from jvae.experiment import read_metrics, train_and_evaluate
+from jvae.cli import evaluate as evaluate_cli
+from jvae.cli import train
+from jvae.runs import read_metrics, train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"

@@ -1,4 +1,4 @@
-"""CPU-fast convolutions (jvae.conv) against flax.linen's, and the conv nets' computed shapes."""
+"""CPU-fast convolutions (jvae.models.conv) against flax.linen's, and the conv nets' computed shapes."""
 
 import flax.linen as nn
 import jax
@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jvae import builders
-from jvae.config import default_config
-from jvae.conv import Conv, ConvTranspose, resolve_conv_impl
-from jvae.nets import ConvDecoder, ConvEncoder, conv_preset
+from jvae.runs import builders
+
+from jvae.runs import schema
+from jvae.runs.defaults import default_config
+from jvae.models.conv import Conv, ConvTranspose, resolve_conv_impl
+from jvae.models.nets import ConvDecoder, ConvEncoder, conv_preset
 
 # (kernel, stride, padding, input H x W): the DPM2 notebook's 5x5/6x6 VALID and jvae's 4x4
 # SAME, odd kernels, stride 3, explicit pads (smaller than the kernel: lax's own gradient is
@@ -60,7 +62,7 @@ def test_space_to_depth_conv_equals_flax(kernel, stride, padding, size):
              Conv(4, kernel, stride, padding, impl="subpixel"), x)
 
 
-# (input channels, output channels): each way jvae.conv computes the stride-1 convolutions
+# (input channels, output channels): each way jvae.models.conv computes the stride-1 convolutions
 # inside (XLA's for few input channels or a large product, one product to all taps).
 @pytest.mark.parametrize("c_in,c_out", [(3, 4), (16, 4), (16, 64)])
 def test_every_stride1_strategy_equals_flax(c_in, c_out):
@@ -71,7 +73,7 @@ def test_every_stride1_strategy_equals_flax(c_in, c_out):
 
 
 def test_stride1_strategy_choice():
-    from jvae.conv import _conv_strategy
+    from jvae.models.conv import _conv_strategy
     # kernels [kh, kw, I, O] after the sub-pixel rearrangement
     assert _conv_strategy(4, 2, 2, 32) == "xla"                # first layer: 1 channel s2d
     assert _conv_strategy(32, 3, 3, 4) == "all_taps"
@@ -153,10 +155,10 @@ def test_builder_preset_and_impl_options():
     config.model.encoder = config.model.decoder = "conv"
     config.model.conv_preset = "dpm2"
     config.model.conv_impl = "native"
-    builders.validate_config(config)
+    schema.validate_config(config)
     model = builders.build_model(config, (28, 28, 1))
     assert model.encoder.impl == model.decoder.impl == "native"
     assert model.decoder.final == "transpose" and model.encoder.padding[0] == "VALID"
     config.model.conv_impl = "fastest"
     with pytest.raises(ValueError, match="conv_impl"):
-        builders.validate_config(config)
+        schema.validate_config(config)

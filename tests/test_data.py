@@ -1,4 +1,4 @@
-"""Tests for jvae.data and jvae.download.
+"""Tests for jvae.data and jvae.data.fetch.
 
 Readers run on the real files in $JVAE_DATA_DIR (skipped when it is not set). Downloads run
 only against HTTP servers on 127.0.0.1 started here.
@@ -22,7 +22,7 @@ import pytest
 
 from jvae import data
 
-dl = importlib.import_module("jvae.download")  # the module, even if jvae.download is rebound
+dl = importlib.import_module("jvae.data.fetch")  # the module, even if jvae.data.fetch is rebound
 
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -161,7 +161,7 @@ def test_resize_matches_pil_bilinear():
 def test_resize_chunks_agree(monkeypatch):
     x = np.random.RandomState(1).rand(10, 28, 28, 2).astype(np.float32)
     whole = data.resize_images(x, 32)
-    monkeypatch.setattr(data, "_RESIZE_CHUNK", 3)
+    monkeypatch.setattr(data.transforms, "_RESIZE_CHUNK", 3)
     np.testing.assert_allclose(data.resize_images(x, 32), whole, atol=1e-6)
     assert whole.shape == (10, 32, 32, 2)
 

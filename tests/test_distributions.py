@@ -1,4 +1,4 @@
-"""Tests for jvae.distributions, jvae.heads and jvae.priors: closed forms and batch shapes.
+"""Tests for jvae.models.distributions, jvae.models.heads and jvae.models.priors: closed forms and batch shapes.
 
 Every reference value is computed independently in float64 numpy from the textbook formula.
 Work is jitted once per test (eager mode would compile every primitive separately), inputs come
@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jvae import distributions as dists
-from jvae.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead,
+from jvae.models import distributions as dists
+from jvae.models.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead,
                         positive_scale)
-from jvae.priors import MixturePrior, StandardNormalPrior
+from jvae.models.priors import MixturePrior, StandardNormalPrior
 
 
 def _key(seed):

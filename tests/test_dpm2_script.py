@@ -1,26 +1,21 @@
 """experiments/dpm2.py: every variant's config is valid and follows the notebook's protocol."""
 
-import pathlib
-import sys
-
 import pytest
 
-from jvae import builders
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-import dpm2  # noqa: E402
+from experiments import dpm2
+from jvae.runs import schema
 
 
 @pytest.mark.parametrize("name", list(dpm2.VARIANTS))
 def test_every_variant_config_is_valid(name):
     config = dpm2.variant_config(name)
-    builders.validate_config(config)
+    schema.validate_config(config)
     assert (config.num_epochs, config.batch_size, config.latent_dim) == (5, 256, 10)
     assert (config.dataset.train_split, config.dataset.dev_size) == ("train_full", 1000)
     assert config.eval.every_steps == 100 and config.eval.dev_final_ll_samples == 100
     assert config.model.decoder_dropout == 0.1
     quick = dpm2.variant_config(name, quick=True)
-    builders.validate_config(quick)
+    schema.validate_config(quick)
     assert quick.num_epochs == 1
 
 

@@ -16,12 +16,13 @@ import optax
 import pytest
 
 import jvae
-from jvae import builders
-from jvae.config import default_config
-from jvae.config_io import config_from_json, resume_differences
+from jvae.runs import builders
+from jvae.runs import schema
+from jvae.runs.defaults import default_config
+from jvae.runs.overrides import config_from_json, resume_differences
 from jvae.evaluation import make_evaluator
-from jvae.model import DROPOUT_FOLD, VAE, dropout_rate, training_apply
-from jvae.nets import MLP, check_dropout_rate, dropout
+from jvae.models.vae import DROPOUT_FOLD, VAE, dropout_rate, training_apply
+from jvae.models.nets import MLP, check_dropout_rate, dropout
 from jvae.objectives.base import as_objective
 from jvae.objectives.iwae import iwae_bound
 from jvae.training import TrainState, make_train_epoch
@@ -40,7 +41,7 @@ def _config(enc=0.0, dec=0.0, **changes):
     for dotted, value in changes.items():
         group, field = dotted.split("__")
         c[group][field] = value
-    builders.validate_config(c)
+    schema.validate_config(c)
     return c
 
 
@@ -231,7 +232,7 @@ def test_bad_rates_are_refused(rate):
     c = default_config()
     c.model.decoder_dropout = rate
     with pytest.raises(ValueError, match=r"^config\.model\.decoder_dropout must be"):
-        builders.validate_config(c)
+        schema.validate_config(c)
 
 
 def _state_to_host(state):
@@ -272,7 +273,7 @@ def test_old_stored_config_without_the_fields_loads_and_resumes(tmp_path):
     stored = default_config().to_dict()
     del stored["model"]["encoder_dropout"], stored["model"]["decoder_dropout"]
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(jvae.config_io.normalised(stored)))
+    path.write_text(json.dumps(jvae.runs.overrides.normalised(stored)))
     config = config_from_json(path)
     assert (config.model.encoder_dropout, config.model.decoder_dropout) == (0.0, 0.0)
     assert resume_differences(config, default_config()) == ([], [])

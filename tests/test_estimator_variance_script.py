@@ -1,4 +1,4 @@
-"""Smoke test of ``experiments/estimator_variance.py`` and a check of its variance arithmetic.
+"""Smoke test of ``experiments.estimator_variance`` and a check of its variance arithmetic.
 
 The script runs once, in a subprocess, with ``--fast`` on 512 MNIST images resized to 8x8
 (16 gradient draws, a few training steps; five of the ten rows, two of them with a short
@@ -20,21 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import estimator_variance as ev
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "experiments" / "estimator_variance.py"
 TRAINED = ("sfe+centred+baseline+scaled", "mixture [mix]")
 # Five of the ten rows (each row compiles its own programs; the control variates themselves
 # are tested in test_estimators.py): the references come with them (--estimators).
 ROWS = ("reparam", "sfe", "sfe+centred+baseline+scaled", "mixture [mix]", "sfe [mix]")
-
-
-def _load_script():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import estimator_variance
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return estimator_variance
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +37,8 @@ def fast_run(jvae_data_dir, tmp_path_factory):
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "")
                           + " --xla_backend_optimization_level=0").strip())
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--fast", "--setups", "mnist", "--outdir", str(outdir),
+        [sys.executable, "-m", "experiments.estimator_variance", "--fast", "--setups", "mnist",
+         "--outdir", str(outdir),
          "--estimators", "sfe", "sfe+centred+baseline+scaled", "sfe [mix]",
          "--train-estimators", *TRAINED],
         cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
@@ -55,7 +48,6 @@ def fast_run(jvae_data_dir, tmp_path_factory):
 
 def test_every_row_is_finite_and_orderings_hold(fast_run):
     outdir, results, stdout = fast_run
-    ev = _load_script()
     rows = results["mnist"]["rows"]
     assert list(rows) == [e.label for e in ev.ESTIMATORS if e.label in ROWS] == list(ROWS)
     for label, r in rows.items():
@@ -88,7 +80,6 @@ def test_gradient_moments_recovers_a_known_variance():
     """The gradient of ``sum(w * eps)`` with ``eps ~ N(0, I)`` is ``eps``: per-coordinate mean
     0 and variance 1, so tr Cov = number of inference parameters; the decoder's parameters are
     left out. 7 draws per chunk, 70 draws: the chunked (Chan) combination is exercised."""
-    ev = _load_script()
     from jvae.objectives.base import EstimatorState, Objective
 
     shapes = {"encoder": (30,), "posterior": (5, 4), "decoder": (11,)}

@@ -1,4 +1,4 @@
-"""Tests for jvae.experiment: resume, non-finite losses, metrics.jsonl, figures, collapse.
+"""Tests for jvae.runs.loop: resume, non-finite losses, metrics.jsonl, figures, collapse.
 
 Everything runs on the synthetic 2-D Gaussian data (no files needed) with a 16-unit network.
 The runs share their shapes, so XLA compiles each program once per session (see conftest).
@@ -13,9 +13,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from jvae import builders, experiment, training
-from jvae.checkpoints import Checkpointer
-from jvae.experiment import read_metrics, restore_run, train_and_evaluate
+from jvae.runs import builders, loop as experiment
+from jvae import training
+from jvae.runs.checkpoints import Checkpointer
+from jvae.runs import read_metrics, restore_run, train_and_evaluate
 from jvae.training import NonFiniteLossError
 
 STEPS_PER_EPOCH = 10500 // 64          # gaussian2d: 70% of 15000 points, batch 64

@@ -1,4 +1,4 @@
-"""Flow posteriors (jvae.flows, jvae.made) as mathematics: log-determinants against the
+"""Flow posteriors (jvae.models.flows, jvae.models.made) as mathematics: log-determinants against the
 Jacobian, the density's integral, IAF's triangular Jacobian, the bound on probabilistic PCA
 and unbiased reparameterised gradients."""
 
@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from jvae.flows import CouplingFlowHead, FlowPosterior, IAFHead, PlanarFlowHead
-from jvae.made import MADE, made_apply, made_masks
+from jvae.models.flows import CouplingFlowHead, FlowPosterior, IAFHead, PlanarFlowHead
+from jvae.models.made import MADE, made_apply, made_masks
 
 KINDS = ("planar", "iaf", "coupling")
 
@@ -232,7 +232,9 @@ def test_the_configs_build_each_flow_posterior(kind, name, arg, latent):
     import importlib.util
     import pathlib
 
-    from jvae import builders
+    from jvae.runs import builders
+
+    from jvae.runs import schema
 
     path = pathlib.Path(__file__).resolve().parents[1] / f"experiments/configs/{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -240,7 +242,7 @@ def test_the_configs_build_each_flow_posterior(kind, name, arg, latent):
     spec.loader.exec_module(module)
     config = module.get_config(arg) if arg else module.get_config()
     config.model.posterior, config.model.flow_layers = kind, 3
-    builders.validate_config(config)
+    schema.validate_config(config)
     model = builders.build_model(config, (28, 28, 1))
     head = {"planar": PlanarFlowHead, "iaf": IAFHead, "coupling": CouplingFlowHead}[kind]
     assert isinstance(model.posterior, head) and model.posterior.num_layers == 3
@@ -253,11 +255,11 @@ def test_the_configs_build_each_flow_posterior(kind, name, arg, latent):
 def test_iwae_estimators_run_through_the_flow_inverse():
     """DReG evaluates log q(z) of a re-encoded, stopped q (the IAF inverse, differentiated in
     z): a finite loss equal to -L_K and finite gradients reaching the MADE."""
-    from jvae.heads import BernoulliHead
-    from jvae.model import VAE
-    from jvae.nets import MLP
+    from jvae.models.heads import BernoulliHead
+    from jvae.models.vae import VAE
+    from jvae.models.nets import MLP
     from jvae.objectives.iwae import make_iwae_loss
-    from jvae.priors import StandardNormalPrior
+    from jvae.models.priors import StandardNormalPrior
 
     model = VAE((4,), StandardNormalPrior(2), MLP((6,), "tanh"),
                 IAFHead(latent_dim=2, num_layers=2, hidden=(4,)), MLP((6,)), BernoulliHead((4,)))

@@ -2,15 +2,11 @@
 and results page from hand-made rows."""
 
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-
-import flows  # noqa: E402
+from experiments import flows
 
 
 def _row(name, elbo, ll, seconds, posterior="gaussian", prior="standard"):
@@ -31,7 +27,7 @@ def test_gains_are_paired_by_seed_and_times_relative_to_the_gaussian_row(tmp_pat
     assert rows[0]["elbo_gain_mean"] == 0.0 and rows[0]["relative_seconds"] == 1.0
     text = flows.table(rows)
     assert "| iaf | iaf | standard |" in text and "+1.50 ± 0.87" in text and "| 1.50 |" in text
-    data = {"rows": rows, "machine": "test", "command": "python experiments/flows.py",
+    data = {"rows": rows, "machine": "test", "command": "python -m experiments.flows",
             "date": "2026-12-02T00:00:00+00:00",
             "budget": {"epochs": 3, "batch_size": 100, "learning_rate": 1e-3, "train_size": 0,
                        "test_size": 0, "ll_samples": 5000, "flow_layers": 4, "flow_hidden": 200,
@@ -41,8 +37,8 @@ def test_gains_are_paired_by_seed_and_times_relative_to_the_gaussian_row(tmp_pat
     text = page.read_text()
     assert "The IAF posterior tightens the bound here (ELBO gain +1.50" in text
     assert "](../figures/flows_gain.png)" in text and "K = 5000" in text
-    assert "```bash\npython experiments/flows.py\n```" in text and "2026-12-02" in text
-    assert "experiments/figures.py" in text      # what tests/test_docs.py asks of a page
+    assert "```bash\npython -m experiments.flows\n```" in text and "2026-12-02" in text
+    assert "python -m experiments.figures" in text      # what tests/test_docs.py asks of a page
     flows.draw_flows(data, figure)
     assert figure.stat().st_size > 1000
 

@@ -1,4 +1,4 @@
-"""Tests for jvae.inspection (the DPM2 notebook's inspection samples) and its figures:
+"""Tests for jvae.evaluation.inspection (the DPM2 notebook's inspection samples) and its figures:
 jvae.plotting.steps, jvae.plotting.mixture and the oversampled / conditional image grids.
 
 Samplers are checked against the distributions they draw from (the Bernoulli means of the
@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from jvae import (VAE, BernoulliHead, DiagGaussianHead, GaussianHead, MixturePrior, MLP,
                   StandardNormalPrior, conditional_observations, prior_observations,
                   prior_samples_with_components)
-from jvae import plotting
+from jvae import plotting, tsne_map
 from jvae.plotting import images, steps
 
 SHAPE = (4, 4, 1)          # one observation
@@ -381,10 +381,15 @@ def test_save_prior_pairs_lower_triangle(tmp_path, monkeypatch):
 
 def test_save_prior_tsne_colours_by_component(tmp_path):
     z, c = _mixture_samples(n=40, d=4)
-    path = plotting.save_prior_tsne(z, c, tmp_path / "t.png", perplexity=5.0, num_iters=60)
+    m = tsne_map(z, c, perplexity=5.0, num_iters=60)
+    assert m.embedding.shape == (40, 2) and m.total == 40 and np.array_equal(m.labels, c)
+    path = plotting.save_prior_tsne(m.embedding, m.labels, tmp_path / "t.png", total=m.total,
+                                    perplexity=m.perplexity)
     assert mpimg.imread(path).shape[0] > 100
     with pytest.raises(ValueError, match="more than 2 dimensions"):
-        plotting.save_prior_tsne(z[:, :2], c, tmp_path / "bad.png")
+        tsne_map(z[:, :2], c)
+    with pytest.raises(ValueError, match=r"\[N, 2\].*tsne_map"):
+        plotting.save_prior_tsne(z, c, tmp_path / "bad.png")
 
 
 @pytest.mark.parametrize("fn", [plotting.save_prior_histograms, plotting.save_prior_pairs,

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from jvae import plotting
-from jvae.heads import DiagGaussianHead, GaussianHead
-from jvae.inspection import interpolate_latents
-from jvae.model import VAE, init_params
-from jvae.nets import MLP
-from jvae.priors import StandardNormalPrior
+from jvae.models.heads import DiagGaussianHead, GaussianHead
+from jvae.evaluation.inspection import interpolate_latents
+from jvae.models.vae import VAE, init_params
+from jvae.models.nets import MLP
+from jvae.models.priors import StandardNormalPrior
 
 SHAPE = (4, 4, 3)
 

@@ -23,7 +23,8 @@ import jax
 import numpy as np
 import pytest
 
-from jvae import launch
+from jvae.cli import launch
+from jvae.runs import distributed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRAIN_ARGS = [
@@ -60,16 +61,16 @@ def runs(tmp_path_factory):
     """``one``: 1 process x 4 devices, from scratch. ``two``: this (single) process writes
     the initial state as the checkpoint of epoch 0, then 2 processes x 2 devices resume from
     it and train both epochs (so the single-process checkpoint is restored by 2 processes)."""
-    from jvae.checkpoints import Checkpointer, write_json_atomic
-    from jvae.config_io import normalised
-    from jvae.experiment import _initial_state, _setup
-    from jvae.train import build_config, parse_args
+    from jvae.runs.checkpoints import Checkpointer, write_json_atomic
+    from jvae.runs.overrides import normalised
+    from jvae.runs.setup import build_run, initial_state
+    from jvae.cli.train import build_config, parse_args
 
     base = tmp_path_factory.mktemp("launch")
     one, two = base / "one", base / "two"
     config = build_config(*parse_args([*TRAIN_ARGS, "--workdir", str(two)]))
-    datasets, model, optimizer = _setup(config)
-    init = _initial_state(config, model, optimizer, datasets.train[:1])
+    datasets, model, optimizer = build_run(config)
+    init = initial_state(config, model, optimizer, datasets.train[:1])
     write_json_atomic(two / "config.json", normalised(config))
     with Checkpointer(two / "checkpoints") as ckpt:
         ckpt.save(0, init)
@@ -82,7 +83,7 @@ def runs(tmp_path_factory):
 
 
 def _restore(workdir, template, epoch):
-    from jvae.checkpoints import Checkpointer
+    from jvae.runs.checkpoints import Checkpointer
 
     with Checkpointer(workdir / "checkpoints") as ckpt:    # in this single process
         return ckpt.restore(template, epoch)
@@ -157,17 +158,17 @@ def test_launcher_usage_errors():
 
 
 def test_initialize_from_env_checks_its_variables():
-    assert launch.initialize_from_env({}) is False
-    assert launch.initialize_from_env({"JVAE_NUM_PROCESSES": "1"}) is False
+    assert distributed.initialize_from_env({}) is False
+    assert distributed.initialize_from_env({"JVAE_NUM_PROCESSES": "1"}) is False
     env = {"JVAE_NUM_PROCESSES": "2", "JVAE_PROCESS_ID": "2", "JVAE_COORDINATOR": "h:1"}
     with pytest.raises(ValueError, match="JVAE_PROCESS_ID=2 must be below JVAE_NUM_PROCESSES=2"):
-        launch.initialize_from_env(env)
+        distributed.initialize_from_env(env)
     with pytest.raises(ValueError, match="JVAE_PROCESS_ID is not set"):
-        launch.initialize_from_env({"JVAE_NUM_PROCESSES": "2"})
+        distributed.initialize_from_env({"JVAE_NUM_PROCESSES": "2"})
     with pytest.raises(ValueError, match="JVAE_NUM_PROCESSES='two' is not an integer"):
-        launch.initialize_from_env({"JVAE_NUM_PROCESSES": "two"})
+        distributed.initialize_from_env({"JVAE_NUM_PROCESSES": "two"})
     with pytest.raises(ValueError, match="must be HOST:PORT"):
-        launch.initialize_from_env({**env, "JVAE_PROCESS_ID": "1", "JVAE_COORDINATOR": "nope"})
+        distributed.initialize_from_env({**env, "JVAE_PROCESS_ID": "1", "JVAE_COORDINATOR": "nope"})
 
 
 def test_unreachable_coordinator_is_one_clear_error():
@@ -177,5 +178,5 @@ def test_unreachable_coordinator_is_one_clear_error():
     t0 = time.perf_counter()
     with pytest.raises(RuntimeError, match=rf"process 1 of 2 could not reach the coordinator "
                                            rf"at 127.0.0.1:{port} within 1 s"):
-        launch.initialize_from_env(env)
+        distributed.initialize_from_env(env)
     assert time.perf_counter() - t0 < 10

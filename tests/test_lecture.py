@@ -1,5 +1,5 @@
 """The lecture's configs have the lecture's settings; the 2-D VAE's posterior scale is exp of a
-log standard deviation; ``experiments/lecture.py --quick`` writes its table and figures."""
+log standard deviation; ``python -m experiments.lecture --quick`` writes its table and figures."""
 
 import json
 import pathlib
@@ -10,10 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jvae import builders
-from jvae.autoencoder import is_autoencoder
-from jvae.heads import positive_scale
-from jvae.model import VAE, init_params
+from jvae.runs import builders
+
+from jvae.runs import schema
+from jvae.models.autoencoder import is_autoencoder
+from jvae.models.heads import positive_scale
+from jvae.models.vae import VAE, init_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -25,7 +27,7 @@ def _config(name):
 @pytest.mark.parametrize("name", ["lecture_autoencoder", "lecture_vae2d"])
 def test_configs_have_the_lecture_settings(name):
     c = _config(name)
-    builders.validate_config(c)
+    schema.validate_config(c)
     assert (c.learning_rate, c.batch_size, c.num_epochs, c.latent_dim) == (1e-2, 128, 10, 2)
     assert c.optim.name == "adam" and c.dataset.name == "mnist" and c.dataset.binarize == "none"
     assert (c.dataset.train_split, c.dataset.eval_split) == ("train", "validation")
@@ -56,8 +58,9 @@ def test_vae2d_posterior_scale_is_exp_of_the_log_std_output():
 
 @pytest.mark.slow
 def test_lecture_script_quick(tmp_path, jvae_data_dir):
-    lecture = runpy.run_path(str(ROOT / "experiments" / "lecture.py"))
-    result = lecture["main"](["--workdir", str(tmp_path), "--quick"])
+    from experiments import lecture
+
+    result = lecture.main(["--workdir", str(tmp_path), "--quick"])
     saved = json.loads((tmp_path / "lecture.json").read_text())
     assert saved == json.loads(json.dumps(result))
     rows = saved["rows"]

@@ -17,7 +17,7 @@ import jvae
 from jvae.classic import (PPCA, fit_linear_vae, fit_ppca, latent_usage, linear_vae_elbo,
                           linear_vae_log_likelihood, linear_vae_to_ppca, make_linear_vae,
                           ppca_fixed_noise, ppca_log_likelihood, ppca_sample, ppca_to_vae)
-from jvae.heads import GaussianHead
+from jvae.models.heads import GaussianHead
 
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")

@@ -1,4 +1,4 @@
-"""Tests for jvae.nets and jvae.model: structured batch shapes, probabilistic PCA's closed forms,
+"""Tests for jvae.models.nets and jvae.models.vae: structured batch shapes, probabilistic PCA's closed forms,
 the sampling helpers, bad input, and the ELBO loss with and without ``jit``.
 
 The PPCA model (fixture ``ppca`` in conftest.py) is a jvae VAE whose parameters are set by hand
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from jvae.evaluation import importance_log_likelihood
-from jvae.heads import BernoulliHead, DiagGaussianHead
-from jvae.model import (VAE, init_params, log_joint, naive_lower_bound, reconstruct,
+from jvae.models.heads import BernoulliHead, DiagGaussianHead
+from jvae.models.vae import (VAE, init_params, log_joint, naive_lower_bound, reconstruct,
                         sample_prior)
-from jvae.nets import MLP, ConvDecoder, ConvEncoder
+from jvae.models.nets import MLP, ConvDecoder, ConvEncoder
 from jvae.objectives.elbo import make_elbo_loss
-from jvae.priors import MixturePrior
+from jvae.models.priors import MixturePrior
 
 
 def _key(seed):
@@ -385,8 +385,8 @@ def test_elbo_loss_and_gradient_same_with_and_without_jit(ppca):
 def test_encoder_that_does_not_flatten_images_is_rejected():
     # An image VAE whose MLP encoder forgets in_event_ndims=3 would give q a batch shape of
     # [B, H, W]; encode must refuse instead of returning a silently wrong posterior.
-    from jvae.heads import BernoulliHead as _Bern
-    from jvae.priors import StandardNormalPrior as _Prior
+    from jvae.models.heads import BernoulliHead as _Bern
+    from jvae.models.priors import StandardNormalPrior as _Prior
 
     model = VAE(data_shape=(4, 4, 1), prior=_Prior(2), encoder=MLP((8,)),
                 posterior=DiagGaussianHead(2), decoder=MLP((8,)), likelihood=_Bern((4, 4, 1)))
@@ -399,7 +399,7 @@ def test_glorot_init_has_the_glorot_variance():
     import jax
     import numpy as np
 
-    from jvae.nets import dense
+    from jvae.models.nets import dense
 
     layer = dense(300, 500, "glorot")
     params = layer.init(jax.random.key(0), np.zeros((1, 500), np.float32))["params"]

@@ -5,7 +5,7 @@ import json
 import jax
 import numpy as np
 
-from jvae.experiment import read_metrics, restore_run, train_and_evaluate
+from jvae.runs import read_metrics, restore_run, train_and_evaluate
 
 
 def _params_of(workdir):
@@ -95,7 +95,7 @@ def test_sweep_validation(small_g2d_config, tmp_path):
 
 
 def test_evaluate_cli_evaluates_every_seed_of_a_multi_seed_run(small_g2d_config, tmp_path):
-    from jvae import evaluate as evaluate_cli
+    from jvae.cli import evaluate as evaluate_cli
 
     config = small_g2d_config(num_epochs=1, num_seeds=2, seed=0, checkpoint_every=0)
     config.dataset.count = 1500

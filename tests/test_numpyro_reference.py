@@ -4,21 +4,16 @@ NumPyro is an optional extra (``pip install -e ".[numpyro]"``): its tests are sk
 the hand-written program needs only jax and optax.
 """
 
-import pathlib
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-import numpyro_reference as ref  # noqa: E402
-from configs import pytorch_example  # noqa: E402
-
-from jvae import builders  # noqa: E402
-from jvae.model import VAE, init_params  # noqa: E402
-from jvae.objectives.elbo import make_elbo_loss  # noqa: E402
+from experiments import numpyro_reference as ref
+from experiments.configs import pytorch_example
+from jvae.runs import builders
+from jvae.models.vae import VAE, init_params
+from jvae.objectives.elbo import make_elbo_loss
 
 B = 16
 

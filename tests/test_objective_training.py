@@ -5,9 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jvae import builders
-from jvae.experiment import read_metrics, restore_run, train_and_evaluate
-from jvae.model import init_params
+from jvae.runs import builders
+
+from jvae.runs import schema
+from jvae.runs import read_metrics, restore_run, train_and_evaluate
+from jvae.models.vae import init_params
 from jvae.objectives import (as_objective, centred_reward, learned_baseline, make_elbo_loss,
                              make_sfe_objective,
                              scaled_reward, self_critic)
@@ -162,7 +164,7 @@ def test_every_objective_trains_from_the_config(small_g2d_config, tmp_path, chan
 ])
 def test_invalid_objective_configs_are_rejected(small_g2d_config, changes, match):
     with pytest.raises(ValueError, match=match):
-        builders.validate_config(small_g2d_config(**changes))
+        schema.validate_config(small_g2d_config(**changes))
 
 
 def test_iwae_schedule_stages():

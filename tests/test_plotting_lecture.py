@@ -8,6 +8,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+import jvae
 from jvae import plotting
 from jvae.plotting import image_panels, latent_space
 
@@ -160,20 +161,26 @@ def test_reconstruction_rows_four_and_three(tmp_path, figures):
 
 
 def test_tsne(tmp_path, figures):
-    pytest.importorskip("sklearn")
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, 120)
     latents = rng.normal(size=(120, 8)) + 4 * np.eye(8)[labels]
-    _nonblank(plotting.save_latent_tsne(latents, labels, tmp_path / "t.png", perplexity=10))
+    m = jvae.tsne_map(latents, labels, perplexity=10, max_points=100)
+    assert m.embedding.shape == (100, 2) and m.labels.shape == (100,) and m.total == 120
+    _nonblank(plotting.save_latent_tsne(m.embedding, m.labels, tmp_path / "t.png",
+                                        total=m.total, perplexity=m.perplexity,
+                                        title="t-SNE of 8-D latents"))
     texts = _texts(figures[-1])
     assert {"t-SNE 1", "t-SNE 2", "t-SNE of 8-D latents", "0", "3"} <= set(texts)
+    assert any("100 points of 120, perplexity 10" in t for t in texts)
     with pytest.raises(ValueError, match="more than 2 dimensions.*save_code_scatter"):
-        plotting.save_latent_tsne(latents[:, :2], labels, tmp_path / "t.png")
+        jvae.tsne_map(latents[:, :2], labels)
+    with pytest.raises(ValueError, match=r"embedding must be a non-empty \[N, 2\]"):
+        plotting.save_latent_tsne(latents, labels, tmp_path / "t.png")
 
 
 def test_tsne_needs_no_scikit_learn(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)   # makes any sklearn import fail
     monkeypatch.setitem(sys.modules, "sklearn.manifold", None)
     x = np.random.default_rng(1).normal(size=(50, 5))
-    _nonblank(plotting.save_latent_tsne(x, None, tmp_path / "t.png", perplexity=5,
-                                        num_iters=50))
+    m = jvae.tsne_map(x, None, perplexity=5, num_iters=50)
+    _nonblank(plotting.save_latent_tsne(m.embedding, m.labels, tmp_path / "t.png"))

@@ -3,7 +3,6 @@
 
 import pathlib
 import runpy
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,13 +10,12 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from jvae import builders
-from jvae.experiment import train_and_evaluate, write_snapshots
+from jvae.runs import builders
+from jvae.runs import train_and_evaluate, write_snapshots
+
+from experiments import pyro_reference
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
-
-import pyro_reference  # noqa: E402
 
 
 def _config(variant=""):

@@ -1,4 +1,4 @@
-"""Runs that never hang, never mix and never restore garbage (jvae.experiment, jvae.train).
+"""Runs that never hang, never mix and never restore garbage (jvae.runs.loop, jvae.train).
 
 Faults of whole runs on the small 2-D Gaussian config: a damaged newest checkpoint, a kill
 during a checkpoint write, a resume that would change the model, two runs in one work
@@ -18,12 +18,13 @@ import jax
 import numpy as np
 import pytest
 
-from jvae import experiment, train
-from jvae.checkpoints import MANIFEST, Checkpointer
-from jvae.config_io import normalised
-from jvae.experiment import read_metrics, restore_run, train_and_evaluate
-from jvae.guards import DivergenceError, first_divergent_step
-from jvae.lock import WorkdirLock, WorkdirLockedError
+from jvae.runs import loop as experiment
+from jvae.cli import train
+from jvae.runs.checkpoints import MANIFEST, Checkpointer
+from jvae.runs.overrides import normalised
+from jvae.runs import read_metrics, restore_run, train_and_evaluate
+from jvae.training.guards import DivergenceError, first_divergent_step
+from jvae.runs.lock import WorkdirLock, WorkdirLockedError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -86,9 +87,9 @@ def test_kill_during_a_checkpoint_write_then_resume_is_identical(reference, conf
     (tmp_path / "config.json").write_text(json.dumps(normalised(config())))
     script = textwrap.dedent(f"""
         import os, signal
-        from jvae import checkpoints
-        from jvae.config_io import config_from_json
-        from jvae.experiment import train_and_evaluate
+        from jvae.runs import checkpoints
+        from jvae.runs.overrides import config_from_json
+        from jvae.runs import train_and_evaluate
         real = checkpoints.write_json_atomic
         def write(path, obj):
             if path.name == checkpoints.MANIFEST and obj["epoch"] == 2:
@@ -202,7 +203,7 @@ def test_a_read_only_checkpoint_directory_fails_before_training(config, tmp_path
 def test_a_full_disk_ends_the_run_with_one_line_and_releases_the_lock(when, config, tmp_path,
                                                                       capsys, monkeypatch):
     if when == "at the first save":      # without the free-space check the save itself fails
-        monkeypatch.setattr(experiment, "_check_space", lambda ckpt, state: None)
+        monkeypatch.setattr(experiment, "check_space", lambda ckpt, state: None)
     mount = tmp_path / "small"
     mount.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],

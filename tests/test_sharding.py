@@ -1,4 +1,4 @@
-"""Tests for jvae.sharding: data parallelism and seeds spread over 8 (virtual) CPU devices.
+"""Tests for jvae.training.sharding: data parallelism and seeds spread over 8 (virtual) CPU devices.
 
 ``--xla_force_host_platform_device_count=8`` only takes effect before JAX initialises, and
 pytest's process already runs JAX on one CPU device, so the multi-device checks run once in a
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jvae.sharding import (
+from jvae.training.sharding import (
     batch_sharding,
     check_batch_divisible,
     make_mesh,
@@ -37,7 +37,7 @@ import json
 import jax, jax.numpy as jnp, numpy as np, optax
 from jvae import MLP, VAE, DiagGaussianHead, GaussianHead, StandardNormalPrior
 from jvae import init_params, make_elbo_loss, make_train_epoch, TrainState
-from jvae.sharding import batch_sharding, make_mesh, replicate, shard_leading_axis
+from jvae.training.sharding import batch_sharding, make_mesh, replicate, shard_leading_axis
 
 BATCH, N, D, SEEDS = 64, 1024, 8, 8
 out = {"num_devices": len(jax.devices())}
@@ -206,7 +206,7 @@ def test_shard_leading_axis_and_batch_errors():
 
 def test_multi_process_path_keeps_typed_keys(monkeypatch):
     """The route used with several processes (host values, raw key data) gives the same tree."""
-    import jvae.sharding as jsh
+    import jvae.training.sharding as jsh
 
     monkeypatch.setattr(jsh, "_multi_process", lambda: True)
     mesh = make_mesh(1)
@@ -226,7 +226,7 @@ def test_runner_sharding_options_on_one_device(small_g2d_config, tmp_path):
     # the library functions they use are checked by the 8-device subprocess test above.
     import jax as _jax
 
-    from jvae.experiment import restore_run, train_and_evaluate
+    from jvae.runs import restore_run, train_and_evaluate
 
     runs = {}
     for name, changes in (("plain", {}), ("data_parallel", {"data_parallel": True})):

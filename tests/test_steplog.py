@@ -5,9 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jvae import builders, experiment
-from jvae.experiment import read_metrics, restore_run, train_and_evaluate
-from jvae.steplog import DEV_FILE, STEPS_FILE, chunks, read_jsonl
+from jvae.runs import builders, figures as run_figures
+
+from jvae.runs import schema
+from jvae.runs import read_metrics, restore_run, train_and_evaluate
+from jvae.runs.steplog import DEV_FILE, STEPS_FILE, chunks, read_jsonl
 from jvae.training import TrainState, make_optimizer, make_train_epoch
 
 TRAIN = 2000                            # the small gaussian2d run cut to 2000 points, batch 64
@@ -69,12 +71,12 @@ def test_dev_split_is_random_disjoint_and_seeded():
 
 def test_bad_dev_options_are_named(small_g2d_config):
     with pytest.raises(ValueError, match="dataset.dev_size is 0"):
-        builders.validate_config(small_g2d_config(**{"eval.every_steps": 100}))
+        schema.validate_config(small_g2d_config(**{"eval.every_steps": 100}))
     with pytest.raises(ValueError, match="every_steps"):
-        builders.validate_config(small_g2d_config(**{"eval.every_steps": -1,
+        schema.validate_config(small_g2d_config(**{"eval.every_steps": -1,
                                                      "dataset.dev_size": 10}))
     with pytest.raises(ValueError, match="dev_final_ll_samples"):
-        builders.validate_config(small_g2d_config(**{"eval.dev_final_ll_samples": -2}))
+        schema.validate_config(small_g2d_config(**{"eval.dev_final_ll_samples": -2}))
 
 
 def test_steps_and_dev_logs_chunked_training_equals_plain_and_resume(tmp_path,
@@ -118,7 +120,7 @@ def test_steps_and_dev_logs_chunked_training_equals_plain_and_resume(tmp_path,
     assert plain_dev[-1]["dev/elbo"] == pytest.approx(dev[-1]["dev/elbo"], abs=1e-4)
     assert chunked["train/seconds"] > 0 and chunked["dev/seconds_in_epoch"] > 0
     # The run's figures of both logs (write_figures' step part; 2-D data: no image panels).
-    paths = experiment._step_and_inspection_figures(model, b.params, jax.random.key(0),
+    paths = run_figures._step_and_inspection_figures(model, b.params, jax.random.key(0),
                                                     datasets.eval, tmp_path / "chunked",
                                                     False, 0)
     assert [p.name for p in paths] == ["steps.png", "dev.png"]
@@ -129,7 +131,7 @@ def test_append_lines_is_all_or_nothing_on_a_full_disk(tmp_path, monkeypatch):
     import errno
     import os
 
-    from jvae import steplog
+    from jvae.runs import steplog
 
     path = tmp_path / "steps.jsonl"
     steplog.append_lines(path, '{"step": 1}\n')

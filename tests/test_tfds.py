@@ -7,9 +7,11 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from jvae import builders  # noqa: E402
+from jvae.runs import builders  # noqa: E402
+
+from jvae.runs import schema
 from jvae import data as jdata  # noqa: E402
-from jvae.config import default_config  # noqa: E402
+from jvae.runs.defaults import default_config  # noqa: E402
 
 
 @pytest.fixture
@@ -50,11 +52,11 @@ def test_config_path_centred_for_a_gaussian(mock):
     c.dataset.train_split, c.dataset.eval_split = "train", "test"
     c.dataset.centre = True
     c.model.likelihood = "gaussian"
-    builders.validate_config(c)
+    schema.validate_config(c)
     d = builders.load_data(c)
     raw = jdata.load_split("tfds:cifar10", "test").images
     np.testing.assert_allclose(d.eval, raw * 2 - 1, atol=1e-7)
     assert d.train.shape == (12, 32, 32, 3) and d.eval_labels.shape == (12,)
     c.dataset.name = "tfds:"
     with pytest.raises(ValueError, match="names no dataset"):
-        builders.validate_config(c)
+        schema.validate_config(c)

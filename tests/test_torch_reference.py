@@ -1,13 +1,10 @@
 """The optional PyTorch reference (experiments/torch_reference.py): skipped without PyTorch."""
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-torch_reference = pytest.importorskip("torch_reference")
+from experiments import torch_reference
+
 pytest.importorskip("torch", reason="PyTorch is an optional extra (pip install 'jvae[torch]')")
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from jvae import builders
-from jvae.model import init_params
+from jvae.runs import builders
+from jvae.models.vae import init_params
 from jvae.training import (
     NonFiniteLossError,
     TrainState,

@@ -1,10 +1,10 @@
-"""jvae.embedding.tsne against scikit-learn's exact t-SNE (the reference implementation of the method)."""
+"""jvae.evaluation.embedding.tsne against scikit-learn's exact t-SNE (the reference implementation of the method)."""
 
 import jax
 import numpy as np
 import pytest
 
-from jvae.embedding import joint_probabilities, tsne, tsne_kl_divergence
+from jvae.evaluation.embedding import joint_probabilities, tsne, tsne_kl_divergence
 
 
 def _clusters(n_per=30, k=4, dim=10, seed=0):
@@ -40,7 +40,7 @@ def test_kl_and_gradient_match_scikit_learn():
     _t_sne = pytest.importorskip("sklearn.manifold._t_sne")
     from scipy.spatial.distance import squareform
 
-    from jvae.embedding import _kl_and_grad
+    from jvae.evaluation.embedding import _kl_and_grad
 
     x, _ = _clusters(n_per=10)
     p = np.asarray(joint_probabilities(x, 8.0))

@@ -23,16 +23,16 @@ from jvae import data
 from jvae.data import UNIT_INTERVAL, REAL, InvalidDataError, Support, check_data
 from jvae.data import checksums
 from jvae.data import validate as jvalidate
-from jvae.distributions import bernoulli
+from jvae.models.distributions import bernoulli
 from jvae.evaluation import evaluate, importance_log_likelihood, make_evaluator
-from jvae.heads import BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead
-from jvae.model import VAE, init_params, log_joint, naive_lower_bound, reconstruct
-from jvae.nets import MLP
+from jvae.models.heads import BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead
+from jvae.models.vae import VAE, init_params, log_joint, naive_lower_bound, reconstruct
+from jvae.models.nets import MLP
 from jvae.objectives.elbo import make_elbo_loss
-from jvae.priors import StandardNormalPrior
+from jvae.models.priors import StandardNormalPrior
 from jvae.training import TrainState, make_train_epoch
 
-dl = importlib.import_module("jvae.download")
+dl = importlib.import_module("jvae.data.fetch")
 SHAPE = (4,)
 OPT = optax.sgd(1e-2)
 

@@ -1,4 +1,4 @@
-"""The VampPrior (jvae.priors.VampPrior): its density is the logsumexp of the posterior at
+"""The VampPrior (jvae.models.priors.VampPrior): its density is the logsumexp of the posterior at
 the pseudo-inputs, its samples have the mixture's moments, and it trains through the configs."""
 
 import importlib.util
@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from jvae import builders
-from jvae.heads import BernoulliHead, DiagGaussianHead
-from jvae.model import VAE
-from jvae.nets import MLP
-from jvae.priors import VampPrior
+from jvae.runs import builders
+
+from jvae.runs import schema
+from jvae.models.heads import BernoulliHead, DiagGaussianHead
+from jvae.models.vae import VAE
+from jvae.models.nets import MLP
+from jvae.models.priors import VampPrior
 
 K, D, DATA = 3, 2, (4,)
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
@@ -111,14 +113,14 @@ def test_configs_build_a_vamp_prior_with_the_likelihood_s_range():
     config = _load("pytorch_example")
     config.model.prior, config.model.prior_components = "vamp", 5
     config.model.posterior = "planar"
-    builders.validate_config(config)
+    schema.validate_config(config)
     model = builders.build_model(config, (28, 28, 1))
     assert isinstance(model.prior, VampPrior) and model.prior.clip == (0.0, 1.0)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
     assert shapes["params"]["prior"]["pseudo_inputs"].shape == (5, 28, 28, 1)
     config = _load("gaussian2d")
     config.model.prior = "vamp"
-    builders.validate_config(config)
+    schema.validate_config(config)
     prior = builders.build_model(config, (2,)).prior
     assert prior.clip is None and prior.num_components == config.model.prior_components
 
@@ -140,7 +142,7 @@ def test_bad_flow_and_prior_settings_are_one_line_errors(field, value, match):
     elif key == "prior_components":
         config.model.prior = "vamp"
     with pytest.raises(ValueError, match=match) as err:
-        builders.validate_config(config)
+        schema.validate_config(config)
     assert "\n" not in str(err.value)
 
 
@@ -148,7 +150,7 @@ def test_flow_width_and_latent_size_are_checked():
     config = _load("iwae_mnist")
     config.model.posterior, config.model.flow_hidden = "iaf", 20        # latent_dim 50
     with pytest.raises(ValueError, match="flow_hidden >= latent_dim - 1 = 49"):
-        builders.validate_config(config)
+        schema.validate_config(config)
     config.model.posterior, config.latent_dim = "coupling", 1
     with pytest.raises(ValueError, match="latent_dim >= 2"):
-        builders.validate_config(config)
+        schema.validate_config(config)

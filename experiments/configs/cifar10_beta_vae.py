@@ -1,7 +1,7 @@
 """Homework 2, Task 3: the convolutional beta-VAE on CIFAR-10.
 
 Model (the homework's suggested architecture, ``model.conv_preset = "hw2"``, see
-``jvae.nets.conv_preset``): encoder ``conv(32) -> relu -> conv(64) -> relu -> conv(128) ->
+``jvae.conv_preset``): encoder ``conv(32) -> relu -> conv(64) -> relu -> conv(128) ->
 relu -> conv(256) -> fc(2 * latent)`` (3x3 convs, strides 1, 2, 2, 2, so 32x32 -> 4x4x256;
 the posterior head gives ``mu, log_std`` as the homework's encoder); decoder ``fc`` to a
 ``128 x H/8 x W/8`` map, then transposed convolutions to 128, 64, 32 channels (4x4, stride 2,
@@ -21,7 +21,7 @@ Hyperparameters: the homework leaves them to the student within ranges: ``EPOCHS
 (15 here), ``LR < 1e-3`` (5e-4), ``128 < N_LATENTS < 1024`` (256) and ``0.1 < BETA < 10``
 (1, "starting with the value beta = 1 (standard ELBO)"); ``BATCH_SIZE`` "any adequate value"
 (128). ``config.ranges`` holds the suggested ranges of the latent size and beta, checked by
-``jvae.builders.check_ranges`` at start-up with a clear error (``objective.beta`` and every
+``jvae.runs.check_ranges`` at start-up with a clear error (``objective.beta`` and every
 ``sweep.beta`` value; the ends are accepted); lift one with ``--config.ranges.beta='()'``.
 
     python -m jvae.train --config experiments/configs/cifar10_beta_vae.py --workdir runs/hw2
@@ -35,7 +35,7 @@ of pairs of test images, 10 values of ``a``), as the homework's last cell.
 
 import ml_collections
 
-from jvae.config import default_config
+from jvae import default_config
 
 LATENT_RANGE = (128, 1024)      # the homework: 128 < N_LATENS < 1024
 BETA_RANGE = (0.1, 10.0)        # the homework: 0.1 < BETA < 10

@@ -10,7 +10,7 @@ units with p = 0.1 before every dense layer (``--config.model.decoder_dropout=0.
 stays 0 because the estimator-variance study and the conv benchmark measure this config's
 model, and dropout would add its own noise to every estimator's gradient.
 Adding ``--config.model.conv_preset=dpm2`` makes the CNN variant the notebook's own CNN
-(``jvae.nets.conv_preset``: unpadded 4x4 convs to a 1024-vector, dense to 1x1x1024 and
+(``jvae.conv_preset``: unpadded 4x4 convs to a 1024-vector, dense to 1x1x1024 and
 5x5/5x5/6x6/6x6 transposed convs); without it the conv nets are jvae's defaults.
 
 Variants (section 3.3.3 and "Beyond")
@@ -79,7 +79,8 @@ Every field can still be overridden after the variant, e.g.
 ``--config.model.prior_components=5 --config.objective.num_samples=4``.
 """
 
-from jvae.config import default_config, split_variant
+from jvae import default_config
+from jvae.runs.defaults import split_variant  # not public
 
 PRIORS = {"gaussian": "standard", "mixture": "mixture"}
 POSTERIORS = {"gaussian": "gaussian", "mixture": "mixture"}

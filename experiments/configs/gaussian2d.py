@@ -7,7 +7,7 @@ Latent dimension 2, Gaussian likelihood whose scale the decoder predicts (the ho
 ``mu_x, log_std_x``). Runs in seconds and needs no data files.
 """
 
-from jvae.config import default_config
+from jvae import default_config
 
 
 def get_config():

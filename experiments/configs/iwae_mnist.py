@@ -39,8 +39,9 @@ Dense layers use Glorot & Bengio's uniform initialisation, as the paper does
 stochastically too, here once with ``dataset.data_seed``.
 """
 
-from jvae.builders import iwae_epochs
-from jvae.config import default_config, split_variant
+from jvae import default_config
+from jvae.runs.builders import iwae_epochs  # not public
+from jvae.runs.defaults import split_variant  # not public
 
 ESTIMATORS = ("iwae", "stl", "dreg")
 KEYS = ("k", "stages", "estimator")

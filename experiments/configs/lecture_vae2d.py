@@ -11,7 +11,7 @@ other 30% (18000 images) held out for validation (jvae's split keeps the file or
     python -m jvae.train --config experiments/configs/lecture_vae2d.py --workdir runs/vae2d
 """
 
-from jvae.config import default_config
+from jvae import default_config
 
 
 def get_config():

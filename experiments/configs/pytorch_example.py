@@ -7,7 +7,7 @@ evaluated on the 10000 test images with one sample (the example reports 105.33 n
 layers use PyTorch's ``nn.Linear`` initialisation, as the original does.
 """
 
-from jvae.config import default_config
+from jvae import default_config
 
 
 def get_config():

@@ -14,8 +14,8 @@ Theorem 1 and Corollary 1). Directions whose sample-covariance eigenvalue does n
 is a property of the marginal likelihood, not an artefact of the ELBO.
 
 - :func:`make_linear_vae` builds that VAE in jvae terms (``MLP(hidden=())`` encoder and
-  decoder, :class:`~jvae.heads.DiagGaussianHead`, and a
-  :class:`~jvae.heads.GaussianHead` whose scale is one learned scalar,
+  decoder, :class:`~jvae.models.heads.DiagGaussianHead`, and a
+  :class:`~jvae.models.heads.GaussianHead` whose scale is one learned scalar,
   ``scale="learned_shared"``, or fixed).
 - :func:`linear_vae_to_ppca` reads ``W``, ``mu`` and ``sigma2`` off its (trained) parameters;
   :func:`linear_vae_log_likelihood` is then the exact ``log p(x)``, in ``O(N D k)`` by the
@@ -68,7 +68,7 @@ class LinearVAEFit(NamedTuple):
 
 def make_linear_vae(data_dim: int, latent_dim: int, *, noise: str = "learned",
                     noise_scale: float = 1.0, min_scale: float = 1e-3) -> Any:
-    """The linear VAE of Lucas et al. (2019) as a jvae :class:`~jvae.model.VAE`.
+    """The linear VAE of Lucas et al. (2019) as a jvae :class:`~jvae.models.vae.VAE`.
 
     Encoder ``MLP(hidden=())`` (the identity) and ``DiagGaussianHead(k, scale="softplus")``:
     a posterior mean linear in ``x`` and a scale ``softplus(linear(x))`` (at the ELBO's
@@ -88,10 +88,10 @@ def make_linear_vae(data_dim: int, latent_dim: int, *, noise: str = "learned",
     Returns:
       The (uninitialised) VAE; initialise it with :func:`jvae.init_params`.
     """
-    from jvae.heads import DiagGaussianHead, GaussianHead
-    from jvae.model import VAE
-    from jvae.nets import MLP
-    from jvae.priors import StandardNormalPrior
+    from jvae.models.heads import DiagGaussianHead, GaussianHead
+    from jvae.models.vae import VAE
+    from jvae.models.nets import MLP
+    from jvae.models.priors import StandardNormalPrior
 
     if noise not in ("learned", "fixed"):
         raise ValueError(f"noise must be 'learned' or 'fixed', got {noise!r}.")
@@ -127,9 +127,9 @@ def linear_vae_to_ppca(model: Any, params: Any) -> PPCA:
       ValueError: the decoder is not linear, or the noise is not isotropic (a per-dimension
         scale gives factor analysis, whose marginal this does not cover).
     """
-    from jvae.heads import GaussianHead
-    from jvae.nets import MLP
-    from jvae.priors import StandardNormalPrior
+    from jvae.models.heads import GaussianHead
+    from jvae.models.nets import MLP
+    from jvae.models.priors import StandardNormalPrior
 
     lik, dec = model.likelihood, model.decoder
     if not (isinstance(dec, MLP) and tuple(dec.hidden) == () and isinstance(lik, GaussianHead)
@@ -189,7 +189,7 @@ def linear_vae_elbo(model: Any, params: Any, x: jax.Array) -> jax.Array:
     Returns:
       ``[N]`` ELBOs (nats).
     """
-    from jvae.model import VAE
+    from jvae.models.vae import VAE
 
     W, mu, s2 = linear_vae_to_ppca(model, params)
     q = model.apply(params, x, method=VAE.encode)
@@ -222,7 +222,7 @@ def latent_usage(model: Any, params: Any, x: jax.Array
       ``(posterior_variance [k], column_sq_norm [k], kl [N, k])``: the variance averaged
       over ``x``, the squared decoder column norms and the per-example, per-dimension KL.
     """
-    from jvae.model import VAE
+    from jvae.models.vae import VAE
 
     W = linear_vae_to_ppca(model, params).W
     q = model.apply(params, x, method=VAE.encode)
@@ -256,7 +256,7 @@ def fit_linear_vae(key: jax.Array, x: jax.Array, latent_dim: int, *, noise: str 
     Returns:
       A :class:`LinearVAEFit`.
     """
-    from jvae.model import init_params
+    from jvae.models.vae import init_params
     from jvae.objectives import make_elbo_loss
     from jvae.training import TrainState, make_optimizer, make_train_epoch
 

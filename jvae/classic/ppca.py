@@ -19,7 +19,7 @@ with the arbitrary rotation ``R = I`` here, so the columns of ``W`` are orthogon
 is diagonal and the posterior factorises. As ``sigma2 -> 0`` the columns of ``W`` span the
 PCA subspace (:func:`jvae.classic.fit_pca`).
 
-:func:`ppca_to_vae` turns the parameters into a jvae :class:`~jvae.model.VAE` (linear
+:func:`ppca_to_vae` turns the parameters into a jvae :class:`~jvae.models.vae.VAE` (linear
 encoder and decoder, Gaussian likelihood with a fixed scale), so that the VAE machinery
 (ELBO, importance-sampled log-likelihood, figures) can be checked against the exact
 answers of :func:`ppca_log_likelihood` and :func:`ppca_posterior`.
@@ -163,7 +163,7 @@ def ppca_sample(ppca: PPCA, key: jax.Array, n: int) -> tuple[jax.Array, jax.Arra
 
 
 def ppca_to_vae(ppca: PPCA) -> tuple[Any, Any]:
-    """A jvae :class:`~jvae.model.VAE` whose generative model is exactly this PPCA.
+    """A jvae :class:`~jvae.models.vae.VAE` whose generative model is exactly this PPCA.
 
     The VAE has the prior ``StandardNormalPrior(k)``; a linear decoder (``MLP(hidden=())``,
     the identity, followed by ``GaussianHead((D,), scale="fixed", fixed_scale=sqrt(sigma2))``
@@ -193,10 +193,10 @@ def ppca_to_vae(ppca: PPCA) -> tuple[Any, Any]:
     Returns:
       ``(model, params)``: the VAE and its Flax variables ``{"params": ...}`` (float32).
     """
-    from jvae.heads import DiagGaussianHead, GaussianHead
-    from jvae.model import VAE
-    from jvae.nets import MLP
-    from jvae.priors import StandardNormalPrior
+    from jvae.models.heads import DiagGaussianHead, GaussianHead
+    from jvae.models.vae import VAE
+    from jvae.models.nets import MLP
+    from jvae.models.priors import StandardNormalPrior
 
     if any(isinstance(a, jax.core.Tracer) for a in ppca):
         raise ValueError("ppca_to_vae needs concrete parameters, not traced ones (call it "

@@ -2,10 +2,10 @@
 
 A file that is found locally (in ``data_dir``, ``$JVAE_DATA_DIR`` or the download cache) is
 hashed once and compared with the digest pinned for its dataset and name: MNIST and
-Fashion-MNIST in :data:`jvae.download.SHA256`, the fixed binarised MNIST in
+Fashion-MNIST in :data:`jvae.data.fetch.SHA256`, the fixed binarised MNIST in
 :data:`BINARIZED_MNIST_SHA256`. A verified file is remembered by ``(path, size, mtime_ns)``
 in this process and in a small JSON file in the jvae cache folder
-(:func:`jvae.download.default_cache_dir`, file :data:`CACHE_FILE`), so later runs do not
+(:func:`jvae.data.fetch.default_cache_dir`, file :data:`CACHE_FILE`), so later runs do not
 hash it again until it changes. Writing that cache is best effort: a folder that cannot be
 written only costs a re-hash next time.
 """
@@ -22,7 +22,7 @@ import tempfile
 __all__ = ["BINARIZED_MNIST_SHA256", "CACHE_FILE", "ChecksumError", "known_sha256",
            "identify", "verify_file"]
 
-_dl = importlib.import_module("jvae.download")  # the module (jvae.data rebinds "download")
+_dl = importlib.import_module("jvae.data.fetch")  # the module (jvae.data rebinds "download")
 
 #: SHA-256 of the fixed binarised MNIST files (as listed in the data folder's SHA256SUMS).
 BINARIZED_MNIST_SHA256 = {
@@ -47,7 +47,7 @@ class ChecksumError(ValueError):
 
 def known_sha256() -> dict[str, dict[str, str]]:
     """The pinned digests, ``{dataset: {file name: sha256}}`` (read live from
-    :data:`jvae.download.SHA256`, plus :data:`BINARIZED_MNIST_SHA256`)."""
+    :data:`jvae.data.fetch.SHA256`, plus :data:`BINARIZED_MNIST_SHA256`)."""
     table = {name: dict(files) for name, files in _dl.SHA256.items()}
     table["binarized_mnist"] = dict(BINARIZED_MNIST_SHA256)
     return table
@@ -76,7 +76,7 @@ def verify_file(path: str | os.PathLike, name: str, *, where: str = "",
         name: its dataset, a key of :func:`known_sha256`.
         where: how the folder was found, for the error message (e.g. ``"data_dir"``).
         cache_dir: jvae cache folder holding the persistent cache; defaults to
-            :func:`jvae.download.default_cache_dir`.
+            :func:`jvae.data.fetch.default_cache_dir`.
 
     Raises:
         ChecksumError: (a ``ValueError``) one line naming the file, where it was found, the

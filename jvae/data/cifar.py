@@ -44,8 +44,8 @@ __all__ = ["ARCHIVE", "ARCHIVE_MD5", "BATCH_DIR", "BATCH_MD5", "TRAIN_BATCHES", 
            "read_image_pickle", "md5_file"]
 
 ARCHIVE = "cifar-10-python.tar.gz"
-#: MD5 of the official archive, as published on the CIFAR page (pinned in jvae.download.MD5).
-ARCHIVE_MD5 = importlib.import_module("jvae.download").MD5["cifar10"][ARCHIVE]
+#: MD5 of the official archive, as published on the CIFAR page (pinned in jvae.data.fetch.MD5).
+ARCHIVE_MD5 = importlib.import_module("jvae.data.fetch").MD5["cifar10"][ARCHIVE]
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -175,7 +175,7 @@ def load_cifar10(split: str, searched, *, cache_dir=None, download: bool = False
         split: ``"train"``, ``"validation"``, ``"train_full"`` or ``"test"``.
         searched: root folders, each looked at for ``<root>/cifar10/`` in the order of the
             module docstring's layouts.
-        cache_dir: the download cache (:func:`jvae.download.default_cache_dir`).
+        cache_dir: the download cache (:func:`jvae.data.fetch.default_cache_dir`).
         download: fetch the official archive into the cache when nothing is found, or when a
             file fails its MD5.
         validation_size: training images held out for ``"validation"``.
@@ -190,9 +190,9 @@ def load_cifar10(split: str, searched, *, cache_dir=None, download: bool = False
         ChecksumError: a file's MD5 is not the published one (and ``download=False``).
         ValueError: a corrupt file, or ``validation_size`` not below the training set size.
     """
-    from jvae.data import DataNotFoundError
+    from jvae.data.datasets import DataNotFoundError
 
-    _dl = importlib.import_module("jvae.download")
+    _dl = importlib.import_module("jvae.data.fetch")
     name = "cifar10"
     parts = TRAIN_BATCHES if split != "test" else (TEST_BATCH,)
     source = None

@@ -117,7 +117,7 @@ def _import_tfds():
 
 
 def _open(tfds, name: str, split: str, data_dir):
-    from jvae.data import DataNotFoundError
+    from jvae.data.datasets import DataNotFoundError
 
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)

@@ -65,7 +65,7 @@ def likelihood_support(model: Any) -> Support | None:
     """The support declared by a model's likelihood head, or ``None`` if it declares none.
 
     Args:
-        model: a :class:`~jvae.model.VAE` (anything with a ``likelihood`` attribute), or a
+        model: a :class:`~jvae.models.vae.VAE` (anything with a ``likelihood`` attribute), or a
             likelihood head itself.
 
     Returns:
@@ -90,7 +90,7 @@ def check_data(x: Any, *, model: Any = None, data_shape: Sequence[int] | None = 
 
     Args:
         x: the data, e.g. ``[N, 28, 28, 1]`` float32.
-        model: a :class:`~jvae.model.VAE`; supplies ``data_shape`` and the support of its
+        model: a :class:`~jvae.models.vae.VAE`; supplies ``data_shape`` and the support of its
             likelihood (:func:`likelihood_support`) unless they are given.
         data_shape: shape of one observation; ``None`` checks only for a leading batch axis.
         support: allowed values; ``None`` checks finiteness only.
@@ -293,3 +293,14 @@ def _first(x, kind: str, low: float, high: float) -> tuple[int, tuple[int, ...],
     bad = ~np.isfinite(a) if kind == "nonfinite" else (a < low) | (a > high)
     first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), a.shape))
     return int(bad.sum()), first, float(a[first])
+
+
+def _check_choice(what: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; valid choices: {', '.join(choices)}")
+
+
+def _check_positive(what: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                              or value <= 0):
+        raise ValueError(f"{what} must be a positive int or None, got {value!r}")

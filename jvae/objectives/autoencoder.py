@@ -18,8 +18,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jvae.autoencoder import is_autoencoder
-from jvae.model import VAE, training_apply
+from jvae.models.autoencoder import is_autoencoder
+from jvae.models.vae import VAE, training_apply
 
 __all__ = ["reconstruction_terms", "make_autoencoder_loss"]
 
@@ -35,7 +35,7 @@ def reconstruction_terms(model: VAE, params: Any, x: jax.Array, key: jax.Array |
       params: its parameters.
       x: ``[B, *data_shape]``.
       key: training mode: the model's dropout is on, with a stream derived from ``key``
-        (:func:`jvae.model.training_apply`); ``None`` (evaluation): no dropout.
+        (:func:`jvae.models.vae.training_apply`); ``None`` (evaluation): no dropout.
 
     Returns:
       ``(distortion [B], squared_error [B])``: ``-log p(x|z)`` (for Bernoulli: the BCE with
@@ -55,8 +55,8 @@ def make_autoencoder_loss(model: VAE) -> LossFn:
     """Build ``loss(params, key, x) -> (loss, aux)`` for a deterministic autoencoder.
 
     Args:
-      model: an autoencoder (:func:`jvae.autoencoder.make_autoencoder`, or any VAE whose
-        posterior is a :class:`~jvae.autoencoder.PointHead`).
+      model: an autoencoder (:func:`jvae.models.autoencoder.make_autoencoder`, or any VAE whose
+        posterior is a :class:`~jvae.models.autoencoder.PointHead`).
 
     Returns:
       A pure function; ``key`` only drives the model's dropout (without dropout the loss is
@@ -77,5 +77,4 @@ def make_autoencoder_loss(model: VAE) -> LossFn:
         loss = jnp.mean(distortion)
         return loss, {"loss": loss, "distortion": loss, "squared_error": jnp.mean(squared)}
 
-    loss_fn.model = model   # lets make_train_epoch check the data against the likelihood
     return loss_fn

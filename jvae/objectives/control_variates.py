@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jvae.nets import MLP
+from jvae.models.nets import MLP
 from jvae.objectives.base import EstimatorState
 
 __all__ = ["CVContext", "ControlVariate", "RunningMean", "RunningStd", "centred_reward",

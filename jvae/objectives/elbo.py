@@ -12,8 +12,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jvae.distributions import has_analytic_kl, kl_divergence, require_reparameterised
-from jvae.model import VAE, training_apply
+from jvae.models.distributions import has_analytic_kl, kl_divergence, require_reparameterised
+from jvae.models.vae import VAE, training_apply
 from jvae.objectives.base import check_bound_args
 
 __all__ = ["make_elbo_loss", "elbo_terms"]
@@ -35,7 +35,7 @@ def elbo_terms(model: VAE, params: Any, key: jax.Array, x: jax.Array, num_sample
         not reparameterisable (mixtures), whose sample gradient would be silently biased.
         Evaluation (no gradient) works with any posterior.
       train: training mode: the model's dropout is on, with its own stream derived from
-        ``key`` (:func:`jvae.model.training_apply`; the samples stay those of ``key``).
+        ``key`` (:func:`jvae.models.vae.training_apply`; the samples stay those of ``key``).
         ``False`` (evaluation): no dropout.
 
     Returns:
@@ -101,5 +101,4 @@ def make_elbo_loss(model: VAE, beta: float = 1.0, num_samples: int = 1,
         }
         return loss, aux
 
-    loss_fn.model = model   # lets make_train_epoch check the data against the likelihood
     return loss_fn

@@ -27,8 +27,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from jvae.distributions import require_reparameterised
-from jvae.model import VAE, training_apply
+from jvae.models.distributions import require_reparameterised
+from jvae.models.vae import VAE, training_apply
 from jvae.objectives.base import (EstimatorState, Objective, score_surrogate,
                                   value_and_surrogate)
 from jvae.objectives.control_variates import (CVContext, ControlVariate, chain, estimator_init,
@@ -48,7 +48,7 @@ def iwae_bound(log_w: jax.Array) -> jax.Array:
 def _log_weights(apply, gen_params, q_params, x, z):
     """``log p(x, z) - log q(z|x)`` ``[K, B]`` with the generative terms evaluated under
     ``gen_params`` and ``log q`` under ``q_params`` (either may be stopped); ``apply`` is the
-    loss's :func:`jvae.model.training_apply`, so the encoder's dropout mask is the one ``z``
+    loss's :func:`jvae.models.vae.training_apply`, so the encoder's dropout mask is the one ``z``
     was drawn with."""
     log_pxz = apply(gen_params, x, z, method=VAE.log_joint)
     log_q = apply(q_params, x, method=VAE.encode).log_prob(z)
@@ -121,7 +121,6 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
         }
         return value_and_surrogate(value, -jnp.mean(objective)), aux
 
-    loss_fn.model = model   # lets make_train_epoch check the data against the likelihood
     return loss_fn
 
 

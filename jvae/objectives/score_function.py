@@ -26,8 +26,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from jvae.distributions import has_analytic_kl, mixture_parts, sample_mixture
-from jvae.model import VAE, training_apply
+from jvae.models.distributions import has_analytic_kl, mixture_parts, sample_mixture
+from jvae.models.vae import VAE, training_apply
 from jvae.objectives.base import (EstimatorState, Objective, check_bound_args, score_surrogate,
                                   value_and_surrogate)
 from jvae.objectives.control_variates import CVContext, ControlVariate, chain, estimator_init
@@ -147,7 +147,7 @@ def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.
     exists for mixtures).
 
     The arguments are those of :func:`make_sfe_objective`; the posterior must be a
-    :class:`jvae.heads.MixtureGaussianHead`.
+    :class:`jvae.models.heads.MixtureGaussianHead`.
     """
     num_samples = check_bound_args(num_samples, beta)
     cv = _as_chain(control_variates)

@@ -164,68 +164,47 @@ def save_manifold(decode: Callable[[np.ndarray], np.ndarray], codes, path, *, nu
     return _palette(_save(fig, path))
 
 
-def save_latent_tsne(latents, labels, path, *, perplexity: float = 30.0, seed: int = 0,
-                     max_points: int = 2000, num_iters: int = 1000,
-                     title: str | None = None, legend_title: str = "label") -> Path:
-    """A t-SNE map (van der Maaten & Hinton, 2008) of latents of more than 2 dimensions,
-    coloured by label, so any run can show its latent space.
+def save_latent_tsne(embedding, labels, path, *, total: int | None = None,
+                     perplexity: float | None = None, title: str | None = None,
+                     legend_title: str = "label") -> Path:
+    """Draw a t-SNE map (van der Maaten & Hinton, 2008) of latents, coloured by label.
 
-    Uses :func:`jvae.embedding.tsne` (exact t-SNE in JAX, PCA initialisation; no scikit-learn).
-    t-SNE preserves neighbourhoods, not distances: cluster sizes and the gaps between
-    clusters carry no meaning.
+    The map is computed beforehand, e.g. by :func:`jvae.tsne_map` (which subsamples and
+    checks the latents): this module draws arrays and computes nothing. t-SNE preserves
+    neighbourhoods, not distances: cluster sizes and the gaps between clusters carry no
+    meaning, and the figure says so.
 
     Args:
-      latents: ``[N, D]`` with ``D > 2`` (posterior means, say). More than ``max_points``
-        points are subsampled (without replacement, by ``seed``): exact t-SNE costs
-        ``O(N^2)`` memory and time per iteration (1000 points: about 2 s on a CPU core).
+      embedding: ``[N, 2]`` map coordinates.
       labels: ``[N]`` integer class labels, or ``None``.
       path: output file.
-      perplexity: t-SNE's effective number of neighbours (below ``N - 1``).
-      seed: the subsample's seed (the map itself is deterministic).
-      max_points: the most points mapped.
-      num_iters: t-SNE iterations (the first 250 with early exaggeration).
-      title: axes title.
+      total: how many points the mapped ones were drawn from (shown as "N of total").
+      perplexity: the map's perplexity, shown in the note.
+      title: axes title (default: "t-SNE map").
       legend_title: title of the colour legend (``"component"`` for mixture components).
 
     Returns:
       The path written.
 
     Raises:
-      ValueError: ``latents`` is not ``[N, D]`` with ``D > 2`` and ``N - 1 > perplexity``,
-        or holds NaN/Inf.
+      ValueError: ``embedding`` is not a non-empty ``[N, 2]`` finite array.
     """
-    from jvae.embedding import tsne
-
-    x = np.asarray(latents, np.float64)
-    if x.ndim != 2 or x.shape[1] <= 2:
-        raise ValueError(f"save_latent_tsne maps latents of more than 2 dimensions [N, D > 2], "
-                         f"got shape {x.shape}; plot 2-D latents directly with "
-                         "save_code_scatter")
-    if not len(x) - 1 > perplexity:
-        raise ValueError(f"t-SNE needs more points ({len(x)}) than its perplexity ({perplexity}) "
-                         "plus one")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("latents contain NaN or Inf")
-    labels = _labels(labels, len(x))
-    total = len(x)
-    if total > max_points:
-        keep = np.sort(np.random.default_rng(seed).choice(total, int(max_points), replace=False))
-        x = x[keep]
-        labels = None if labels is None else labels[keep]
-    emb = np.asarray(tsne(x, perplexity=float(perplexity), num_iters=int(num_iters),
-                          max_points=len(x)).embedding)
+    emb = _points(embedding, "embedding", "save_latent_tsne",
+                  "compute the map with jvae.tsne_map(latents)")
+    labels = _labels(labels, len(emb))
     fig = _figure((6.6, 5.2))
     ax = fig.subplots()
-    for colour, _, sel in _groups(labels, len(x)):
+    for colour, _, sel in _groups(labels, len(emb)):
         ax.scatter(emb[sel, 0], emb[sel, 1], s=3, alpha=0.7, color=colour, linewidths=0)
     _legend(ax, labels, legend_title)
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
-    ax.set_title(title or f"t-SNE of {x.shape[1]}-D latents")
-    shown = f"{len(x)} points" + (f" of {total}" if total > len(x) else "")
-    ax.annotate(f"{shown}, perplexity {perplexity:g}; distances between clusters "
-                "are not meaningful", (0.0, -0.13), xycoords="axes fraction", fontsize=8,
-                color="0.3")
+    ax.set_title(title or "t-SNE map")
+    shown = f"{len(emb)} points" + (f" of {total}" if total and total > len(emb) else "")
+    if perplexity is not None:
+        shown += f", perplexity {perplexity:g}"
+    ax.annotate(f"{shown}; distances between clusters are not meaningful", (0.0, -0.13),
+                xycoords="axes fraction", fontsize=8, color="0.3")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

@@ -134,39 +134,33 @@ def save_prior_pairs(z, components, path, *, num_coords: int = 4, max_points: in
     return _save(fig, path)
 
 
-def save_prior_tsne(z, components, path, *, num_points: int = 1000, perplexity: float = 30.0,
-                    num_iters: int = 1000, seed: int = 0, title: str | None = None) -> Path:
-    """A t-SNE map of prior samples coloured by mixture component
-    (:func:`jvae.plotting.save_latent_tsne`, exact t-SNE of :func:`jvae.embedding.tsne`).
+def save_prior_tsne(embedding, components, path, *, total: int | None = None,
+                    perplexity: float | None = None, title: str | None = None) -> Path:
+    """Draw a t-SNE map of prior samples coloured by mixture component (computed beforehand,
+    e.g. ``jvae.tsne_map(z, components, max_points=1000)``; see :func:`save_latent_tsne`).
 
     Well-separated components show as separate islands; t-SNE keeps neighbourhoods, not
     distances, so the sizes of the islands and the gaps between them mean nothing.
 
     Args:
-      z: ``[N, D]`` prior samples, ``D > 2`` (plot 2-D samples with
-        :func:`save_prior_pairs`).
+      embedding: ``[N, 2]`` map coordinates of prior samples.
       components: ``[N]`` integer component of each sample.
       path: output file.
-      num_points: the most points mapped (a subsample by ``seed``); 1000 take a few seconds
-        on a CPU core, the cost grows as the square.
-      perplexity: t-SNE's effective number of neighbours (below the number of points - 1).
-      num_iters: t-SNE iterations.
-      seed: the subsample's seed.
+      total: how many samples the mapped ones were drawn from.
+      perplexity: the map's perplexity, shown in the note.
       title: axes title.
 
     Returns:
       The path written.
 
     Raises:
-      ValueError: bad ``z``/``components``, ``D <= 2``, or too few points for the perplexity.
+      ValueError: no components (the prior is not a mixture), or bad shapes.
     """
-    z, components = _samples(z, components, "save_prior_tsne")
-    num_points = _positive("num_points", num_points)
-    return save_latent_tsne(z, components, path, perplexity=perplexity, seed=seed,
-                            max_points=num_points, num_iters=num_iters,
+    embedding, components = _samples(embedding, components, "save_prior_tsne")
+    return save_latent_tsne(embedding, components, path, total=total, perplexity=perplexity,
                             legend_title="component",
-                            title=title or f"t-SNE of {z.shape[1]}-D prior samples, "
-                                           "coloured by mixture component")
+                            title=title or "t-SNE of the prior samples, coloured by mixture "
+                                           "component")
 
 
 # ------------------------------------------------------------------------------------ helpers

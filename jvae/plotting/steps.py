@@ -3,7 +3,7 @@
 The DPM2 notebook's two figures of a training log: the training ELBO, distortion D, rate R
 (and the control variate's loss when there is one) of every optimiser step, and the dev
 ELBO, D, R and importance-sampled log-likelihood L at the assessment points. The records are
-those of ``steps.jsonl`` and ``dev.jsonl`` (:mod:`jvae.steplog`): one dict per line with a
+those of ``steps.jsonl`` and ``dev.jsonl`` (:mod:`jvae.runs.steplog`): one dict per line with a
 ``"step"`` and ``"train/..."`` or ``"dev/..."`` values (scalars, or lists over seeds, which are
 averaged). The per-epoch figure is :func:`jvae.plotting.save_curves`; both share its helpers.
 """
@@ -19,7 +19,7 @@ from jvae.plotting.curves import (_check_records, _curve_stats, _finish, _panel_
 
 __all__ = ["DEFAULT_STEP_KEYS", "DEFAULT_DEV_KEYS", "save_step_curves", "save_dev_curves"]
 
-# jvae's names (jvae.objectives aux, prefixed by jvae.steplog); "train/cv_loss" is the
+# jvae's names (jvae.objectives aux, prefixed by jvae.runs.steplog); "train/cv_loss" is the
 # notebook's name of the control-variate loss, kept for logs written in its style.
 DEFAULT_STEP_KEYS = ("train/elbo", "train/distortion", "train/rate", "train/cv/baseline_loss",
                      "train/cv_loss")

@@ -7,6 +7,8 @@ variate or IWAE-family estimator can be checked the same way:
   a jvae ``VAE`` with exact ``log p(x)``, posterior, ELBO and ELBO gradient for any Gaussian
   ``q``; the same decoder with a mixture posterior and a low-variance reference gradient;
 * :func:`gradient_draws`: ``[n, P]`` independent gradient draws, jitted, vmapped, chunked;
+* :func:`gradient_moments`: their mean and variance without keeping them (:class:`Moments`
+  per chunk, combined by :func:`combine_moments`), for many draws of a large network;
 * checks returning reports that work as assertions: :func:`check_unbiased`,
   :func:`variance_ratio`, :func:`snr`, :func:`check_bound_ordering`;
 * :func:`estimator_report`: bias, variance, SNR and cost against the reparameterised
@@ -19,6 +21,7 @@ from jvae.testing.checks import (OrderingReport, SNRReport, UnbiasedReport, Vari
                                  check_bound_ordering, check_unbiased, snr, total_variance,
                                  variance_ratio)
 from jvae.testing.draws import DEFAULT_CHUNK_BYTES, gradient_draws, make_gradient_sampler, param_mask
+from jvae.testing.moments import Moments, combine_moments, gradient_moments, moments_of
 from jvae.testing.references import (MixtureReference, PPCAReference, enumerated_mixture_gradient,
                                      exact_elbo, exact_elbo_gradient, gaussian_elbo,
                                      mixture_reference, ppca_reference)
@@ -28,6 +31,7 @@ __all__ = [
     "PPCAReference", "ppca_reference", "exact_elbo", "exact_elbo_gradient", "gaussian_elbo",
     "MixtureReference", "mixture_reference", "enumerated_mixture_gradient",
     "gradient_draws", "make_gradient_sampler", "param_mask", "DEFAULT_CHUNK_BYTES",
+    "Moments", "moments_of", "combine_moments", "gradient_moments",
     "UnbiasedReport", "VarianceReport", "SNRReport", "OrderingReport", "check_unbiased",
     "variance_ratio", "snr", "check_bound_ordering", "total_variance",
     "EstimatorReport", "estimator_report", "report_table",

@@ -129,7 +129,7 @@ def param_mask(params: Any, *names: str) -> np.ndarray:
     """``[P]`` booleans over the flattened parameters: True where the path contains a name.
 
     ``param_mask(params, "posterior", "encoder")`` selects the inference network of a
-    :class:`~jvae.model.VAE` (the layout of :func:`gradient_draws`' columns).
+    :class:`~jvae.models.vae.VAE` (the layout of :func:`gradient_draws`' columns).
     """
     if not names:
         raise ValueError("param_mask needs at least one module name, e.g. 'posterior'.")

@@ -1,6 +1,6 @@
 """Reference models with exact answers, for testing gradient estimators.
 
-Probabilistic PCA (Tipping & Bishop, 1999) as a jvae :class:`~jvae.model.VAE`:
+Probabilistic PCA (Tipping & Bishop, 1999) as a jvae :class:`~jvae.models.vae.VAE`:
 
     p(z) = N(0, I_k),   p(x|z) = N(W z + mu, sigma2 I_D),   q(z|x) = N(m(x), S(x)),
 
@@ -151,10 +151,10 @@ def ppca_reference(data_dim: int = 5, latent_dim: int = 2, *, sigma: float = 0.5
     Returns:
       A :class:`PPCAReference`.
     """
-    from jvae.heads import DiagGaussianHead, GaussianHead
-    from jvae.model import VAE, init_params
-    from jvae.nets import MLP
-    from jvae.priors import StandardNormalPrior
+    from jvae.models.heads import DiagGaussianHead, GaussianHead
+    from jvae.models.vae import VAE, init_params
+    from jvae.models.nets import MLP
+    from jvae.models.priors import StandardNormalPrior
 
     d, k = int(data_dim), int(latent_dim)
     if not (d >= 2 and 1 <= k <= d):
@@ -221,7 +221,7 @@ def exact_elbo(model: Any, params: Any, x: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _exact_elbo(model, params, x):
-    from jvae.model import VAE
+    from jvae.models.vae import VAE
 
     q = model.apply(params, x, method=VAE.encode)
     mean, cov = _gaussian_moments(q)
@@ -255,7 +255,7 @@ def exact_elbo_gradient(model: Any, params: Any, x: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _exact_elbo_gradient(model, params, x):
-    from jvae.model import VAE
+    from jvae.models.vae import VAE
 
     def moments(p):
         mean, cov = _gaussian_moments(model.apply(p, x, method=VAE.encode))
@@ -306,10 +306,10 @@ def mixture_reference(reference: PPCAReference, key: jax.Array, x: jax.Array, *,
     Returns:
       A :class:`MixtureReference`; :func:`enumerated_mixture_gradient` gives its gradient.
     """
-    from jvae.heads import GaussianHead, MixtureGaussianHead
-    from jvae.model import VAE, init_params
-    from jvae.nets import MLP
-    from jvae.priors import StandardNormalPrior
+    from jvae.models.heads import GaussianHead, MixtureGaussianHead
+    from jvae.models.vae import VAE, init_params
+    from jvae.models.nets import MLP
+    from jvae.models.priors import StandardNormalPrior
 
     if int(components) < 2:
         raise ValueError(f"components must be >= 2, got {components!r}.")
@@ -339,7 +339,7 @@ def enumerated_mixture_gradient(model: Any, params: Any, x: jax.Array, key: jax.
     over ``chunks * per_chunk`` draws of ``eps``; the chunk means give the standard error.
 
     Args:
-      model: a VAE with a :class:`jvae.heads.MixtureGaussianHead` posterior.
+      model: a VAE with a :class:`jvae.models.heads.MixtureGaussianHead` posterior.
       params: its variables.
       x: ``[B, D]``.
       key: key of the ``eps`` draws.
@@ -349,8 +349,8 @@ def enumerated_mixture_gradient(model: Any, params: Any, x: jax.Array, key: jax.
     Returns:
       ``(mean [P], standard_error [P])`` of the loss's gradient (``-mean_B ELBO``), float64.
     """
-    from jvae.distributions import mixture_parts
-    from jvae.model import VAE
+    from jvae.models.distributions import mixture_parts
+    from jvae.models.vae import VAE
 
     latent = int(model.posterior.latent_dim)
 

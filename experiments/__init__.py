@@ -1,0 +1,1 @@
+"""Reproductions and benchmarks, one script each: ``python -m experiments.NAME``."""

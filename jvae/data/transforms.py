@@ -1,0 +1,94 @@
+"""Array transforms of image data: static and dynamic binarisation, centring to [-1, 1] and
+back, antialiased resizing."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["binarize_static", "binarize_dynamic", "centre", "uncentre", "resize_images"]
+
+_RESIZE_CHUNK = 2048  # images per chunk in resize_images; bounds temporary memory
+
+
+def binarize_static(x, threshold: float = 0.5) -> np.ndarray:
+    """Fixed binarisation ``x > threshold``.
+
+    Args:
+        x: grey levels, any shape.
+        threshold: cut-off.
+
+    Returns:
+        float32 array of 0/1 with the shape of ``x``.
+    """
+    return (np.asarray(x) > threshold).astype(np.float32)
+
+
+@jax.jit
+def binarize_dynamic(key: jax.Array, x) -> jax.Array:
+    """Dynamic binarisation: a fresh ``Bernoulli(x)`` draw per pixel (jittable).
+
+    Used once per epoch (or step) in training, as in the IWAE paper (Burda et al., 2016).
+    Compiled with ``jax.jit`` (and traceable inside other jitted code).
+
+    Args:
+        key: ``jax.random`` key; the same key gives the same draw.
+        x: probabilities in ``[0, 1]``, any shape.
+
+    Returns:
+        float32 array of 0/1 with the shape of ``x``.
+    """
+    return jax.random.bernoulli(key, x).astype(jnp.float32)
+
+
+def centre(x):
+    """Maps values in ``[0, 1]`` to ``[-1, 1]``: ``2 x - 1`` (Homework 2's "we center the data,
+    because it helps the model to fit"; ``config.dataset.centre``). Works on numpy and JAX
+    arrays; float32 in, float32 out."""
+    return x * 2.0 - 1.0
+
+
+def uncentre(x):
+    """The inverse of :func:`centre`, ``(x + 1) / 2``: centred data or model outputs back to
+    ``[0, 1]`` for display (the homework's ``* 0.5 + 0.5``)."""
+    return (x + 1.0) * 0.5
+
+
+def resize_images(x, size: int) -> np.ndarray:
+    """Resizes images with antialiased bilinear interpolation.
+
+    Matches ``torchvision.transforms.Resize(size)`` on square PIL images (PIL's bilinear
+    filter with half-pixel centres; its support widens when downsampling), without PIL's
+    rounding to uint8. Runs as two matrix products per chunk of images, so memory stays
+    bounded by the output plus one chunk.
+
+    Args:
+        x: ``[N, H, W, C]`` images.
+        size: output side length ``S > 0``.
+
+    Returns:
+        float32 ``[N, S, S, C]``.
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"resize_images expects [N, H, W, C] images, got shape {x.shape}")
+    wh, ww = _resize_weights(x.shape[1], size), _resize_weights(x.shape[2], size)
+    out = np.empty((x.shape[0], size, size, x.shape[3]), np.float32)
+    for start in range(0, x.shape[0], _RESIZE_CHUNK):  # loop over chunks, not examples
+        chunk = x[start:start + _RESIZE_CHUNK].astype(np.float32)
+        rows = np.einsum("oh,nhwc->nowc", wh, chunk, optimize=True)
+        out[start:start + _RESIZE_CHUNK] = np.einsum("pw,nowc->nopc", ww, rows, optimize=True)
+    return out
+
+
+def _resize_weights(n_in: int, n_out: int) -> np.ndarray:
+    """Interpolation matrix ``[n_out, n_in]`` of PIL's antialiased bilinear (triangle) filter."""
+    scale = n_in / n_out
+    support = max(scale, 1.0)  # the triangle widens by the downsampling factor
+    centre = (np.arange(n_out) + 0.5) * scale  # output pixel centres in input coordinates
+    dist = (np.arange(n_in) + 0.5)[None, :] - centre[:, None]
+    w = np.clip(1.0 - np.abs(dist) / support, 0.0, None)
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,250 @@
+"""Heads: map network features to distrax distributions.
+
+Likelihood heads give ``p(x|z)`` over an observation of shape ``event_shape`` (e.g.
+``(28, 28, 1)``); the posterior head gives ``q(z|x)`` over ``R^D``. Every head accepts any
+number of leading batch/sample axes.
+
+With ``project=True`` (MLP decoders) a head owns its output layer: a dense map from the
+features ``[..., F]`` to all distribution parameters. With ``project=False`` (convolutional
+decoders) the features already are the parameter maps ``[..., H, W, C * num_params]``.
+
+Every head with dense output layers takes a ``dropout_rate``: dropout of the features before
+each of them (the DPM2 notebook's ``nn.Dropout(p_drop)`` before every ``nn.Linear``, one mask
+per layer), active only when ``apply`` gets a ``"dropout"`` stream (:func:`jvae.models.nets.dropout`).
+
+Every likelihood head class declares the ``support`` of its observations (a
+:class:`jvae.data.Support`): :data:`~jvae.data.UNIT_INTERVAL` for Bernoulli and
+ContinuousBernoulli, :data:`~jvae.data.REAL` for Gaussian. The data checks of the entry
+points (:func:`jvae.data.check_data`) follow it, so data outside the support is refused
+before training or evaluation; a head of your own may declare one the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jvae.models import distributions as dists
+from jvae.data.validate import REAL, UNIT_INTERVAL
+from jvae.models.nets import dense, dropout
+
+__all__ = [
+    "BernoulliHead",
+    "ContinuousBernoulliHead",
+    "GaussianHead",
+    "DiagGaussianHead",
+    "MixtureGaussianHead",
+    "positive_scale",
+]
+
+
+def positive_scale(raw: jax.Array, kind: str = "softplus", min_scale: float = 1e-5) -> jax.Array:
+    """Numerically safe positive scale from an unconstrained network output.
+
+    ``kind="softplus"``: ``softplus(raw) + min_scale``. ``kind="exp"``: ``raw`` is a
+    log-variance (as in the PyTorch-examples VAE), ``exp(0.5 * raw) + min_scale``, with
+    ``raw`` clipped to ``[-30, 30]`` so that neither underflow nor overflow can occur.
+    ``kind="log_std"``: ``raw`` is a log standard deviation (the lecture's ``torch.exp`` of
+    the encoder's scale output), ``exp(raw) + min_scale`` with ``raw`` clipped to ``[-15, 15]``.
+    """
+    if kind == "softplus":
+        return jax.nn.softplus(raw) + min_scale
+    if kind == "exp":
+        return jnp.exp(0.5 * jnp.clip(raw, -30.0, 30.0)) + min_scale
+    if kind == "log_std":
+        return jnp.exp(jnp.clip(raw, -15.0, 15.0)) + min_scale
+    raise ValueError(f"Unknown scale parameterisation {kind!r}; expected 'softplus', 'exp' or "
+                     "'log_std'.")
+
+
+class _LikelihoodHead(nn.Module):
+    """Shared parameter extraction: features -> ``[..., *event_shape, num_params]``.
+
+    Subclasses set the class attribute ``support`` (values an observation may take; ``None``
+    means undeclared, and then only finiteness is checked).
+    """
+
+    event_shape: Sequence[int]
+    project: bool = True
+    weight_init: str = "lecun"
+    dropout_rate: float = 0.0        # before the output layer (project=True only)
+
+    num_params = 1
+    support = None  # a Support; a class attribute, not a dataclass field
+
+    def _params(self, h: jax.Array) -> jax.Array:
+        event = tuple(int(s) for s in self.event_shape)
+        if any(s <= 0 for s in event):
+            raise ValueError(f"event_shape must be positive, got {event}.")
+        k = self.num_params
+        if self.project:
+            h = dropout(self, h, self.dropout_rate, name="dropout_out")
+            h = dense(math.prod(event) * k, h.shape[-1], self.weight_init, name="out")(h)
+            return h.reshape(h.shape[:-1] + event + (k,))
+        expected = event[:-1] + (event[-1] * k,)
+        if h.shape[h.ndim - len(event):] != expected:
+            raise ValueError(
+                f"{type(self).__name__}(project=False) expects features ending in {expected}, "
+                f"got shape {h.shape}.")
+        return h.reshape(h.shape[: h.ndim - len(event)] + event + (k,))
+
+
+class BernoulliHead(_LikelihoodHead):
+    """``p(x|z) = prod_i Bernoulli(x_i | sigmoid(logit_i))`` (binary or grey-level data).
+
+    Support: ``[0, 1]`` (grey levels are read as probabilities of a pixel being on).
+    """
+
+    support = UNIT_INTERVAL
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distrax.Distribution:
+        logits = self._params(h)[..., 0]
+        return dists.bernoulli(logits, len(self.event_shape))
+
+
+class ContinuousBernoulliHead(_LikelihoodHead):
+    """``p(x|z) = prod_i CB(x_i | lambda_i)`` for grey levels in [0, 1] (TFP's JAX version).
+
+    Support: ``[0, 1]``.
+    """
+
+    support = UNIT_INTERVAL
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distrax.Distribution:
+        logits = self._params(h)[..., 0]
+        return dists.continuous_bernoulli(logits, len(self.event_shape))
+
+
+class GaussianHead(_LikelihoodHead):
+    """``p(x|z) = prod_i N(x_i | mu_i, sigma_i^2)``.
+
+    Attributes:
+      scale: ``"fixed"`` (``sigma = fixed_scale``), ``"learned"`` (one trainable scale per
+        observed dimension, shared by all z), ``"learned_shared"`` (one trainable scalar
+        scale for every dimension, the isotropic noise of probabilistic PCA and of Lucas et
+        al.'s (2019) linear VAE) or ``"predicted"`` (the network outputs a scale per
+        dimension, as the homework's 2-D VAE does).
+      fixed_scale: the scale for ``"fixed"`` and the initial scale for ``"learned"`` and
+        ``"learned_shared"``.
+      min_scale: floor added to learned/predicted scales.
+
+    Support: any finite value.
+    """
+
+    support = REAL
+    scale: str = "predicted"
+    fixed_scale: float = 1.0
+    min_scale: float = 1e-3
+
+    @property
+    def num_params(self) -> int:  # type: ignore[override]
+        return 2 if self.scale == "predicted" else 1
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distrax.Distribution:
+        if self.scale not in ("fixed", "learned", "learned_shared", "predicted"):
+            raise ValueError(
+                f"Unknown Gaussian scale mode {self.scale!r}; expected 'fixed', 'learned', "
+                "'learned_shared' or 'predicted'.")
+        if self.fixed_scale <= 0:
+            raise ValueError(f"fixed_scale must be positive, got {self.fixed_scale}.")
+        p = self._params(h)
+        loc = p[..., 0]
+        event = tuple(int(s) for s in self.event_shape)
+        if self.scale == "predicted":
+            scale = positive_scale(p[..., 1], "softplus", self.min_scale)
+        elif self.scale in ("learned", "learned_shared"):
+            init = float(np.log(np.expm1(max(self.fixed_scale - self.min_scale, 1e-6))))
+            shape = event if self.scale == "learned" else ()
+            raw = self.param("raw_scale", nn.initializers.constant(init), shape)
+            scale = jnp.broadcast_to(positive_scale(raw, "softplus", self.min_scale), loc.shape)
+        else:
+            scale = jnp.full(loc.shape, self.fixed_scale, loc.dtype)
+        return dists.gaussian(loc, scale, len(event))
+
+
+class DiagGaussianHead(nn.Module):
+    """``q(z|x) = N(mu(h), diag(sigma(h)^2))`` from encoder features ``[..., F]``.
+
+    Attributes:
+      latent_dim: D.
+      scale: ``"softplus"`` (DPM2 notebook), ``"exp"`` (log-variance output, PyTorch
+        example) or ``"log_std"`` (log-standard-deviation output, the lecture's VAE); see
+        :func:`positive_scale`.
+      min_scale: floor added to the scale.
+      weight_init: initialisation scheme of the output layer (see :func:`jvae.models.nets.dense`).
+      dropout_rate: dropout of ``h`` before each of the two output layers (own masks).
+    """
+
+    latent_dim: int
+    scale: str = "softplus"
+    min_scale: float = 1e-5
+    weight_init: str = "lecun"
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distrax.Distribution:
+        if int(self.latent_dim) <= 0:
+            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}.")
+        d, fan_in = int(self.latent_dim), h.shape[-1]
+        loc = dense(d, fan_in, self.weight_init, name="loc")(
+            dropout(self, h, self.dropout_rate, name="dropout_loc"))
+        raw = dense(d, fan_in, self.weight_init, name="raw_scale")(
+            dropout(self, h, self.dropout_rate, name="dropout_raw_scale"))
+        return dists.diag_gaussian(loc, positive_scale(raw, self.scale, self.min_scale))
+
+
+class MixtureGaussianHead(nn.Module):
+    """``q(z|x) = sum_c w_c(h) N(mu_c(h), diag(sigma_c(h)^2))``: a mixture of ``C`` diagonal
+    Gaussians from encoder features ``[..., F]`` (the DPM2 notebook's MoG posterior).
+
+    Not reparameterisable as a whole (the component choice is discrete): train it with the
+    score-function (``"sfe"``) or the mixture (``"mixture"``) estimator, not the
+    reparameterised ELBO. The component means start apart (the ``loc`` layer's bias is drawn
+    from ``N(0, init_spread^2)``) so the components do not collapse onto one another.
+
+    Attributes:
+      latent_dim: D.
+      num_components: C.
+      scale: ``"softplus"`` or ``"exp"``, see :func:`positive_scale`.
+      min_scale: floor added to every scale.
+      init_spread: standard deviation of the initial component-mean offsets.
+      weight_init: initialisation scheme of the output layers.
+      dropout_rate: dropout of ``h`` before each of the three output layers (own masks).
+    """
+
+    latent_dim: int
+    num_components: int = 2
+    scale: str = "softplus"
+    min_scale: float = 1e-5
+    init_spread: float = 1.0
+    weight_init: str = "lecun"
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distrax.Distribution:
+        d, c = int(self.latent_dim), int(self.num_components)
+        if d <= 0 or c <= 0:
+            raise ValueError(f"latent_dim and num_components must be positive integers, got "
+                             f"{self.latent_dim!r} and {self.num_components!r}.")
+        fan_in = h.shape[-1]
+        lead = h.shape[:-1]
+        def drop(name):
+            return dropout(self, h, self.dropout_rate, name=f"dropout_{name}")
+
+        loc = dense(c * d, fan_in, self.weight_init, name="loc")(drop("loc"))
+        loc = loc.reshape(*lead, c, d)
+        offset = self.param("loc_offset", nn.initializers.normal(self.init_spread), (c, d))
+        raw = dense(c * d, fan_in, self.weight_init, name="raw_scale")(drop("raw_scale"))
+        raw = raw.reshape(*lead, c, d)
+        logits = dense(c, fan_in, self.weight_init, name="logits")(drop("logits"))
+        return dists.mixture_diag_gaussian(logits, loc + offset,
+                                           positive_scale(raw, self.scale, self.min_scale))

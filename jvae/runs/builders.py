@@ -1,0 +1,263 @@
+"""From an ``ml_collections`` config to the objects of a run: data, model, loss, optimiser,
+and the values of a sweep. The config is checked first (:mod:`jvae.runs.schema`)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jvae import data as jdata
+from jvae.models.autoencoder import PointHead, is_autoencoder
+from jvae.models.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead,
+                        MixtureGaussianHead)
+from jvae.models.vae import VAE
+from jvae.models.conv import CONV_IMPLS
+from jvae.models.nets import (CONV_PRESETS, INITS, MLP, ConvDecoder, ConvEncoder, check_dropout_rate,
+                       conv_preset)
+from jvae.objectives.autoencoder import make_autoencoder_loss
+from jvae.objectives.control_variates import CONTROL_VARIATES, make_control_variate
+from jvae.objectives.elbo import make_elbo_loss
+from jvae.objectives.iwae import IWAE_ESTIMATORS, make_iwae_loss, make_vimco_objective
+from jvae.objectives.score_function import make_mixture_objective, make_sfe_objective
+from jvae.models.flows import FLOW_POSTERIORS, CouplingFlowHead, IAFHead, PlanarFlowHead
+from jvae.models.priors import MixturePrior, StandardNormalPrior, VampPrior
+from jvae.training import make_optimizer
+from jvae.runs.schema import LIKELIHOOD_SUPPORT, SYNTHETIC, _choice, _integer, _positive
+
+__all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimizer",
+           "iwae_schedule", "iwae_epochs", "split_dev"]
+
+class Datasets(NamedTuple):
+    """Training and evaluation arrays (float32, ``[N, *data_shape]``), the evaluation labels
+    (or None) and the dev split held out of the training data (``config.dataset.dev_size``;
+    None without one)."""
+
+    train: np.ndarray
+    eval: np.ndarray
+    eval_labels: np.ndarray | None
+    dev: np.ndarray | None = None
+
+
+def load_data(config: ml_collections.ConfigDict) -> Datasets:
+    """Load the training and evaluation splits named by ``config.dataset``.
+
+    Static binarisation and resizing happen here, once. With ``binarize="dynamic"`` the
+    training data stays grey (a fresh binarisation is drawn per step inside the epoch) and the
+    evaluation data is binarised once with a fixed key, so every evaluation sees the same set.
+    Local files are checked against their pinned SHA-256 on first use unless
+    ``config.dataset.verify_checksums`` is false (see :func:`jvae.data.load_split`).
+    With ``config.dataset.centre`` the images are mapped from [0, 1] to [-1, 1] (Homework 2's
+    ``x * 2 - 1``). Both splits are then checked against the support of
+    ``config.model.likelihood`` (:data:`LIKELIHOOD_SUPPORT`: [0, 1] for Bernoulli and
+    ContinuousBernoulli, any finite value for Gaussian).
+    """
+    ds = config.dataset
+    if ds.name == "gaussian2d":
+        train, test = jdata.gaussian2d(ds.mode, count=int(ds.count), seed=int(ds.data_seed))
+        train = train[: ds.limit_train or None]
+        test = test[: ds.limit_eval or None]
+        train, dev = split_dev(train, int(ds.dev_size), int(ds.dev_seed))
+        return Datasets(train, test, None, dev)
+    common = dict(data_dir=ds.data_dir or None, binarize=ds.binarize, threshold=ds.threshold,
+                  resize=ds.resize or None, download=ds.download,
+                  validation_size=int(ds.validation_size),
+                  verify=bool(ds.get("verify_checksums", True)),
+                  tfds_image_key=ds.get("tfds_image_key", "image"))
+    train = jdata.load_dataset(ds.name, ds.train_split, limit=ds.limit_train or None, **common)
+    evals = jdata.load_dataset(ds.name, ds.eval_split, limit=ds.limit_eval or None, **common)
+    labels = None
+    if ds.name != "binarized_mnist":
+        split = jdata.load_split(ds.name, ds.eval_split, data_dir=common["data_dir"],
+                                 download=ds.download, validation_size=common["validation_size"],
+                                 verify=common["verify"], tfds_image_key=common["tfds_image_key"],
+                                 limit=ds.limit_eval or None if jdata.is_tfds_name(ds.name)
+                                 else None)
+        labels = None if split.labels is None else split.labels[: len(evals)]
+    if ds.binarize == "dynamic":
+        draws = np.random.default_rng(int(ds.data_seed)).random(evals.shape, np.float32)
+        evals = (draws < evals).astype(np.float32)
+    for name, arr in (("training data", train), ("evaluation data", evals)):
+        jdata.validate_images(arr, name, check_range=True)      # the readers give [0, 1]
+    if ds.get("centre", False):                                  # Homework 2: 2x - 1
+        train, evals = jdata.centre(np.asarray(train)), jdata.centre(np.asarray(evals))
+    support = LIKELIHOOD_SUPPORT.get(config.model.likelihood)
+    for name, arr in (("training data", train), ("evaluation data", evals)):
+        jdata.validate_images(arr, name, support=support,
+                              source=f"the {config.model.likelihood} likelihood")
+    train, dev = split_dev(np.asarray(train, np.float32), int(ds.dev_size), int(ds.dev_seed))
+    return Datasets(train, np.asarray(evals, np.float32), labels, dev)
+
+
+def split_dev(train: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(rest, dev)``: ``size`` training examples drawn at random without replacement
+    (``numpy.random.default_rng(seed)``) as the dev split, the others (in their original
+    order) to train on, as the DPM2 notebook's ``random_split`` of Fashion-MNIST into 59000
+    and 1000. ``size = 0``: ``(train, None)``. Raises ``ValueError`` when fewer than one
+    training example would be left."""
+    if size == 0:
+        return train, None
+    if not 0 < size < len(train):
+        raise ValueError(f"config.dataset.dev_size {size} must be smaller than the training "
+                         f"set ({len(train)} examples), leaving some to train on.")
+    held = np.zeros(len(train), bool)
+    held[np.random.default_rng(seed).choice(len(train), size, replace=False)] = True
+    return train[~held], train[held]
+
+
+def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
+    """Build the VAE described by ``config.model`` for observations of ``data_shape``; with
+    ``config.model.kind = "autoencoder"`` its posterior is a :class:`~jvae.models.autoencoder.PointHead`
+    (a deterministic autoencoder)."""
+    m = config.model
+    data_shape = tuple(int(s) for s in data_shape)
+    latent = int(config.latent_dim)
+    image = len(data_shape) == 3
+    if (m.encoder == "conv" or m.decoder == "conv") and not image:
+        raise ValueError(f"Convolutional networks need [H, W, C] images, not {data_shape}.")
+
+    if m.prior == "standard":
+        prior = StandardNormalPrior(latent)
+    elif m.prior == "vamp":
+        unit = LIKELIHOOD_SUPPORT[m.likelihood] == jdata.UNIT_INTERVAL
+        prior = VampPrior(data_shape, int(m.prior_components), init_mean=0.05 if unit else 0.0,
+                          clip=(0.0, 1.0) if unit else None)
+    else:
+        prior = MixturePrior(latent, int(m.prior_components))
+
+    conv_impl = m.get("conv_impl", "auto")
+    # Dropout before every dense layer (the DPM2 notebook's p_drop): the encoder's rate in
+    # the encoder and the posterior head, the decoder's in the decoder and likelihood head.
+    enc_drop = check_dropout_rate(m.get("encoder_dropout", 0.0), "config.model.encoder_dropout")
+    dec_drop = check_dropout_rate(m.get("decoder_dropout", 0.0), "config.model.decoder_dropout")
+    if m.get("conv_preset", ""):           # a named architecture replaces the conv_* widths
+        enc_kw, dec_kw = conv_preset(m.conv_preset, data_shape[:2])
+    else:
+        enc_kw = dict(features=tuple(m.conv_encoder_features), out_dim=m.conv_encoder_out or None)
+        dec_kw = dict(features=tuple(m.conv_decoder_features))
+    if m.encoder == "mlp":
+        encoder = MLP(tuple(m.encoder_hidden), m.activation, in_event_ndims=len(data_shape),
+                      weight_init=m.init, dropout_rate=enc_drop)
+    else:
+        encoder = ConvEncoder(**enc_kw, impl=conv_impl, dropout_rate=enc_drop)
+    if m.kind == "autoencoder":
+        posterior = PointHead(latent, weight_init=m.init)
+    elif m.posterior == "mixture":
+        posterior = MixtureGaussianHead(latent, int(m.posterior_components),
+                                        scale=m.posterior_scale, weight_init=m.init,
+                                        dropout_rate=enc_drop)
+    elif m.posterior in FLOW_POSTERIORS:
+        flow = dict(num_layers=int(m.flow_layers), scale=m.posterior_scale, weight_init=m.init,
+                    dropout_rate=enc_drop)
+        if m.posterior == "planar":
+            posterior = PlanarFlowHead(latent, **flow)
+        elif m.posterior == "iaf":
+            posterior = IAFHead(latent, hidden=(int(m.flow_hidden),), **flow)
+        else:
+            posterior = CouplingFlowHead(latent, hidden=int(m.flow_hidden), **flow)
+    else:
+        posterior = DiagGaussianHead(latent, scale=m.posterior_scale, weight_init=m.init,
+                                     dropout_rate=enc_drop)
+
+    if m.likelihood == "gaussian":
+        likelihood = GaussianHead(data_shape, project=m.decoder == "mlp",
+                                  scale=m.gaussian_scale, fixed_scale=m.fixed_scale,
+                                  weight_init=m.init, dropout_rate=dec_drop)
+        params_per_pixel = 2 if m.gaussian_scale == "predicted" else 1
+    else:
+        head = BernoulliHead if m.likelihood == "bernoulli" else ContinuousBernoulliHead
+        likelihood = head(data_shape, project=m.decoder == "mlp", weight_init=m.init,
+                          dropout_rate=dec_drop)
+        params_per_pixel = 1
+    if m.decoder == "mlp":
+        decoder = MLP(tuple(m.decoder_hidden), m.activation, weight_init=m.init,
+                      dropout_rate=dec_drop)
+    else:
+        decoder = ConvDecoder(data_shape[:2], data_shape[2] * params_per_pixel, **dec_kw,
+                              impl=conv_impl, dropout_rate=dec_drop)
+    return VAE(data_shape, prior, encoder, posterior, decoder, likelihood)
+
+
+def build_loss(config: ml_collections.ConfigDict, model: VAE, beta=None):
+    """The training objective named by ``config.objective``: a plain loss function
+    (``elbo``, ``iwae``) or a stateful :class:`~jvae.objectives.base.Objective` (``sfe``,
+    ``mixture``, ``vimco``); the trainer takes either. ``beta`` overrides the config's, and
+    may be a traced value inside a vmapped sweep. An autoencoder's loss is its reconstruction
+    error (:func:`~jvae.objectives.autoencoder.make_autoencoder_loss`)."""
+    if is_autoencoder(model):
+        return make_autoencoder_loss(model)
+    obj = config.objective
+    beta = float(obj.beta) if beta is None else beta
+    samples = int(obj.num_samples)
+    cvs = [make_control_variate(name, decay=float(obj.cv_decay),
+                                baseline_hidden=tuple(obj.baseline_hidden))
+           for name in obj.control_variates]
+    if obj.name == "elbo":
+        return make_elbo_loss(model, beta=beta, num_samples=samples, kl=obj.kl)
+    if obj.name == "sfe":
+        # "auto" means the notebook's NVIL signal for SFE: the whole bound in the score term.
+        return make_sfe_objective(model, num_samples=samples, beta=beta,
+                                  control_variates=cvs, kl="mc" if obj.kl == "auto" else obj.kl)
+    if obj.name == "mixture":
+        return make_mixture_objective(model, num_samples=samples, beta=beta,
+                                      control_variates=cvs)
+    if obj.name == "iwae":
+        return make_iwae_loss(model, num_samples=samples, estimator=obj.estimator)
+    return make_vimco_objective(model, num_samples=samples, control_variates=cvs or None)
+
+
+def iwae_schedule(steps_per_epoch: int, num_stages: int = 8):
+    """The IWAE paper's learning-rate multiplier: stage ``i`` (``i = 0..num_stages-1``) lasts
+    ``3^i`` epochs with the learning rate multiplied by ``10^(-i/7)``; after the last stage
+    the last factor stays. Returns ``step -> factor``."""
+    bounds = np.cumsum([3 ** i for i in range(num_stages)])[:-1] * int(steps_per_epoch)
+    bounds = jnp.asarray(bounds, jnp.int32)
+
+    def schedule(step):
+        stage = jnp.sum(step >= bounds)
+        return 10.0 ** (-stage.astype(jnp.float32) / 7.0)
+
+    return schedule
+
+
+def iwae_epochs(num_stages: int) -> int:
+    """Epochs of ``num_stages`` IWAE stages: ``sum_i 3^i = (3^n - 1) / 2``."""
+    return (3 ** int(num_stages) - 1) // 2
+
+
+def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int | None = None):
+    """The optax optimiser from ``config.learning_rate`` and ``config.optim`` (with an injected
+    learning rate when ``config.sweep.learning_rate`` sweeps it). A learned baseline gets
+    ``config.objective.baseline_learning_rate`` as its own parameter group when that is set.
+    ``config.optim.schedule = "iwae"`` needs ``steps_per_epoch``."""
+    o = config.optim
+    groups = {k: float(v) for k, v in dict(o.param_groups).items()}
+    if float(config.objective.baseline_learning_rate) > 0:
+        groups.setdefault("baseline", float(config.objective.baseline_learning_rate))
+    schedule = None
+    if o.schedule == "iwae":
+        if steps_per_epoch is None:
+            raise ValueError("The 'iwae' schedule needs steps_per_epoch.")
+        schedule = iwae_schedule(steps_per_epoch, max(1, _stages_for(int(config.num_epochs))))
+    eps = None if o.name == "sgd" else float(o.eps)
+    return make_optimizer(float(config.learning_rate), name=o.name,
+                          grad_clip=float(o.grad_clip), param_groups=groups,
+                          schedule=schedule, inject=bool(config.sweep.learning_rate), eps=eps,
+                          weight_decay=float(o.weight_decay),
+                          rmsprop_decay=float(o.rmsprop_decay) if o.name == "rmsprop" else None)
+
+
+def _stages_for(num_epochs: int) -> int:
+    """Smallest number of IWAE stages covering ``num_epochs``."""
+    n = 1
+    while iwae_epochs(n) < num_epochs:
+        n += 1
+    return n
+
+
+def to_plain(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """JSON-ready dict of a config (tuples become lists)."""
+    return config.to_dict()

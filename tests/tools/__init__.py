@@ -1,0 +1,1 @@
+"""Fault-injection tools, run by hand: ``python -m tests.tools.NAME``."""
