@@ -29,7 +29,7 @@ from experiments import dpm2
 from jvae import read_metrics, restore_run, train_and_evaluate
 from jvae.runs import read_jsonl
 # Not public: the dev log's file name and the dev assessor the run loop drives.
-from jvae.runs.steplog import DEV_FILE, DevAssessor
+from jvae.runs import DEV_FILE, DevAssessor
 
 
 def one_epoch(every: int, workdir: pathlib.Path, limit_train: int) -> dict:

@@ -50,7 +50,7 @@ from experiments.configs import fashion_mnist_dpm2
 from jvae import read_metrics, train_and_evaluate
 from jvae.runs import read_jsonl
 # Not public: the file names of a run's dev and step logs.
-from jvae.runs.steplog import DEV_FILE, STEPS_FILE
+from jvae.runs import DEV_FILE, STEPS_FILE
 
 # The CNN decoder's activations for eval.batch_size x ll_chunk = 500 x 100 decodes at once
 # exceed the memory (std::bad_alloc in the final K = 100 assessment): 500 x 10 at a time.

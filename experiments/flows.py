@@ -48,7 +48,7 @@ import sys
 import numpy as np
 
 from experiments.configs import iwae_mnist
-from jvae import plotting, read_metrics, train_and_evaluate
+from jvae import read_metrics, train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROWS = {
@@ -61,7 +61,6 @@ ROWS = {
 COLLAPSED_RATE = 0.1  # a test rate (KL) below this many nats: the posterior has collapsed
 DOCS_PAGE = ROOT / "docs" / "results" / "flows.md"
 DOCS_FIGURE = ROOT / "docs" / "figures" / "flows_gain.png"
-GAINS = (("elbo", "test ELBO"), ("ll", "test log p(x)"))  # (key prefix, legend label)
 
 
 def row_config(name: str, args) -> "ml_collections.ConfigDict":  # noqa: F821
@@ -145,14 +144,10 @@ def table(rows: list[dict]) -> str:
 
 
 def draw_flows(data: dict, path) -> None:
-    """The figure of ``docs/data/flows.json``: each row's test-ELBO and log-likelihood gain
-    over the diagonal Gaussian, mean and standard deviation over seeds
-    (:func:`jvae.plotting.save_gain_bars`; ``python -m experiments.figures`` draws the same)."""
-    others = [r for r in data["rows"] if r["row"] != "gaussian"]
-    gains = {label: ([r[f"{short}_gain_mean"] for r in others],
-                     [r[f"{short}_gain_std"] for r in others]) for short, label in GAINS}
-    plotting.save_gain_bars([r["row"] for r in others], gains, path,
-                            ylabel="gain over diagonal Gaussian (nats)")
+    """The figure of ``docs/data/flows.json`` (:func:`experiments.figures.draw_flows`)."""
+    from experiments.figures import draw_flows as draw
+
+    draw(data, path)
 
 
 def write_page(data: dict, page: pathlib.Path, figure: pathlib.Path) -> None:

@@ -31,7 +31,6 @@ import time
 
 import numpy as np
 
-from jvae import plotting
 
 EPS, DELTA = 0.01, 0.01          # Lucas et al.'s (epsilon, delta)-collapse thresholds
 
@@ -45,8 +44,6 @@ CASES = (
     ("MNIST k=10, sigma2=4.5", "mnist", 10, 4.5, 100),
 )
 # The figure's cases: the gap curves (left) and the posterior variances (right).
-GAP_CASES = ("synthetic k=5", "MNIST k=2", "MNIST k=10", "MNIST k=10, sigma2=2")
-VARIANCE_CASES = ("MNIST k=10", "MNIST k=10, sigma2=2", "MNIST k=10, sigma2=4.5")
 
 
 def load(name: str, seed: int = 0):
@@ -138,23 +135,12 @@ def table(rows) -> str:
 
 def plot_linear_vae(data: dict, path) -> pathlib.Path:
     """Left: gap to the PPCA optimum vs Adam steps. Right: posterior variances per dimension
-    (:func:`jvae.plotting.save_linear_vae_ppca`; ``python -m experiments.figures`` draws the
-    same figure from ``docs/data/linear_vae_ppca.json``)."""
-    rows = {r["case"]: r for r in data["rows"]}
-    gaps = {name: (rows[name]["curve"]["steps"], rows[name]["curve"]["gap_log_px"],
-                   rows[name]["curve"]["gap_elbo"]) for name in GAP_CASES if name in rows}
-    variances = {}
-    for name in VARIANCE_CASES:
-        if name in rows:
-            col = rows[name]["collapse"]
-            label = (name.split(", ")[1].replace("sigma2=", "sigma2 = ") if ", " in name
-                     else "sigma2 learned")
-            variances[name] = (label, col["ppca_posterior_var"], col["vae_posterior_var"],
-                               col["vae"])
-    return plotting.save_linear_vae_ppca(
-        gaps, variances, path, steps_label="Adam steps (batch 100)",
-        variances_title="MNIST k=10: PPCA sigma2/lambda_j (line), VAE (circles)",
-        title=f"Linear VAE vs PPCA (Lucas et al., 2019), {data['measured']}")
+    (:func:`experiments.figures.draw_linear_vae`, which also redraws it from
+    ``docs/data/linear_vae_ppca.json``)."""
+    from experiments.figures import draw_linear_vae
+
+    draw_linear_vae(data, path)
+    return pathlib.Path(path)
 
 
 def main(argv=None) -> dict:

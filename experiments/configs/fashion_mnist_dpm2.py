@@ -80,7 +80,7 @@ Every field can still be overridden after the variant, e.g.
 """
 
 from jvae import default_config
-from jvae.runs.defaults import split_variant  # not public
+from jvae.runs import split_variant
 
 PRIORS = {"gaussian": "standard", "mixture": "mixture"}
 POSTERIORS = {"gaussian": "gaussian", "mixture": "mixture"}

@@ -40,8 +40,7 @@ stochastically too, here once with ``dataset.data_seed``.
 """
 
 from jvae import default_config
-from jvae.runs.builders import iwae_epochs  # not public
-from jvae.runs.defaults import split_variant  # not public
+from jvae.runs import iwae_epochs, split_variant
 
 ESTIMATORS = ("iwae", "stl", "dreg")
 KEYS = ("k", "stages", "estimator")

@@ -20,7 +20,7 @@ Pyro's own run of the same model: ``experiments/pyro_reference.py``; both side b
 import pathlib
 import runpy
 
-from jvae.runs.defaults import split_variant  # not public
+from jvae.runs import split_variant
 
 KL = ("mc", "analytic")     # Trace_ELBO | TraceMeanField_ELBO
 
