@@ -22,19 +22,22 @@ ENTRY_POINTS = ("train", "evaluate", "launch")
 
 
 def broken_contracts(report: str) -> str:
-    """One line summarising lint-imports' report of broken contracts: each broken contract's
-    first offending chain, e.g. ``layers: ...: jvae.models.priors -> jvae.runs.checkpoints
-    (l.18)``."""
+    """One line summarising lint-imports' report of broken contracts: for each broken
+    contract, the import that completes its first offending chain, e.g. ``layers: ...:
+    jvae.models.priors -> jvae.runs.checkpoints (l.18)``."""
     section = report.split("Broken contracts", 1)[-1]
-    parts, contract = [], None
     lines = section.splitlines()
-    for i, line in enumerate(lines):
-        if i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"} and line.strip():
-            contract = line.strip()
-        match = re.match(r"^-\s+(\S+ -> \S+ \(l\.[\d, l.]+\))", line)
-        if match and contract:
-            parts.append(f"{contract}: {match.group(1)}")
-            contract = None                  # the first chain of each contract
+    parts, contract, chain = [], None, None
+    for i, line in enumerate(lines + [""]):
+        if i + 1 < len(lines) and line.strip() and set(lines[i + 1].strip()) == {"-"}:
+            contract, chain = line.strip(), None
+            continue
+        link = re.match(r"^[-\s]\s*(\S+ -> \S+ \(l\.[\d, l.]+\))", line)
+        if link and contract and (chain is None or not line.startswith("-")):
+            chain = link.group(1)             # the chain's links, up to its last
+        elif chain and contract:
+            parts.append(f"{contract}: {chain}")
+            contract, chain = None, None      # the first chain of each contract
     return "; ".join(parts) or " ".join(report.split())[-300:]
 
 
@@ -72,7 +75,7 @@ jvae.plotting is not allowed to import jax:
     assert "\n" not in line
     assert line == ("layers: a module imports only from the layers below it: "
                     "jvae.models.priors -> jvae.runs.checkpoints (l.18); plotting is a leaf: "
-                    "jvae.plotting.images -> jvae.evaluation (l.3)")
+                    "jvae.evaluation -> jax (l.9)")
 
 
 def _packages():
