@@ -105,10 +105,12 @@ VARIANTS = {
 # layer without an activation and the heads' Linear(1024, 2 * latent) + ReLU
 # (GaussianCPDNet / MoGCPDNet(hidden_size=2 * latent)), PyTorch's initialisation, the mixture
 # posterior without jvae's component offsets, and the DataLoader's last partial batch
-# (59000 = 230 x 256 + 120: 231 steps an epoch, 1155 in all).
+# (59000 = 230 x 256 + 120: 231 steps an epoch, 1155 in all). L is assessed with K = 10
+# importance samples at every dev assessment (the notebook's sample_size_eval = 1 makes its
+# L one importance weight) and with K = 100 at the last.
 PROTOCOL = {"dataset.train_split": "train_full", "dataset.dev_size": 1000,
             "dataset.dev_seed": 0, "dataset.eval_split": "test", "eval.every_steps": 100,
-            "eval.dev_ll_samples": 0, "eval.dev_final_ll_samples": 100,
+            "eval.dev_ll_samples": 10, "eval.dev_final_ll_samples": 100,
             "model.decoder_dropout": 0.1, "figures": True, "drop_last": False,
             "model.init": "torch", "model.encoder_hidden": (512, 512, 1024),
             "model.encoder_activate_final": False, "model.posterior_hidden": 20,
@@ -176,13 +178,14 @@ def results_table(rows: list[dict]) -> str:
 
 
 def curves(workdir: pathlib.Path, every: int = 5) -> dict:
-    """A run's dev assessments (step, ELBO, D, R) and its training ELBO, D, R (and the
+    """A run's dev assessments (step, ELBO, D, R, L) and its training ELBO, D, R (and the
     score-function signal's statistics and the learned baseline's loss, where the run has
     them) as trailing moving averages of 23 steps, every ``every``-th step."""
     dev = read_jsonl(workdir / DEV_FILE)
     out = {"dev_step": [r["step"] for r in dev],
-           **{f"dev_{k}": [r[f"dev/{k}"] for r in dev] for k in ("elbo", "distortion",
-                                                                   "rate")}}
+           **{f"dev_{k}": [r.get(f"dev/{k}") for r in dev] for k in ("elbo", "distortion",
+                                                                       "rate",
+                                                                       "log_likelihood")}}
     steps = read_jsonl(workdir / STEPS_FILE)
     out["step"] = [r["step"] for r in steps][::every]
     for k in ("elbo", "distortion", "rate", "cv/baseline_loss", "signal_std",
