@@ -240,6 +240,41 @@ def _write_results(root: pathlib.Path, rows: list[dict], t_all: float | None,
     return table
 
 
+# The run figures the docs page shows, by variant (copied by --docs when the run exists).
+DOC_FIGURES = {
+    "vae_mlp": ("prior_oversampled.png", "conditional_samples.png", "steps.png"),
+    "nvil_critic": ("prior_oversampled.png", "conditional_samples.png", "steps.png"),
+    "nvil_none": ("steps.png",),
+    "vae_cnn": ("prior_oversampled.png", "conditional_samples.png"),
+    "mixture_prior": ("prior_histograms.png", "prior_pairs.png", "prior_tsne.png"),
+}
+
+
+def copy_run_figures(rows: list[dict], root: pathlib.Path) -> list[str]:
+    """Copy the run figures of ``DOC_FIGURES`` of the summarised variants to
+    ``docs/figures/dpm2_<variant>_<figure>.png`` with their manifest entries; returns one
+    line per figure."""
+    import shutil
+    import tempfile
+
+    from experiments.figures import record_script_figures
+
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for row in rows:
+            name = row["variant"]
+            pngs = []
+            for figure in DOC_FIGURES.get(name, ()):
+                if (root / name / figure).exists():
+                    pngs.append(pathlib.Path(tmp) / f"dpm2_{name}_{figure}")
+                    shutil.copyfile(root / name / figure, pngs[-1])
+            lines += record_script_figures(
+                pngs, command=f"python -m experiments.dpm2 --only {name} --docs",
+                code=("experiments/dpm2.py", "jvae/runs/figures.py"),
+                source=variant_config(name).to_dict())
+    return lines
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="runs/dpm2")
@@ -271,6 +306,8 @@ def main(argv=None) -> list[dict]:
     print(table)
     if args.docs:
         print(f"wrote {write_docs_data(rows, root, args.quick)}")
+        for line in copy_run_figures(rows, root):
+            print(line)
     return rows
 
 
