@@ -199,13 +199,28 @@ def curves(workdir: pathlib.Path, every: int = 5) -> dict:
     return out
 
 
-def write_docs_data(rows: list[dict], root: pathlib.Path, quick: bool) -> pathlib.Path:
+def partial_row(name: str, workdir: pathlib.Path) -> dict:
+    """A run stopped before its end: the last dev assessment it reached (step, ELBO, D, R,
+    L with K = 10) and its training seconds so far."""
+    last = read_jsonl(workdir / DEV_FILE)[-1]
+    return {"variant": name, "what": VARIANTS[name][2], "step": last["step"],
+            **{k: last.get(f"dev/{k}") for k in ("elbo", "distortion", "rate",
+                                                   "log_likelihood")},
+            "train_seconds": sum(r["train/seconds"] for r in read_metrics(workdir))}
+
+
+def write_docs_data(rows: list[dict], root: pathlib.Path, quick: bool,
+                    partial: tuple[str, ...] = ()) -> pathlib.Path:
     """``docs/data/dpm2.json``: the results rows and every run's curves, the numbers the
-    results page and its figure (``python -m experiments.figures dpm2``) show."""
+    results page and its figures (``python -m experiments.figures dpm2 dpm2_training``)
+    show; ``partial`` names runs stopped before their end (their last assessment and curves
+    so far, under ``"partial"``)."""
     path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "data" / "dpm2.json"
     data = {"measured": datetime.date.today().isoformat(), "quick": quick,
             "load_average": list(os.getloadavg()), "rows": rows,
-            "curves": {r["variant"]: curves(root / r["variant"]) for r in rows}}
+            "partial": [partial_row(n, root / n) for n in partial],
+            "curves": {n: curves(root / n) for n in [r["variant"] for r in rows]
+                       + list(partial)}}
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 
@@ -284,6 +299,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-train", action="store_true",
                         help="only summarise the runs already in WORKDIR (no training)")
+    parser.add_argument("--partial", default="",
+                        help="with --no-train --docs: comma-separated runs stopped before "
+                             "their end, published as such")
     parser.add_argument("--docs", action="store_true",
                         help="also write docs/data/dpm2.json (then: python -m experiments.figures dpm2)")
     args = parser.parse_args(argv)
@@ -305,7 +323,8 @@ def main(argv=None) -> list[dict]:
                                done=len(rows) == len(configs))
     print(table)
     if args.docs:
-        print(f"wrote {write_docs_data(rows, root, args.quick)}")
+        partial = tuple(n for n in args.partial.split(",") if n)
+        print(f"wrote {write_docs_data(rows, root, args.quick, partial)}")
         for line in copy_run_figures(rows, root):
             print(line)
     return rows

@@ -282,9 +282,11 @@ def _dpm2_group(name: str) -> int:
     return 2 if "continuous" in name else 1
 
 
-def _dpm2_panel(ax, curves: dict, names: list[str], x: str, key: str, *, skip: int) -> None:
+def _dpm2_panel(ax, curves: dict, names: list[str], x: str, key: str, *, skip: int,
+                partial=()) -> None:
     """One panel: ``key`` against ``x`` for ``names``, the y range from the ``skip``-th point
-    on (the first assessments dwarf the rest)."""
+    on (the first assessments dwarf the rest); runs named in ``partial`` (stopped before
+    their end) dashed."""
     later = []
     for i, name in enumerate(names):
         c = curves[name]
@@ -292,8 +294,9 @@ def _dpm2_panel(ax, curves: dict, names: list[str], x: str, key: str, *, skip: i
         if not pts:
             continue
         xs, ys = zip(*pts)
+        stopped = f", stopped at step {xs[-1]}" if name in partial else ""
         ax.plot(xs, ys, lw=1.1, marker="." if x == "dev_step" else None, ms=3, color=f"C{i}",
-                label=f"{name} ({ys[-1]:.1f})")
+                ls="--" if stopped else "-", label=f"{name} ({ys[-1]:.1f}{stopped})")
         later += list(ys[skip:])
     if later:
         lo, hi = min(later), max(later)
@@ -308,6 +311,7 @@ def draw_dpm2(data: dict, path) -> None:
     steps, one row per group of variants (NVIL on the mixture posterior, the reparameterised
     runs, the grey-level runs, the extras)."""
     curves = data["curves"]
+    partial = {r["variant"] for r in data.get("partial", [])}
     rows = [(title, [v for v in curves if _dpm2_group(v) == g])
             for g, (_, title) in enumerate(DPM2_GROUPS)]
     rows = [(t, names) for t, names in rows if names]
@@ -317,7 +321,7 @@ def draw_dpm2(data: dict, path) -> None:
     for r, (title, names) in enumerate(rows):
         for c, (key, label) in enumerate(keys):
             ax = fig.add_subplot(len(rows), 4, 4 * r + c + 1)
-            _dpm2_panel(ax, curves, names, "dev_step", key, skip=2)
+            _dpm2_panel(ax, curves, names, "dev_step", key, skip=2, partial=partial)
             ax.set_title(f"{label}: {title}", fontsize=8)
             ax.set_xlabel("training step", fontsize=8)
     fig.suptitle(f"DPM2 notebook experiment, dev split of 1000 images ({data['measured']}"
@@ -337,7 +341,8 @@ def draw_dpm2_training(data: dict, path) -> None:
     fig = _figure((15.0, 3.6))
     for c, (key, label) in enumerate(keys):
         ax = fig.add_subplot(1, 4, c + 1)
-        _dpm2_panel(ax, curves, names, "step", key, skip=40)
+        _dpm2_panel(ax, curves, names, "step", key, skip=40,
+                    partial={r["variant"] for r in data.get("partial", [])})
         if key == "train_cv_baseline_loss":
             ax.set_yscale("log")
         ax.set_title(label + " (23-step mean)", fontsize=9)

@@ -86,3 +86,6 @@ def test_summary_and_docs_data_of_a_run_directory(tmp_path):
     # trailing 23-step moving average of -step: at step 26 the mean of steps 4..26 is -15
     assert c["train_elbo"][5] == pytest.approx(-15.0)
     assert c["train_elbo"][0] == -1.0 and "train_cv_baseline_loss" not in c
+    part = dpm2.partial_row("nvil_none", run)          # a run stopped at its last assessment
+    assert (part["step"], part["elbo"], part["train_seconds"]) == (60, -60.0, 5.0)
+    assert part["log_likelihood"] is None and c["dev_log_likelihood"] == [None] * 7
