@@ -151,6 +151,8 @@ order = np.asarray(jax.random.permutation(next(keys), len(datasets.train)))
 images = datasets.train[order[:batch_size]]
 print("images.shape:", images.shape)
 plotting.save_image_grid(images, figure("data"), nrow=16)
+dev_images = datasets.dev[:batch_size]
+del datasets        # 1 GB at 64x64: the training run below loads its own copy
 
 # %% [markdown]
 # ## 2. Latent variable models
@@ -426,7 +428,7 @@ params = state.params
 _, prior_x = jvae.prior_observations(model, params, next(keys), 16, 4)
 plotting.save_image_grid(np.swapaxes(np.asarray(prior_x), 0, 1).reshape((-1,) + img_shape),
                          figure("prior_samples"), nrow=16, title="Prior samples")
-observations = datasets.dev[:batch_size]
+observations = dev_images
 plotting.save_image_grid(observations, figure("observations"), nrow=16, title="Observations")
 cond = jvae.conditional_observations(model, params, next(keys), jnp.asarray(observations), 1)
 plotting.save_image_grid(np.asarray(cond)[:, 0], figure("conditional_samples"), nrow=16,
