@@ -259,7 +259,7 @@ def _write_results(root: pathlib.Path, rows: list[dict], t_all: float | None,
 DOC_FIGURES = {
     "vae_mlp": ("prior_oversampled.png", "conditional_samples.png", "steps.png"),
     "nvil_critic": ("prior_oversampled.png", "conditional_samples.png", "steps.png"),
-    "nvil_none": ("steps.png",),
+    "nvil_none": ("prior_oversampled.png", "conditional_samples.png", "steps.png", "dev.png"),
     "vae_cnn": ("prior_oversampled.png", "conditional_samples.png"),
     "mixture_prior": ("prior_histograms.png", "prior_pairs.png", "prior_tsne.png"),
 }
@@ -290,6 +290,14 @@ def copy_run_figures(rows: list[dict], root: pathlib.Path) -> list[str]:
     return lines
 
 
+def _recorded_wall_seconds(workdir: pathlib.Path) -> float | None:
+    """The wall seconds the training command recorded for this run (``results.json`` beside
+    the run's real directory), or None."""
+    path = workdir.resolve().parent / "results.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    return next((r.get("wall_seconds") for r in rows if r["variant"] == workdir.name), None)
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="runs/dpm2")
@@ -315,9 +323,10 @@ def main(argv=None) -> list[dict]:
         if not args.no_train:
             train_and_evaluate(config, root / name, resume=args.resume, progress=False)
         rows.append(summarise(name, root / name))
-        rows[-1]["wall_seconds"] = time.perf_counter() - t0
+        rows[-1]["wall_seconds"] = (time.perf_counter() - t0 if not args.no_train
+                                    else _recorded_wall_seconds(root / name))
         print(f"# {name}: dev ELBO {rows[-1]['elbo']:.2f}, L {rows[-1]['log_likelihood']}, "
-              f"{rows[-1]['wall_seconds']:.0f} s", flush=True)
+              f"{rows[-1]['wall_seconds'] or 0:.0f} s", flush=True)
         table = _write_results(root, rows,
                                t_all if not (args.no_train or args.resume) else None,
                                done=len(rows) == len(configs))

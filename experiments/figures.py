@@ -298,9 +298,9 @@ def _dpm2_panel(ax, curves: dict, names: list[str], x: str, key: str, *, skip: i
         ax.plot(xs, ys, lw=1.1, marker="." if x == "dev_step" else None, ms=3, color=f"C{i}",
                 ls="--" if stopped else "-", label=f"{name} ({ys[-1]:.1f}{stopped})")
         later += list(ys[skip:])
-    if later:
-        lo, hi = min(later), max(later)
-        ax.set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
+    if later:       # robust: a diverged run's values stay off the axes (its label says them)
+        lo, hi = sorted(later)[len(later) // 5], sorted(later)[-1 - len(later) // 5]
+        ax.set_ylim(lo - 0.15 * (hi - lo + 1), hi + 0.15 * (hi - lo + 1))
         ax.legend(fontsize=6, loc="best")
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.grid(alpha=0.3)
