@@ -19,7 +19,7 @@ from jvae.models.nets import conv_init
 from jvae.objectives import (EstimatorState, centred_reward, learned_baseline,
                              make_elbo_loss, make_nvil_objective, make_sfe_objective)
 from jvae.testing import (check_unbiased, exact_elbo_gradient, gradient_draws,
-                          mixture_reference, param_mask, variance_ratio)
+                          param_mask, variance_ratio)
 
 
 def _x(ppca, n=3):
@@ -63,14 +63,6 @@ def test_control_variates_train_but_leave_the_reparameterised_gradient_alone(ppc
     assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(g_baseline))
     assert float(new.state[0].mean) != 0.0 and int(new.state[0].count) == 1
     assert "cv/baseline_loss" in aux
-
-
-@pytest.fixture(scope="module")
-def mixture(ppca):
-    x = _x(ppca)
-    model, params = mixture_reference(ppca.reference, jax.random.key(4), x, components=3,
-                                      init_spread=0.7, scale=0.3)
-    return model, params, x
 
 
 def test_mixture_posterior_takes_the_score_function_estimator_with_its_chain(mixture):
