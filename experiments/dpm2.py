@@ -5,20 +5,31 @@ at 64x64, latent size 10, batch 256, 5 epochs, holding out a random 1000-image d
 the 60000 training images; it assesses D, R, ELBO and the importance-sampled L on the dev split
 at step 0, every 100 steps and at the end, and logs the training metrics at every step. Each
 variant below is ``experiments/configs/fashion_mnist_dpm2.py`` with the notebook's dropout
-(p = 0.1 before the decoder's dense layers) and that protocol:
+(p = 0.1 before the decoder's dense layers), its networks (the FFNN encoder's 1024-unit layer
+without an activation, the posterior head's ``Linear(1024, 20)`` + ReLU), PyTorch's
+initialisation, the DataLoader's last partial batch kept (231 steps an epoch) and that
+protocol:
 
-==========================  ========================================================
-``vae_mlp``                 the classic VAE: FFNN encoder/decoder, Gaussian prior and
-                            posterior, reparameterised ELBO, Adam 1e-3
-``vae_mlp_continuous``      grey images, ContinuousBernoulli likelihood (``bin_data = False``)
-``mixture_prior``           a learned 10-component mixture-of-Gaussians prior ("Beyond")
-``mixture_posterior``       a 2-component mixture posterior, the mixture estimator
-``sfe_none`` ...            the score-function (NVIL) estimator with RMSprop and the
-``sfe_baseline``            notebook's learning rates, one run per control-variate chain:
-                            none, centred, self-critic (+centred, scaled), baseline
-``vae_cnn``                 the classic VAE with the notebook's CNN (``conv_preset="dpm2"``)
-``vae_cnn_continuous``      the same, grey images and ContinuousBernoulli likelihood
-==========================  ========================================================
+================================  ==================================================
+``nvil_none`` ... ``nvil_baseline``  the notebook's SFE: ``NVIL.forward`` on the
+                                  2-component mixture posterior (no ``rsample``), so
+                                  the score-function surrogate (objective ``nvil``),
+                                  RMSprop with the notebook's learning rates, one run
+                                  per control-variate chain: none, centred,
+                                  self-critic (+ centred, scaled), baseline
+                                  (centred + baseline + scaled)
+``vae_mlp``                       the classic VAE: FFNN encoder/decoder, Gaussian prior
+                                  and posterior, reparameterised ELBO, Adam 1e-3
+``mixture_prior``                 a learned 10-component mixture-of-Gaussians prior
+``beyond_mixture_estimator``      "Beyond": the mixture posterior with the mixture
+                                  estimator (score function for the component only)
+``vae_mlp_continuous``            grey images, ContinuousBernoulli (``bin_data = False``)
+``vae_cnn``                       the classic VAE with the notebook's CNN
+``vae_cnn_continuous``            the same, grey images and ContinuousBernoulli
+``extra_sfe_gaussian_*``          extras, not the notebook's: the score-function
+                                  estimator forced onto the Gaussian posterior, one
+                                  run per chain
+================================  ==================================================
 
 No two variants share every shape and the estimator state, so each trains as its own program.
 Each run writes its figures (``curves.png``, ``steps.png``, ``dev.png``, prior samples with
@@ -30,7 +41,7 @@ t-SNE) into ``WORKDIR/<variant>/``; the script writes ``WORKDIR/results.md`` and
     python -m experiments.dpm2 --quick --workdir runs/dpm2_quick    # 1 epoch, CNNs on 12000
 
 ``--quick`` trains every variant for one epoch (the CNN variants on 12000 images) with
-assessments every 50 steps; ``--only vae_mlp,sfe_none`` picks variants; ``--resume`` continues
+assessments every 50 steps; ``--only vae_mlp,nvil_none`` picks variants; ``--resume`` continues
 runs whose work directory exists.
 """
 
@@ -57,26 +68,53 @@ from jvae.runs import DEV_FILE, STEPS_FILE
 CNN = {"model.encoder": "conv", "model.decoder": "conv", "model.conv_preset": "dpm2",
        "model.conv_encoder_out": 0, "eval.ll_chunk": 10}
 CONTINUOUS = {"dataset.binarize": "none", "model.likelihood": "continuous_bernoulli"}
-# name -> (fashion_mnist_dpm2 variant string, field changes, one-line description)
+NVIL = "posterior=mixture,estimator=nvil"
+# name -> (fashion_mnist_dpm2 variant string, field changes, one-line description). The
+# order is the order of the full run: the notebook's NVIL runs first.
 VARIANTS = {
+    # The notebook's SFE: NVIL.forward on the mixture posterior (MoGCPDNet, 2 components),
+    # which has no rsample, so the score-function surrogate with the control-variate chain.
+    "nvil_none": (f"{NVIL},cv=none", {},
+                  "NVIL, mixture posterior (2), no control variate"),
+    "nvil_centred": (f"{NVIL},cv=centred", {},
+                     "NVIL, mixture posterior (2), centred"),
+    "nvil_critic": (f"{NVIL},cv=critic", {},
+                    "NVIL, mixture posterior (2), self-critic + centred + scaled"),
+    "nvil_baseline": (f"{NVIL},cv=baseline", {},
+                      "NVIL, mixture posterior (2), centred + baseline + scaled"),
     "vae_mlp": ("", {}, "classic VAE, FFNN, binarised"),
-    "vae_mlp_continuous": ("", CONTINUOUS, "classic VAE, FFNN, ContinuousBernoulli"),
     "mixture_prior": ("prior=mixture", {}, "mixture-of-Gaussians prior (10), reparam"),
-    "mixture_posterior": ("posterior=mixture,estimator=mixture", {},
-                          "mixture posterior (2), mixture estimator, critic chain"),
-    "sfe_none": ("estimator=sfe,cv=none", {}, "SFE, no control variate"),
-    "sfe_centred": ("estimator=sfe,cv=centred", {}, "SFE, centred"),
-    "sfe_critic": ("estimator=sfe,cv=critic", {}, "SFE, self-critic + centred + scaled"),
-    "sfe_baseline": ("estimator=sfe,cv=baseline", {}, "SFE, centred + baseline + scaled"),
-    # The CNN variants last: each takes about as long as the eight FFNN variants together.
+    "beyond_mixture_estimator": ("posterior=mixture,estimator=mixture", {},
+                                 "Beyond: mixture posterior (2), mixture estimator, critic"),
+    "vae_mlp_continuous": ("", CONTINUOUS, "classic VAE, FFNN, ContinuousBernoulli"),
+    # The CNN variants: each takes about as long as the FFNN variants together.
     "vae_cnn": ("", CNN, "classic VAE, CNN, binarised"),
     "vae_cnn_continuous": ("", {**CNN, **CONTINUOUS}, "classic VAE, CNN, ContinuousBernoulli"),
+    # Extras, not in the notebook: the score-function estimator forced onto the Gaussian
+    # posterior (jvae's `sfe` objective ignores that q could be reparameterised).
+    "extra_sfe_gaussian_none": ("estimator=sfe,cv=none", {},
+                                "extra: SFE forced on the Gaussian posterior, none"),
+    "extra_sfe_gaussian_centred": ("estimator=sfe,cv=centred", {},
+                                   "extra: SFE forced on the Gaussian posterior, centred"),
+    "extra_sfe_gaussian_critic": ("estimator=sfe,cv=critic", {},
+                                  "extra: SFE forced on the Gaussian posterior, critic chain"),
+    "extra_sfe_gaussian_baseline": ("estimator=sfe,cv=baseline", {},
+                                    "extra: SFE forced on the Gaussian posterior, baseline chain"),
 }
-# The notebook's protocol (train_vae and its assess).
+# The notebook's protocol (train_vae and its assess) and networks: the FFNN encoder's last
+# layer without an activation and the heads' Linear(1024, 2 * latent) + ReLU
+# (GaussianCPDNet / MoGCPDNet(hidden_size=2 * latent)), PyTorch's initialisation, the mixture
+# posterior without jvae's component offsets, and the DataLoader's last partial batch
+# (59000 = 230 x 256 + 120: 231 steps an epoch, 1155 in all). L is assessed with K = 10
+# importance samples at every dev assessment (the notebook's sample_size_eval = 1 makes its
+# L one importance weight) and with K = 100 at the last.
 PROTOCOL = {"dataset.train_split": "train_full", "dataset.dev_size": 1000,
             "dataset.dev_seed": 0, "dataset.eval_split": "test", "eval.every_steps": 100,
-            "eval.dev_ll_samples": 0, "eval.dev_final_ll_samples": 100,
-            "model.decoder_dropout": 0.1, "figures": True}
+            "eval.dev_ll_samples": 10, "eval.dev_final_ll_samples": 100,
+            "model.decoder_dropout": 0.1, "figures": True, "drop_last": False,
+            "model.init": "torch", "model.encoder_hidden": (512, 512, 1024),
+            "model.encoder_activate_final": False, "model.posterior_hidden": 20,
+            "model.posterior_init_spread": 0.0}
 QUICK = {"num_epochs": 1, "eval.every_steps": 50}
 QUICK_CNN = {"dataset.limit_train": 12000}
 
@@ -119,7 +157,7 @@ def summarise(name: str, workdir: pathlib.Path) -> dict:
             **{k: last.get(f"dev/{k}") for k in ("elbo", "distortion", "rate",
                                                    "log_likelihood")},
             "test_elbo": last.get("eval/elbo"),
-            # the last five dev assessments (steps 920-1150 of a full run): less noisy than
+            # the last five dev assessments (steps 800-1155 of a full run): less noisy than
             # the final one for the score-function runs
             "elbo_last5": float(np.mean([r["dev/elbo"] for r in
                                          read_jsonl(workdir / DEV_FILE)[-5:]])),
@@ -140,13 +178,14 @@ def results_table(rows: list[dict]) -> str:
 
 
 def curves(workdir: pathlib.Path, every: int = 5) -> dict:
-    """A run's dev assessments (step, ELBO, D, R) and its training ELBO, D, R (and the
+    """A run's dev assessments (step, ELBO, D, R, L) and its training ELBO, D, R (and the
     score-function signal's statistics and the learned baseline's loss, where the run has
     them) as trailing moving averages of 23 steps, every ``every``-th step."""
     dev = read_jsonl(workdir / DEV_FILE)
     out = {"dev_step": [r["step"] for r in dev],
-           **{f"dev_{k}": [r[f"dev/{k}"] for r in dev] for k in ("elbo", "distortion",
-                                                                   "rate")}}
+           **{f"dev_{k}": [r.get(f"dev/{k}") for r in dev] for k in ("elbo", "distortion",
+                                                                       "rate",
+                                                                       "log_likelihood")}}
     steps = read_jsonl(workdir / STEPS_FILE)
     out["step"] = [r["step"] for r in steps][::every]
     for k in ("elbo", "distortion", "rate", "cv/baseline_loss", "signal_std",
@@ -160,15 +199,103 @@ def curves(workdir: pathlib.Path, every: int = 5) -> dict:
     return out
 
 
-def write_docs_data(rows: list[dict], root: pathlib.Path, quick: bool) -> pathlib.Path:
+def partial_row(name: str, workdir: pathlib.Path) -> dict:
+    """A run stopped before its end: the last dev assessment it reached (step, ELBO, D, R,
+    L with K = 10) and its training seconds so far."""
+    last = read_jsonl(workdir / DEV_FILE)[-1]
+    return {"variant": name, "what": VARIANTS[name][2], "step": last["step"],
+            **{k: last.get(f"dev/{k}") for k in ("elbo", "distortion", "rate",
+                                                   "log_likelihood")},
+            "train_seconds": sum(r["train/seconds"] for r in read_metrics(workdir))}
+
+
+def write_docs_data(rows: list[dict], root: pathlib.Path, quick: bool,
+                    partial: tuple[str, ...] = ()) -> pathlib.Path:
     """``docs/data/dpm2.json``: the results rows and every run's curves, the numbers the
-    results page and its figure (``python -m experiments.figures dpm2``) show."""
+    results page and its figures (``python -m experiments.figures dpm2 dpm2_training``)
+    show; ``partial`` names runs stopped before their end (their last assessment and curves
+    so far, under ``"partial"``)."""
     path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "data" / "dpm2.json"
     data = {"measured": datetime.date.today().isoformat(), "quick": quick,
             "load_average": list(os.getloadavg()), "rows": rows,
-            "curves": {r["variant"]: curves(root / r["variant"]) for r in rows}}
+            "partial": [partial_row(n, root / n) for n in partial],
+            "curves": {n: curves(root / n) for n in [r["variant"] for r in rows]
+                       + list(partial)}}
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
+
+
+def cv_ordering(rows: list[dict], prefix: str) -> str:
+    """The control-variate chains of the runs named ``prefix + chain``, best first, by the
+    final dev ELBO and by the mean of the last five dev assessments."""
+    group = [r for r in rows if r["variant"].startswith(prefix)]
+    if not group:
+        return ""
+    by_final = sorted(group, key=lambda r: -r["elbo"])
+    by_last5 = sorted(group, key=lambda r: -r["elbo_last5"])
+    name = len(prefix)
+    return (f"\n`{prefix}*` control variates by dev ELBO (best first): "
+            + " > ".join(f"`{r['variant'][name:]}` {r['elbo']:.2f}" for r in by_final)
+            + "\n\nBy the mean dev ELBO of the last five assessments: "
+            + " > ".join(f"`{r['variant'][name:]}` {r['elbo_last5']:.2f}" for r in by_last5)
+            + "\n")
+
+
+def _write_results(root: pathlib.Path, rows: list[dict], t_all: float | None,
+                   done: bool) -> str:
+    """``WORKDIR/results.md`` and ``results.json`` of the variants finished so far (rewritten
+    after each, so a long run's table is there while it goes on)."""
+    table = results_table(rows) + cv_ordering(rows, "nvil_") + cv_ordering(
+        rows, "extra_sfe_gaussian_")
+    if t_all is not None and done:
+        table += f"\nWall time of the whole command: {time.perf_counter() - t_all:.0f} s.\n"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "results.md").write_text(table)
+    (root / "results.json").write_text(json.dumps(rows, indent=1))
+    return table
+
+
+# The run figures the docs page shows, by variant (copied by --docs when the run exists).
+DOC_FIGURES = {
+    "vae_mlp": ("prior_oversampled.png", "conditional_samples.png", "steps.png"),
+    "nvil_critic": ("prior_oversampled.png", "conditional_samples.png", "steps.png"),
+    "nvil_none": ("prior_oversampled.png", "conditional_samples.png", "steps.png", "dev.png"),
+    "vae_cnn": ("prior_oversampled.png", "conditional_samples.png"),
+    "mixture_prior": ("prior_histograms.png", "prior_pairs.png", "prior_tsne.png"),
+}
+
+
+def copy_run_figures(rows: list[dict], root: pathlib.Path) -> list[str]:
+    """Copy the run figures of ``DOC_FIGURES`` of the summarised variants to
+    ``docs/figures/dpm2_<variant>_<figure>.png`` with their manifest entries; returns one
+    line per figure."""
+    import shutil
+    import tempfile
+
+    from experiments.figures import record_script_figures
+
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for row in rows:
+            name = row["variant"]
+            pngs = []
+            for figure in DOC_FIGURES.get(name, ()):
+                if (root / name / figure).exists():
+                    pngs.append(pathlib.Path(tmp) / f"dpm2_{name}_{figure}")
+                    shutil.copyfile(root / name / figure, pngs[-1])
+            lines += record_script_figures(
+                pngs, command=f"python -m experiments.dpm2 --only {name} --docs",
+                code=("experiments/dpm2.py", "jvae/runs/figures.py"),
+                source=variant_config(name).to_dict())
+    return lines
+
+
+def _recorded_wall_seconds(workdir: pathlib.Path) -> float | None:
+    """The wall seconds the training command recorded for this run (``results.json`` beside
+    the run's real directory), or None."""
+    path = workdir.resolve().parent / "results.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    return next((r.get("wall_seconds") for r in rows if r["variant"] == workdir.name), None)
 
 
 def main(argv=None) -> list[dict]:
@@ -180,6 +307,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-train", action="store_true",
                         help="only summarise the runs already in WORKDIR (no training)")
+    parser.add_argument("--partial", default="",
+                        help="with --no-train --docs: comma-separated runs stopped before "
+                             "their end, published as such")
     parser.add_argument("--docs", action="store_true",
                         help="also write docs/data/dpm2.json (then: python -m experiments.figures dpm2)")
     args = parser.parse_args(argv)
@@ -193,26 +323,19 @@ def main(argv=None) -> list[dict]:
         if not args.no_train:
             train_and_evaluate(config, root / name, resume=args.resume, progress=False)
         rows.append(summarise(name, root / name))
-        rows[-1]["wall_seconds"] = time.perf_counter() - t0
+        rows[-1]["wall_seconds"] = (time.perf_counter() - t0 if not args.no_train
+                                    else _recorded_wall_seconds(root / name))
         print(f"# {name}: dev ELBO {rows[-1]['elbo']:.2f}, L {rows[-1]['log_likelihood']}, "
-              f"{rows[-1]['wall_seconds']:.0f} s", flush=True)
-    table = results_table(rows)
-    sfe = sorted((r for r in rows if r["variant"].startswith("sfe_")), key=lambda r: -r["elbo"])
-    if sfe:
-        table += ("\nSFE control variates by dev ELBO (best first): "
-                  + " > ".join(f"`{r['variant'][4:]}` {r['elbo']:.2f}" for r in sfe) + "\n")
-        sfe5 = sorted(sfe, key=lambda r: -r["elbo_last5"])
-        table += ("\nBy the mean dev ELBO of the last five assessments: "
-                  + " > ".join(f"`{r['variant'][4:]}` {r['elbo_last5']:.2f}" for r in sfe5)
-                  + "\n")
-    if not (args.no_train or args.resume):
-        table += f"\nWall time of the whole command: {time.perf_counter() - t_all:.0f} s.\n"
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "results.md").write_text(table)
-    (root / "results.json").write_text(json.dumps(rows, indent=1))
+              f"{rows[-1]['wall_seconds'] or 0:.0f} s", flush=True)
+        table = _write_results(root, rows,
+                               t_all if not (args.no_train or args.resume) else None,
+                               done=len(rows) == len(configs))
     print(table)
     if args.docs:
-        print(f"wrote {write_docs_data(rows, root, args.quick)}")
+        partial = tuple(n for n in args.partial.split(",") if n)
+        print(f"wrote {write_docs_data(rows, root, args.quick, partial)}")
+        for line in copy_run_figures(rows, root):
+            print(line)
     return rows
 
 

@@ -267,44 +267,88 @@ def draw_flows(data: dict, path) -> None:
                    ylabel="gain over diagonal Gaussian (nats)")
 
 
-def draw_dpm2(data: dict, path) -> None:
-    """The DPM2 notebook's experiment: dev ELBO and rate against steps for every variant,
-    the score-function variants' training ELBO (moving average), the continuous variants."""
-    curves = data["curves"]
-    binary = [v for v in curves if "continuous" not in v and not v.startswith("sfe_")]
-    sfe = [v for v in curves if v.startswith("sfe_")]
-    continuous = [v for v in curves if "continuous" in v]
-    fig = _figure((11.0, 7.4))
-    axes = [fig.add_subplot(2, 2, i + 1) for i in range(4)]
-    panels = ((axes[0], binary, "dev_elbo", "dev ELBO, binarised data (reparameterised)"),
-              (axes[1], sfe, "dev_elbo", "dev ELBO, score-function estimator (RMSprop)"),
-              (axes[2], continuous, "dev_elbo",
-               "dev ELBO, grey levels (ContinuousBernoulli)"))
-    for ax, names, key, title in panels:
-        for i, name in enumerate(names):
-            c = curves[name]
-            ax.plot(c["dev_step"], c[key], marker=".", ms=4, lw=1.2, color=f"C{i}",
-                    label=f"{name} ({c[key][-1]:.1f})")
-        ax.set_title(title, fontsize=10)
-        if names:      # from the third assessment on: the step-0 value dwarfs the rest
-            later = [v for n in names for v in curves[n][key][2:]]
-            lo, hi = min(later), max(later)
-            ax.set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
-            ax.legend(fontsize=7, loc="lower right")
-        ax.ticklabel_format(axis="y", useOffset=False)
-    for i, name in enumerate(binary + sfe):
+DPM2_GROUPS = (("nvil_", "NVIL, mixture posterior (the notebook's SFE)"),
+               ("", "reparameterised, binarised"),
+               ("continuous", "grey levels (ContinuousBernoulli)"),
+               ("extra_sfe_gaussian_", "extra: SFE forced on the Gaussian posterior"))
+
+
+def _dpm2_group(name: str) -> int:
+    """Row of a DPM2 variant in the figures (the index into ``DPM2_GROUPS``)."""
+    if name.startswith("nvil_"):
+        return 0
+    if name.startswith("extra_sfe_gaussian_"):
+        return 3
+    return 2 if "continuous" in name else 1
+
+
+def _dpm2_panel(ax, curves: dict, names: list[str], x: str, key: str, *, skip: int,
+                partial=()) -> None:
+    """One panel: ``key`` against ``x`` for ``names``, the y range from the ``skip``-th point
+    on (the first assessments dwarf the rest); runs named in ``partial`` (stopped before
+    their end) dashed."""
+    later = []
+    for i, name in enumerate(names):
         c = curves[name]
-        axes[3].plot(c["dev_step"], c["dev_rate"], lw=1.0, color=f"C{i % 10}",
-                     ls="-" if name in binary else "--", label=name)
-    axes[3].set_yscale("log")          # the score-function runs' rates spike early
-    axes[3].set_title("dev rate R (binarised data; log scale)", fontsize=10)
-    axes[3].legend(fontsize=6, ncol=2)
-    for ax in axes:
-        ax.set_xlabel("training step")
-        ax.set_ylabel("nats per example")
-        ax.grid(alpha=0.3)
+        pts = [(s, v) for s, v in zip(c[x], c.get(key) or []) if v is not None]
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        stopped = f", stopped at step {xs[-1]}" if name in partial else ""
+        ax.plot(xs, ys, lw=1.1, marker="." if x == "dev_step" else None, ms=3, color=f"C{i}",
+                ls="--" if stopped else "-", label=f"{name} ({ys[-1]:.1f}{stopped})")
+        later += list(ys[skip:])
+    if later:       # robust: a diverged run's values stay off the axes (its label says them)
+        lo, hi = sorted(later)[len(later) // 5], sorted(later)[-1 - len(later) // 5]
+        ax.set_ylim(lo - 0.15 * (hi - lo + 1), hi + 0.15 * (hi - lo + 1))
+        ax.legend(fontsize=6, loc="best")
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.grid(alpha=0.3)
+
+
+def draw_dpm2(data: dict, path) -> None:
+    """The DPM2 notebook's dev curves: ELBO, D, R and L (K = 10 importance samples) against
+    steps, one row per group of variants (NVIL on the mixture posterior, the reparameterised
+    runs, the grey-level runs, the extras)."""
+    curves = data["curves"]
+    partial = {r["variant"] for r in data.get("partial", [])}
+    rows = [(title, [v for v in curves if _dpm2_group(v) == g])
+            for g, (_, title) in enumerate(DPM2_GROUPS)]
+    rows = [(t, names) for t, names in rows if names]
+    keys = (("dev_elbo", "dev ELBO"), ("dev_distortion", "dev D"), ("dev_rate", "dev R"),
+            ("dev_log_likelihood", "dev L (K = 10)"))
+    fig = _figure((15.0, 3.1 * len(rows) + 0.6))
+    for r, (title, names) in enumerate(rows):
+        for c, (key, label) in enumerate(keys):
+            ax = fig.add_subplot(len(rows), 4, 4 * r + c + 1)
+            _dpm2_panel(ax, curves, names, "dev_step", key, skip=2, partial=partial)
+            ax.set_title(f"{label}: {title}", fontsize=8)
+            ax.set_xlabel("training step", fontsize=8)
     fig.suptitle(f"DPM2 notebook experiment, dev split of 1000 images ({data['measured']}"
                  f"{', --quick' if data.get('quick') else ''})", fontsize=11)
+    _save(fig, path)
+
+
+def draw_dpm2_training(data: dict, path) -> None:
+    """The DPM2 notebook's training curves: every step's ELBO, D, R (23-step trailing means)
+    and the learned baseline's squared error (the notebook's ``cv_loss``) of the NVIL runs,
+    with the classic VAE for reference."""
+    curves = data["curves"]
+    names = [v for v in curves if v.startswith("nvil_")] + [v for v in ("vae_mlp",)
+                                                             if v in curves]
+    keys = (("train_elbo", "training ELBO"), ("train_distortion", "training D"),
+            ("train_rate", "training R"), ("train_cv_baseline_loss", "cv loss (baseline)"))
+    fig = _figure((15.0, 3.6))
+    for c, (key, label) in enumerate(keys):
+        ax = fig.add_subplot(1, 4, c + 1)
+        _dpm2_panel(ax, curves, names, "step", key, skip=40,
+                    partial={r["variant"] for r in data.get("partial", [])})
+        if key == "train_cv_baseline_loss":
+            ax.set_yscale("log")
+        ax.set_title(label + " (23-step mean)", fontsize=9)
+        ax.set_xlabel("training step", fontsize=8)
+    fig.suptitle(f"DPM2 notebook experiment, training curves ({data['measured']})",
+                 fontsize=11)
     _save(fig, path)
 
 
@@ -352,8 +396,13 @@ SOURCES = (
             ("experiments/figures.py", "_figure")),
            data="estimator_variance.json", draw=draw_estimator_variance),
     Source("dpm2", {"": "dpm2_dev_curves.png"},
-           (("experiments/figures.py", "draw_dpm2"), ("experiments/figures.py", "_figure")),
+           (("experiments/figures.py", "draw_dpm2"), ("experiments/figures.py", "_dpm2_panel"),
+            ("experiments/figures.py", "_dpm2_group"), ("experiments/figures.py", "_figure")),
            data="dpm2.json", draw=draw_dpm2),
+    Source("dpm2_training", {"": "dpm2_training_curves.png"},
+           (("experiments/figures.py", "draw_dpm2_training"),
+            ("experiments/figures.py", "_dpm2_panel"), ("experiments/figures.py", "_figure")),
+           data="dpm2.json", draw=draw_dpm2_training),
     Source("flows", {"": "flows_gain.png"},
            (("experiments/figures.py", "draw_flows"),
             ("jvae/plotting/gains.py", "save_gain_bars")),
@@ -478,6 +527,33 @@ def regenerate(source: Source, workdir_root: pathlib.Path) -> list[str]:
         manifest[figure] = entry
         warn = f"  (over {MAX_BYTES // 1000} KB: shrink it)" if size > MAX_BYTES else ""
         written.append(f"wrote docs/figures/{figure} ({size / 1000:.0f} KB){warn}")
+    MANIFEST.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+    return written
+
+
+def record_script_figures(pngs, *, command: str, code: tuple[str, ...], source: dict,
+                          generated: str | None = None) -> list[str]:
+    """Copy a script's figures into ``docs/figures`` and record them in the manifest.
+
+    For figures that a script draws itself (the notebook ports, ``experiments.lecture``), which
+    have no :class:`Source` here: each entry names ``command`` (how to redraw it), a SHA-256 of
+    the ``code`` files (paths from the repository root) and of ``source`` (the configs and
+    settings, as JSON). Returns one line per figure written, with its size.
+    """
+    h = hashlib.sha256()
+    for rel in code:
+        h.update(f"{rel}\n".encode() + (ROOT / rel).read_bytes())
+    src = hashlib.sha256(json.dumps(source, sort_keys=True, default=str).encode()).hexdigest()
+    manifest = read_manifest()
+    written = []
+    for png in map(pathlib.Path, pngs):
+        shutil.copyfile(png, FIGURES / png.name)
+        size = png.stat().st_size
+        manifest[png.name] = {"source": command, "code_sha256": h.hexdigest(),
+                              "source_sha256": src, "bytes": size,
+                              "generated": generated or datetime.date.today().isoformat()}
+        warn = f"  (over {MAX_BYTES // 1000} KB: shrink it)" if size > MAX_BYTES else ""
+        written.append(f"wrote docs/figures/{png.name} ({size / 1000:.0f} KB){warn}")
     MANIFEST.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
     return written
 

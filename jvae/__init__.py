@@ -15,7 +15,7 @@ from jvae.models import (
     Bernoulli, bernoulli, BernoulliHead, continuous_bernoulli, continuous_bernoulli_log_normalizer,
     ContinuousBernoulliHead, Conv, conv_preset, ConvDecoder, ConvEncoder, ConvTranspose,
     CouplingFlowHead, diag_gaussian, DiagGaussianHead, FlatIndependent, FlowPosterior, gaussian,
-    GaussianHead, has_analytic_kl, IAF, IAFHead, init_params, is_autoencoder, kl_divergence,
+    GaussianHead, has_analytic_kl, is_reparameterised, IAF, IAFHead, init_params, is_autoencoder, kl_divergence,
     log_joint, MADE, made_apply, made_masks, MADEParams, make_autoencoder, mixture_diag_gaussian,
     MixtureGaussianHead, MixturePrior, MLP, naive_lower_bound, Planar, PlanarFlowHead, PointHead,
     positive_scale, reconstruct, sample_mixture, sample_prior, StandardNormalPrior, training_apply,
@@ -25,12 +25,13 @@ from jvae.objectives import (
     as_objective, centred_reward, chain, CONTROL_VARIATES, ControlVariate, CVContext, elbo_terms,
     EstimatorState, iwae_bound, learned_baseline, leave_one_out, make_autoencoder_loss,
     make_control_variate, make_elbo_loss, make_iwae_loss, make_mixture_objective,
-    make_sfe_objective, make_vimco_objective, Objective, reconstruction_terms, scaled_reward,
+    make_sfe_objective, make_vimco_objective, make_nvil_objective, accepts_mask, batch_mean,
+    batch_std, Objective, reconstruction_terms, scaled_reward,
     score_surrogate, self_critic, vimco_baseline,
 )
 from jvae.training import (
     DivergenceError, EpochPlan, first_divergent_step, first_non_finite, make_optimizer,
-    make_train_epoch, NonFiniteLossError, trainable, TrainState,
+    make_train_epoch, NonFiniteLossError, steps_per_epoch, trainable, TrainState,
 )
 from jvae.training.sharding import (
     barrier, batch_sharding, broadcast_flag, check_batch_divisible, is_main_process, make_mesh,
@@ -91,5 +92,7 @@ __all__ = [
     "tsne_kl_divergence", "conditional_observations", "prior_observations",
     "prior_samples_with_components", "interpolate_latents", "centre", "uncentre", "VampPrior",
     "vamp_mixture", "FlowPosterior", "Planar", "IAF", "PlanarFlowHead", "IAFHead",
-    "CouplingFlowHead", "MADE", "MADEParams", "made_apply", "made_masks", "TSNEMap", "tsne_map"
+    "CouplingFlowHead", "MADE", "MADEParams", "made_apply", "made_masks", "TSNEMap", "tsne_map",
+    "make_nvil_objective", "accepts_mask", "batch_mean", "batch_std", "is_reparameterised",
+    "steps_per_epoch",
 ]

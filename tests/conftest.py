@@ -192,3 +192,17 @@ _LONGEST_FIRST = (
 def pytest_collection_modifyitems(session, config, items):
     rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: order kept
+
+
+@_pytest.fixture(scope="module")
+def mixture(ppca):
+    """``(model, params, x)``: a 3-component mixture posterior on the PPCA model (components
+    spread 0.7, scales 0.3) and three observations of it, for the mixture estimators' tests."""
+    import jax
+    import jax.numpy as jnp
+    from jvae.testing import mixture_reference
+
+    x = jnp.asarray(ppca.sample(3, seed=11))
+    model, params = mixture_reference(ppca.reference, jax.random.key(4), x, components=3,
+                                      init_spread=0.7, scale=0.3)
+    return model, params, x

@@ -26,7 +26,7 @@ from jvae.objectives import (EstimatorState, centred_reward, learned_baseline, l
                              score_surrogate, self_critic)
 from jvae.objectives.control_variates import RunningMean, RunningStd, vimco_leave_one_out_bound
 from jvae.testing import (check_bound_ordering, check_unbiased, enumerated_mixture_gradient,
-                          exact_elbo, exact_elbo_gradient, gradient_draws, mixture_reference,
+                          exact_elbo, exact_elbo_gradient, gradient_draws,
                           param_mask, snr, variance_ratio)
 
 Z = 4.5
@@ -254,14 +254,6 @@ def test_vimco_leave_one_out_bound_matches_a_direct_computation():
 
 
 # ------------------------------------------------------------------------- mixtures
-
-@pytest.fixture(scope="module")
-def mixture(ppca):
-    x = _x(ppca)
-    model, params = mixture_reference(ppca.reference, jax.random.key(4), x, components=3,
-                                      init_spread=0.7, scale=0.3)
-    return model, params, x
-
 
 def test_mixture_estimator_and_sfe_are_unbiased_on_a_mixture_posterior(mixture):
     model, params, x = mixture

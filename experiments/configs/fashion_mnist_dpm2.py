@@ -9,6 +9,11 @@ units with p = 0.1 before every dense layer (``--config.model.decoder_dropout=0.
 ``experiments/dpm2.py`` sets; the encoder's p is 0, ``model.encoder_dropout``). The default
 stays 0 because the estimator-variance study and the conv benchmark measure this config's
 model, and dropout would add its own noise to every estimator's gradient.
+``experiments/dpm2.py`` (and the notebook port) also set the notebook's networks and loader
+exactly: ``model.encoder_hidden = (512, 512, 1024)`` with ``model.encoder_activate_final =
+False`` and ``model.posterior_hidden = 20`` (the heads' ``Linear(1024, 20)`` + ReLU, for the
+CNN too), ``model.init = "torch"``, ``model.posterior_init_spread = 0`` and ``drop_last =
+False`` (231 steps an epoch); the defaults here stay as they were for the studies above.
 Adding ``--config.model.conv_preset=dpm2`` makes the CNN variant the notebook's own CNN
 (``jvae.conv_preset``: unpadded 4x4 convs to a 1024-vector, dense to 1x1x1024 and
 5x5/5x5/6x6/6x6 transposed convs); without it the conv nets are jvae's defaults.
@@ -38,8 +43,12 @@ Keys (all optional; unknown keys or values raise ``ValueError`` listing the vali
   - ``mixture``: objective ``mixture``, the "Beyond" section's estimator (score function for
     the component choice, reparameterisation within the component, with the same ``cv``
     chain on the score-function term). Needs ``posterior=mixture``, otherwise ``ValueError``.
+  - ``nvil``: objective ``nvil``, the notebook's own ``NVIL.forward``: the reparameterised
+    ELBO when the posterior can be sampled pathwise (``posterior=gaussian``), the
+    score-function estimator with the ``cv`` chain when it cannot (``posterior=mixture``:
+    the notebook's SFE runs). Takes the score-function optimiser recipe below.
 
-* ``cv`` (only with ``estimator=sfe|mixture``; ``ValueError`` with ``reparam``): the chain
+* ``cv`` (only with ``estimator=sfe|mixture|nvil``; ``ValueError`` with ``reparam``): the chain
   of control variates (``objective.control_variates``, the notebook's ``CVChain``),
   applied left to right:
 
@@ -63,7 +72,7 @@ Keys (all optional; unknown keys or values raise ``ValueError`` listing the vali
   ``objective.cv_decay = 0.1``: the notebook's running estimates put weight ``alpha = 0.9``
   on the newest batch, which is ``decay = 1 - alpha`` in jvae's convention.
 
-Optimiser of the score-function variants (``sfe`` and ``mixture``): RMSprop with the
+Optimiser of the score-function variants (``sfe``, ``mixture`` and ``nvil``): RMSprop with the
 notebook's ``OptCollection`` learning rates as parameter groups (``optim.param_groups``,
 regexes on module names): the generative model (``prior``, ``decoder``, ``likelihood``) 5e-4,
 the inference model (``encoder``, ``posterior``) 1e-4, a learned baseline
@@ -84,7 +93,7 @@ from jvae.runs import split_variant
 
 PRIORS = {"gaussian": "standard", "mixture": "mixture"}
 POSTERIORS = {"gaussian": "gaussian", "mixture": "mixture"}
-ESTIMATORS = {"reparam": "elbo", "sfe": "sfe", "mixture": "mixture"}
+ESTIMATORS = {"reparam": "elbo", "sfe": "sfe", "mixture": "mixture", "nvil": "nvil"}
 CV_CHAINS = {
     "critic": ("self_critic", "centred", "scaled"),
     "baseline": ("centred", "baseline", "scaled"),

@@ -10,7 +10,8 @@ from jvae.models.autoencoder import PointHead, is_autoencoder, make_autoencoder
 from jvae.models.conv import Conv, ConvTranspose
 from jvae.models.distributions import (Bernoulli, FlatIndependent, bernoulli, continuous_bernoulli,
                                        continuous_bernoulli_log_normalizer, diag_gaussian,
-                                       gaussian, has_analytic_kl, kl_divergence,
+                                       gaussian, has_analytic_kl, is_reparameterised,
+                                       kl_divergence,
                                        mixture_diag_gaussian, sample_mixture)
 from jvae.models.flows import IAF, CouplingFlowHead, FlowPosterior, IAFHead, Planar, PlanarFlowHead
 from jvae.models.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead,
@@ -30,5 +31,5 @@ __all__ = [
     "GaussianHead", "MixtureGaussianHead", "positive_scale", "MADE", "MADEParams", "made_apply",
     "made_masks", "MLP", "ConvDecoder", "ConvEncoder", "conv_preset", "MixturePrior",
     "StandardNormalPrior", "VampPrior", "vamp_mixture", "VAE", "init_params", "log_joint",
-    "naive_lower_bound", "reconstruct", "sample_prior", "training_apply",
+    "naive_lower_bound", "reconstruct", "sample_prior", "training_apply", "is_reparameterised",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "gaussian",
     "kl_divergence",
     "has_analytic_kl",
+    "is_reparameterised",
     "mixture_diag_gaussian",
     "sample_mixture",
 ]
@@ -195,10 +196,18 @@ def sample_mixture(q: distrax.Distribution, key: jax.Array,
     return c, mu + sigma * eps
 
 
+def is_reparameterised(q: distrax.Distribution) -> bool:
+    """Whether ``q.sample`` is a pathwise (reparameterised) draw whose gradient is unbiased:
+    torch's ``has_rsample``. False for a mixture (its component choice is discrete; distrax
+    would differentiate only within the chosen component), True for the Gaussians and flows
+    jvae builds."""
+    return not isinstance(q, distrax.MixtureSameFamily)
+
+
 def require_reparameterised(q: distrax.Distribution, what: str) -> None:
     """Raise ``ValueError`` if ``q`` cannot be sampled pathwise (a mixture: its component
     choice is discrete and ``q.sample`` would silently give a biased gradient)."""
-    if isinstance(q, distrax.MixtureSameFamily):
+    if not is_reparameterised(q):
         raise ValueError(
             f"{what} needs a reparameterisable posterior, but q(z|x) is a mixture: train it "
             "with objective 'mixture' (score function for the component, path derivatives "

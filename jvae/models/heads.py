@@ -40,8 +40,24 @@ __all__ = [
     "GaussianHead",
     "DiagGaussianHead",
     "MixtureGaussianHead",
+    "hidden_features",
     "positive_scale",
 ]
+
+
+def hidden_features(module: nn.Module, h: jax.Array, width: int, weight_init: str = "lecun",
+                    dropout_rate: float = 0.0) -> jax.Array:
+    """``relu(dense(dropout(h)))`` to ``width`` units inside a posterior head's compact method
+    (``[..., F] -> [..., width]``), or ``h`` unchanged for ``width = 0``: the encoder of the
+    DPM2 notebook's ``GaussianCPDNet`` / ``MoGCPDNet`` (``nn.Dropout(p_drop)``,
+    ``nn.Linear(num_inputs, hidden_size)``, ``nn.ReLU()``). Its parameters are ``hidden``."""
+    width = int(width)
+    if width < 0:
+        raise ValueError(f"{type(module).__name__} hidden must be >= 0 (0: none), got {width}.")
+    if width == 0:
+        return h
+    h = dropout(module, h, dropout_rate, name="dropout_hidden")
+    return nn.relu(dense(width, h.shape[-1], weight_init, name="hidden")(h))
 
 
 def positive_scale(raw: jax.Array, kind: str = "softplus", min_scale: float = 1e-5) -> jax.Array:
@@ -182,6 +198,9 @@ class DiagGaussianHead(nn.Module):
       min_scale: floor added to the scale.
       weight_init: initialisation scheme of the output layer (see :func:`jvae.models.nets.dense`).
       dropout_rate: dropout of ``h`` before each of the two output layers (own masks).
+      hidden: width of a dense layer + ReLU between ``h`` and the output layers (0: none):
+        the DPM2 notebook's ``GaussianCPDNet(hidden_size=2 * latent)``, ``Linear(1024, 20)``
+        and ``ReLU`` (dropout before it too), see :func:`hidden_features`.
     """
 
     latent_dim: int
@@ -189,11 +208,13 @@ class DiagGaussianHead(nn.Module):
     min_scale: float = 1e-5
     weight_init: str = "lecun"
     dropout_rate: float = 0.0
+    hidden: int = 0
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
         if int(self.latent_dim) <= 0:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}.")
+        h = hidden_features(self, h, self.hidden, self.weight_init, self.dropout_rate)
         d, fan_in = int(self.latent_dim), h.shape[-1]
         loc = dense(d, fan_in, self.weight_init, name="loc")(
             dropout(self, h, self.dropout_rate, name="dropout_loc"))
@@ -219,6 +240,12 @@ class MixtureGaussianHead(nn.Module):
       init_spread: standard deviation of the initial component-mean offsets.
       weight_init: initialisation scheme of the output layers.
       dropout_rate: dropout of ``h`` before each of the three output layers (own masks).
+      hidden: width of a dense layer + ReLU before the output layers (0: none), the
+        notebook's ``MoGCPDNet(hidden_size=2 * latent)``; see :func:`hidden_features`.
+
+    ``init_spread = 0`` gives the notebook's ``MoGCPDNet`` exactly (no ``loc_offset``
+    parameter: the components differ only through the ``loc`` layer's initial weights and
+    biases).
     """
 
     latent_dim: int
@@ -228,6 +255,7 @@ class MixtureGaussianHead(nn.Module):
     init_spread: float = 1.0
     weight_init: str = "lecun"
     dropout_rate: float = 0.0
+    hidden: int = 0
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
@@ -235,6 +263,7 @@ class MixtureGaussianHead(nn.Module):
         if d <= 0 or c <= 0:
             raise ValueError(f"latent_dim and num_components must be positive integers, got "
                              f"{self.latent_dim!r} and {self.num_components!r}.")
+        h = hidden_features(self, h, self.hidden, self.weight_init, self.dropout_rate)
         fan_in = h.shape[-1]
         lead = h.shape[:-1]
         def drop(name):
@@ -242,7 +271,10 @@ class MixtureGaussianHead(nn.Module):
 
         loc = dense(c * d, fan_in, self.weight_init, name="loc")(drop("loc"))
         loc = loc.reshape(*lead, c, d)
-        offset = self.param("loc_offset", nn.initializers.normal(self.init_spread), (c, d))
+        if self.init_spread < 0:
+            raise ValueError(f"init_spread must be >= 0, got {self.init_spread!r}.")
+        offset = (self.param("loc_offset", nn.initializers.normal(self.init_spread), (c, d))
+                  if self.init_spread > 0 else 0.0)
         raw = dense(c * d, fan_in, self.weight_init, name="raw_scale")(drop("raw_scale"))
         raw = raw.reshape(*lead, c, d)
         logits = dense(c, fan_in, self.weight_init, name="logits")(drop("logits"))

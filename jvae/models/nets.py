@@ -17,12 +17,13 @@ import math
 from typing import Callable, Sequence
 
 import flax.linen as nn
+from flax.linen.linear import default_kernel_init
 import jax
 import jax.numpy as jnp
 
 from jvae.models.conv import Conv, ConvTranspose, conv_output_size, conv_transpose_output_size
 
-__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "get_activation", "dense", "dropout",
+__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "get_activation", "dense", "conv_init", "dropout",
            "check_dropout_rate", "conv_preset", "CONV_PRESETS", "conv_encoder_sizes",
            "conv_decoder_start"]
 
@@ -72,6 +73,36 @@ def dense(features: int, fan_in: int, init: str = "lecun", name: str | None = No
 
         kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
         return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, name=name)
+    raise ValueError(f"Unknown init {init!r}; choose one of {list(INITS)}.")
+
+
+def _uniform(bound: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
+def conv_init(init: str, kernel_shape: Sequence[int], transpose: bool = False):
+    """``(kernel_init, bias_init)`` of a convolution with a ``[kh, kw, C_in, C_out]`` kernel.
+
+    Args:
+      init: ``"lecun"`` (Flax's ``nn.Conv`` defaults: LeCun-normal kernel, zero bias),
+        ``"torch"`` (PyTorch's ``nn.Conv2d`` / ``nn.ConvTranspose2d`` ``reset_parameters``:
+        kernel and bias uniform in ``+-1/sqrt(fan_in)``) or ``"glorot"`` (Glorot-uniform
+        kernel, zero bias).
+      kernel_shape: ``(kh, kw, C_in, C_out)``.
+      transpose: a transposed convolution. PyTorch stores its weight as ``[C_in, C_out, kh,
+        kw]`` and takes ``fan_in`` from the second axis, so its bound is
+        ``1/sqrt(C_out * kh * kw)``; a convolution's is ``1/sqrt(C_in * kh * kw)``.
+    """
+    kh, kw, c_in, c_out = (int(v) for v in kernel_shape)
+    if init == "lecun":
+        return default_kernel_init, nn.initializers.zeros_init()
+    if init == "glorot":
+        return nn.initializers.glorot_uniform(), nn.initializers.zeros_init()
+    if init == "torch":
+        bound = 1.0 / math.sqrt(kh * kw * (c_out if transpose else c_in))
+        return _uniform(bound), _uniform(bound)
     raise ValueError(f"Unknown init {init!r}; choose one of {list(INITS)}.")
 
 
@@ -170,6 +201,8 @@ class ConvEncoder(nn.Module):
         ``out_dim``; the notebook's CNN encoder has no dense layer), see :func:`dropout`.
       activate_last: whether the last convolution is followed by the activation (Homework 2's
         encoder, ``conv(256) -> fc``, has none there).
+      weight_init: ``"lecun"`` (Flax's defaults), ``"torch"`` (PyTorch's ``nn.Conv2d`` and
+        ``nn.Linear``) or ``"glorot"``, for every layer (:func:`conv_init`, :func:`dense`).
 
     Raises ``ValueError`` when the input is too small for the layers.
     """
@@ -183,6 +216,7 @@ class ConvEncoder(nn.Module):
     impl: str = "auto"
     dropout_rate: float = 0.0
     activate_last: bool = True
+    weight_init: str = "lecun"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -198,12 +232,14 @@ class ConvEncoder(nn.Module):
         batch_shape = x.shape[:-3]
         h = x.reshape((-1,) + x.shape[-3:])
         for i, (f, k, s, pad) in enumerate(layers):
-            h = Conv(int(f), int(k), int(s), pad, impl=self.impl, name=f"conv_{i}")(h)
+            k_init, b_init = conv_init(self.weight_init, (k, k, h.shape[-1], f))
+            h = Conv(int(f), int(k), int(s), pad, impl=self.impl, kernel_init=k_init,
+                     bias_init=b_init, name=f"conv_{i}")(h)
             h = act(h) if self.activate_last or i < n - 1 else h
         h = h.reshape(h.shape[0], -1)
         if self.out_dim is not None:
             h = dropout(self, h, self.dropout_rate, name="dropout_proj")
-            h = act(nn.Dense(int(self.out_dim), name="proj")(h))
+            h = act(dense(int(self.out_dim), h.shape[-1], self.weight_init, name="proj")(h))
         return h.reshape(batch_shape + h.shape[-1:])
 
 
@@ -237,6 +273,8 @@ class ConvDecoder(nn.Module):
       dropout_rate: dropout of the latent code before the dense bottleneck (the notebook's
         ``build_cnn_decoder``: ``nn.Dropout(p_drop)`` before its one ``nn.Linear``), see
         :func:`dropout`.
+      weight_init: ``"lecun"`` (Flax's defaults), ``"torch"`` (PyTorch's ``nn.Linear`` and
+        ``nn.ConvTranspose2d``/``nn.Conv2d``) or ``"glorot"``, for every layer.
 
     Raises ``ValueError`` when the layers cannot produce ``H x W`` (a 1x1 start map already
     overshoots by a crop of at least the product of the strides).
@@ -254,6 +292,7 @@ class ConvDecoder(nn.Module):
     final: str = "conv"
     impl: str = "auto"
     dropout_rate: float = 0.0
+    weight_init: str = "lecun"
 
     def layers(self) -> list[tuple]:
         """``(features, kernel, stride, padding)`` of each transposed convolution."""
@@ -279,16 +318,19 @@ class ConvDecoder(nn.Module):
         batch_shape = z.shape[:-1]
         h = z.reshape(-1, z.shape[-1])
         h = dropout(self, h, self.dropout_rate, name="dropout_proj")
-        h = nn.Dense(h0 * w0 * start, name="proj")(h)
+        h = dense(h0 * w0 * start, h.shape[-1], self.weight_init, name="proj")(h)
         h = act(h) if self.activate_start else h
         h = h.reshape(-1, h0, w0, start)
         for i, (f, k, s, pad) in enumerate(layers):
-            h = ConvTranspose(int(f), int(k), int(s), pad, impl=self.impl,
-                              name=f"deconv_{i}")(h)
+            k_init, b_init = conv_init(self.weight_init, (k, k, h.shape[-1], f), transpose=True)
+            h = ConvTranspose(int(f), int(k), int(s), pad, impl=self.impl, kernel_init=k_init,
+                              bias_init=b_init, name=f"deconv_{i}")(h)
             if self.final == "conv" or i < len(layers) - 1:
                 h = act(h)
         if self.final == "conv":
-            h = Conv(int(self.out_channels), 3, 1, "SAME", impl=self.impl, name="out")(h)
+            k_init, b_init = conv_init(self.weight_init, (3, 3, h.shape[-1], self.out_channels))
+            h = Conv(int(self.out_channels), 3, 1, "SAME", impl=self.impl, kernel_init=k_init,
+                     bias_init=b_init, name="out")(h)
         top = (h.shape[1] - height) // 2
         left = (h.shape[2] - width) // 2
         h = h[:, top:top + height, left:left + width, :]

@@ -2,8 +2,8 @@
 :class:`Objective` pairs, with the control variates of score-function estimators."""
 
 from jvae.objectives.autoencoder import make_autoencoder_loss, reconstruction_terms
-from jvae.objectives.base import (EstimatorState, Objective, as_objective, score_surrogate,
-                                  value_and_surrogate)
+from jvae.objectives.base import (EstimatorState, Objective, accepts_mask, as_objective,
+                                  batch_mean, batch_std, score_surrogate, value_and_surrogate)
 from jvae.objectives.control_variates import (CONTROL_VARIATES, ControlVariate, CVContext,
                                               RunningMean, RunningStd, centred_reward, chain,
                                               learned_baseline, leave_one_out,
@@ -11,7 +11,8 @@ from jvae.objectives.control_variates import (CONTROL_VARIATES, ControlVariate, 
                                               vimco_baseline, vimco_leave_one_out_bound)
 from jvae.objectives.elbo import elbo_terms, make_elbo_loss
 from jvae.objectives.iwae import IWAE_ESTIMATORS, iwae_bound, make_iwae_loss, make_vimco_objective
-from jvae.objectives.score_function import make_mixture_objective, make_sfe_objective
+from jvae.objectives.score_function import (make_mixture_objective, make_nvil_objective,
+                                            make_sfe_objective)
 
 __all__ = [
     "CONTROL_VARIATES", "CVContext", "ControlVariate", "EstimatorState", "IWAE_ESTIMATORS",
@@ -20,5 +21,6 @@ __all__ = [
     "make_elbo_loss", "make_iwae_loss", "make_mixture_objective", "make_sfe_objective",
     "make_vimco_objective", "scaled_reward", "score_surrogate", "self_critic",
     "value_and_surrogate", "vimco_baseline", "vimco_leave_one_out_bound",
-    "make_autoencoder_loss", "reconstruction_terms",
+    "make_autoencoder_loss", "reconstruction_terms", "make_nvil_objective", "accepts_mask",
+    "batch_mean", "batch_std",
 ]

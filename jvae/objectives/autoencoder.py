@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from jvae.models.autoencoder import is_autoencoder
 from jvae.models.vae import VAE, training_apply
+from jvae.objectives.base import batch_mean
 
 __all__ = ["reconstruction_terms", "make_autoencoder_loss"]
 
@@ -61,7 +62,9 @@ def make_autoencoder_loss(model: VAE) -> LossFn:
     Returns:
       A pure function; ``key`` only drives the model's dropout (without dropout the loss is
       deterministic and ``key`` is unused). ``loss`` is ``mean_B D(x)``; ``aux`` holds the batch means ``loss``,
-      ``distortion`` (the same value) and ``squared_error``.
+      ``distortion`` (the same value) and ``squared_error``; ``loss(params, key, x,
+      mask=None)``, a ``[B]`` mask (1 real, 0 padding) restricting the means to the real
+      examples.
 
     Raises:
       ValueError: ``model`` is not an autoencoder (a VAE trains with an ELBO-type loss).
@@ -72,9 +75,10 @@ def make_autoencoder_loss(model: VAE) -> LossFn:
             f"e.g. jvae.make_autoencoder); got posterior {type(model.posterior).__name__}. "
             "Train a VAE with make_elbo_loss.")
 
-    def loss_fn(params, key, x):
+    def loss_fn(params, key, x, mask=None):
         distortion, squared = reconstruction_terms(model, params, x, key)
-        loss = jnp.mean(distortion)
-        return loss, {"loss": loss, "distortion": loss, "squared_error": jnp.mean(squared)}
+        loss = batch_mean(distortion, mask)
+        return loss, {"loss": loss, "distortion": loss,
+                      "squared_error": batch_mean(squared, mask)}
 
     return loss_fn

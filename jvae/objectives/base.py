@@ -16,13 +16,14 @@ jitted epoch (:func:`jvae.training.make_train_epoch`).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 __all__ = ["Objective", "EstimatorState", "as_objective", "score_surrogate", "value_and_surrogate",
-           "check_bound_args"]
+           "check_bound_args", "batch_mean", "batch_std", "accepts_mask"]
 
 LossFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
@@ -48,6 +49,10 @@ class Objective(NamedTuple):
       loss: ``loss(params, est, key, x) -> (loss, (aux, new_est))``: ``loss`` a scalar to
         minimise (its gradient with respect to ``params`` and ``est.params`` is the estimator),
         ``aux`` a flat dict of scalars containing at least ``"loss"`` (the negative bound).
+        jvae's objectives also take ``mask=`` (``[B]``, 1 for a real example, 0 for padding):
+        every mean over the batch, the control variates' statistics included, then counts
+        only the real examples (see :func:`batch_mean`; a trainer keeping the last partial
+        batch of an epoch passes it).
     """
 
     init: Callable[[jax.Array, jax.Array], EstimatorState]
@@ -67,8 +72,8 @@ def as_objective(loss: LossFn | Objective) -> Objective:
         del key, x_example
         return EstimatorState()
 
-    def wrapped(params, est, key, x):
-        value, aux = loss(params, key, x)
+    def wrapped(params, est, key, x, mask=None):
+        value, aux = loss(params, key, x) if mask is None else loss(params, key, x, mask=mask)
         return value, (aux, est)
 
     return Objective(init, wrapped)
@@ -114,3 +119,41 @@ def check_bound_args(num_samples, beta=1.0, kl: str = "auto") -> int:
     if kl not in ("auto", "analytic", "mc"):
         raise ValueError(f"Unknown kl {kl!r}; expected 'auto', 'analytic' or 'mc'.")
     return int(num_samples)
+
+
+def batch_mean(values: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Mean of ``values`` ``[..., B]`` (the batch axis last) over the real examples.
+
+    ``mask=None``: ``jnp.mean(values)`` itself (the same operation, so unmasked training is
+    unchanged bit for bit). With ``mask`` ``[B]`` (1 for a real example, 0 for a padded row
+    of a partial batch): ``sum(values[..., real]) / (count(real) * prod(leading))``, the
+    mean a batch of only the real examples would give; padded entries are selected away
+    (not multiplied by 0), so a non-finite padded value cannot leak in.
+    """
+    if mask is None:
+        return jnp.mean(values)
+    real = jnp.broadcast_to(mask > 0, values.shape)
+    per = values.size // max(values.shape[-1], 1)
+    count = jnp.sum(mask > 0).astype(values.dtype) * per
+    return jnp.sum(jnp.where(real, values, 0)) / jnp.maximum(count, 1)
+
+
+def batch_std(values: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Population standard deviation of ``values`` ``[..., B]`` over the real examples
+    (``jnp.std(values)`` itself without ``mask``; see :func:`batch_mean`)."""
+    if mask is None:
+        return jnp.std(values)
+    centred = values - batch_mean(values, mask)
+    return jnp.sqrt(batch_mean(centred * centred, mask))
+
+
+def accepts_mask(loss: Callable | Objective) -> bool:
+    """Whether a loss function (or an :class:`Objective`'s ``loss``) takes a ``mask``
+    keyword, i.e. can train on a padded partial batch."""
+    fn = loss.loss if isinstance(loss, Objective) else loss
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "mask" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                   for p in params.values())

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jvae.models.nets import MLP
-from jvae.objectives.base import EstimatorState
+from jvae.objectives.base import EstimatorState, batch_mean, batch_std
 
 __all__ = ["CVContext", "ControlVariate", "RunningMean", "RunningStd", "centred_reward",
            "scaled_reward", "self_critic", "learned_baseline", "leave_one_out",
@@ -43,11 +43,15 @@ class CVContext(NamedTuple):
         independently of the one being scored (for :func:`self_critic`), or ``None``.
       log_weights: ``[K, B]`` importance log-weights ``log p(x, z_k) - log q(z_k|x)`` of a
         multi-sample bound (for :func:`vimco_baseline`), or ``None``.
+      mask: ``[B]``, 1 for a real example and 0 for a padded row of a partial batch, or
+        ``None`` (all real): the batch statistics (running mean and std, the baseline's
+        squared error) count only the real examples (:func:`jvae.objectives.base.batch_mean`).
     """
 
     x: jax.Array
     fresh_signal: Callable[[], jax.Array] | None = None
     log_weights: jax.Array | None = None
+    mask: jax.Array | None = None
 
 
 class ControlVariate(NamedTuple):
@@ -104,7 +108,7 @@ def centred_reward(decay: float = 0.9) -> ControlVariate:
 
     def apply(params, state, r, ctx):
         out = r - state.mean
-        new = decay * state.mean + (1.0 - decay) * jnp.mean(r)
+        new = decay * state.mean + (1.0 - decay) * batch_mean(r, ctx.mask)
         return out, RunningMean(new.astype(jnp.float32), state.count + 1), 0.0, {
             "cv/running_mean": state.mean}
 
@@ -126,7 +130,7 @@ def scaled_reward(decay: float = 0.9) -> ControlVariate:
 
     def apply(params, state, r, ctx):
         out = r / state.std
-        new = jnp.maximum(decay * state.std + (1.0 - decay) * jnp.std(r), 1.0)
+        new = jnp.maximum(decay * state.std + (1.0 - decay) * batch_std(r, ctx.mask), 1.0)
         return out, RunningStd(new.astype(jnp.float32), state.count + 1), 0.0, {
             "cv/running_std": state.std}
 
@@ -147,7 +151,7 @@ def self_critic() -> ControlVariate:
             raise ValueError("self_critic needs ctx.fresh_signal (a score-function objective "
                              "provides it).")
         critic = jax.lax.stop_gradient(ctx.fresh_signal())
-        return r - critic, state, 0.0, {"cv/critic_mean": jnp.mean(critic)}
+        return r - critic, state, 0.0, {"cv/critic_mean": batch_mean(critic, ctx.mask)}
 
     return ControlVariate(init, apply)
 
@@ -194,9 +198,9 @@ def learned_baseline(hidden: Sequence[int] = (512,), data_ndims: int | None = No
 
     def apply(params, state, r, ctx):
         b = net(ctx.x).apply(params["baseline"], ctx.x)              # [B]
-        loss = jnp.mean((jax.lax.stop_gradient(r) - b) ** 2)
+        loss = batch_mean((jax.lax.stop_gradient(r) - b) ** 2, ctx.mask)
         return r - jax.lax.stop_gradient(b), state, loss, {
-            "cv/baseline_loss": loss, "cv/baseline_mean": jnp.mean(b)}
+            "cv/baseline_loss": loss, "cv/baseline_mean": batch_mean(b, ctx.mask)}
 
     return ControlVariate(init, apply)
 

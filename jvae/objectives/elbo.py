@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jvae.models.distributions import has_analytic_kl, kl_divergence, require_reparameterised
 from jvae.models.vae import VAE, training_apply
-from jvae.objectives.base import check_bound_args
+from jvae.objectives.base import batch_mean, check_bound_args
 
 __all__ = ["make_elbo_loss", "elbo_terms"]
 
@@ -83,22 +83,26 @@ def make_elbo_loss(model: VAE, beta: float = 1.0, num_samples: int = 1,
       kl: how the rate is computed, see :func:`elbo_terms`.
 
     Returns:
-      A pure function. ``loss`` is ``mean_B [D + beta R]``; ``aux`` holds the per-example means
-      ``elbo``, ``distortion``, ``rate`` and ``loss``. A model with dropout is in training
-      mode (dropout on, stream derived from ``key``).
+      A pure function ``loss(params, key, x, mask=None)``. ``loss`` is ``mean_B [D + beta R]``;
+      ``aux`` holds the per-example means ``elbo``, ``distortion``, ``rate`` and ``loss``. A
+      model with dropout is in training mode (dropout on, stream derived from ``key``).
+      ``mask`` ``[B]`` (1 real, 0 padding) restricts every mean to the real examples
+      (:func:`jvae.objectives.base.batch_mean`).
     """
     num_samples = check_bound_args(num_samples, beta, kl)
 
-    def loss_fn(params, key, x):
+    def loss_fn(params, key, x, mask=None):
         distortion, rate = elbo_terms(model, params, key, x, num_samples, kl, pathwise=True,
                                       train=True)
-        loss = jnp.mean(distortion + beta * rate)
-        aux = {
-            "loss": loss,
-            "elbo": -jnp.mean(distortion + rate),
-            "distortion": jnp.mean(distortion),
-            "rate": jnp.mean(rate),
-        }
-        return loss, aux
+        return elbo_loss_and_aux(distortion, rate, beta, mask)
 
     return loss_fn
+
+
+def elbo_loss_and_aux(distortion: jax.Array, rate: jax.Array, beta=1.0,
+                      mask: jax.Array | None = None) -> tuple[jax.Array, dict]:
+    """``(mean_B [D + beta R], aux)`` from per-example ``distortion`` and ``rate`` ``[B]``,
+    the means over the real examples of ``mask`` (all without one)."""
+    loss = batch_mean(distortion + beta * rate, mask)
+    return loss, {"loss": loss, "elbo": -batch_mean(distortion + rate, mask),
+                  "distortion": batch_mean(distortion, mask), "rate": batch_mean(rate, mask)}

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 
 from jvae.models.distributions import require_reparameterised
 from jvae.models.vae import VAE, training_apply
-from jvae.objectives.base import (EstimatorState, Objective, score_surrogate,
-                                  value_and_surrogate)
+from jvae.objectives.base import (EstimatorState, Objective, batch_mean, batch_std,
+                                  score_surrogate, value_and_surrogate)
 from jvae.objectives.control_variates import (CVContext, ControlVariate, chain, estimator_init,
                                               vimco_baseline)
 
@@ -68,7 +68,8 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
       A pure function; ``aux`` holds ``loss``, ``iwae`` (``L_K``), ``elbo`` (the mean log
       weight, an ELBO estimate), ``distortion``, ``rate`` (single-sample Monte Carlo
       averages over the K samples) and ``ess`` (effective sample size of the normalised
-      weights, between 1 and K). A model with dropout is in training mode (dropout on,
+      weights, between 1 and K); ``loss(params, key, x, mask=None)``, a ``[B]`` mask (1 real,
+      0 padding) restricting every mean to the real examples. A model with dropout is in training mode (dropout on,
       stream derived from ``key``, one mask per network for every evaluation in the call).
     """
     if int(num_samples) <= 0:
@@ -78,7 +79,7 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
                          f"{list(IWAE_ESTIMATORS)}.")
     k_samples = int(num_samples)
 
-    def loss_fn(params, key, x):
+    def loss_fn(params, key, x, mask=None):
         apply = training_apply(model, key)
         q = apply(params, x, method=VAE.encode)
         require_reparameterised(q, f"the IWAE bound with estimator {estimator!r}")
@@ -108,18 +109,18 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
             path = jnp.sum(w_tilde ** 2 * (log_pxz_l - log_q_l), axis=0)
             objective = bound + path - _sg(path)
             log_pxz, log_q = log_pxz_t, log_q_t
-        value = -jnp.mean(bound)
+        value = -batch_mean(bound, mask)
         w_tilde = jax.nn.softmax(_sg(log_w), axis=0)
         log_pz = apply(params, method=VAE.prior_distribution).log_prob(z)
         aux = {
             "loss": value,
-            "iwae": jnp.mean(bound),
-            "elbo": jnp.mean(log_w),
-            "distortion": -jnp.mean(log_pxz - log_pz),
-            "rate": jnp.mean(log_q - log_pz),
-            "ess": jnp.mean(1.0 / jnp.sum(w_tilde ** 2, axis=0)),
+            "iwae": batch_mean(bound, mask),
+            "elbo": batch_mean(log_w, mask),
+            "distortion": -batch_mean(log_pxz - log_pz, mask),
+            "rate": batch_mean(log_q - log_pz, mask),
+            "ess": batch_mean(1.0 / jnp.sum(w_tilde ** 2, axis=0), mask),
         }
-        return value_and_surrogate(value, -jnp.mean(objective)), aux
+        return value_and_surrogate(value, -batch_mean(objective, mask)), aux
 
     return loss_fn
 
@@ -151,7 +152,7 @@ def make_vimco_objective(model: VAE, num_samples: int = 5,
                          "bound's own gradient is outside the score term and would not be "
                          "divided.")
 
-    def loss(params, est, key, x):
+    def loss(params, est, key, x, mask=None):
         apply = training_apply(model, key)
         q = apply(params, x, method=VAE.encode)
         z = _sg(q.sample(seed=key, sample_shape=(k_samples,)))                 # [K, B, D]
@@ -160,15 +161,16 @@ def make_vimco_objective(model: VAE, num_samples: int = 5,
         log_w = log_pxz - log_q
         bound = iwae_bound(log_w)                                               # [B]
         raw = jnp.broadcast_to(_sg(bound), log_w.shape)
-        ctx = CVContext(x=x, log_weights=_sg(log_w))
+        ctx = CVContext(x=x, log_weights=_sg(log_w), mask=mask)
         centred, cv_state, cv_loss, cv_aux = cv.apply(est.params, est.state, raw, ctx)
         surrogate = bound + jnp.sum(score_surrogate(log_q, centred), axis=0)
-        value = -jnp.mean(bound)
-        total = value_and_surrogate(value, -jnp.mean(surrogate)) + cv_loss
+        value = -batch_mean(bound, mask)
+        total = value_and_surrogate(value, -batch_mean(surrogate, mask)) + cv_loss
         log_pz = apply(params, method=VAE.prior_distribution).log_prob(z)
-        aux = {"loss": value, "iwae": jnp.mean(bound), "elbo": jnp.mean(log_w),
-               "distortion": -jnp.mean(log_pxz - log_pz), "rate": jnp.mean(log_q - log_pz),
-               "signal_std": jnp.std(centred), **cv_aux}
+        aux = {"loss": value, "iwae": batch_mean(bound, mask), "elbo": batch_mean(log_w, mask),
+               "distortion": -batch_mean(log_pxz - log_pz, mask),
+               "rate": batch_mean(log_q - log_pz, mask),
+               "signal_std": batch_std(centred, mask), **cv_aux}
         return total, (aux, EstimatorState(est.params, cv_state))
 
     return Objective(estimator_init(cv), loss)

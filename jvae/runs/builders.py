@@ -22,7 +22,8 @@ from jvae.objectives.autoencoder import make_autoencoder_loss
 from jvae.objectives.control_variates import CONTROL_VARIATES, make_control_variate
 from jvae.objectives.elbo import make_elbo_loss
 from jvae.objectives.iwae import IWAE_ESTIMATORS, make_iwae_loss, make_vimco_objective
-from jvae.objectives.score_function import make_mixture_objective, make_sfe_objective
+from jvae.objectives.score_function import (make_mixture_objective, make_nvil_objective,
+                                            make_sfe_objective)
 from jvae.models.flows import FLOW_POSTERIORS, CouplingFlowHead, IAFHead, PlanarFlowHead
 from jvae.models.priors import MixturePrior, StandardNormalPrior, VampPrior
 from jvae.training import make_optimizer
@@ -140,15 +141,19 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
         dec_kw = dict(features=tuple(m.conv_decoder_features))
     if m.encoder == "mlp":
         encoder = MLP(tuple(m.encoder_hidden), m.activation, in_event_ndims=len(data_shape),
-                      weight_init=m.init, dropout_rate=enc_drop)
+                      weight_init=m.init, dropout_rate=enc_drop,
+                      activate_final=bool(m.get("encoder_activate_final", True)))
     else:
-        encoder = ConvEncoder(**enc_kw, impl=conv_impl, dropout_rate=enc_drop)
+        encoder = ConvEncoder(**enc_kw, impl=conv_impl, dropout_rate=enc_drop,
+                              weight_init=m.init)
+    head_hidden = int(m.get("posterior_hidden", 0))
     if m.kind == "autoencoder":
         posterior = PointHead(latent, weight_init=m.init)
     elif m.posterior == "mixture":
         posterior = MixtureGaussianHead(latent, int(m.posterior_components),
                                         scale=m.posterior_scale, weight_init=m.init,
-                                        dropout_rate=enc_drop)
+                                        dropout_rate=enc_drop, hidden=head_hidden,
+                                        init_spread=float(m.get("posterior_init_spread", 1.0)))
     elif m.posterior in FLOW_POSTERIORS:
         flow = dict(num_layers=int(m.flow_layers), scale=m.posterior_scale, weight_init=m.init,
                     dropout_rate=enc_drop)
@@ -160,7 +165,7 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
             posterior = CouplingFlowHead(latent, hidden=int(m.flow_hidden), **flow)
     else:
         posterior = DiagGaussianHead(latent, scale=m.posterior_scale, weight_init=m.init,
-                                     dropout_rate=enc_drop)
+                                     dropout_rate=enc_drop, hidden=head_hidden)
 
     if m.likelihood == "gaussian":
         likelihood = GaussianHead(data_shape, project=m.decoder == "mlp",
@@ -177,14 +182,14 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
                       dropout_rate=dec_drop)
     else:
         decoder = ConvDecoder(data_shape[:2], data_shape[2] * params_per_pixel, **dec_kw,
-                              impl=conv_impl, dropout_rate=dec_drop)
+                              impl=conv_impl, dropout_rate=dec_drop, weight_init=m.init)
     return VAE(data_shape, prior, encoder, posterior, decoder, likelihood)
 
 
 def build_loss(config: ml_collections.ConfigDict, model: VAE, beta=None):
     """The training objective named by ``config.objective``: a plain loss function
     (``elbo``, ``iwae``) or a stateful :class:`~jvae.objectives.base.Objective` (``sfe``,
-    ``mixture``, ``vimco``); the trainer takes either. ``beta`` overrides the config's, and
+    ``mixture``, ``nvil``, ``vimco``); the trainer takes either. ``beta`` overrides the config's, and
     may be a traced value inside a vmapped sweep. An autoencoder's loss is its reconstruction
     error (:func:`~jvae.objectives.autoencoder.make_autoencoder_loss`)."""
     if is_autoencoder(model):
@@ -204,6 +209,8 @@ def build_loss(config: ml_collections.ConfigDict, model: VAE, beta=None):
     if obj.name == "mixture":
         return make_mixture_objective(model, num_samples=samples, beta=beta,
                                       control_variates=cvs)
+    if obj.name == "nvil":
+        return make_nvil_objective(model, num_samples=samples, beta=beta, control_variates=cvs)
     if obj.name == "iwae":
         return make_iwae_loss(model, num_samples=samples, estimator=obj.estimator)
     return make_vimco_objective(model, num_samples=samples, control_variates=cvs or None)

@@ -22,6 +22,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.num_epochs = 10
     c.batch_size = 128
+    c.drop_last = True              # False: keep the last partial batch of an epoch, padded
+                                    # and masked (PyTorch's DataLoader(drop_last=False))
     c.learning_rate = 1e-3
     c.latent_dim = 20
     c.num_seeds = 1                 # > 1: seeds seed, seed+1, ... trained as one vmapped program
@@ -78,12 +80,13 @@ def _model() -> ml_collections.ConfigDict:
     g.encoder = "mlp"         # mlp | conv
     g.decoder = "mlp"         # mlp | conv
     g.encoder_hidden = (400,)
+    g.encoder_activate_final = True   # mlp encoder: activation after its last layer too
     g.decoder_hidden = (400,)
     g.encoder_dropout = 0.0   # dropout before every dense layer of the encoder and the
     g.decoder_dropout = 0.0   # posterior head / decoder and likelihood head, in [0, 1)
                               # (training losses only; 0: off)
     g.activation = "relu"
-    g.init = "lecun"          # dense-layer init: lecun (Flax) | torch (PyTorch) | glorot
+    g.init = "lecun"          # dense and conv init: lecun (Flax) | torch (PyTorch) | glorot
     g.conv_encoder_features = (32, 64, 128, 256)
     g.conv_encoder_out = 0    # dense projection after the conv stack (0: none)
     g.conv_decoder_features = (128, 64, 32)
@@ -92,6 +95,10 @@ def _model() -> ml_collections.ConfigDict:
     g.posterior = "gaussian"        # gaussian | mixture (of diagonal Gaussians) |
                                     # planar | iaf | coupling (flows, jvae.models.flows)
     g.posterior_components = 2       # mixture posterior: number of components
+    g.posterior_init_spread = 1.0    # mixture posterior: std of its learned component offsets
+                                     # (0: none, the DPM2 notebook's MoGCPDNet)
+    g.posterior_hidden = 0           # dense + ReLU of this width before the posterior head's
+                                     # output layers (0: none; DPM2: 2 * latent_dim)
     g.flow_layers = 4                # flow posteriors: number of layers
     g.flow_hidden = 100              # iaf: MADE width; coupling: conditioner width
     g.posterior_scale = "softplus"   # softplus | exp (log-variance) | log_std
@@ -106,13 +113,14 @@ def _model() -> ml_collections.ConfigDict:
 def _objective() -> ml_collections.ConfigDict:
     """The training objective and its gradient estimator."""
     g = ml_collections.ConfigDict()
-    g.name = "elbo"              # elbo | sfe | mixture | iwae | vimco
+    g.name = "elbo"              # elbo | sfe | mixture | nvil | iwae | vimco (nvil: the DPM2
+                                 # notebook's choice: reparameterised if q can be, else sfe)
     g.beta = 1.0                 # rate weight (elbo, sfe, mixture)
     g.num_samples = 1            # S samples (elbo, sfe, mixture) or K (iwae, vimco)
     g.kl = "auto"                # elbo: auto (analytic where known) | analytic | mc
                                  # sfe: auto (= mc, the NVIL signal) | analytic | mc
     g.estimator = "iwae"         # iwae: iwae | stl | dreg
-    g.control_variates = ()      # sfe, mixture, vimco: applied in order, from
+    g.control_variates = ()      # sfe, mixture, nvil, vimco: applied in order, from
                                  # centred | scaled | self_critic | baseline |
                                  # leave_one_out | vimco (vimco defaults to (vimco,))
     g.cv_decay = 0.9             # decay of the running mean / std

@@ -43,7 +43,7 @@ from jvae.runs.placement import place
 from jvae.runs.records import add_metrics, append_metrics, read_metrics, scalar, write_metrics
 from jvae.runs.restore import report_skipped, stderr_line
 from jvae.runs.setup import build_run, initial_state, order_key, run_keys, run_seeds
-from jvae.training import TrainState, make_train_epoch, sharding
+from jvae.training import TrainState, make_train_epoch, sharding, steps_per_epoch
 
 __all__ = ["train_and_evaluate"]
 
@@ -204,7 +204,8 @@ def epoch_programs(run: Run, optimizer, batch_spec) -> tuple[Callable, Callable]
         return make_train_epoch(loss_fn, optimizer,
                                 int(config.batch_size), jit=False, model=model,
                                 dynamic_binarization=config.dataset.binarize == "dynamic",
-                                batch_sharding=batch_spec, step_metrics=True)
+                                batch_sharding=batch_spec, step_metrics=True,
+                                drop_last=bool(config.get("drop_last", True)))
 
     base = make_epoch()
     if run.sweep is not None:
@@ -219,12 +220,13 @@ def epoch_programs(run: Run, optimizer, batch_spec) -> tuple[Callable, Callable]
 
     def parts():
         plan_fn = jax.jit(jax.vmap(base.plan, in_axes=(0, None, 0)) if run.multi else base.plan)
+        rows = (0,) * (3 if config.get("drop_last", True) else 4)       # EpochPlan.rows(): + the mask
         if run.sweep is not None:
             steps = jax.vmap(lambda st, beta, d, *p: make_epoch(beta).run_steps(st, d, *p),
-                             in_axes=(0, 0, None, 0, 0, 0))
+                             in_axes=(0, 0, None) + rows)
             return plan_fn, jax.jit(lambda st, d, *p: steps(st, betas, d, *p))
         if run.multi:
-            return plan_fn, jax.jit(jax.vmap(base.run_steps, in_axes=(0, None, 0, 0, 0)))
+            return plan_fn, jax.jit(jax.vmap(base.run_steps, in_axes=(0, None) + rows))
         return plan_fn, jax.jit(base.run_steps)
 
     return epoch_fn, parts
@@ -243,13 +245,14 @@ def compile_epoch(run: Run, optimizer, batch_spec, dev: steplog.DevAssessor, sta
     plan = plan_fn.lower(state, train, key).compile()
     p0 = plan(state, train, key)
     axis = 1 if run.multi else 0
-    steps_per_epoch = int(train.shape[0]) // int(run.config.batch_size)
+    num_steps = steps_per_epoch(int(train.shape[0]), int(run.config.batch_size),
+                                bool(run.config.get("drop_last", True)))
     programs = {}
-    for a, b in steplog.chunks(steps_per_epoch, dev.every_steps):
+    for a, b in steplog.chunks(num_steps, dev.every_steps):
         if b - a not in programs:
             programs[b - a] = run_fn.lower(state, train, *(steplog.take_steps(x, a, b, axis)
-                                                           for x in p0[:3])).compile()
-    return functools.partial(steplog.chunked_epoch, plan, programs, dev, axis, steps_per_epoch)
+                                                           for x in p0.rows())).compile()
+    return functools.partial(steplog.chunked_epoch, plan, programs, dev, axis, num_steps)
 
 
 def evaluators(run: Run) -> tuple[Callable, Callable]:

@@ -25,7 +25,7 @@ LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 PRIORS = ("standard", "mixture", "vamp")
 POSTERIORS = ("gaussian", "mixture") + FLOW_POSTERIORS
 NETWORKS = ("mlp", "conv")
-OBJECTIVES = ("elbo", "sfe", "mixture", "iwae", "vimco")
+OBJECTIVES = ("elbo", "sfe", "mixture", "nvil", "iwae", "vimco")
 SCHEDULES = ("constant", "iwae")
 SYNTHETIC = ("gaussian2d",)
 # The support of each likelihood's observations (the heads' ``support``), known before the
@@ -108,6 +108,8 @@ def _check_numbers(config: ml_collections.ConfigDict) -> None:
     _positive("config.divergence.patience", config.divergence.patience)
     _positive("config.learning_rate", config.learning_rate)
     _positive("config.checkpoint_every", config.checkpoint_every, allow_zero=True)
+    if not isinstance(config.get("drop_last", True), bool):
+        raise ValueError(f"config.drop_last must be true or false, got {config.drop_last!r}.")
 
 
 def _check_dataset(config: ml_collections.ConfigDict) -> None:
@@ -162,6 +164,14 @@ def _check_model(config: ml_collections.ConfigDict) -> None:
     _choice("init", m.init, INITS)
     for field in ("encoder_dropout", "decoder_dropout"):
         check_dropout_rate(m.get(field, 0.0), f"config.model.{field}")
+    _integer("config.model.posterior_hidden", m.get("posterior_hidden", 0))
+    _positive("config.model.posterior_hidden (0: none)", m.get("posterior_hidden", 0),
+              allow_zero=True)
+    _positive("config.model.posterior_init_spread", m.get("posterior_init_spread", 1.0),
+              allow_zero=True)
+    if not isinstance(m.get("encoder_activate_final", True), bool):
+        raise ValueError("config.model.encoder_activate_final must be true or false, got "
+                         f"{m.encoder_activate_final!r}.")
 
 
 def _check_objective(config: ml_collections.ConfigDict) -> None:
@@ -174,9 +184,9 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
     _choice("IWAE estimator", obj.estimator, IWAE_ESTIMATORS)
     for cv in obj.control_variates:
         _choice("control variate", cv, CONTROL_VARIATES)
-    if obj.control_variates and obj.name not in ("sfe", "mixture", "vimco"):
+    if obj.control_variates and obj.name not in ("sfe", "mixture", "nvil", "vimco"):
         raise ValueError(f"config.objective.control_variates apply to score-function "
-                         f"objectives ('sfe', 'mixture', 'vimco'), not {obj.name!r}.")
+                         f"objectives ('sfe', 'mixture', 'nvil', 'vimco'), not {obj.name!r}.")
     if obj.name == "vimco" and int(obj.num_samples) < 2:
         raise ValueError("objective 'vimco' needs config.objective.num_samples >= 2.")
     if "leave_one_out" in obj.control_variates and int(obj.num_samples) < 2:
@@ -207,7 +217,7 @@ def _check_posterior(config: ml_collections.ConfigDict) -> None:
         if obj.name in ("elbo", "iwae"):
             raise ValueError(
                 f"objective {obj.name!r} needs a reparameterisable posterior; a mixture "
-                "posterior trains with objective 'mixture', 'sfe' or 'vimco'.")
+                "posterior trains with objective 'nvil', 'sfe', 'mixture' or 'vimco'.")
     if obj.name == "mixture" and m.posterior != "mixture":
         raise ValueError("objective 'mixture' needs model.posterior='mixture'.")
     if m.posterior in FLOW_POSTERIORS:

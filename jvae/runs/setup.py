@@ -12,7 +12,7 @@ import ml_collections
 from jvae.models.vae import init_params
 from jvae.objectives.base import as_objective
 from jvae.runs import builders, schema
-from jvae.training import TrainState, set_learning_rate
+from jvae.training import TrainState, set_learning_rate, steps_per_epoch
 
 __all__ = ["run_keys", "build_run", "initial_state", "run_seeds", "run_labels", "order_key"]
 
@@ -28,10 +28,12 @@ def build_run(config: ml_collections.ConfigDict):
     schema.validate_config(config)
     datasets = builders.load_data(config)
     model = builders.build_model(config, datasets.train.shape[1:])
-    steps = len(datasets.train) // int(config.batch_size)
-    if steps == 0:
+    drop_last = bool(config.get("drop_last", True))
+    if drop_last and len(datasets.train) < int(config.batch_size):
         raise ValueError(f"config.batch_size {config.batch_size} is larger than the training "
-                         f"set ({len(datasets.train)} examples).")
+                         f"set ({len(datasets.train)} examples); config.drop_last=False trains "
+                         "on one partial batch.")
+    steps = steps_per_epoch(len(datasets.train), int(config.batch_size), drop_last)
     optimizer = builders.build_optimizer(config, steps_per_epoch=steps)
     return datasets, model, optimizer
 

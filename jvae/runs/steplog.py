@@ -223,7 +223,8 @@ def chunked_epoch(plan_fn, run_fns: dict, dev: DevAssessor, axis: int, num_steps
     step0 = int(np.ravel(jax.device_get(state.step))[0])
     parts = []
     for a, b in chunks(num_steps, dev.every_steps):
-        state, aux = run_fns[b - a](state, data, *(take_steps(x, a, b, axis) for x in p[:3]))
+        state, aux = run_fns[b - a](state, data, *(take_steps(x, a, b, axis)
+                                                    for x in p.rows()))
         parts.append(aux)
         dev.assess(state.params, step0 + b, epoch=dev.epoch - 1 + b / num_steps,
                    final=dev.final and b == num_steps)

@@ -5,6 +5,12 @@ state, cut into ``N // batch_size`` batches (the remainder of a shuffled epoch i
 every step has the same shape), and ``lax.scan`` runs the optimiser steps. Nothing goes back
 to the host until the epoch ends.
 
+With ``drop_last=False`` the remainder is kept, as a PyTorch ``DataLoader(...,
+drop_last=False)`` keeps it: the epoch takes ``ceil(N / batch_size)`` steps, the last batch
+is padded to ``batch_size`` rows (repeating examples of the same shuffle) and a ``[B]`` mask
+marks its real rows, which the loss's batch means count alone (``loss(..., mask=mask)``).
+Every step keeps the same shapes, so nothing is compiled twice.
+
 Before the compiled epoch runs, a concrete training array is checked once
 (:func:`jvae.data.check_data`): a NaN pixel or integer images raise a one-line ``ValueError``
 instead of returning NaN parameters or training on nonsense.
@@ -20,10 +26,10 @@ import jax.numpy as jnp
 import optax
 
 from jvae.data.validate import UNIT_INTERVAL, check_data, likelihood_support
-from jvae.objectives.base import EstimatorState, Objective, as_objective
+from jvae.objectives.base import EstimatorState, Objective, accepts_mask, as_objective
 from jvae.training.state import TrainState, _untrainable, trainable
 
-__all__ = ["EpochPlan", "TrainEpoch", "make_train_epoch"]
+__all__ = ["EpochPlan", "TrainEpoch", "make_train_epoch", "steps_per_epoch"]
 
 LossFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
@@ -36,19 +42,44 @@ class EpochPlan(NamedTuple):
       loss_keys: ``[S]`` typed keys, the loss's key of each step.
       bin_keys: ``[S]`` typed keys, each step's dynamic-binarisation key.
       next_key: the state's key after the epoch.
+      mask: ``[S, batch_size]`` float32, 1 for a real example and 0 for a padded row (only
+        with ``drop_last=False``; ``None`` otherwise, every row real).
     """
 
     batches: jax.Array
     loss_keys: jax.Array
     bin_keys: jax.Array
     next_key: jax.Array
+    mask: jax.Array | None = None
+
+    def rows(self) -> tuple:
+        """The per-step arrays ``run_steps`` takes after ``(state, data)``: ``(batches,
+        loss_keys, bin_keys)``, and ``mask`` when there is one (slice them alike to run a
+        chunk of the epoch)."""
+        head = (self.batches, self.loss_keys, self.bin_keys)
+        return head if self.mask is None else head + (self.mask,)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, drop_last: bool = True) -> int:
+    """Optimiser steps of one epoch over ``num_examples``: ``N // batch_size``, or
+    ``ceil(N / batch_size)`` with ``drop_last=False`` (PyTorch's ``len(DataLoader)``).
+    Raises ``ValueError`` for a non-positive ``batch_size`` or an epoch of no step."""
+    n, b = int(num_examples), int(batch_size)
+    if b <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    steps = n // b if drop_last else -(-n // b)
+    if steps == 0:
+        raise ValueError(
+            f"batch_size {b} is larger than the training set ({n} examples); pass "
+            "drop_last=False to train on one partial batch.")
+    return steps
 
 
 def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTransformation,
                      batch_size: int, *, dynamic_binarization: bool = False,
                      batch_sharding: jax.sharding.Sharding | None = None,
                      jit: bool = True, model: Any = None, validate: bool = True,
-                     step_metrics: bool = False):
+                     step_metrics: bool = False, drop_last: bool = True):
     """Build ``epoch(state, data, order_key=None) -> (state, metrics, step_losses)``.
 
     Args:
@@ -76,6 +107,12 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
         ``jit``/``vmap``) are not checked. ``False`` skips it.
       step_metrics: return every step's ``aux`` (a dict of ``[S]`` arrays, ``"loss"``
         among them) instead of the per-step losses alone.
+      drop_last: ``True`` (default): ``N // batch_size`` full batches, the rest of the
+        shuffle dropped. ``False``: ``ceil(N / batch_size)`` steps, the last batch padded to
+        ``batch_size`` and masked (PyTorch's ``drop_last=False``); the loss must take a
+        ``mask`` keyword (jvae's objectives do, see
+        :func:`jvae.objectives.base.batch_mean`), else ``ValueError``. The epoch's metrics
+        are the mean over its steps, the partial one counting as one step.
 
     Raises:
       ValueError: (when called) invalid training data: one line naming the problem, e.g.
@@ -97,8 +134,8 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
       The epoch is also available in two parts, for evaluating between chunks of steps
       without a host round-trip per step: ``epoch.plan(state, data, order_key=None) ->``
       :class:`EpochPlan` draws the batch order and every step's keys, and
-      ``epoch.run_steps(state, data, batches, loss_keys, bin_keys) -> (state, step_aux)``
-      runs those steps (any contiguous slice of the plan's rows; ``state.step`` advances by
+      ``epoch.run_steps(state, data, *plan.rows()) -> (state, step_aux)`` (``batches,
+      loss_keys, bin_keys`` and, with ``drop_last=False``, ``mask``) runs those steps (any contiguous slice of the plan's rows; ``state.step`` advances by
       the slice's length, ``state.key`` is left alone). Running all of a plan's rows, in
       chunks or at once, then ``state._replace(key=plan.next_key)``, is the epoch itself:
       the same arithmetic in the same order. Both parts are jitted with ``jit=True`` and
@@ -107,41 +144,57 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
     if int(batch_size) <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     batch_size = int(batch_size)
+    if not drop_last and not accepts_mask(loss_fn):
+        raise ValueError(
+            f"drop_last=False pads the last batch and needs a loss that takes a mask keyword "
+            f"(loss(..., mask=None)); {getattr(loss_fn, '__name__', type(loss_fn).__name__)} "
+            "does not. jvae's objectives take one; or keep drop_last=True.")
     objective = as_objective(loss_fn)
 
-    def joint_loss(tree, est_state, key, x):
+    def joint_loss(tree, est_state, key, x, mask=None):
         params, est_params = tree
-        return objective.loss(params, EstimatorState(est_params, est_state), key, x)
+        if mask is None:
+            return objective.loss(params, EstimatorState(est_params, est_state), key, x)
+        return objective.loss(params, EstimatorState(est_params, est_state), key, x, mask=mask)
 
     grad_fn = jax.value_and_grad(joint_loss, has_aux=True)
 
     def plan(state: TrainState, data: jax.Array, order_key: jax.Array | None = None):
         n = data.shape[0]
-        num_steps = n // batch_size
-        if num_steps == 0:
-            raise ValueError(
-                f"batch_size {batch_size} is larger than the training set ({n} examples).")
+        num_steps = steps_per_epoch(n, batch_size, drop_last)
         next_key, perm_key, epoch_key = jax.random.split(state.key, 3)
         if order_key is not None:
             perm_key = order_key
-        perm = jax.random.permutation(perm_key, n)[: num_steps * batch_size]
+        mask = None
+        if drop_last:
+            perm = jax.random.permutation(perm_key, n)[: num_steps * batch_size]
+        else:   # pad with the shuffle's first examples: real, finite rows, masked out
+            slots = jnp.arange(num_steps * batch_size)
+            perm = jnp.take(jax.random.permutation(perm_key, n), slots % n)
+            mask = (slots < n).astype(jnp.float32).reshape(num_steps, batch_size)
         perm = perm.reshape(num_steps, batch_size)
         # Every step's (loss, binarisation) keys, drawn at once before the loop (the same
         # keys as splitting fold_in(epoch_key, i) inside step i, without its scalar RNG work).
         step_keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(epoch_key, i)))(
             jnp.arange(num_steps))
-        return EpochPlan(perm, step_keys[:, 0], step_keys[:, 1], next_key)
+        return EpochPlan(perm, step_keys[:, 0], step_keys[:, 1], next_key, mask)
 
-    def run_steps(state: TrainState, data: jax.Array, batches, loss_keys, bin_keys):
+    def run_steps(state: TrainState, data: jax.Array, batches, loss_keys, bin_keys,
+                  mask=None):
+        if not drop_last and mask is None:
+            raise ValueError("This epoch keeps the last partial batch (drop_last=False): "
+                             "run_steps needs the plan's mask (EpochPlan.rows()).")
+
         def step(carry, inputs):
             params, opt_state, est = carry
-            idx, (loss_key, bin_key) = inputs
+            idx, (loss_key, bin_key), m = inputs
             x = jnp.take(data, idx, axis=0)
             if batch_sharding is not None:
                 x = jax.lax.with_sharding_constraint(x, batch_sharding)
             if dynamic_binarization:
                 x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
-            (_, (aux, new_est)), grads = grad_fn((params, est.params), est.state, loss_key, x)
+            (_, (aux, new_est)), grads = grad_fn((params, est.params), est.state, loss_key, x,
+                                                 m)
             if not jax.tree_util.tree_leaves(est.params):
                 grads = grads[0]
             tree = trainable(params, est)
@@ -151,13 +204,13 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
 
         (params, opt_state, est), aux = jax.lax.scan(
             step, (state.params, state.opt_state, state.estimator),
-            (batches, (loss_keys, bin_keys)))
+            (batches, (loss_keys, bin_keys), mask))
         return state._replace(params=params, opt_state=opt_state, estimator=est,
                               step=state.step + batches.shape[0]), aux
 
     def epoch(state: TrainState, data: jax.Array, order_key: jax.Array | None = None):
         p = plan(state, data, order_key)
-        new_state, aux = run_steps(state, data, p.batches, p.loss_keys, p.bin_keys)
+        new_state, aux = run_steps(state, data, *p.rows())
         new_state = new_state._replace(key=p.next_key)
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
         return new_state, metrics, (aux if step_metrics else aux["loss"])
@@ -182,8 +235,8 @@ class TrainEpoch:
     Attributes:
       epoch: the epoch itself (jitted or not), without the data check.
       plan: ``plan(state, data, order_key=None) -> EpochPlan``, the first part.
-      run_steps: ``run_steps(state, data, batches, loss_keys, bin_keys) -> (state, step_aux)``,
-        the second part.
+      run_steps: ``run_steps(state, data, batches, loss_keys, bin_keys, mask=None) ->
+        (state, step_aux)``, the second part (``EpochPlan.rows()`` gives its arrays).
       validate: whether a call checks the training array first.
       model: the model whose likelihood's support the check uses (or ``None``).
       support: the support checked instead of the model's (dynamic binarisation's [0, 1]).
