@@ -32,8 +32,8 @@ from jvae.plotting.linear_vae import save_linear_vae_ppca
 from jvae.plotting.mixture import save_prior_histograms, save_prior_pairs, save_prior_tsne
 from jvae.plotting.rate_distortion import save_rate_distortion
 from jvae.plotting.snapshots import save_latent_snapshots
-from jvae.plotting.steps import (DEFAULT_DEV_KEYS, DEFAULT_STEP_KEYS, save_dev_curves,
-                                 save_step_curves)
+from jvae.plotting.steps import (DEFAULT_DEV_KEYS, DEFAULT_STEP_KEYS, save_compared_curves,
+                                 save_dev_curves, save_step_curves)
 
 __all__ = [
     "image_grid",
@@ -64,4 +64,5 @@ __all__ = [
     "save_linear_vae_ppca",
     "save_latent_snapshots",
     "save_labelled_images",
+    "save_compared_curves",
 ]
