@@ -482,6 +482,33 @@ def regenerate(source: Source, workdir_root: pathlib.Path) -> list[str]:
     return written
 
 
+def record_script_figures(pngs, *, command: str, code: tuple[str, ...], source: dict,
+                          generated: str | None = None) -> list[str]:
+    """Copy a script's figures into ``docs/figures`` and record them in the manifest.
+
+    For figures that a script draws itself (the notebook ports, ``experiments.lecture``), which
+    have no :class:`Source` here: each entry names ``command`` (how to redraw it), a SHA-256 of
+    the ``code`` files (paths from the repository root) and of ``source`` (the configs and
+    settings, as JSON). Returns one line per figure written, with its size.
+    """
+    h = hashlib.sha256()
+    for rel in code:
+        h.update(f"{rel}\n".encode() + (ROOT / rel).read_bytes())
+    src = hashlib.sha256(json.dumps(source, sort_keys=True, default=str).encode()).hexdigest()
+    manifest = read_manifest()
+    written = []
+    for png in map(pathlib.Path, pngs):
+        shutil.copyfile(png, FIGURES / png.name)
+        size = png.stat().st_size
+        manifest[png.name] = {"source": command, "code_sha256": h.hexdigest(),
+                              "source_sha256": src, "bytes": size,
+                              "generated": generated or datetime.date.today().isoformat()}
+        warn = f"  (over {MAX_BYTES // 1000} KB: shrink it)" if size > MAX_BYTES else ""
+        written.append(f"wrote docs/figures/{png.name} ({size / 1000:.0f} KB){warn}")
+    MANIFEST.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+    return written
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="sources or figure names (default: the stale ones)")

@@ -177,3 +177,30 @@ def test_labelled_images(tmp_path):
     assert plotting.save_labelled_images(x, list(range(10)), tmp_path / "p.png").is_file()
     with pytest.raises(ValueError, match="3 labels for 10 images"):
         plotting.save_labelled_images(x, [1, 2, 3], tmp_path / "q.png")
+
+
+def test_lines_runs_beside_reference_values(tmp_path):
+    x = np.arange(1, 11)
+    panels = {"test loss": [("relu + adam", x, 100 + 10 / x, np.ones(10)),
+                            ("ref: the notebook's log", x, 101 + 10 / x)]}
+    assert plotting.save_lines(panels, tmp_path / "l.png", ylabel="nats").is_file()
+    with pytest.raises(ValueError, match="must have one shape"):
+        plotting.save_lines({"p": [("a", x, x[:3])]}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="at least one panel"):
+        plotting.save_lines({}, tmp_path / "x.png")
+
+
+def test_compared_curves_of_two_runs(tmp_path):
+    steps = [{"step": i, "train/rate": 5.0 / i, "train/elbo": -3.0} for i in range(1, 60)]
+    epochs = [{"step": 20 * e, "eval/rate": 5.0 / (20 * e)} for e in (1, 2)]
+    runs = {"a": (steps, epochs), "b": (steps[::2], None)}
+    assert plotting.save_compared_curves(runs, tmp_path / "c.png", ("rate",)).is_file()
+    with pytest.raises(ValueError, match="none of the metrics"):
+        plotting.save_compared_curves(runs, tmp_path / "x.png", ("kl",))
+
+
+def test_scatter_2d_takes_named_panels(tmp_path):
+    r = np.random.default_rng(0)
+    path = plotting.save_scatter_2d(tmp_path / "s.png", panels={"train": r.normal(size=(50, 2)),
+                                                                "test": r.normal(size=(20, 2))})
+    assert path.is_file()

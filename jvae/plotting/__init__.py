@@ -19,7 +19,7 @@ reference model as bars) and :mod:`jvae.plotting.linear_vae` (a linear VAE again
 every public name is re-exported here.
 """
 
-from jvae.plotting.curves import DEFAULT_CURVE_KEYS, save_curves
+from jvae.plotting.curves import DEFAULT_CURVE_KEYS, save_curves, save_lines
 from jvae.plotting.gains import save_gain_bars
 from jvae.plotting.image_panels import (save_components, save_labelled_images,
                                        save_reconstruction_rows)
@@ -65,4 +65,5 @@ __all__ = [
     "save_latent_snapshots",
     "save_labelled_images",
     "save_compared_curves",
+    "save_lines",
 ]

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from jvae.plotting._common import _figure, _save
-from jvae.plotting.latent_space import _groups, _labels, _legend, _robust_limits
+from jvae.plotting.latent_space import _groups, _labels, _legend, _palette, _robust_limits
 
 __all__ = ["save_latent_snapshots"]
 
@@ -78,7 +78,7 @@ def save_latent_snapshots(snapshots: Sequence[tuple[int, object, object]], label
     _legend(axes[len(panels) - 1], labels)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return _palette(_save(fig, path))
 
 
 def _draw_panel(ax, m: np.ndarray, s: np.ndarray | None, labels, box) -> None:

@@ -1,0 +1,1 @@
+"""Jupytext ports of the seed notebooks (python -m experiments.notebooks.NAME)."""
