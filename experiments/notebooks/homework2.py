@@ -87,6 +87,13 @@ R["problem2"] = {"log_px": log_px, "bounds": bounds, "repetitions": reps}
 # %% [markdown]
 # ### Problem 3: EM-algorithm for GMM (3pt)
 #
+# #### EM-algorithm
+#
+# E-step `q(z_i) = p(z_i | x_i, theta_prev)`; M-step: maximise `sum_i E_q log p(x_i, z_i |
+# theta)`.
+#
+# #### E- and M- steps derivations
+#
 # 3.1 `pi_k = sum_i xi_k^i / n` and 3.2 `Sigma_k = sum_i xi_k^i (x_i - mu_k)(x_i - mu_k)^T /
 # sum_i xi_k^i`: jvae's M-step (`jvae.gmm_m_step`) against these formulas, and EM's
 # log-likelihood, which never decreases (`jvae.fit_gmm`); 3.3*: `d log det A / dA = A^{-T}`
