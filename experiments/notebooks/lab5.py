@@ -83,7 +83,12 @@ R = port.results
 # **Differs:** the seed 2020 seeds JAX's generator (`jax.random.key(2020)`), not torch's: the
 # same seed gives other initial weights and batches. **Differs:** jvae drops the last partial
 # batch of each epoch (468 steps of 128; the example's loader also takes a last step on the
-# remaining 96 images), so each epoch sees 59904 of the 60000 images.
+# remaining 96 images), so each epoch sees 59904 of the 60000 images. **Differs:** the
+# example's per-batch line (`log_interval=1000`, so only batch 0 of each epoch) is not
+# printed, because jvae's epoch is one compiled scan (every step's losses can be logged to
+# `steps.jsonl` with `eval.log_steps`). **Differs:** the example's test loader is shuffled,
+# so its reconstruction figures show a random first batch; jvae's show the first 8 test
+# images every epoch, so the epochs' figures compare.
 
 
 # %%
@@ -105,6 +110,8 @@ def example_config():
 # this is the config's `MLP((400,))` encoder, `DiagGaussianHead(20, scale="exp")` (a
 # log-variance), `MLP((400,))` decoder and `BernoulliHead` (the sigmoid is the Bernoulli's
 # logit link), PyTorch's `nn.Linear` initialisation (`model.init = "torch"`); Adam 1e-3.
+# **Differs:** jvae's scale is `exp(0.5 logvar) + 1e-5` with `logvar` clipped to [-30, 30],
+# so a step can never produce a zero or infinite standard deviation.
 #
 # `loss_function` is the summed binary cross-entropy plus the analytic KL
 # `-0.5 sum(1 + logvar - mu^2 - exp(logvar))`: jvae's `make_elbo_loss` with the analytic KL.

@@ -61,6 +61,10 @@ plotting.save_labelled_images(train_all.images[:10], train_all.labels[:10],
                               port.figure("mnist_preview"), title="MNIST training images")
 
 # %% [markdown]
+# The seed follows the preview with two lone formulas, `p(x_1, x_2) = p(x_2|x_1) p(x_1)` and
+# `p(x_1|z) p(x_2|z)`: the chain rule, and the factorisation a latent variable buys (the
+# observed variables independent given `z`).
+#
 # # Latent Variable Models (LVM)
 #
 # Model `p(x)` through hidden causes: `p(x) = int p(x|z) p(z) dz`; simple `p(x|z)` and `p(z)`
