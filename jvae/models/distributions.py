@@ -266,9 +266,11 @@ def normal_kl(mean_1, log_std_1, mean_2=None, log_std_2=None) -> jax.Array:
     (e.g. ``normal_kl(2, 3, 4, 5) = 1.50925``) are checked in ``tests/test_homework2.py``.
 
     Args:
-      mean_1, log_std_1: the first Gaussian's mean and log standard deviation (any shapes
-        that broadcast together).
-      mean_2, log_std_2: the second's, or ``None`` for 0 (standard normal).
+      mean_1: the first Gaussian's mean (any shapes that broadcast together).
+      log_std_1: the first Gaussian's log standard deviation.
+      mean_2: the second's mean, or ``None`` for 0.
+      log_std_2: the second's log standard deviation, or ``None`` for 0 (with ``mean_2 =
+        None``: the standard normal).
 
     Returns:
       The broadcast shape of the inputs, float32 (or the inputs' float dtype).
@@ -289,8 +291,9 @@ def normal_nll(x, mean, log_std) -> jax.Array:
     ``normal_nll(2, 2, 3) = 3.9189``) are checked in ``tests/test_homework2.py``.
 
     Args:
-      x: observations; mean, log_std: the Gaussian's mean and log standard deviation (any
-        shapes that broadcast with ``x``).
+      x: observations.
+      mean: the Gaussian's mean (any shape that broadcasts with ``x``).
+      log_std: its log standard deviation (likewise).
 
     Returns:
       The broadcast shape, float32 (or the inputs' float dtype).
