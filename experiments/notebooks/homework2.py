@@ -197,8 +197,7 @@ def config(mode: str, seeds: int = 1):
 def solve_task(mode: str) -> dict:
     """Train on ``mode``'s data, sample with and without decoder noise, print the test
     losses; return the run's directory, model and parameters."""
-    workdir = port.run_dir(mode)
-    record = jvae.train_and_evaluate(config(mode), workdir, progress=False)
+    workdir, record = port.train(config(mode), mode)
     _, _, model, state = jvae.restore_run(workdir)
     key_noise, key_mean = jax.random.split(jax.random.key(1))
     sample = jax.jit(jvae.sample_prior, static_argnums=(0, 3), static_argnames="mode")
@@ -283,7 +282,7 @@ rates = {}
 for mode in ("univariate", "multivariate"):
     c = config(mode, seeds=seeds)
     c.figures, c.eval.log_steps = False, False
-    last = jvae.train_and_evaluate(c, port.run_dir(f"{mode}_seeds"), progress=False)
+    _, last = port.train(c, f"{mode}_seeds")
     rates[mode] = {"seeds": list(range(c.seed, c.seed + seeds)), "rate": last["eval/rate"],
                    "elbo": last["eval/elbo"]}
     print(f"{mode}: test rate over seeds {rates[mode]['seeds']}: "
@@ -321,8 +320,7 @@ R["task3"] = {"cifar10_available": cifar_available}
 if cifar_available and not QUICK:
     from experiments.configs import cifar10_beta_vae
 
-    R["task3"]["record"] = jvae.train_and_evaluate(cifar10_beta_vae.get_config(),
-                                                   port.run_dir("cifar10"), progress=False)
+    R["task3"]["record"] = port.train(cifar10_beta_vae.get_config(), "cifar10")[1]
 
 # %%
 port.finish(code=("experiments/notebooks/homework2.py", "jvae/plotting/latents.py",

@@ -131,17 +131,18 @@ SEED_LOG = {  # the seed's "====> Epoch: N Average loss" and "====> Test set los
              105.5680, 105.3276]}
 
 config = example_config()
-workdir = port.run_dir("pytorch_example")
-jvae.train_and_evaluate(config, workdir, progress=False)
-history = jvae.read_metrics(workdir)
-for record in history:
-    e = record["epoch"]
-    print(f"====> Epoch: {e} Average loss: {record['train/loss']:.4f}"
-          f"   (seed: {SEED_LOG['train'][e - 1]:.4f})")
-    print(f"====> Test set loss: {-record['eval/elbo']:.4f}   (seed: {SEED_LOG['test'][e - 1]:.4f})")
-R["example"] = {"seed": config.seed, "epochs": [r["epoch"] for r in history],
-                "train_loss": [r["train/loss"] for r in history],
-                "test_loss": [-r["eval/elbo"] for r in history], "seed_log": SEED_LOG}
+if port.wants("example"):
+    workdir, _ = port.train(config, "pytorch_example")
+    history = jvae.read_metrics(workdir)
+    for record in history:
+        e = record["epoch"]
+        print(f"====> Epoch: {e} Average loss: {record['train/loss']:.4f}"
+              f"   (seed: {SEED_LOG['train'][e - 1]:.4f})")
+        print(f"====> Test set loss: {-record['eval/elbo']:.4f}"
+              f"   (seed: {SEED_LOG['test'][e - 1]:.4f})")
+    R["example"] = {"seed": config.seed, "epochs": [r["epoch"] for r in history],
+                    "train_loss": [r["train/loss"] for r in history],
+                    "test_loss": [-r["eval/elbo"] for r in history], "seed_log": SEED_LOG}
 
 # %% [markdown]
 # **Differs:** the seed's first epoch already ends at 116.71 (train) and 113.08 (test); a
@@ -156,19 +157,20 @@ R["example"] = {"seed": config.seed, "epochs": [r["epoch"] for r in history],
 # `results/sample_N.png`) are the run's `snapshots/`; the first and the last epoch's:
 
 # %%
-last = config.num_epochs
-for epoch in sorted({1, last}):
-    for kind in ("reconstruction", "sample"):
-        src = workdir / "snapshots" / f"{kind}_{epoch}.png"
-        shutil.copyfile(src, port.figure(f"{kind}_{epoch}"))
-epochs = np.arange(1, len(history) + 1)
-plotting.save_lines(
-    {"average training loss": [("jvae, seed 2020", epochs, R["example"]["train_loss"]),
-                               ("ref: the seed's log", epochs, SEED_LOG["train"][:len(epochs)])],
-     "test set loss": [("jvae, seed 2020", epochs, R["example"]["test_loss"]),
-                       ("ref: the seed's log", epochs, SEED_LOG["test"][:len(epochs)])]},
-    port.figure("losses"), ylabel="nats per image", ncols=2,
-    title="The PyTorch example: jvae's run and the seed's printed log")
+if port.wants("example"):
+    for epoch in sorted({1, config.num_epochs}):
+        for kind in ("reconstruction", "sample"):
+            src = workdir / "snapshots" / f"{kind}_{epoch}.png"
+            shutil.copyfile(src, port.figure(f"{kind}_{epoch}"))
+    epochs = np.arange(1, len(history) + 1)
+    plotting.save_lines(
+        {"average training loss": [("jvae, seed 2020", epochs, R["example"]["train_loss"]),
+                                   ("ref: the seed's log", epochs,
+                                    SEED_LOG["train"][:len(epochs)])],
+         "test set loss": [("jvae, seed 2020", epochs, R["example"]["test_loss"]),
+                           ("ref: the seed's log", epochs, SEED_LOG["test"][:len(epochs)])]},
+        port.figure("losses"), ylabel="nats per image", ncols=2,
+        title="The PyTorch example: jvae's run and the seed's printed log")
 
 # %% [markdown]
 # **Question**
@@ -188,13 +190,12 @@ COMBOS = {"relu + adam": ("relu", "adam", 1e-3), "relu + adagrad": ("relu", "ada
           "sigmoid + adam": ("sigmoid", "adam", 1e-3),
           "sigmoid + adagrad": ("sigmoid", "adagrad", 1e-2)}
 question = {}
-for name, (activation, optimizer, lr) in COMBOS.items():
+for name, (activation, optimizer, lr) in COMBOS.items() if port.wants("question") else ():
     c = example_config()
     c.model.activation, c.optim.name, c.learning_rate = activation, optimizer, lr
     c.num_seeds = 1 if QUICK else 3
     c.eval.snapshot_every, c.figures, c.checkpoint_every = 0, False, 0
-    run = port.run_dir("question_" + name.replace(" + ", "_"))
-    jvae.train_and_evaluate(c, run, progress=False)
+    run, _ = port.train(c, "question_" + name.replace(" + ", "_"))
     test = np.asarray([np.atleast_1d(-np.asarray(r["eval/elbo"])) for r in jvae.read_metrics(run)])
     question[name] = {"activation": activation, "optimizer": optimizer, "learning_rate": lr,
                       "seeds": list(range(c.seed, c.seed + c.num_seeds)),
@@ -202,14 +203,15 @@ for name, (activation, optimizer, lr) in COMBOS.items():
                       "final_mean": float(test[-1].mean()), "final_std": float(test[-1].std())}
     print(f"{name:18s} test loss after {len(test)} epochs: "
           + ", ".join(f"{v:.2f}" for v in test[-1]) + f"  (mean {test[-1].mean():.2f})")
-R["question"] = question
-plotting.save_lines(
-    {"test loss (mean and spread over the seeds)": [
-        (name, np.arange(1, len(q["test_loss_per_epoch"]) + 1),
-         np.mean(q["test_loss_per_epoch"], axis=1), np.std(q["test_loss_per_epoch"], axis=1))
-        for name, q in question.items()]},
-    port.figure("question"), ylabel="nats per image",
-    title="ReLU or sigmoid hidden units, Adam (1e-3) or Adagrad (1e-2)")
+if question:
+    R["question"] = question
+    plotting.save_lines(
+        {"test loss (mean and spread over the seeds)": [
+            (name, np.arange(1, len(q["test_loss_per_epoch"]) + 1),
+             np.mean(q["test_loss_per_epoch"], axis=1), np.std(q["test_loss_per_epoch"], axis=1))
+            for name, q in question.items()]},
+        port.figure("question"), ylabel="nats per image",
+        title="ReLU or sigmoid hidden units, Adam (1e-3) or Adagrad (1e-2)")
 
 # %% [markdown]
 # # Variational Autoencoders
@@ -251,14 +253,15 @@ def tutorial_config():
 
 
 tutorial = tutorial_config()
-pyro_dir = port.run_dir("pyro_vae")
-jvae.train_and_evaluate(tutorial, pyro_dir, progress=False)
-pyro_history = [r for r in jvae.read_metrics(pyro_dir) if "eval/elbo" in r]
-_, _, pyro_model, pyro_state = jvae.restore_run(pyro_dir)
-R["pyro"] = {"seed": tutorial.seed, "epochs": [r["epoch"] for r in pyro_history],
-             "test_loss": [-r["eval/elbo"] for r in pyro_history]}
-for r in pyro_history:
-    print(f"[epoch {r['epoch']:03d}] average test loss: {-r['eval/elbo']:.4f}")
+PYRO = port.wants("pyro")
+if PYRO:
+    pyro_dir, _ = port.train(tutorial, "pyro_vae")
+    pyro_history = [r for r in jvae.read_metrics(pyro_dir) if "eval/elbo" in r]
+    _, _, pyro_model, pyro_state = jvae.restore_run(pyro_dir)
+    R["pyro"] = {"seed": tutorial.seed, "epochs": [r["epoch"] for r in pyro_history],
+                 "test_loss": [-r["eval/elbo"] for r in pyro_history]}
+    for r in pyro_history:
+        print(f"[epoch {r['epoch']:03d}] average test loss: {-r['eval/elbo']:.4f}")
 
 # %% [markdown]
 # ## Code and Sample results
@@ -266,32 +269,35 @@ for r in pyro_history:
 # Figure 3: the test ELBO during training (here the test loss, `-ELBO` per image).
 
 # %%
-plotting.save_lines({"test loss (-ELBO, one sample)": [
-    ("jvae, seed 0", R["pyro"]["epochs"], R["pyro"]["test_loss"])]},
-    port.figure("pyro_test_loss"), ylabel="nats per image",
-    title="Pyro's VAE tutorial in jvae: test loss every 5 epochs")
+if PYRO:
+    plotting.save_lines({"test loss (-ELBO, one sample)": [
+        ("jvae, seed 0", R["pyro"]["epochs"], R["pyro"]["test_loss"])]},
+        port.figure("pyro_test_loss"), ylabel="nats per image",
+        title="Pyro's VAE tutorial in jvae: test loss every 5 epochs")
 
 # %% [markdown]
 # Figure 4: images from the model, decoder means of random draws `z ~ p(z)`.
 
 # %%
-sample = jax.jit(jvae.sample_prior, static_argnums=(0, 3), static_argnames="mode")
-_, drawn = sample(pyro_model, pyro_state.params, jax.random.key(4), 64, mode="mean")
-plotting.save_image_grid(np.asarray(drawn), port.figure("pyro_samples"), nrow=8,
-                         title="decoder means of 64 draws z ~ p(z)")
+if PYRO:
+    sample = jax.jit(jvae.sample_prior, static_argnums=(0, 3), static_argnames="mode")
+    _, drawn = sample(pyro_model, pyro_state.params, jax.random.key(4), 64, mode="mean")
+    plotting.save_image_grid(np.asarray(drawn), port.figure("pyro_samples"), nrow=8,
+                             title="decoder means of 64 draws z ~ p(z)")
 
 # %% [markdown]
 # `reconstruct_img`: encode, sample `z ~ q(z|x)`, decode to the mean image (no sampling in
 # image space): `jvae.reconstruct(model, params, key, x, latent="sample")`.
 
 # %%
-data = jvae.load_data(tutorial)
-x_test = np.asarray(data.eval[:16])
-recon = jax.jit(jvae.reconstruct, static_argnums=0, static_argnames=("mode", "latent"))(
-    pyro_model, pyro_state.params, jax.random.key(5), x_test, latent="sample")
-plotting.save_reconstructions(x_test, np.asarray(recon), port.figure("pyro_reconstructions"),
-                              row_labels=("data", "reconstruct_img"),
-                              title="test images and reconstruct_img (a sampled z, decoded)")
+if PYRO:
+    data = jvae.load_data(tutorial)
+    x_test = np.asarray(data.eval[:16])
+    recon = jax.jit(jvae.reconstruct, static_argnums=0, static_argnames=("mode", "latent"))(
+        pyro_model, pyro_state.params, jax.random.key(5), x_test, latent="sample")
+    plotting.save_reconstructions(x_test, np.asarray(recon), port.figure("pyro_reconstructions"),
+                                  row_labels=("data", "reconstruct_img"),
+                                  title="test images and reconstruct_img (a sampled z, decoded)")
 
 # %% [markdown]
 # Figure 5: the 50-dimensional latent space of the entire test set, its posterior means
@@ -300,13 +306,14 @@ plotting.save_reconstructions(x_test, np.asarray(recon), port.figure("pyro_recon
 # of the paper with scikit-learn's optimiser), on all 10000 test images as the tutorial.
 
 # %%
-means, _ = jvae.posterior_stats(pyro_model, pyro_state.params, data.eval)
-tsne = jvae.tsne_map(np.asarray(means), data.eval_labels, max_points=len(means),
-                     perplexity=min(30.0, (len(means) - 2) / 3.0))
-plotting.save_latent_tsne(tsne.embedding, tsne.labels, port.figure("pyro_tsne"),
-                          total=tsne.total, perplexity=tsne.perplexity,
-                          title="t-SNE of the 50-D posterior means of the test images")
-R["pyro"]["tsne_points"] = int(len(tsne.embedding))
+if PYRO:
+    means, _ = jvae.posterior_stats(pyro_model, pyro_state.params, data.eval)
+    tsne = jvae.tsne_map(np.asarray(means), data.eval_labels, max_points=len(means),
+                         perplexity=min(30.0, (len(means) - 2) / 3.0))
+    plotting.save_latent_tsne(tsne.embedding, tsne.labels, port.figure("pyro_tsne"),
+                              total=tsne.total, perplexity=tsne.perplexity,
+                              title="t-SNE of the 50-D posterior means of the test images")
+    R["pyro"]["tsne_points"] = int(len(tsne.embedding))
 
 # %% [markdown]
 # ## References

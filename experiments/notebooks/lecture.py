@@ -193,8 +193,7 @@ def lecture_config(module):
 
 def train(name: str, module) -> tuple:
     c = lecture_config(module)
-    workdir = port.run_dir(name)
-    jvae.train_and_evaluate(c, workdir, progress=False)
+    workdir, _ = port.train(c, name)
     history = jvae.read_metrics(workdir)
     steps = history[0]["step"]
     for r in history:     # the lecture's "%d %f" % (nepoch, epoch_loss): a sum over the epoch

@@ -6,6 +6,12 @@ A port runs as ``python -m experiments.notebooks.NAME`` (full), with ``--quick``
 ``--docs`` (write ``docs/data/notebook_NAME.json`` and copy its figures into ``docs/figures``
 with manifest entries) and ``--workdir DIR`` (default ``runs/notebooks/NAME``, or
 ``$JVAE_NOTEBOOK_WORKDIR``). Opened in Jupyter, unknown kernel arguments are ignored.
+
+Training runs live in ``WORKDIR/NAME`` and are reused when the port runs again with the same
+workdir and config (a finished run is not trained again; a run with another config is
+replaced): use a new workdir to time everything afresh. A port with parts (``--parts a,b``,
+Lab 5's ``example``, ``question``, ``pyro``) runs only those, merging its numbers into the
+workdir's ``results.json`` and recording each part's seconds.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class Port:
     quick: bool
     docs: bool
     workdir: pathlib.Path
+    parts: tuple = ()
     results: dict = field(default_factory=dict)
     figures: list = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
@@ -57,22 +64,51 @@ class Port:
             self.figures.append(path)
         return path
 
-    def run_dir(self, name: str) -> pathlib.Path:
-        """A fresh training-run directory ``workdir/NAME`` (an old one is removed)."""
+    def wants(self, part: str) -> bool:
+        """Whether this run includes ``part`` (every part when none was named)."""
+        return not self.parts or part in self.parts
+
+    def run_dir(self, name: str, config=None) -> pathlib.Path:
+        """The training-run directory ``workdir/NAME``: kept when it holds a run of
+        ``config`` (which ``train`` then resumes or reuses), emptied otherwise."""
         import shutil
 
+        from jvae.runs import config_from_json, normalised
+
         path = self.workdir / name
-        if path.exists():
+        stored = path / "config.json"
+        same = (config is not None and stored.exists()
+                and normalised(config_from_json(stored)) == normalised(config))
+        if path.exists() and not same:
             shutil.rmtree(path)
         return path
+
+    def train(self, config, name: str) -> tuple[pathlib.Path, dict]:
+        """Train ``config`` into ``workdir/NAME`` (reusing a finished run of the same config);
+        returns the directory and the last epoch's record."""
+        import jvae
+
+        path = self.run_dir(name, config)
+        return path, jvae.train_and_evaluate(config, path, resume=True, progress=False)
 
     def finish(self, code: tuple[str, ...], source: dict) -> dict:
         """Record the wall time, write ``workdir/results.json`` and, with ``docs``, the data
         file and the figures (``code``: files whose text the figures depend on; ``source``:
         the configs and settings)."""
+        seconds = round(time.perf_counter() - self.started, 1)
+        stored = self.workdir / "results.json"
+        if self.parts and stored.exists():           # merge into the other parts' numbers
+            merged = json.loads(stored.read_text())
+            merged.update(self.results)
+            self.results = merged
+        if self.parts:
+            spent = self.results.setdefault("part_seconds", {})
+            spent.update({p: seconds for p in self.parts})   # the parts of one command
+            self.results["parts_commands"] = sorted(set(self.results.get("parts_commands", []))
+                                                    | {",".join(self.parts)})
         self.results.update({
             "measured": datetime.date.today().isoformat(), "quick": self.quick,
-            "wall_seconds": round(time.perf_counter() - self.started, 1),
+            "wall_seconds": seconds,
             "command": f"python -m experiments.notebooks.{self.name}"
                        + (" --quick" if self.quick else "") + (" --docs" if self.docs else ""),
             "host": {"cpus": os.cpu_count(), "machine": platform.machine(),
@@ -101,13 +137,15 @@ def start(name: str, argv=None) -> Port:
     parser.add_argument("--docs", action="store_true",
                         help=f"write docs/data/notebook_{name}.json and the figures")
     parser.add_argument("--workdir", default=os.environ.get("JVAE_NOTEBOOK_WORKDIR", ""))
+    parser.add_argument("--parts", default="", help="comma-separated parts to run (default all)")
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     quick = args.quick or os.environ.get("JVAE_NOTEBOOK_QUICK", "") not in ("", "0")
     if quick and args.docs:
         parser.error("--docs publishes a full run's numbers; drop --quick")
     workdir = pathlib.Path(args.workdir or ROOT / "runs" / "notebooks" / name)
     workdir.mkdir(parents=True, exist_ok=True)
-    return Port(name, quick, args.docs, workdir)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    return Port(name, quick, args.docs, workdir, parts)
 
 
 def _plain(value):
