@@ -307,11 +307,19 @@ if PYRO:
 
 # %%
 if PYRO:
-    means, _ = jvae.posterior_stats(pyro_model, pyro_state.params, data.eval)
-    tsne = jvae.tsne_map(np.asarray(means), data.eval_labels, max_points=len(means),
-                         perplexity=min(30.0, (len(means) - 2) / 3.0))
+    cached = pyro_dir / "tsne_test_means.npz"      # kept with the run it maps (reused)
+    stored = dict(np.load(cached)) if cached.exists() else {}
+    if stored and int(stored["step"]) == int(pyro_state.step):
+        tsne = jvae.TSNEMap(stored["embedding"], stored.get("labels"), int(stored["total"]),
+                            float(stored["perplexity"]))
+    else:
+        means, _ = jvae.posterior_stats(pyro_model, pyro_state.params, data.eval)
+        tsne = jvae.tsne_map(np.asarray(means), data.eval_labels, max_points=len(means),
+                             perplexity=min(30.0, (len(means) - 2) / 3.0))
+        np.savez(cached, step=int(pyro_state.step),
+                 **{k: v for k, v in tsne._asdict().items() if v is not None})
     plotting.save_latent_tsne(tsne.embedding, tsne.labels, port.figure("pyro_tsne"),
-                              total=tsne.total, perplexity=tsne.perplexity,
+                              total=int(tsne.total), perplexity=float(tsne.perplexity),
                               title="t-SNE of the 50-D posterior means of the test images")
     R["pyro"]["tsne_points"] = int(len(tsne.embedding))
 

@@ -11,7 +11,8 @@ Training runs live in ``WORKDIR/NAME`` and are reused when the port runs again w
 workdir and config (a finished run is not trained again; a run with another config is
 replaced): use a new workdir to time everything afresh. A port with parts (``--parts a,b``,
 Lab 5's ``example``, ``question``, ``pyro``) runs only those, merging its numbers into the
-workdir's ``results.json`` and recording each part's seconds.
+workdir's ``results.json``; ``commands`` there lists every command run into the workdir with
+its seconds.
 """
 
 from __future__ import annotations
@@ -101,16 +102,16 @@ class Port:
             merged = json.loads(stored.read_text())
             merged.update(self.results)
             self.results = merged
-        if self.parts:
-            spent = self.results.setdefault("part_seconds", {})
-            spent.update({p: seconds for p in self.parts})   # the parts of one command
-            self.results["parts_commands"] = sorted(set(self.results.get("parts_commands", []))
-                                                    | {",".join(self.parts)})
+        command = (f"python -m experiments.notebooks.{self.name}"
+                   + (" --quick" if self.quick else "") + (" --docs" if self.docs else "")
+                   + (f" --parts {','.join(self.parts)}" if self.parts else ""))
+        history = self.results.setdefault("commands", [])   # every command into this workdir
+        history.append({"command": command, "seconds": seconds,
+                        "finished": datetime.datetime.now().isoformat(timespec="seconds")})
         self.results.update({
             "measured": datetime.date.today().isoformat(), "quick": self.quick,
             "wall_seconds": seconds,
-            "command": f"python -m experiments.notebooks.{self.name}"
-                       + (" --quick" if self.quick else "") + (" --docs" if self.docs else ""),
+            "command": command,
             "host": {"cpus": os.cpu_count(), "machine": platform.machine(),
                      "load_average_at_end": [round(v, 2) for v in os.getloadavg()]},
         })
