@@ -16,7 +16,8 @@
 #
 # The jvae port of the seed notebook `002_53e461ead3fb5cf8.txt` (Homework 2 of the AIMasters
 # DGM course): its sections in order, each code cell done with jvae. Every difference from the
-# seed is stated where it occurs, in a line starting **Differs:**.
+# seed is stated where it occurs, in a sentence
+# that starts with the word Differs in bold.
 #
 # ```bash
 # python -m experiments.notebooks.homework2            # full: a few minutes on 2 CPU cores

@@ -16,7 +16,7 @@
 #
 # The jvae port of the seed notebook `001_324a9f8707ad6520.txt`: its sections in order, each
 # code cell done with jvae. Every difference from the seed is stated where it occurs, in a
-# line starting **Differs:**.
+# sentence that starts with the word Differs in bold.
 #
 # **The full run takes more than 60 minutes** on the 2-core CPU shared with other jobs
 # (measured on 2026-12-07: the example and the question 87 minutes, the Pyro part 37 minutes

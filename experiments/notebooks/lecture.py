@@ -16,7 +16,7 @@
 #
 # The jvae port of the seed notebook `003_1379d3faf30eb4e9.txt`: its sections in order, each
 # code cell done with jvae. Every difference from the seed is stated where it occurs, in a
-# line starting **Differs:**.
+# sentence that starts with the word Differs in bold.
 #
 # ```bash
 # python -m experiments.notebooks.lecture              # full: a few minutes on 2 CPU cores
