@@ -185,7 +185,8 @@ def one_blas_thread():
 # with a long file at the end (longest-processing-time-first scheduling). Measured on the 2-core
 # CI host with ``--durations``; every other file keeps its collection order after these.
 _LONGEST_FIRST = (
-    "test_objective_training.py", "test_multiseed.py", "test_estimators.py", "test_launch.py",
+    "test_notebook_ports.py", "test_objective_training.py", "test_multiseed.py",
+    "test_estimators.py", "test_launch.py",
     "test_configs.py", "test_sharding.py", "test_reliability.py", "test_lecture.py",
     "test_linear_vae.py", "test_experiment.py", "test_estimator_variance_script.py",
     "test_evaluation.py", "test_steplog.py", "test_dropout.py", "test_inspection.py",
