@@ -17,7 +17,8 @@ from jvae.models import (
     CouplingFlowHead, diag_gaussian, DiagGaussianHead, FlatIndependent, FlowPosterior, gaussian,
     GaussianHead, has_analytic_kl, is_reparameterised, IAF, IAFHead, init_params, is_autoencoder, kl_divergence,
     log_joint, MADE, made_apply, made_masks, MADEParams, make_autoencoder, mixture_diag_gaussian,
-    MixtureGaussianHead, MixturePrior, MLP, naive_lower_bound, Planar, PlanarFlowHead, PointHead,
+    MixtureGaussianHead, MixturePrior, MLP, naive_lower_bound, normal_kl, normal_nll, Planar,
+    PlanarFlowHead, PointHead,
     positive_scale, reconstruct, sample_mixture, sample_prior, StandardNormalPrior, training_apply,
     VAE, vamp_mixture, VampPrior,
 )
@@ -38,7 +39,8 @@ from jvae.training.sharding import (
     replicate, replicated, shard_leading_axis, to_host,
 )
 from jvae.evaluation import (
-    conditional_observations, importance_log_likelihood, interpolate_latents, joint_probabilities,
+    conditional_observations, get_latent_stats, importance_log_likelihood, interpolate_latents,
+    joint_probabilities, posterior_stats,
     make_evaluator, prior_observations, prior_samples_with_components, tsne, tsne_kl_divergence,
     tsne_map, TSNEMap, TSNEResult,
 )
@@ -51,8 +53,8 @@ from jvae.classic import (
 from jvae.runs import (
     apply_override, build_loss, build_model, build_optimizer, Checkpointer, CheckpointError,
     CheckpointSkippedWarning, config_from_json, ConfigError, default_config, load_config_file,
-    load_data, read_metrics, restore_run, resume_differences, train_and_evaluate, validate_config,
-    WorkdirLock, WorkdirLockedError,
+    load_data, read_latent_snapshots, read_metrics, restore_run, resume_differences,
+    train_and_evaluate, validate_config, WorkdirLock, WorkdirLockedError, write_latent_snapshot,
 )
 from jvae.data import download as download_dataset
 from jvae import plotting, testing  # noqa: F401  subpackages (jvae.plotting.*, jvae.testing.*), not flattened
@@ -95,4 +97,6 @@ __all__ = [
     "CouplingFlowHead", "MADE", "MADEParams", "made_apply", "made_masks", "TSNEMap", "tsne_map",
     "make_nvil_objective", "accepts_mask", "batch_mean", "batch_std", "is_reparameterised",
     "steps_per_epoch",
+    "normal_kl", "normal_nll", "get_latent_stats", "posterior_stats", "write_latent_snapshot",
+    "read_latent_snapshots",
 ]

@@ -36,9 +36,20 @@ def test_configs_have_the_lecture_settings(name):
     assert c.model.activation == "softplus" and c.model.likelihood == "bernoulli"
     model = builders.build_model(c, (28, 28, 1))
     assert is_autoencoder(model) == (name == "lecture_autoencoder")
-    if name == "lecture_vae2d":
+    if name == "lecture_vae2d":   # the lecture's code: Trace_ELBO, a Monte Carlo KL
         assert (c.objective.name, c.objective.kl, c.model.posterior_scale) == (
-            "elbo", "analytic", "log_std")
+            "elbo", "mc", "log_std")
+
+
+def test_vae2d_variant_kl_analytic_is_its_texts_mean_field_elbo():
+    path = str(ROOT / "experiments" / "configs" / "lecture_vae2d.py")
+    get_config = runpy.run_path(path)["get_config"]
+    assert get_config("kl=analytic").objective.kl == "analytic"
+    rest = get_config("kl=analytic").to_dict()
+    rest["objective"]["kl"] = "mc"
+    assert rest == get_config().to_dict()
+    with pytest.raises(ValueError, match="Unknown value 'exact' for lecture_vae2d variant key 'kl'"):
+        get_config("kl=exact")
 
 
 def test_vae2d_posterior_scale_is_exp_of_the_log_std_output():

@@ -132,7 +132,7 @@ def test_reconstruction_grid_puts_observations_above_reconstructions():
     n_img, h, w, n, pad = 11, 3, 3, 4, 2
     x = _constant_images(n_img, h, w)
     y = 1.0 - x
-    grid = images._reconstruction_grid(x, y, n)
+    grid = images._reconstruction_grid(x, y, n=n)
     blocks = 3  # ceil(11 / 4)
     assert grid.shape == (2 * blocks * (h + pad) + pad, n * (w + pad) + pad)
     for k in range(n_img):
@@ -148,7 +148,7 @@ def test_reconstruction_grid_puts_observations_above_reconstructions():
 
 
 def test_reconstruction_grid_fewer_images_than_n():
-    grid = images._reconstruction_grid(np.zeros((3, 2, 2)), np.zeros((3, 2, 2)), 8)
+    grid = images._reconstruction_grid(np.zeros((3, 2, 2)), np.zeros((3, 2, 2)), n=8)
     assert grid.shape == (2 * 4 + 2, 3 * 4 + 2)
 
 

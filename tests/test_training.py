@@ -259,7 +259,7 @@ def test_schedule_multiplies_the_learning_rate():
     np.testing.assert_allclose(np.asarray(u["w"]), -0.025 * np.asarray(grads["w"]), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "sgd"])
+@pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "adagrad", "sgd"])
 def test_every_named_optimizer_takes_a_step(name):
     params = {"w": jnp.ones(3)}
     opt = make_optimizer(1e-2, name=name)
@@ -268,7 +268,7 @@ def test_every_named_optimizer_takes_a_step(name):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(learning_rate=1e-3, name="adagrad"), "adam"),          # lists the valid names
+    (dict(learning_rate=1e-3, name="lamb"), "adagrad"),          # lists the valid names
     (dict(learning_rate=0.0), "positive"),
     (dict(learning_rate=-1e-3), "positive"),
     (dict(learning_rate=float("nan")), "positive"),

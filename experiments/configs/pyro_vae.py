@@ -25,13 +25,20 @@ from jvae.runs import split_variant
 KL = ("mc", "analytic")     # Trace_ELBO | TraceMeanField_ELBO
 
 
-def get_config(variant: str = ""):
-    """The tutorial's run; ``variant`` ``"kl=mc"`` (default) or ``"kl=analytic"``."""
-    chosen = split_variant(variant, "pyro_vae", ("kl",), f"valid: kl={' | '.join(KL)}")
+def kl_variant(variant: str, name: str) -> str:
+    """The ``kl`` of a variant string ``"kl=mc"`` (default) or ``"kl=analytic"`` of the config
+    ``name`` (also the lecture's 2-D VAE's); a one-line ``ValueError`` for anything else."""
+    chosen = split_variant(variant, name, ("kl",), f"valid: kl={' | '.join(KL)}")
     kl = chosen.get("kl", "mc")
     if kl not in KL:
-        raise ValueError(f"Unknown value {kl!r} for pyro_vae variant key 'kl'; choose one of "
+        raise ValueError(f"Unknown value {kl!r} for {name} variant key 'kl'; choose one of "
                          f"{list(KL)}.")
+    return kl
+
+
+def get_config(variant: str = ""):
+    """The tutorial's run; ``variant`` ``"kl=mc"`` (default) or ``"kl=analytic"``."""
+    kl = kl_variant(variant, "pyro_vae")
     # Lab 5's other model, the PyTorch-examples VAE (pytorch_example.py), has the same data,
     # batch, Adam 1e-3, 400-unit layers, torch init and likelihood.
     c = runpy.run_path(str(pathlib.Path(__file__).with_name("pytorch_example.py")))["get_config"]()

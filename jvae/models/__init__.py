@@ -12,7 +12,8 @@ from jvae.models.distributions import (Bernoulli, FlatIndependent, bernoulli, co
                                        continuous_bernoulli_log_normalizer, diag_gaussian,
                                        gaussian, has_analytic_kl, is_reparameterised,
                                        kl_divergence,
-                                       mixture_diag_gaussian, sample_mixture)
+                                       mixture_diag_gaussian, normal_kl, normal_nll,
+                                       sample_mixture)
 from jvae.models.flows import IAF, CouplingFlowHead, FlowPosterior, IAFHead, Planar, PlanarFlowHead
 from jvae.models.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead,
                                GaussianHead, MixtureGaussianHead, positive_scale)
@@ -26,6 +27,7 @@ __all__ = [
     "PointHead", "is_autoencoder", "make_autoencoder", "Conv", "ConvTranspose", "Bernoulli",
     "FlatIndependent", "bernoulli", "continuous_bernoulli", "continuous_bernoulli_log_normalizer",
     "diag_gaussian", "gaussian", "has_analytic_kl", "kl_divergence", "mixture_diag_gaussian",
+    "normal_kl", "normal_nll",
     "sample_mixture", "IAF", "CouplingFlowHead", "FlowPosterior", "IAFHead", "Planar",
     "PlanarFlowHead", "BernoulliHead", "ContinuousBernoulliHead", "DiagGaussianHead",
     "GaussianHead", "MixtureGaussianHead", "positive_scale", "MADE", "MADEParams", "made_apply",

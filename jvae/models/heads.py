@@ -148,6 +148,10 @@ class GaussianHead(_LikelihoodHead):
         scale for every dimension, the isotropic noise of probabilistic PCA and of Lucas et
         al.'s (2019) linear VAE) or ``"predicted"`` (the network outputs a scale per
         dimension, as the homework's 2-D VAE does).
+      predicted_scale: how a ``"predicted"`` scale is read from the network's second output
+        (:func:`positive_scale`): ``"softplus"`` (``softplus(raw) + min_scale``),
+        ``"log_std"`` (a log standard deviation, ``exp(raw) + min_scale``: Homework 2's
+        ``mu, log_std = decoder(z).chunk(2)``) or ``"exp"`` (a log-variance).
       fixed_scale: the scale for ``"fixed"`` and the initial scale for ``"learned"`` and
         ``"learned_shared"``.
       min_scale: floor added to learned/predicted scales.
@@ -157,6 +161,7 @@ class GaussianHead(_LikelihoodHead):
 
     support = REAL
     scale: str = "predicted"
+    predicted_scale: str = "softplus"
     fixed_scale: float = 1.0
     min_scale: float = 1e-3
 
@@ -176,7 +181,7 @@ class GaussianHead(_LikelihoodHead):
         loc = p[..., 0]
         event = tuple(int(s) for s in self.event_shape)
         if self.scale == "predicted":
-            scale = positive_scale(p[..., 1], "softplus", self.min_scale)
+            scale = positive_scale(p[..., 1], self.predicted_scale, self.min_scale)
         elif self.scale in ("learned", "learned_shared"):
             init = float(np.log(np.expm1(max(self.fixed_scale - self.min_scale, 1e-6))))
             shape = event if self.scale == "learned" else ()

@@ -23,12 +23,14 @@ import jax.numpy as jnp
 
 from jvae.models.conv import Conv, ConvTranspose, conv_output_size, conv_transpose_output_size
 
-__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "get_activation", "dense", "conv_init", "dropout",
+__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "get_activation", "ACTIVATIONS", "dense",
+           "conv_init", "dropout",
            "check_dropout_rate", "conv_preset", "CONV_PRESETS", "conv_encoder_sizes",
            "conv_decoder_start"]
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
+    "sigmoid": nn.sigmoid,
     "tanh": jnp.tanh,
     "elu": nn.elu,
     "gelu": nn.gelu,
@@ -36,11 +38,14 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "leaky_relu": lambda x: nn.leaky_relu(x, 0.2),
     "identity": lambda x: x,
 }
+#: The activation names :func:`get_activation` knows (``config.model.activation`` takes one).
+ACTIVATIONS = tuple(sorted(_ACTIVATIONS))
 
 
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
-    """Activation function by name (``relu``, ``tanh``, ``elu``, ``gelu``, ``softplus``,
-    ``leaky_relu`` (slope 0.2), ``identity``)."""
+    """Activation function by name (``relu``, ``sigmoid`` (the logistic function, the
+    activation of Kingma & Welling's original VAE that Lab 5's question compares with ReLU),
+    ``tanh``, ``elu``, ``gelu``, ``softplus``, ``leaky_relu`` (slope 0.2), ``identity``)."""
     try:
         return _ACTIVATIONS[name]
     except KeyError:

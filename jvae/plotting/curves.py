@@ -10,7 +10,7 @@ import numpy as np
 
 from jvae.plotting._common import _figure, _save
 
-__all__ = ["DEFAULT_CURVE_KEYS", "save_curves"]
+__all__ = ["save_lines", "DEFAULT_CURVE_KEYS", "save_curves"]
 
 DEFAULT_CURVE_KEYS = ("train/elbo", "eval/elbo", "train/distortion", "eval/distortion",
                       "train/rate", "eval/rate")
@@ -88,6 +88,59 @@ def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch",
             ax.legend(fontsize="small", loc="best")
             in_legend |= splits
         ax.grid(alpha=0.3)
+    return _finish(fig, axes, len(panels), path, title)
+
+
+def save_lines(panels, path, *, xlabel: str = "epoch", ylabel: str | None = None,
+               title: str | None = None, ncols: int = 3) -> Path:
+    """Line panels of given values: several runs, or a run beside a notebook's printed
+    numbers, per panel (Lab 5's test loss of ReLU/sigmoid with Adam/Adagrad, the PyTorch
+    example's log beside jvae's run).
+
+    Args:
+      panels: mapping ``panel title -> [(label, x, y), ...]`` or ``(label, x, y, std)``
+        tuples; ``y`` (and ``std``, drawn as a band of +-1) as long as ``x``. A label
+        starting with ``"ref:"`` is drawn as open markers without a line (reference values),
+        the rest as lines with markers.
+      path: output file.
+      xlabel: the x axis label of every panel.
+      ylabel: the y axis label (default none).
+      title: optional figure title.
+      ncols: panels per row at most.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: no panels, a panel without lines, or ``x``/``y``/``std`` of different lengths.
+    """
+    if not panels:
+        raise ValueError("save_lines needs at least one panel")
+    fig, axes = _panel_axes(len(panels), title, ncols_max=max(1, int(ncols)))
+    for ax, (name, lines) in zip(axes, panels.items()):
+        if not lines:
+            raise ValueError(f"panel {name!r} has no lines")
+        for i, line in enumerate(lines):
+            label, x, y, *rest = line
+            x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+            std = np.asarray(rest[0], np.float64) if rest and rest[0] is not None else None
+            if x.shape != y.shape or (std is not None and std.shape != y.shape):
+                raise ValueError(f"panel {name!r}, line {label!r}: x {x.shape}, y {y.shape}"
+                                 + ("" if std is None else f", std {std.shape}")
+                                 + " must have one shape")
+            if str(label).startswith("ref:"):
+                ax.plot(x, y, linestyle="none", marker="o", markerfacecolor="none",
+                        markersize=6, color="k", label=str(label)[4:].strip())
+                continue
+            ax.plot(x, y, marker="o", markersize=3, linewidth=1.4, color=f"C{i}", label=label)
+            if std is not None and np.any(std > 0):
+                ax.fill_between(x, y - std, y + std, color=f"C{i}", alpha=0.2, linewidth=0)
+        ax.set_title(str(name))
+        ax.set_xlabel(xlabel)
+        if ylabel:
+            ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", loc="best")
     return _finish(fig, axes, len(panels), path, title)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from jvae.plotting._common import _figure, _save
 
-__all__ = ["save_components", "save_reconstruction_rows"]
+__all__ = ["save_components", "save_reconstruction_rows", "save_labelled_images"]
 
 
 def save_components(components, path, *, image_shape=(28, 28),
@@ -135,6 +135,43 @@ def save_reconstruction_rows(data, reconstruction, path, *, sample=None, n: int 
                  ticks=[-diff_range, 0, diff_range])
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def save_labelled_images(images, labels, path, *, ncol: int | None = None,
+                         title: str | None = None) -> Path:
+    """Grey images in a row (or rows of ``ncol``), each titled with its label: the lecture's
+    preview of the first ten MNIST training images (``ax[i].set_title(label)``).
+
+    Args:
+      images: ``[N, H, W]`` or ``[N, H, W, 1]`` grey levels in ``[0, 1]``.
+      labels: ``[N]`` labels (anything ``str`` shows), or ``None`` for untitled images.
+      path: output file.
+      ncol: images per row (default all in one row).
+      title: figure title.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: images that are not a grey batch, or labels of another length.
+    """
+    x = _grey(images, "images")
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"{len(labels)} labels for {len(x)} images")
+    ncol = len(x) if ncol is None else max(1, int(ncol))
+    nrow = math.ceil(len(x) / ncol)
+    fig = _figure((0.75 * ncol + 0.2, 0.9 * nrow + (0.35 if title else 0.1)))
+    fig.set_layout_engine("constrained")
+    axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i < len(x):
+            ax.imshow(np.clip(x[i], 0, 1), cmap="gray", vmin=0.0, vmax=1.0)
+            if labels is not None:
+                ax.set_title(str(labels[i]), fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -188,13 +189,15 @@ def save_conditional_samples(inputs, samples, path, *, n: int = 16, image_shape=
 
 def save_reconstructions(originals, reconstructions, path, n: int = 8,
                          title: str | None = "data and their reconstructions",
-                         row_labels: tuple[str, str] | None = ("data", "reconstruction")) -> Path:
+                         row_labels: Sequence[str] | None = ("data", "reconstruction"), *,
+                         sampled=None) -> Path:
     """Saves observations above their reconstructions, with a title and row labels.
 
     The batch is cut into blocks of ``n`` images; each block gives one row of observations with
-    the matching reconstructions in the row directly below. A last partial block is completed
-    with blank tiles, so any ``N`` works. Each tile row is labelled on the left with
-    ``row_labels[0]`` (observations) or ``row_labels[1]`` (reconstructions).
+    the matching reconstructions in the row directly below (and, with ``sampled``, a third
+    row: reconstructions decoded from a posterior sample, where ``reconstructions`` decode the
+    posterior mean). A last partial block is completed with blank tiles, so any ``N`` works.
+    Each tile row is labelled on the left with its entry of ``row_labels``.
 
     Args:
       originals: ``[N, H, W]`` or ``[N, H, W, C]`` observations in ``[0, 1]``.
@@ -202,23 +205,29 @@ def save_reconstructions(originals, reconstructions, path, n: int = 8,
       path: output file.
       n: images per row.
       title: figure title; ``None`` for none.
-      row_labels: labels of the observation and reconstruction rows; ``None`` for none.
+      row_labels: one label per kind of row (2, or 3 with ``sampled``; the default pair gets
+        ``"from a sample"`` added); ``None`` for none.
+      sampled: optional, same shape as ``originals``: a third row per block.
 
     Returns:
       The path written.
 
     Raises:
-      ValueError: if the shapes differ or are not image batches, or ``row_labels`` is not a
-        pair of strings.
+      ValueError: if the shapes differ or are not image batches, or ``row_labels`` does not
+        hold one string per kind of row.
     """
-    grid = _reconstruction_grid(originals, reconstructions, n)
+    recs = [reconstructions] + ([] if sampled is None else [sampled])
+    grid = _reconstruction_grid(originals, *recs, n=n)
     labels = None
     if row_labels is not None:
-        if isinstance(row_labels, str) or len(row_labels) != 2:
-            raise ValueError(f"row_labels must be a pair of strings, got {row_labels!r}")
+        kinds = len(recs) + 1
+        if sampled is not None and tuple(row_labels) == ("data", "reconstruction"):
+            row_labels = ("data", "from the mean", "from a sample")
+        if isinstance(row_labels, str) or len(row_labels) != kinds:
+            raise ValueError(f"row_labels must hold {kinds} strings, got {row_labels!r}")
         num, h = _as_nhwc(originals, "originals").shape[:2]
-        num_rows = 2 * math.ceil(num / min(int(n), num))
-        labels = [(_GRID_PAD + r * (h + _GRID_PAD) + h / 2, str(row_labels[r % 2]))
+        num_rows = kinds * math.ceil(num / min(int(n), num))
+        labels = [(_GRID_PAD + r * (h + _GRID_PAD) + h / 2, str(row_labels[r % kinds]))
                   for r in range(num_rows)]
     return _save_grid(grid, path, title, row_labels=labels)
 
@@ -265,23 +274,26 @@ def _as_nhwc(images, name: str) -> np.ndarray:
     return images.astype(np.float32)
 
 
-def _reconstruction_grid(originals, reconstructions, n: int) -> np.ndarray:
-    """Interleaves rows of ``n`` observations with rows of their reconstructions; see ``image_grid``."""
+def _reconstruction_grid(originals, *reconstructions, n: int) -> np.ndarray:
+    """Interleaves rows of ``n`` observations with rows of each of their reconstructions;
+    see ``image_grid``."""
     x = _as_nhwc(originals, "originals")
-    y = _as_nhwc(reconstructions, "reconstructions")
-    if x.shape != y.shape:
-        raise ValueError(f"originals {x.shape} and reconstructions {y.shape} must have the same shape")
+    ys = [_as_nhwc(r, "reconstructions") for r in reconstructions]
+    for y in ys:
+        if x.shape != y.shape:
+            raise ValueError(f"originals {x.shape} and reconstructions {y.shape} must have the "
+                             "same shape")
     if int(n) != n or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     num, n = x.shape[0], int(n)
     ncol = min(n, num)
     blocks = math.ceil(num / ncol)
-    tiles = np.ones((blocks, 2, ncol) + x.shape[1:], np.float32)  # blank tiles are white
+    tiles = np.ones((blocks, 1 + len(ys), ncol) + x.shape[1:], np.float32)  # blank: white
     for b in range(blocks):
         part = slice(b * ncol, min((b + 1) * ncol, num))
         k = part.stop - part.start
-        tiles[b, 0, :k] = x[part]
-        tiles[b, 1, :k] = y[part]
+        for r, rows in enumerate([x, *ys]):
+            tiles[b, r, :k] = rows[part]
     return image_grid(tiles.reshape((-1,) + x.shape[1:]), nrow=ncol)
 
 

@@ -80,7 +80,8 @@ def save_code_scatter(codes, labels, path, *, errors=None,
 def save_manifold(decode: Callable[[np.ndarray], np.ndarray], codes, path, *, num: int = 30,
                   limits=(-3.0, 3.0),
                   levels: Sequence[float] = (0.5, 0.9), image_shape=None,
-                  title: str | None = None) -> Path:
+                  title: str | None = None, density: str = "kde", bins: int = 30,
+                  hist_range=(-4.0, 4.0), counts: Sequence[float] = (1.0,)) -> Path:
     """Decoder means on a ``num x num`` grid of a 2-D latent space, with density contours.
 
     Tile ``(i, j)`` (row ``i`` from the top) shows ``decode(z)`` at ``z = (gx[j],
@@ -100,13 +101,24 @@ def save_manifold(decode: Callable[[np.ndarray], np.ndarray], codes, path, *, nu
       levels: fractions of the codes enclosed by the contours, each in ``(0, 1)``.
       image_shape: ``(H, W)`` for flat decoder outputs (default: square).
       title: figure title.
+      density: ``"kde"`` (the contours above) or ``"histogram"``: the lecture's overlay,
+        contours at the heights ``counts`` of ``np.histogram2d(codes, bins=bins,
+        range=[hist_range, hist_range])`` (the lecture: 30 bins over ``[-4, 4]``, level 1,
+        the edge of the bins that hold any code), drawn at the bins' centres in latent
+        coordinates. (The lecture draws the ``[-3, 3]`` grid of images with ``extent=[-4, 4,
+        -4, 4]`` and the histogram of ``[-4, 4]`` at the grid's ``[-3, 3]`` coordinates, so
+        its picture and contours do not share axes; here both sit at their own ``z``.)
+      bins: histogram bins per axis (``density="histogram"``).
+      hist_range: ``(lo, hi)`` of the histogram on both axes.
+      counts: contour heights in codes per bin (``density="histogram"``).
 
     Returns:
       The path written.
 
     Raises:
       ValueError: the latent space is not 2-D (``codes`` not ``[N, 2]``), bad ``num``,
-        ``limits`` or ``levels``, or decoder outputs of the wrong shape.
+        ``limits``, ``levels``, ``density``, ``bins`` or ``hist_range``, or decoder outputs
+        of the wrong shape.
     """
     pts = _points(codes, "codes", "save_manifold",
                   hint="the decoded manifold needs a 2-D latent space; "
@@ -117,6 +129,8 @@ def save_manifold(decode: Callable[[np.ndarray], np.ndarray], codes, path, *, nu
     levels = sorted(float(v) for v in levels)
     if any(not 0.0 < v < 1.0 for v in levels):
         raise ValueError(f"levels must lie in (0, 1), got {levels!r}")
+    if density not in ("kde", "histogram"):
+        raise ValueError(f"density must be 'kde' or 'histogram', got {density!r}")
     num = int(num)
     gx, gy = np.linspace(x0, x1, num), np.linspace(y0, y1, num)
     zx, zy = np.meshgrid(gx, gy[::-1])                     # row 0 at the top: highest z[1]
@@ -132,22 +146,13 @@ def save_manifold(decode: Callable[[np.ndarray], np.ndarray], codes, path, *, nu
     im = ax.imshow(np.clip(big, 0, 1), cmap="gray", vmin=0.0, vmax=1.0, extent=extent,
                    interpolation="antialiased")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="decoder mean E[x|z] (grey level)")
-    handles = []
     finite = pts[np.all(np.isfinite(pts), axis=1)]
-    if len(finite) >= 3 and np.all(np.ptp(finite, axis=0) > 0):
-        from scipy.stats import gaussian_kde
-
-        kde = gaussian_kde(finite.T)
-        gxx, gyy = np.meshgrid(np.linspace(extent[0], extent[1], 150),
-                               np.linspace(extent[2], extent[3], 150))
-        dens = kde(np.stack([gxx.ravel(), gyy.ravel()])).reshape(gxx.shape)
-        at_codes = kde(finite[: min(len(finite), 5000)].T)
-        colours = ["#ff3b30", "#ffb000", "#34c759", "#0a84ff"]
-        thresholds = [np.quantile(at_codes, 1.0 - v) for v in levels]
-        for v, t, c in zip(levels, thresholds, colours):
-            ax.contour(gxx, gyy, dens, levels=[t], colors=[c], linewidths=1.8)
-            handles.append(Line2D([], [], color=c, lw=1.8,
-                                  label=f"{v:.0%} of the encoded data"))
+    if density == "histogram":
+        handles = _histogram_contours(ax, finite, bins, hist_range, counts)
+        how = f"{int(bins)}x{int(bins)} histogram of"
+    else:
+        handles = _kde_contours(ax, finite, extent, levels)
+        how = "kernel density of"
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_xlabel("z[0]")
@@ -158,7 +163,7 @@ def save_manifold(decode: Callable[[np.ndarray], np.ndarray], codes, path, *, nu
         ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.85)
     ax.set_title(title or f"decoder means on a {num}x{num} grid of z, "
                  f"[{x0:.3g}, {x1:.3g}] x [{y0:.3g}, {y1:.3g}]")
-    ax.annotate(f"contours: kernel density of {len(pts)} encoded points"
+    ax.annotate(f"contours: {how} {len(pts)} encoded points"
                 + (f" ({outside} outside the grid)" if outside else ""),
                 (0.0, -0.12), xycoords="axes fraction", fontsize=8, color="0.3")
     return _palette(_save(fig, path))
@@ -210,6 +215,49 @@ def save_latent_tsne(embedding, labels, path, *, total: int | None = None,
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def _kde_contours(ax, finite: np.ndarray, extent, levels) -> list:
+    """Contours of a Gaussian KDE of ``finite`` enclosing the fractions ``levels``."""
+    handles = []
+    if len(finite) >= 3 and np.all(np.ptp(finite, axis=0) > 0):
+        from scipy.stats import gaussian_kde
+
+        kde = gaussian_kde(finite.T)
+        gxx, gyy = np.meshgrid(np.linspace(extent[0], extent[1], 150),
+                               np.linspace(extent[2], extent[3], 150))
+        dens = kde(np.stack([gxx.ravel(), gyy.ravel()])).reshape(gxx.shape)
+        at_codes = kde(finite[: min(len(finite), 5000)].T)
+        thresholds = [np.quantile(at_codes, 1.0 - v) for v in levels]
+        for v, t, c in zip(levels, thresholds, _CONTOUR_COLOURS):
+            ax.contour(gxx, gyy, dens, levels=[t], colors=[c], linewidths=1.8)
+            handles.append(Line2D([], [], color=c, lw=1.8,
+                                  label=f"{v:.0%} of the encoded data"))
+    return handles
+
+
+def _histogram_contours(ax, finite: np.ndarray, bins: int, hist_range, counts) -> list:
+    """The lecture's overlay: contours of ``np.histogram2d`` counts at ``counts``, drawn at
+    the bins' centres."""
+    if int(bins) != bins or bins < 2:
+        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+    lo, hi = (float(v) for v in hist_range)
+    if not hi > lo:
+        raise ValueError(f"hist_range must be (lo, hi) with hi > lo, got {hist_range!r}")
+    counts = sorted(float(c) for c in counts)
+    h, xe, ye = np.histogram2d(finite[:, 0], finite[:, 1], bins=int(bins),
+                               range=[[lo, hi], [lo, hi]])
+    cx, cy = (xe[:-1] + xe[1:]) / 2, (ye[:-1] + ye[1:]) / 2
+    handles = []
+    for c, colour in zip(counts, _CONTOUR_COLOURS):
+        if h.max() >= c:
+            ax.contour(cx, cy, h.T, levels=[c], colors=[colour], linewidths=2.5)
+            handles.append(Line2D([], [], color=colour, lw=2.5,
+                                  label=f"{c:g} encoded point{'s' if c != 1 else ''} per bin"))
+    return handles
+
+
+_CONTOUR_COLOURS = ["#ff3b30", "#ffb000", "#34c759", "#0a84ff"]
 
 
 def _points(arr, name: str, fn: str, hint: str = "") -> np.ndarray:

@@ -11,7 +11,8 @@ from jvae.plotting._common import _figure, _save
 
 __all__ = ["save_scatter_2d", "save_latent_scatter"]
 
-def save_scatter_2d(path, *, data=None, samples=None, means=None, title: str | None = None) -> Path:
+def save_scatter_2d(path, *, data=None, samples=None, means=None, title: str | None = None,
+                    panels=None) -> Path:
     """Scatters 2-D data next to a 2-D model's samples, with shared axis limits.
 
     Meant for the 2-D Gaussian VAE: ``samples`` are ``x ~ p(x|z)`` (with decoder noise) and
@@ -23,6 +24,9 @@ def save_scatter_2d(path, *, data=None, samples=None, means=None, title: str | N
       samples: optional ``[M, 2]`` model samples with decoder noise.
       means: optional ``[K, 2]`` decoder means.
       title: optional figure title.
+      panels: optional mapping ``name -> [N, 2]`` drawn after the three above, one panel
+        each under its name (e.g. Homework 2's ``visualize_2d_data``: ``{"train": ...,
+        "test": ...}``).
 
     Returns:
       The path written.
@@ -30,19 +34,18 @@ def save_scatter_2d(path, *, data=None, samples=None, means=None, title: str | N
     Raises:
       ValueError: if none is given or one is not ``[N, 2]``.
     """
-    panels = [
-        (name, _as_points(arr, name))
-        for name, arr in (("data", data), ("samples", samples), ("means", means))
-        if arr is not None
-    ]
+    named = [("data", data), ("samples", samples), ("means", means)]
+    named += list((panels or {}).items())
+    panels = [(str(name), _as_points(arr, str(name))) for name, arr in named if arr is not None]
     if not panels:
         raise ValueError("give at least one of data, samples, means")
     xlim, ylim = _limits(np.concatenate([pts for _, pts in panels]))
     fig = _figure((4.0 * len(panels), 4.0))
     axes = fig.subplots(1, len(panels), squeeze=False).ravel()
     colours = {"data": "C0", "samples": "C1", "means": "C2"}
-    for ax, (name, pts) in zip(axes, panels):
-        ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.5, color=colours[name], linewidths=0)
+    for i, (ax, (name, pts)) in enumerate(zip(axes, panels)):
+        ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.5, color=colours.get(name, f"C{i}"),
+                   linewidths=0)
         ax.set_title(f"{name} (n={len(pts)})")
         ax.set_xlim(xlim)
         ax.set_ylim(ylim)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jvae.plotting.curves import (_check_records, _curve_stats, _finish, _panel_axes,
+from jvae.plotting.curves import (_check_records, _curve_stats, _finish, _panel_axes, _present,
                                   _present_keys, metric_title)
 
-__all__ = ["DEFAULT_STEP_KEYS", "DEFAULT_DEV_KEYS", "save_step_curves", "save_dev_curves"]
+__all__ = ["DEFAULT_STEP_KEYS", "DEFAULT_DEV_KEYS", "save_step_curves", "save_dev_curves",
+           "save_compared_curves"]
 
 # jvae's names (jvae.objectives aux, prefixed by jvae.runs.steplog); "train/cv_loss" is the
 # notebook's name of the control-variate loss, kept for logs written in its style.
@@ -122,6 +123,65 @@ def save_dev_curves(records, path, keys=DEFAULT_DEV_KEYS, *, x_key: str = "step"
         if np.any(std > 0):
             ax.fill_between(x, mean - std, mean + std, color="C1", alpha=0.25, linewidth=0)
         _label(ax, key, x_key)
+    return _finish(fig, axes, len(found), path, title)
+
+
+def save_compared_curves(runs, path, metrics=("elbo", "distortion", "rate"), *,
+                         x_key: str = "step", smooth: int | None = None,
+                         clip_quantile: float = 0.01, title: str | None = None) -> Path:
+    """Several runs' curves on shared panels, one panel per metric: Homework 2's comparison
+    of the KL (rate) curves of the univariate and the multivariate data.
+
+    Each run gives its per-step training records (``steps.jsonl``: ``"train/METRIC"``, drawn
+    as a moving average over ``smooth`` steps) and optionally its per-epoch evaluation
+    records (``metrics.jsonl``: ``"eval/METRIC"``, drawn as markers at each epoch's last
+    step), as the homework's ``plot_training_curves`` draws training losses per batch and
+    test losses per epoch. The y axis spans the ``clip_quantile`` to ``1 - clip_quantile``
+    quantiles of all values shown (the first steps' losses are far off).
+
+    Args:
+      runs: mapping ``label -> (step_records, epoch_records or None)``.
+      path: output file.
+      metrics: metric names, one panel each (``"rate"`` is the KL term).
+      x_key: the step's name in the records.
+      smooth: moving-average window in steps (default ``max(1, N // 50)``).
+      clip_quantile: in ``[0, 0.5)``.
+      title: optional figure title.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: no runs, a run without step records, or no metric present in any run.
+    """
+    if not runs:
+        raise ValueError("save_compared_curves needs at least one run")
+    for label, (steps, _) in runs.items():
+        _check_records(steps, f"the step records of {label!r}", "step")
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    found = [m for m in metrics if any(_present(steps, f"train/{m}") for steps, _ in runs.values())]
+    if not found:
+        raise ValueError(f"none of the metrics {metrics} is present in the runs' step records")
+    fig, axes = _panel_axes(len(found), title)
+    for ax, metric in zip(axes, found):
+        shown = []
+        for i, (label, (steps, epochs)) in enumerate(runs.items()):
+            colour = f"C{i}"
+            if _present(steps, f"train/{metric}"):
+                x, y, _ = _curve_stats(steps, f"train/{metric}", x_key)
+                ok = np.isfinite(y)
+                window = max(1, ok.sum() // 50) if smooth is None else int(smooth)
+                ax.plot(x[ok], moving_average(y[ok], window), color=colour, linewidth=1.4,
+                        label=f"{label}: train (per step, {window}-step average)")
+                shown.append(y[ok])
+            if epochs and _present(epochs, f"eval/{metric}"):
+                x, y, _ = _curve_stats(epochs, f"eval/{metric}", x_key)
+                ax.plot(x, y, color=colour, marker="o", markersize=4, linestyle="--",
+                        linewidth=0.8, label=f"{label}: test (per epoch)")
+                shown.append(y)
+        _robust_ylim(ax, np.concatenate(shown) if shown else np.zeros(0), clip_quantile)
+        _label(ax, metric, x_key)
+    axes[0].legend(fontsize="x-small", loc="best")
     return _finish(fig, axes, len(found), path, title)
 
 

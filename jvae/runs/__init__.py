@@ -13,7 +13,8 @@ from jvae.runs.checkpoints import (CheckpointError, Checkpointer, CheckpointSkip
                                    write_json_atomic)
 from jvae.runs.defaults import default_config, split_variant
 from jvae.runs.distributed import initialize_from_env
-from jvae.runs.figures import write_figures, write_snapshots
+from jvae.runs.figures import (read_latent_snapshots, write_figures, write_latent_snapshot,
+                               write_snapshots)
 from jvae.runs.lock import WorkdirLock, WorkdirLockedError
 from jvae.runs.loop import train_and_evaluate
 from jvae.runs.overrides import (ConfigError, apply_override, config_from_json, load_config_file,
@@ -30,5 +31,6 @@ __all__ = [
     "write_snapshots", "WorkdirLock", "WorkdirLockedError", "train_and_evaluate", "ConfigError",
     "apply_override", "config_from_json", "load_config_file", "normalised", "resume_differences",
     "read_metrics", "restore_run", "check_ranges", "validate_config", "read_jsonl", "DEV_FILE",
-    "STEPS_FILE", "DevAssessor", "iwae_epochs", "split_variant",
+    "STEPS_FILE", "DevAssessor", "iwae_epochs", "split_variant", "write_latent_snapshot",
+    "read_latent_snapshots",
 ]

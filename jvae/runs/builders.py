@@ -170,6 +170,7 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
     if m.likelihood == "gaussian":
         likelihood = GaussianHead(data_shape, project=m.decoder == "mlp",
                                   scale=m.gaussian_scale, fixed_scale=m.fixed_scale,
+                                  predicted_scale=m.get("likelihood_scale", "softplus"),
                                   weight_init=m.init, dropout_rate=dec_drop)
         params_per_pixel = 2 if m.gaussian_scale == "predicted" else 1
     else:
@@ -254,7 +255,8 @@ def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int | No
                           grad_clip=float(o.grad_clip), param_groups=groups,
                           schedule=schedule, inject=bool(config.sweep.learning_rate), eps=eps,
                           weight_decay=float(o.weight_decay),
-                          rmsprop_decay=float(o.rmsprop_decay) if o.name == "rmsprop" else None)
+                          rmsprop_decay=float(o.rmsprop_decay) if o.name == "rmsprop" else None,
+                          initial_accumulator=float(o.get("initial_accumulator", 0.0)))
 
 
 def _stages_for(num_epochs: int) -> int:

@@ -85,7 +85,8 @@ def _model() -> ml_collections.ConfigDict:
     g.encoder_dropout = 0.0   # dropout before every dense layer of the encoder and the
     g.decoder_dropout = 0.0   # posterior head / decoder and likelihood head, in [0, 1)
                               # (training losses only; 0: off)
-    g.activation = "relu"
+    g.activation = "relu"     # relu | sigmoid | tanh | softplus | elu | gelu |
+                              # leaky_relu | identity
     g.init = "lecun"          # dense and conv init: lecun (Flax) | torch (PyTorch) | glorot
     g.conv_encoder_features = (32, 64, 128, 256)
     g.conv_encoder_out = 0    # dense projection after the conv stack (0: none)
@@ -104,6 +105,8 @@ def _model() -> ml_collections.ConfigDict:
     g.posterior_scale = "softplus"   # softplus | exp (log-variance) | log_std
     g.likelihood = "bernoulli"       # bernoulli | continuous_bernoulli | gaussian
     g.gaussian_scale = "predicted"   # fixed | learned | predicted
+    g.likelihood_scale = "softplus"  # a predicted Gaussian scale: softplus | log_std
+                                     # (Homework 2's mu, log_std) | exp (log-variance)
     g.fixed_scale = 1.0
     g.prior = "standard"             # standard | mixture | vamp (VampPrior)
     g.prior_components = 10          # mixture components / vamp pseudo-inputs
@@ -132,12 +135,14 @@ def _objective() -> ml_collections.ConfigDict:
 def _optim() -> ml_collections.ConfigDict:
     """The optimiser."""
     g = ml_collections.ConfigDict()
-    g.name = "adam"
+    g.name = "adam"                  # adam | adamw | rmsprop | adagrad | sgd
     g.grad_clip = 0.0                # 0: no clipping
     g.param_groups = ml_collections.ConfigDict()   # {module regex: learning rate}
-    g.eps = 1e-8                     # adam/adamw/rmsprop epsilon
+    g.eps = 1e-8                     # adam/adamw/rmsprop/adagrad epsilon
     g.weight_decay = 0.0             # L2 added to the gradients (adamw: decoupled)
     g.rmsprop_decay = 0.9            # rmsprop's averaging (PyTorch's alpha is 0.99)
+    g.initial_accumulator = 0.0      # adagrad's starting sum of squared gradients
+                                     # (PyTorch's 0; optax's default is 0.1)
     g.schedule = "constant"          # constant | iwae (stages of 3^i epochs, lr * 10^(-i/7))
     return g
 
@@ -173,6 +178,13 @@ def _eval() -> ml_collections.ConfigDict:
                                       # (0: at every evaluation)
     g.snapshot_every = 0              # write snapshots/reconstruction_{epoch}.png and
                                       # sample_{epoch}.png every N epochs, as Lab 5 (0: off)
+    g.latent_snapshot_every = 0       # the lecture's latent space "on the fly": posterior
+                                      # means and standard deviations of ALL evaluation
+                                      # points before training (epoch 0) and every N epochs,
+                                      # snapshots/latents_{epoch}.npz and .png (0: off)
+    g.reconstructions = "mean"        # reconstructions.png decodes the posterior mean
+                                      # (mean), a sample z ~ q(z|x) (sample: the PyTorch
+                                      # example's and Pyro's), or shows both rows (both)
     g.every_steps = 0                 # assess the dev split every N steps of each epoch
                                       # and after its last step (0: at step 0 and at the
                                       # end only); needs dataset.dev_size > 0

@@ -1,6 +1,7 @@
-"""The figures of a run: the standard set written when training ends (:func:`write_figures`)
-and Lab 5's per-epoch snapshots (:func:`write_snapshots`). Each sampling step is one
-compiled program; the drawing is :mod:`jvae.plotting`'s."""
+"""The figures of a run: the standard set written when training ends (:func:`write_figures`),
+Lab 5's per-epoch snapshots (:func:`write_snapshots`) and the lecture's per-epoch latent
+space (:func:`write_latent_snapshot`, :func:`read_latent_snapshots`). Each sampling step is
+one compiled program; the drawing is :mod:`jvae.plotting`'s."""
 
 from __future__ import annotations
 
@@ -13,25 +14,32 @@ import numpy as np
 
 from jvae import plotting
 from jvae.data import uncentre
-from jvae.evaluation import (conditional_observations, interpolate_latents, prior_observations,
-                             prior_samples_with_components, tsne_map)
+from jvae.evaluation import (conditional_observations, interpolate_latents, posterior_stats,
+                             prior_observations, prior_samples_with_components, tsne_map)
 from jvae.models.autoencoder import PointHead
 from jvae.models.vae import VAE, reconstruct, sample_prior
 from jvae.runs import builders, steplog
 
-__all__ = ["write_figures", "write_snapshots"]
+__all__ = ["write_figures", "write_snapshots", "write_latent_snapshot", "read_latent_snapshots",
+           "LATENT_SNAPSHOTS"]
+
+#: The directory (inside a run's) of the lecture's per-epoch latent snapshots.
+LATENT_SNAPSHOTS = "snapshots"
 
 
 def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Datasets,
                   history: list[dict], workdir: pathlib.Path, *,
-                  tsne_points: int = 1000, centred: bool = False) -> list[pathlib.Path]:
+                  tsne_points: int = 1000, centred: bool = False,
+                  reconstructions: str = "mean") -> list[pathlib.Path]:
     """Write the standard figures of a run into ``workdir``; returns their paths.
 
     Images (grey or RGB as the data; with ``centred``, data in [-1, 1] from
     ``dataset.centre``, every image is mapped back to [0, 1] for display, as Homework 2's
     ``* 0.5 + 0.5``): ``samples.png`` (decoder means of 64 prior draws; not for an
     autoencoder), ``reconstructions.png``
-    (evaluation images above their reconstructions), ``interpolations.png`` (Homework 2's:
+    (evaluation images above their reconstructions: decoder means of the posterior mean with
+    ``reconstructions="mean"``, of one posterior sample with ``"sample"`` (the PyTorch
+    example's ``recon_batch`` and Pyro's ``reconstruct_img``), both rows with ``"both"``), ``interpolations.png`` (Homework 2's:
     decoder means along ``z1 (1 - a) + z2 a`` for 10 values of ``a`` in [0, 1], between the
     posterior means of evaluation images ``i`` and ``i + P``, one pair per row,
     :func:`jvae.evaluation.inspection.interpolate_latents`), ``latents.png`` (posterior means of the
@@ -39,7 +47,9 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
     ``samples_2d.png`` (data, samples with and without decoder noise). Both:
     ``curves.png`` (train loss, eval ELBO, distortion, rate per epoch; for a multi-seed run the
     mean with a band of one standard deviation across seeds, the other figures from the
-    first seed). Latents of more than 2 dimensions: ``latents_tsne.png`` (a t-SNE map,
+    first seed). With latent snapshots in the run (``config.eval.latent_snapshot_every``):
+    ``latent_snapshots.png``, one panel per snapshot (:func:`read_latent_snapshots`).
+    Latents of more than 2 dimensions: ``latents_tsne.png`` (a t-SNE map,
     :func:`jvae.evaluation.embedding.tsne`, of the posterior means of the first ``tsne_points`` evaluation
     examples; 0: none).
 
@@ -63,11 +73,8 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
             paths.append(plotting.save_image_grid(shown(np.asarray(means)),
                                                   workdir / "samples.png", nrow=8,
                                                   title="prior samples (decoder means)"))
-        originals = evals[:32]
-        recons = _compiled(reconstruct, model, params, k_rec, originals, mode="mean",
-                           validate=False)
-        paths.append(plotting.save_reconstructions(shown(originals), shown(np.asarray(recons)),
-                                                   workdir / "reconstructions.png", n=8))
+        paths.append(_reconstructions(model, params, k_rec, evals[:32], workdir, shown,
+                                      "mean" if autoencoder else reconstructions))
         pairs = min(10, len(evals) // 2)
         if pairs:
             path = np.asarray(_compiled(interpolate_latents, model, params, evals[:pairs],
@@ -92,6 +99,13 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
                                                   + " (first 2 dims)"))
     paths += _step_and_inspection_figures(model, params, key, evals, workdir, autoencoder,
                                           tsne_points, shown)
+    snapshots, snap_labels = read_latent_snapshots(workdir)
+    if snapshots:
+        what = "codes" if autoencoder else "posterior means (+-1 sd)"
+        paths.append(plotting.save_latent_snapshots(
+            [(e, m[:, :2], None if autoencoder else s[:, :2]) for e, m, s in snapshots],
+            snap_labels, workdir / "latent_snapshots.png",
+            title=f"{what} of all {len(snapshots[0][1])} evaluation points, epoch by epoch"))
     if latents.shape[-1] > 2 and tsne_points > 0 and len(latents) > 31:
         n = min(int(tsne_points), len(latents))
         labels = None if datasets.eval_labels is None else datasets.eval_labels[:n]
@@ -132,6 +146,75 @@ def write_snapshots(model: VAE, params: Any, key: jax.Array, datasets: builders.
         Image.fromarray(np.clip(grid * 255 + 0.5, 0, 255).astype(np.uint8),
                         "L" if grid.ndim == 2 else "RGB").save(path)
     return paths
+
+
+def write_latent_snapshot(model: VAE, params: Any, datasets: builders.Datasets,
+                          workdir: pathlib.Path, epoch: int, *,
+                          batch_size: int = 1000) -> list[pathlib.Path]:
+    """The lecture's latent space "on the fly" for one epoch, in ``workdir/snapshots``.
+
+    The posterior means and standard deviations of *every* evaluation example
+    (:func:`jvae.evaluation.posterior_stats`; an autoencoder's codes with zero deviations)
+    go to ``latents_{epoch}.npz`` (``mean``, ``std`` ``[N, D]`` float32 and ``labels`` when
+    the data have them) and are drawn in ``latents_{epoch}.png`` (first two coordinates;
+    error bars of +-1 standard deviation for a VAE, dots for an autoencoder: the lecture's
+    ``ax.errorbar`` and ``ax.scatter``). Epoch 0 is the model before training.
+
+    Returns:
+      The two paths written.
+    """
+    mean, std = (np.asarray(a) for a in posterior_stats(model, params, datasets.eval,
+                                                        batch_size=batch_size, validate=False))
+    out = pathlib.Path(workdir) / LATENT_SNAPSHOTS
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {"mean": mean, "std": std}
+    if datasets.eval_labels is not None:
+        arrays["labels"] = np.asarray(datasets.eval_labels)[: len(mean)]
+    npz = out / f"latents_{int(epoch)}.npz"
+    np.savez(npz, **arrays)
+    autoencoder = isinstance(model.posterior, PointHead)
+    when = "before training" if int(epoch) == 0 else f"after epoch {int(epoch)}"
+    png = plotting.save_code_scatter(
+        mean[:, :2], arrays.get("labels"), out / f"latents_{int(epoch)}.png",
+        errors=None if autoencoder else std[:, :2],
+        title=("codes" if autoencoder else "posterior means") + f" of the evaluation set, {when}")
+    return [npz, png]
+
+
+def read_latent_snapshots(workdir: pathlib.Path) -> tuple[list[tuple[int, np.ndarray, np.ndarray]],
+                                                          np.ndarray | None]:
+    """The snapshots :func:`write_latent_snapshot` wrote into ``workdir``, by epoch:
+    ``([(epoch, mean [N, D], std [N, D]), ...], labels [N] or None)``; ``([], None)`` when
+    there are none."""
+    found = []
+    for path in (pathlib.Path(workdir) / LATENT_SNAPSHOTS).glob("latents_*.npz"):
+        tail = path.stem.rpartition("_")[2]
+        if tail.isdigit():
+            found.append((int(tail), path))
+    snapshots, labels = [], None
+    for epoch, path in sorted(found):
+        with np.load(path) as data:
+            snapshots.append((epoch, data["mean"], data["std"]))
+            labels = data["labels"] if "labels" in data else None
+    return snapshots, labels
+
+
+def _reconstructions(model: VAE, params: Any, key: jax.Array, originals: np.ndarray,
+                     workdir: pathlib.Path, shown: Callable, which: str) -> pathlib.Path:
+    """``reconstructions.png``: decoder means of the posterior mean, of a posterior sample,
+    or both (``which``: mean | sample | both)."""
+    rows = {}
+    for latent in (("mean", "sample") if which == "both" else (which,)):
+        rows[latent] = shown(np.asarray(_compiled(reconstruct, model, params, key, originals,
+                                                  mode="mean", latent=latent, validate=False)))
+    if which == "both":
+        return plotting.save_reconstructions(shown(originals), rows["mean"],
+                                             workdir / "reconstructions.png", n=8,
+                                             sampled=rows["sample"])
+    label = "from a sample" if which == "sample" else "reconstruction"
+    return plotting.save_reconstructions(shown(originals), rows[which],
+                                         workdir / "reconstructions.png", n=8,
+                                         row_labels=("data", label))
 
 
 def _compiled(fn: Callable, model: VAE, *args, **static):

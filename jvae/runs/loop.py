@@ -36,7 +36,7 @@ from jvae.models.vae import VAE
 from jvae.runs import builders, schema, steplog
 from jvae.runs.checkpoints import Checkpointer, check_writable, write_json_atomic
 from jvae.runs.checks import check_losses, check_resume, check_space
-from jvae.runs.figures import write_figures, write_snapshots
+from jvae.runs.figures import write_figures, write_latent_snapshot, write_snapshots
 from jvae.runs.lock import WorkdirLock
 from jvae.runs.overrides import normalised
 from jvae.runs.placement import place
@@ -300,6 +300,8 @@ def run_epochs(run: Run, state: TrainState, start: int, history: list[dict], epo
     elif dev.active:
         dev.truncate(0)
         dev.assess(state.params, 0, epoch=0)          # the notebook's assessment at step 0
+    if start == 0:
+        _latent_snapshot(run, state, 0)               # the lecture draws before each epoch
     try:
         for epoch in bar:
             t0 = time.perf_counter()
@@ -368,6 +370,9 @@ def _snapshot_and_checkpoint(run: Run, state: TrainState, epoch: int, snapshot_e
     """Lab 5's per-epoch images every ``snapshot_every`` epochs; a checkpoint every
     ``checkpoint_every`` epochs and at the last."""
     config = run.config
+    latent_every = int(config.eval.get("latent_snapshot_every", 0))
+    if latent_every and epoch % latent_every == 0:
+        _latent_snapshot(run, state, epoch)
     if snapshot_every and epoch % snapshot_every == 0 and sharding.is_main_process():
         snap = sharding.to_host(state.params)
         write_snapshots(run.model, jax.tree.map(lambda a: a[0], snap) if run.multi else snap,
@@ -376,6 +381,19 @@ def _snapshot_and_checkpoint(run: Run, state: TrainState, epoch: int, snapshot_e
     every = int(config.checkpoint_every)
     if (every and epoch % every == 0) or epoch == int(config.num_epochs):
         run.ckpt.save(epoch, state)
+
+
+def _latent_snapshot(run: Run, state: TrainState, epoch: int) -> None:
+    """The lecture's latent space of all evaluation points at ``epoch`` (0: before training),
+    when ``config.eval.latent_snapshot_every`` is set (process 0; the first element of a
+    stacked run)."""
+    config = run.config
+    if not int(config.eval.get("latent_snapshot_every", 0)) or not sharding.is_main_process():
+        return
+    params = sharding.to_host(state.params)
+    write_latent_snapshot(run.model, jax.tree.map(lambda a: a[0], params) if run.multi else params,
+                          run.datasets, run.workdir, epoch,
+                          batch_size=int(config.eval.batch_size))
 
 
 def _progress_fields(history: list[dict], record: dict) -> dict[str, str]:
@@ -397,4 +415,5 @@ def finish_run(run: Run, state: TrainState, history: list[dict]) -> None:
         params = jax.tree.map(lambda a: a[0], params) if run.multi else params
         write_figures(run.model, params, run.figure_key, run.datasets, history, run.workdir,
                       tsne_points=int(config.eval.tsne_points),
-                      centred=bool(config.dataset.get("centre", False)))
+                      centred=bool(config.dataset.get("centre", False)),
+                      reconstructions=config.eval.get("reconstructions", "mean"))

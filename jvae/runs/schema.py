@@ -12,9 +12,10 @@ import numpy as np
 from jvae import data as jdata
 from jvae.models.conv import CONV_IMPLS
 from jvae.models.flows import FLOW_POSTERIORS
-from jvae.models.nets import CONV_PRESETS, INITS, check_dropout_rate
+from jvae.models.nets import ACTIVATIONS, CONV_PRESETS, INITS, check_dropout_rate
 from jvae.objectives.control_variates import CONTROL_VARIATES
 from jvae.objectives.iwae import IWAE_ESTIMATORS
+from jvae.training.optimizers import OPTIMIZERS
 
 __all__ = ["validate_config", "check_ranges", "LIKELIHOOD_SUPPORT", "KINDS", "LIKELIHOODS",
            "PRIORS", "POSTERIORS", "NETWORKS", "OBJECTIVES", "SCHEDULES", "SYNTHETIC",
@@ -28,6 +29,8 @@ NETWORKS = ("mlp", "conv")
 OBJECTIVES = ("elbo", "sfe", "mixture", "nvil", "iwae", "vimco")
 SCHEDULES = ("constant", "iwae")
 SYNTHETIC = ("gaussian2d",)
+SCALES = ("softplus", "exp", "log_std")          # jvae.models.heads.positive_scale's kinds
+RECONSTRUCTIONS = ("mean", "sample", "both")     # config.eval.reconstructions
 # The support of each likelihood's observations (the heads' ``support``), known before the
 # model is built so load_data can check the data against it.
 LIKELIHOOD_SUPPORT = {"bernoulli": jdata.UNIT_INTERVAL,
@@ -138,7 +141,7 @@ def _check_dataset(config: ml_collections.ConfigDict) -> None:
 
 def _check_optimizer(config: ml_collections.ConfigDict) -> None:
     """``config.optim``: the optimiser's name, clipping, schedule, epsilon and decays."""
-    _choice("optimizer", config.optim.name, ("adam", "adamw", "rmsprop", "sgd"))
+    _choice("optimizer", config.optim.name, OPTIMIZERS)
     _positive("config.optim.grad_clip (0: off)", config.optim.grad_clip, allow_zero=True)
     _choice("schedule", config.optim.schedule, SCHEDULES)
     _positive("config.optim.eps", config.optim.eps)
@@ -146,6 +149,8 @@ def _check_optimizer(config: ml_collections.ConfigDict) -> None:
     if not 0 < float(config.optim.rmsprop_decay) < 1:
         raise ValueError(f"config.optim.rmsprop_decay must be in (0, 1), got "
                          f"{config.optim.rmsprop_decay!r}.")
+    _positive("config.optim.initial_accumulator", config.optim.get("initial_accumulator", 0.0),
+              allow_zero=True)
 
 
 def _check_model(config: ml_collections.ConfigDict) -> None:
@@ -162,6 +167,9 @@ def _check_model(config: ml_collections.ConfigDict) -> None:
     _choice("likelihood", m.likelihood, LIKELIHOODS)
     _choice("prior", m.prior, PRIORS)
     _choice("init", m.init, INITS)
+    _choice("model.activation", m.activation, ACTIVATIONS)
+    _choice("model.posterior_scale", m.posterior_scale, SCALES)
+    _choice("model.likelihood_scale", m.get("likelihood_scale", "softplus"), SCALES)
     for field in ("encoder_dropout", "decoder_dropout"):
         check_dropout_rate(m.get(field, 0.0), f"config.model.{field}")
     _integer("config.model.posterior_hidden", m.get("posterior_hidden", 0))
@@ -242,6 +250,10 @@ def _check_eval(config: ml_collections.ConfigDict) -> None:
         raise ValueError("config.eval.every_steps assesses the dev split, but "
                          "config.dataset.dev_size is 0; set dataset.dev_size (e.g. 1000).")
     _positive("config.eval.batch_size", config.eval.batch_size)
+    _integer("config.eval.latent_snapshot_every", config.eval.get("latent_snapshot_every", 0))
+    _positive("config.eval.latent_snapshot_every (0: off)",
+              config.eval.get("latent_snapshot_every", 0), allow_zero=True)
+    _choice("eval.reconstructions", config.eval.get("reconstructions", "mean"), RECONSTRUCTIONS)
     _positive("config.eval.ll_samples", config.eval.ll_samples, allow_zero=True)
 
 

@@ -12,7 +12,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["make_optimizer", "set_learning_rate"]
+__all__ = ["make_optimizer", "set_learning_rate", "OPTIMIZERS"]
+
+#: The optimiser names :func:`make_optimizer` builds (``config.optim.name`` takes one).
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "adagrad", "sgd")
 
 
 def _group_labels(params: Any, groups: Mapping[str, float]) -> Any:
@@ -32,13 +35,17 @@ def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float
                    param_groups: Mapping[str, float] | None = None,
                    schedule: Callable[[jax.Array], jax.Array] | None = None,
                    inject: bool = False, eps: float | None = None,
-                   weight_decay: float = 0.0, rmsprop_decay: float | None = None
-                   ) -> optax.GradientTransformation:
+                   weight_decay: float = 0.0, rmsprop_decay: float | None = None,
+                   initial_accumulator: float = 0.0) -> optax.GradientTransformation:
     """Build the optax optimiser.
 
     Args:
       learning_rate: default learning rate (> 0).
-      name: ``"adam"``, ``"adamw"``, ``"rmsprop"`` or ``"sgd"``.
+      name: ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"`` or ``"sgd"``. Adagrad
+        (Duchi et al., 2011; the optimiser of Kingma & Welling's VAE, which Lab 5's question
+        compares with Adam) is ``optax.adagrad``: ``s += g^2``, ``p -= lr g / sqrt(s + eps)``
+        (PyTorch's ``torch.optim.Adagrad`` divides by ``sqrt(s) + eps`` instead: the same
+        step wherever ``s >> eps``).
       grad_clip: clip the global gradient norm to this value (0 disables).
       param_groups: per-parameter-group learning rates, ``{module name (regex): lr}``; a leaf
         belongs to the first group matching any component of its path (e.g. ``"encoder"`` or
@@ -48,15 +55,21 @@ def make_optimizer(learning_rate: float, *, name: str = "adam", grad_clip: float
       inject: build the default group with ``optax.inject_hyperparams`` so that its learning
         rate lives in the optimiser state (see :func:`set_learning_rate`), e.g. to vmap a sweep
         over learning rates.
-      eps: the epsilon of Adam/AdamW/RMSprop (``None``: optax's default; the IWAE paper
-        uses 1e-4 with Adam).
+      eps: the epsilon of Adam/AdamW/RMSprop/Adagrad (``None``: optax's default; the IWAE
+        paper uses 1e-4 with Adam).
       weight_decay: L2 penalty added to every gradient before the optimiser (``grad + wd *
         param``, PyTorch's ``weight_decay`` for Adam/RMSprop/SGD; 0 disables). For
         ``"adamw"`` it is AdamW's decoupled decay instead.
       rmsprop_decay: RMSprop's squared-gradient averaging (optax default 0.9; PyTorch's
         ``alpha`` default 0.99).
+      initial_accumulator: Adagrad's starting sum of squared gradients (>= 0; default 0,
+        PyTorch's ``initial_accumulator_value``; optax's own default is 0.1).
     """
+    if not initial_accumulator >= 0:
+        raise ValueError(f"initial_accumulator must be >= 0, got {initial_accumulator!r}.")
     makers = {"adam": optax.adam, "adamw": optax.adamw, "rmsprop": optax.rmsprop,
+              "adagrad": functools.partial(optax.adagrad,
+                                           initial_accumulator_value=float(initial_accumulator)),
               "sgd": optax.sgd}
     if name not in makers:
         raise ValueError(f"Unknown optimizer {name!r}; choose one of {sorted(makers)}.")
