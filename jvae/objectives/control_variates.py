@@ -93,6 +93,12 @@ def _no_params(key, x_example):
     return ()
 
 
+def _mask(ctx):
+    """The batch mask of ``ctx`` (``None``: every row counts); the running statistics need
+    nothing else of the context, so they also take ``ctx=None``."""
+    return None if ctx is None else ctx.mask
+
+
 def centred_reward(decay: float = 0.9) -> ControlVariate:
     """Subtract a running mean of the signal (NVIL's input-independent baseline).
 
@@ -108,7 +114,7 @@ def centred_reward(decay: float = 0.9) -> ControlVariate:
 
     def apply(params, state, r, ctx):
         out = r - state.mean
-        new = decay * state.mean + (1.0 - decay) * batch_mean(r, ctx.mask)
+        new = decay * state.mean + (1.0 - decay) * batch_mean(r, _mask(ctx))
         return out, RunningMean(new.astype(jnp.float32), state.count + 1), 0.0, {
             "cv/running_mean": state.mean}
 
@@ -130,7 +136,7 @@ def scaled_reward(decay: float = 0.9) -> ControlVariate:
 
     def apply(params, state, r, ctx):
         out = r / state.std
-        new = jnp.maximum(decay * state.std + (1.0 - decay) * batch_std(r, ctx.mask), 1.0)
+        new = jnp.maximum(decay * state.std + (1.0 - decay) * batch_std(r, _mask(ctx)), 1.0)
         return out, RunningStd(new.astype(jnp.float32), state.count + 1), 0.0, {
             "cv/running_std": state.std}
 
