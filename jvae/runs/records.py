@@ -1,0 +1,50 @@
+"""A run's per-epoch records: ``metrics.jsonl``, one JSON object per epoch, written by process 0.
+
+Scalars are stored as floats; a multi-seed run or sweep stores per-element lists plus their
+``_mean`` and ``_std`` (:func:`add_metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from jvae.runs import steplog
+from jvae.runs.steplog import add_metrics
+from jvae.training import sharding
+
+__all__ = ["METRICS_FILE", "read_metrics", "write_metrics", "append_metrics", "add_metrics",
+           "scalar"]
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
+    """The per-epoch records of ``workdir/metrics.jsonl`` (empty list if absent).
+
+    A last line cut short (a run killed while appending it) is dropped; a damaged line
+    before it is a ``ValueError`` naming the file and the line.
+    """
+    return steplog.read_jsonl(pathlib.Path(workdir) / METRICS_FILE)
+
+
+def write_metrics(workdir: pathlib.Path, records: list[dict]) -> None:
+    """Replace ``metrics.jsonl`` by ``records`` atomically (process 0 only)."""
+    if not sharding.is_main_process():   # multi-process: process 0 writes
+        return
+    path = workdir / METRICS_FILE
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.replace(path)
+
+
+def append_metrics(workdir: pathlib.Path, record: dict) -> None:
+    """Append one epoch's record to ``metrics.jsonl`` (process 0 only)."""
+    if not sharding.is_main_process():
+        return
+    steplog.append_lines(workdir / METRICS_FILE, json.dumps(record) + "\n")
+
+
+def scalar(record: dict, key: str) -> float:
+    """``record[key]``, or its ``_mean`` over seeds for a multi-seed record (NaN if absent)."""
+    return record.get(f"{key}_mean", record.get(key, float("nan")))
