@@ -20,9 +20,12 @@ Process 0's output goes to the terminal; process ``i >= 1`` writes to
 ``WORKDIR/logs/process-i.log`` (``--log-dir`` elsewhere; a temporary directory without
 ``--workdir``), and the tail of that log is printed if the process fails. When one process
 fails, the launcher stops the others and exits with the failed process's status; SIGINT and
-SIGTERM are forwarded to every process (a second one, or 60 s without an exit, kills them);
-a process that cannot reach the coordinator within ``--init-timeout`` seconds fails with one
-line naming the address.
+SIGTERM are forwarded to every process, which stops with the resume hint and the status
+``128 + signal`` whatever JAX's runtime installs (:mod:`jvae.cli.signals`); the launcher then
+exits with that status (a second signal, or 60 s without an exit, kills them). When the
+launcher itself is killed (even with SIGKILL), every process receives SIGTERM and stops
+(:func:`jvae.runs.distributed.initialize_from_env`). A process that cannot reach the
+coordinator within ``--init-timeout`` seconds fails with one line naming the address.
 """
 
 from __future__ import annotations
@@ -110,6 +113,13 @@ def launch(command: list[str], num_processes: int, *, devices_per_process: int |
 
     def forward(signum, frame):   # a second signal kills at once
         stopping.append(time.monotonic())
+        running = [str(rank) for rank, p in enumerate(procs) if p.poll() is None]
+        if running:
+            print(f"jvae.launch: {signal.Signals(signum).name} received; "
+                  + (f"stopping process{'es' * (len(running) > 1)} {', '.join(running)} "
+                     "(a second signal kills them)" if len(stopping) == 1
+                     else f"killing process{'es' * (len(running) > 1)} "
+                     f"{', '.join(running)}"), file=out, flush=True)
         for p in procs:
             _signal(p, signum if len(stopping) == 1 else signal.SIGKILL)
 
