@@ -7,7 +7,8 @@ their own. See README.md for a tour and docs/guides/architecture.md for the laye
 """
 
 from jvae.data import (
-    binarize_dynamic, binarize_static, centre, check_data, ChecksumError, DataNotFoundError,
+    binarize_dynamic, binarize_static, centre, check_count, check_data, check_number,
+    check_points, ChecksumError, DataNotFoundError,
     DATASETS, find_data_dir, gaussian2d, InvalidDataError, likelihood_support, load_dataset,
     load_split, REAL, resize_images, Split, Support, uncentre, UNIT_INTERVAL, validate_images,
 )
@@ -50,7 +51,7 @@ from jvae.classic import (
 from jvae.runs import (
     apply_override, build_loss, build_model, build_optimizer, Checkpointer, CheckpointError,
     CheckpointSkippedWarning, config_from_json, ConfigError, default_config, load_config_file,
-    load_data, read_metrics, restore_run, resume_differences, train_and_evaluate, validate_config,
+    load_data, load_run, read_metrics, restore_run, RestoredRun, resume_differences, train_and_evaluate, validate_config,
     WorkdirLock, WorkdirLockedError,
 )
 from jvae.data import download as download_dataset
@@ -91,5 +92,6 @@ __all__ = [
     "tsne_kl_divergence", "conditional_observations", "prior_observations",
     "prior_samples_with_components", "interpolate_latents", "centre", "uncentre", "VampPrior",
     "vamp_mixture", "FlowPosterior", "Planar", "IAF", "PlanarFlowHead", "IAFHead",
-    "CouplingFlowHead", "MADE", "MADEParams", "made_apply", "made_masks", "TSNEMap", "tsne_map"
+    "CouplingFlowHead", "MADE", "MADEParams", "made_apply", "made_masks", "TSNEMap", "tsne_map",
+    "check_count", "check_number", "check_points", "load_run", "RestoredRun",
 ]

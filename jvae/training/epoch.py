@@ -22,6 +22,7 @@ import optax
 from jvae.data.validate import UNIT_INTERVAL, check_data, likelihood_support
 from jvae.objectives.base import EstimatorState, Objective, as_objective
 from jvae.training.state import TrainState, _untrainable, trainable
+from jvae.data.arguments import check_count
 
 __all__ = ["EpochPlan", "TrainEpoch", "make_train_epoch"]
 
@@ -104,9 +105,7 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
       the same arithmetic in the same order. Both parts are jitted with ``jit=True`` and
       are not data-checked.
     """
-    if int(batch_size) <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    batch_size = int(batch_size)
+    batch_size = check_count(batch_size, "batch_size")
     objective = as_objective(loss_fn)
 
     def joint_loss(tree, est_state, key, x):
