@@ -29,7 +29,7 @@ def _config(kind, prior, posterior, objective):
     if prior != "standard" and kind == "vae":
         c.model.prior_components = 3
     if posterior in FLOWS:
-        c.model.flow_layers = 2
+        c.model.flow_layers = 1
     if posterior in ("iaf", "coupling"):
         c.model.flow_hidden = 8
     if objective in ("iwae", "vimco"):

@@ -161,6 +161,8 @@ def test_launcher_usage_errors():
         launch.launch(["true"], 0)
     with pytest.raises(ValueError, match="devices-per-process"):
         launch.launch(["true"], 2, devices_per_process=0)
+    with pytest.raises(ValueError, match=r"--port must be a TCP port in \[1, 65535\]"):
+        launch.launch(["true"], 2, port=70000)
 
 
 def test_initialize_from_env_checks_its_variables():

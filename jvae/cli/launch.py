@@ -95,6 +95,8 @@ def launch(command: list[str], num_processes: int, *, devices_per_process: int |
                          f"{devices_per_process!r}.")
     if int(init_timeout) < 1:
         raise ValueError(f"--init-timeout must be at least 1 second, got {init_timeout!r}.")
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise ValueError(f"--port must be a TCP port in [1, 65535], got {port!r}.")
     if not command:
         raise ValueError("no command to launch: give it after --, e.g. "
                          "python -m jvae.launch -n 2 -- --config FILE.py --workdir DIR")

@@ -66,8 +66,10 @@ def check_number(value: Any, name: str, *, low: float | None = None,
     Args:
       value: the argument (an int, a float, a NumPy scalar or 0-d array).
       name: its name in the message.
-      low, high: the bounds (``None``: none).
-      low_open, high_open: exclude the bound itself.
+      low: the lower bound (``None``: none).
+      high: the upper bound (``None``: none).
+      low_open: exclude the lower bound itself.
+      high_open: exclude the upper bound itself.
 
     Returns:
       ``float(value)``.

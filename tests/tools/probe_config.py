@@ -87,26 +87,8 @@ def config_cases() -> list[Case]:
 def combination_cases() -> list[Case]:
     """Every model kind x prior x posterior x objective: accepted ones train a step, refused
     ones name a field that makes them so."""
-    from jvae.runs import default_config, schema, validate_config
-
-    def config(kind, prior, posterior, objective):
-        c = default_config()
-        for p, v in (("dataset.name", "gaussian2d"), ("dataset.count", 200),
-                     ("dataset.eval_split", "test"), ("model.likelihood", "gaussian"),
-                     ("latent_dim", 2), ("batch_size", 16), ("figures", False),
-                     ("model.encoder_hidden", (8,)), ("model.decoder_hidden", (8,)),
-                     ("model.kind", kind), ("model.prior", prior),
-                     ("model.posterior", posterior), ("objective.name", objective)):
-            _set(c, p, v)
-        if prior != "standard" and kind == "vae":
-            c.model.prior_components = 3
-        if posterior in ("planar", "iaf", "coupling"):
-            c.model.flow_layers = 1
-        if posterior in ("iaf", "coupling"):
-            c.model.flow_hidden = 8
-        if objective in ("iwae", "vimco"):
-            c.objective.num_samples = 2
-        return c
+    from jvae.runs import schema, validate_config
+    from tests.test_combinations import _config as config     # the test's tiny 2-D runs
 
     def one_step(c):
         import jax

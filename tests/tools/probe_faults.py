@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gzip
 import json
 import os
@@ -99,7 +100,7 @@ def _verdict(case: Case) -> tuple[str, str]:
             return "unclear error", err.splitlines()[-1][:200]
         if proc.returncode != 0:
             if len(lines) == 1:
-                return ("clear error", lines[0][:200]) if case.expect == "error" else \
+                return ("clear error", lines[0][:600]) if case.expect == "error" else \
                     ("silent wrong result", f"failed: {lines[0][:200]}")
             return "unclear error", f"exit {proc.returncode}: {err[-200:]}"
         if case.expect == "error":
@@ -127,7 +128,7 @@ def _verdict(case: Case) -> tuple[str, str]:
             return "unclear error", f"{type(e).__name__}: {msg[:200]!r}"
         if case.expect == "ok":
             return "silent wrong result", f"failed: {type(e).__name__}: {msg[:200]}"
-        return "clear error", f"{type(e).__name__}: {msg[:200]}"
+        return "clear error", f"{type(e).__name__}: {msg[:600]}"
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
@@ -356,6 +357,18 @@ def _train(workdir, *extra, timeout=180):
                 timeout=timeout)
 
 
+@contextlib.contextmanager
+def tiny_disk(mount: pathlib.Path, size: str):
+    """A tmpfs of ``size`` (e.g. ``"200k"``) mounted at ``mount`` for the block (root only)."""
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                   check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
 def _cli_cases(tmp: pathlib.Path) -> list[Case]:
     run_dir = tmp / "cli_run"
     cases = [Case(f"cli {' '.join(a)}", (lambda a=a: _train(tmp / f"c{abs(hash(a))}", *a)),
@@ -502,14 +515,8 @@ def _fault_cases(tmp: pathlib.Path) -> list[Case]:
             subprocess.run(["chattr", "-i", str(workdir / "checkpoints")], check=True)
 
     def full_disk():
-        mount = tmp / "tiny"
-        mount.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)],
-                       check=True)
-        try:
+        with tiny_disk(tmp / "tiny", "200k") as mount:
             return _train(mount / "run", timeout=60)
-        finally:
-            subprocess.run(["umount", "-l", str(mount)], check=False)
 
     def stale_lock():
         workdir = fresh("stale", epochs=1)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from tests.tools.probe_faults import G2D, ROOT, SMALL, Case, _cli, _train
+from tests.tools.probe_faults import G2D, ROOT, SMALL, Case, _cli, _train, tiny_disk
 
 RECORDS = ("--config.num_epochs=3", "--config.checkpoint_every=1",
            "--config.dataset.limit_train=1200", "--config.dataset.dev_size=200",
@@ -268,7 +268,8 @@ def _flag_cases(tmp: pathlib.Path) -> list[Case]:
     launch = [(("-n", "0"), "number of processes"), (("-n", "2.5"), "-n"),
               (("-n", "2", "--devices-per-process", "0"), "--devices-per-process"),
               (("-n", "2", "--init-timeout", "0"), "--init-timeout"),
-              (("-n", "2", "--port", "abc"), "--port"), (("-n", "2"), "after --")]
+              (("-n", "2", "--port", "abc"), "--port"), (("-n", "2", "--port", "70000"), "--port"),
+              (("-n", "2"), "after --")]
     cases += [Case(f"cli launch {' '.join(args)}", (lambda a=args: _cli(
         "jvae.launch", *a, *(("--", "true") if "--" not in a and a != ("-n", "2") else ()))),
         cli=True, mentions=(word,)) for args, word in launch]
@@ -281,18 +282,12 @@ def _full_disk_case(tmp: pathlib.Path) -> Case:
               "from jvae.cli import train\nsys.exit(train.main(sys.argv[1:]))\n")
 
     def run():
-        mount = tmp / "tiny-write"
-        mount.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-                       check=True)
-        try:
+        with tiny_disk(tmp / "tiny-write", "256k") as mount:
             return subprocess.run(
                 [sys.executable, "-c", script, f"--config={G2D}", f"--workdir={mount / 'run'}",
                  *SMALL, "--config.eval.log_steps=False", "--config.num_epochs=2",
                  "--config.checkpoint_every=1", "--config.model.encoder_hidden=(64,64,64)"],
                 cwd=ROOT, env=_env(), text=True, capture_output=True, timeout=600)
-        finally:
-            subprocess.run(["umount", "-l", str(mount)], check=False)
     return Case("fault: the disk fills during a checkpoint write (one line, no orbax "
                 "traceback)", run, cli=True, timeout=700, mentions=("no space left",))
 
