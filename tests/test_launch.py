@@ -153,6 +153,19 @@ def test_launcher_stops_the_others_and_returns_the_failed_status(tmp_path, capfd
     assert "rank 0 of 2" in out
 
 
+def test_a_signalled_process_is_reported_before_the_peers_that_lost_it(tmp_path, capfd):
+    """Process 1 is stopped by SIGTERM a moment after process 0 failed (as a peer fails on
+    the lost connection before the signalled process has exited): the job's status is 143."""
+    script = ("import os, signal, sys, time\n"
+              "rank = int(os.environ['JVAE_PROCESS_ID'])\n"
+              "sys.exit(1) if rank == 0 else (time.sleep(1.0), "
+              "os.kill(os.getpid(), signal.SIGTERM), time.sleep(60))\n")
+    code = launch.main(["-n", "2", "--log-dir", str(tmp_path), "--", sys.executable, "-c",
+                        script])
+    assert code == 143
+    assert "error: process 1 exited with status 143" in capfd.readouterr().err
+
+
 def test_launcher_usage_errors():
     with pytest.raises(SystemExit) as e:
         launch.main(["-n", "2"])

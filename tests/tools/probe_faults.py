@@ -160,7 +160,9 @@ def _library_cases(tmp: pathlib.Path) -> list[Case]:
     params = jvae.init_params(bern, key, good)
     gparams = jvae.init_params(gauss, key, good)
     loss = jvae.make_elbo_loss(bern)
-    epoch = jvae.make_train_epoch(loss, optax.adam(1e-3), 4)
+    # The documented call passes the model (make_train_epoch reads nothing off the loss,
+    # docs/guides/architecture.md): only then can the epoch check the likelihood's support.
+    epoch = jvae.make_train_epoch(loss, optax.adam(1e-3), 4, model=bern)
     state = jvae.TrainState.create(params, optax.adam(1e-3), key)
     evaluator = jvae.make_evaluator(bern, batch_size=4)
 
@@ -294,7 +296,7 @@ def _config_cases() -> list[Case]:
         "batch_size": 0, "num_epochs": -1, "latent_dim": 0, "num_seeds": 0, "seed": -1,
         "learning_rate": 0.0, "checkpoint_every": -1, "batch_size ": 1.5,
         "dataset.name": "mnsit", "dataset.binarize": "yes", "dataset.threshold": 1.5,
-        "model.likelihood": "bernouli", "model.prior": "vamp", "model.encoder": "cnn",
+        "model.likelihood": "bernouli", "model.prior": "vampprior", "model.encoder": "cnn",
         "model.posterior": "flow", "model.init": "xavier", "objective.name": "elbow",
         "objective.kl": "exact", "objective.estimator": "dreg2", "objective.num_samples": 0,
         "objective.beta": -1.0, "objective.cv_decay": 1.0,
