@@ -299,11 +299,11 @@ def _pickle_cases() -> list[Case]:
     grey = rng.integers(0, 256, (4, 32, 32, 3)).astype(np.float64) / 255
 
     def load(train, test=None):
-        root = pathlib.Path(tempfile.mkdtemp(prefix="jvae-probe-pkl-"))
-        (root / "cifar10").mkdir()
-        (root / "cifar10" / "cifar10.pkl").write_bytes(pickle.dumps(
-            {"train": train, "test": train[:2] if test is None else test}))
-        return jvae.load_split("cifar10", "test", data_dir=root).images
+        with tempfile.TemporaryDirectory(prefix="jvae-probe-pkl-") as root:
+            (pathlib.Path(root) / "cifar10").mkdir()
+            (pathlib.Path(root) / "cifar10" / "cifar10.pkl").write_bytes(pickle.dumps(
+                {"train": train, "test": train[:2] if test is None else test}))
+            return jvae.load_split("cifar10", "test", data_dir=root).images
 
     def matches(images):
         return bool(np.allclose(images, grey[:2], atol=2e-3) and images.max() > 0.9)
