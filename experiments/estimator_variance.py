@@ -145,10 +145,12 @@ def estimator_config(base, est: Estimator, components: int):
     c.objective.name = est.objective
     c.objective.control_variates = tuple(est.control_variates)
     c.objective.kl = "auto"      # elbo: analytic KL (Gaussian q); sfe: the NVIL (MC) signal
-    c.objective.cv_decay = recipe.objective.cv_decay
-    c.objective.baseline_hidden = tuple(recipe.objective.baseline_hidden)
-    c.objective.baseline_learning_rate = (recipe.objective.baseline_learning_rate
-                                          if "baseline" in est.control_variates else 0.0)
+    # Only the fields the estimator uses (validation refuses a field the run would ignore).
+    if {"centred", "scaled"} & set(est.control_variates):
+        c.objective.cv_decay = recipe.objective.cv_decay
+    if "baseline" in est.control_variates:
+        c.objective.baseline_hidden = tuple(recipe.objective.baseline_hidden)
+        c.objective.baseline_learning_rate = recipe.objective.baseline_learning_rate
     if est.model == "mixture":
         c.model.posterior = "mixture"
         c.model.posterior_components = int(components)

@@ -71,14 +71,19 @@ def row_config(name: str, args) -> "ml_collections.ConfigDict":  # noqa: F821
     c.optim.schedule = "constant"
     c.objective.name, c.objective.num_samples, c.objective.kl = "elbo", 1, "auto"
     c.dataset.limit_train, c.dataset.limit_eval = args.train_size, args.test_size
-    c.model.flow_layers, c.model.flow_hidden = args.flow_layers, args.flow_hidden
-    c.model.prior_components = args.pseudo_inputs
     c.eval.ll_samples, c.eval.every, c.eval.ll_every = args.ll_samples, args.epochs, args.epochs
     c.eval.ll_chunk = min(100, args.ll_samples)
     c.figures, c.checkpoint_every, c.eval.log_steps = False, 0, False
     for key, value in ROWS[name].items():
         section, field = key.split(".")
         c[section][field] = value
+    # Only the fields the row uses (validation refuses a field the run would ignore).
+    if c.model.posterior in ("planar", "iaf", "coupling"):
+        c.model.flow_layers = args.flow_layers
+    if c.model.posterior in ("iaf", "coupling"):
+        c.model.flow_hidden = args.flow_hidden
+    if c.model.prior == "vamp":
+        c.model.prior_components = args.pseudo_inputs
     if name == "vamp":
         c.eval.ll_chunk = max(1, c.eval.ll_chunk // 10)
     return c

@@ -7,7 +7,8 @@ their own. See README.md for a tour and docs/guides/architecture.md for the laye
 """
 
 from jvae.data import (
-    binarize_dynamic, binarize_static, centre, check_data, ChecksumError, DataNotFoundError,
+    binarize_dynamic, binarize_static, centre, check_count, check_data, check_number,
+    check_points, ChecksumError, DataNotFoundError,
     DATASETS, find_data_dir, gaussian2d, InvalidDataError, likelihood_support, load_dataset,
     load_split, REAL, resize_images, Split, Support, uncentre, UNIT_INTERVAL, validate_images,
 )
@@ -53,8 +54,9 @@ from jvae.classic import (
 from jvae.runs import (
     apply_override, build_loss, build_model, build_optimizer, Checkpointer, CheckpointError,
     CheckpointSkippedWarning, config_from_json, ConfigError, default_config, load_config_file,
-    load_data, read_latent_snapshots, read_metrics, restore_run, resume_differences,
-    train_and_evaluate, validate_config, WorkdirLock, WorkdirLockedError, write_latent_snapshot,
+    load_data, load_run, read_latent_snapshots, read_metrics, restore_run, RestoredRun,
+    resume_differences, train_and_evaluate, validate_config, WorkdirLock, WorkdirLockedError,
+    write_latent_snapshot,
 )
 from jvae.data import download as download_dataset
 from jvae import plotting, testing  # noqa: F401  subpackages (jvae.plotting.*, jvae.testing.*), not flattened
@@ -99,4 +101,5 @@ __all__ = [
     "steps_per_epoch",
     "normal_kl", "normal_nll", "get_latent_stats", "posterior_stats", "write_latent_snapshot",
     "read_latent_snapshots",
+    "check_count", "check_number", "check_points", "load_run", "RestoredRun",
 ]

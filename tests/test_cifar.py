@@ -157,6 +157,42 @@ def test_homework_pickle(tmp_path):
     np.testing.assert_array_equal(val.images, full.images[-3:])
 
 
+@pytest.mark.parametrize("dtype, scale", [
+    (np.uint8, 255), (np.int16, 255), (np.int64, 255), (np.float64, 255), (np.float32, 255),
+    (np.float32, 1), (np.float64, 1), (np.float16, 1)])
+def test_homework_pickle_of_any_stored_dtype_is_read_by_its_values(tmp_path, dtype, scale):
+    """Integers and floats in 0..255 are divided by 255; floats already in [0, 1] are kept
+    (not divided again: a maximum of 1/255 would be silently wrong)."""
+    rng = np.random.default_rng(4)
+    grey = rng.integers(0, 256, (6, 32, 32, 3)).astype(np.float64) / 255   # the truth
+    stored = (np.round(grey * 255) if scale == 255 else grey).astype(dtype)
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    (folder / cifar.PICKLE).write_bytes(pickle.dumps({"train": stored, "test": stored[:2]}))
+    for split, n in (("train_full", 6), ("test", 2)):
+        images = jdata.load_split("cifar10", split, data_dir=tmp_path).images
+        assert images.dtype == np.float32 and images.shape == (n, 32, 32, 3)
+        np.testing.assert_allclose(images, grey[:n], atol=1e-3 if dtype == np.float16 else 1e-6)
+        assert images.max() > 0.9
+
+
+@pytest.mark.parametrize("train, test, match", [
+    (np.full((2, 32, 32, 3), np.nan), np.zeros((2, 32, 32, 3)), "NaN/Inf values"),
+    (np.full((2, 32, 32, 3), -1.0), np.zeros((2, 32, 32, 3)), "min -1"),
+    (np.full((2, 32, 32, 3), 0.5), np.full((2, 32, 32, 3), 200.0), "different scales"),
+    (np.full((2, 32, 32, 3), 1 + 1j), np.zeros((2, 32, 32, 3)), "dtype complex128"),
+    (np.full((2, 32, 32, 3), "a"), np.zeros((2, 32, 32, 3)), "dtype <U1"),
+])
+def test_homework_pickle_with_unusable_values_is_refused(tmp_path, train, test, match):
+    (tmp_path / "cifar10").mkdir()
+    (tmp_path / "cifar10" / cifar.PICKLE).write_bytes(pickle.dumps({"train": train,
+                                                                   "test": test}))
+    with pytest.raises(ValueError, match=match) as info:
+        jdata.load_split("cifar10", "test", data_dir=tmp_path)
+    assert str(tmp_path / "cifar10" / cifar.PICKLE) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("content, match", [
     (pickle.dumps(_batch(0))[:-40], "truncated or corrupt"),
     (pickle.dumps({b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]}),

@@ -86,13 +86,17 @@ def test_evaluate_cli_log_likelihood_is_above_the_elbo(trained, capsys):
     workdir, proc = trained
     assert proc.returncode == 0, _describe(proc)
     returned = evaluate_cli.main([f"--workdir={workdir}", "--num-samples=20"])
-    stdout = capsys.readouterr().out
+    captured = capsys.readouterr()
+    stdout = captured.out
     printed = json.loads(stdout[stdout.index("{"):stdout.rindex("}") + 1])
     assert printed == returned
-    saved = json.loads((workdir / "eval_test_K20.json").read_text())
+    path = workdir / "eval_test_K20_epoch1_seed0.json"
+    assert captured.err.splitlines()[-1] == f"wrote {path}"      # says where, in one line
+    saved = json.loads(path.read_text())
     assert printed == saved
-    assert saved["split"] == "test" and saved["num_examples"] == 256
+    assert saved["split"] == "test" and saved["num_examples"] == 256 and saved["limit"] == 0
     assert saved["num_samples"] == 20 and saved["step"] == 512 // 64
+    assert saved["epoch"] == 1 and saved["seed"] == 0
     np.testing.assert_allclose(saved["elbo"], -(saved["distortion"] + saved["rate"]),
                                rtol=1e-5)
     # Importance sampling with K=20 is a tighter bound than the one-sample ELBO; both are
@@ -120,6 +124,29 @@ def test_evaluate_cli_limit_and_blocks_agree_with_one_call(trained, capsys):
         assert abs(whole[key] - blocks[key]) < 2.0, key
     with pytest.raises(SystemExit):
         evaluate_cli.main([f"--workdir={workdir}", "--limit=-1"])
+
+
+def test_evaluate_cli_never_overwrites_another_evaluation(trained, capsys):
+    """Another limit, seed or block size is another evaluation: its own file, never over a
+    full evaluation's; the same evaluation again replaces its own file."""
+    workdir, proc = trained
+    assert proc.returncode == 0, _describe(proc)
+    args = [f"--workdir={workdir}", "--num-samples=3"]
+    full = evaluate_cli.main(args)
+    part = evaluate_cli.main([*args, "--limit=10"])
+    seeded = evaluate_cli.main([*args, "--seed=7", "--limit=10"])
+    blocks = evaluate_cli.main([*args, "--limit=10", "--block-size=4"])
+    again = evaluate_cli.main([*args, "--limit=10"])
+    wrote = [line.split(" ", 1)[1] for line in capsys.readouterr().err.splitlines()
+             if line.startswith("wrote ")]
+    stem = str(workdir / "eval_test_K3_epoch1")
+    assert wrote == [f"{stem}_seed0.json", f"{stem}_seed0_limit10.json",
+                     f"{stem}_seed7_limit10.json", f"{stem}_seed0_limit10_2.json",
+                     f"{stem}_seed0_limit10.json"]
+    for path, result in zip(wrote, [full, again, seeded, blocks]):
+        assert json.loads(pathlib.Path(path).read_text()) == result
+    assert full["num_examples"] == 256 and part["num_examples"] == 10
+    assert blocks["block_size"] == 4 and again["block_size"] == 1000
 
 
 # ------------------------------------------------------------ bad inputs, in-process
@@ -212,11 +239,15 @@ def test_evaluate_without_a_run_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert err.startswith("error:") and "config.json" in err and "jvae.train" in err
 
 
-def test_evaluate_rejects_non_positive_sample_counts(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        evaluate_cli.main(["--workdir", str(tmp_path), "--num-samples", "0"])
-    assert info.value.code == 2
-    assert "--num-samples" in capsys.readouterr().err
+@pytest.mark.parametrize("flag, value", [("--num-samples", "0"), ("--chunk-size", "-1"),
+                                         ("--batch-size", "0"), ("--block-size", "0"),
+                                         ("--limit", "-1"), ("--seed", str(2 ** 32)),
+                                         ("--seed", "-1"), ("--epoch", "-2"), ("--split", " "),
+                                         ("--num-samples", "2.5")])
+def test_evaluate_rejects_bad_flags_naming_them(tmp_path, capsys, flag, value):
+    assert evaluate_cli.run(["--workdir", str(tmp_path), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and flag in err and err.count("\n") == 1, err
 
 
 def test_public_names_do_not_shadow_submodules():

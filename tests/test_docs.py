@@ -116,3 +116,37 @@ def test_figure_sources_name_code_that_exists():
         assert len(figures.code_hash(source)) == 64  # raises if a drawing function was renamed
         if source.data is not None:
             assert (DOCS / "data" / source.data).is_file()
+
+
+def _data_tables_hook():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("data_tables", DOCS / "hooks" / "data_tables.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    return hook
+
+
+def test_reliability_tables_are_generated_from_their_data_file():
+    """The benchmarks page types no reliability number: its markers become tables rendered
+    from docs/data/reliability.json (the probes' --record) when the site is built."""
+    hook = _data_tables_hook()
+    page = (DOCS / "benchmarks.md").read_text()
+    section = page[page.index("## Reliability probes"):]
+    section = section[:section.find("\n## ", 5) if "\n## " in section[5:] else None]
+    assert not re.search(r"^\|", section, re.M), "a typed table in the reliability section"
+    rendered = hook.render(section)
+    data = json.loads((DOCS / "data" / "reliability.json").read_text())
+    for name, counts in data["probe_faults"]["counts"].items():
+        row = next(line for line in rendered.splitlines() if line.startswith(
+            f"| {hook.SETS.get(name, name)} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert int(cells[1]) == sum(counts.values())
+        assert dict(zip(hook.VERDICTS, map(int, cells[2:]))) == {
+            v: counts.get(v, 0) for v in hook.VERDICTS}
+    stops = data["kill_resume"]["rows"]
+    assert sum(line.startswith(("| SIGKILL", "| SIGTERM", "| SIGINT"))
+               for line in rendered.splitlines()) == len(stops)
+    assert f"{data['kill_resume']['identical']}/{len(stops)} stopped" in rendered
+    with pytest.raises(KeyError, match="unknown table marker"):
+        hook.render("<!-- table: nonsense -->")

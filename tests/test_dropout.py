@@ -225,9 +225,9 @@ def test_bad_rates_are_refused(rate):
     for bad in (rate, "high", None):
         with pytest.raises(ValueError, match=r"in \[0, 1\)"):
             check_dropout_rate(bad)
-    with pytest.raises(ValueError, match=r"MLP dropout_rate must be"):
+    with pytest.raises(ValueError, match=r"MLP\.dropout_rate must be"):
         MLP((3,), dropout_rate=rate).init(jax.random.key(0), jnp.zeros((1, 2)))
-    with pytest.raises(ValueError, match=r"DiagGaussianHead dropout_rate must be"):
+    with pytest.raises(ValueError, match=r"DiagGaussianHead\.dropout_rate must be"):
         jvae.DiagGaussianHead(2, dropout_rate=rate).init(jax.random.key(0), jnp.zeros((1, 2)))
     c = default_config()
     c.model.decoder_dropout = rate

@@ -42,10 +42,7 @@ def _launch(n: int, devices: int, workdir: pathlib.Path, *extra: str) -> str:
     :func:`jvae.launch.launch` (in this process: no extra interpreter); returns process 0's
     output. The children share this session's XLA compilation cache (tests/conftest.py)."""
     log = workdir.parent / f"{workdir.name}-process-0.log"
-    env = {"PYTHONPATH": str(ROOT), "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),   # conftest: compile level
-           "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
-           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    env = _child_env()
     command = [sys.executable, "-m", "jvae.train", *TRAIN_ARGS, "--workdir", str(workdir),
                *extra]
     with open(log, "w") as output:
@@ -54,6 +51,15 @@ def _launch(n: int, devices: int, workdir: pathlib.Path, *extra: str) -> str:
     out = log.read_text()
     assert code == 0, f"{n} x {devices} failed ({code}):\n{out[-3000:]}"
     return out
+
+
+def _child_env() -> dict:
+    """What the processes of a job get: this repository, the compile level and the
+    session's XLA cache (tests/conftest.py)."""
+    return {"PYTHONPATH": str(ROOT), "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+            "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +153,19 @@ def test_launcher_stops_the_others_and_returns_the_failed_status(tmp_path, capfd
     assert "rank 0 of 2" in out
 
 
+def test_a_signalled_process_is_reported_before_the_peers_that_lost_it(tmp_path, capfd):
+    """Process 1 is stopped by SIGTERM a moment after process 0 failed (as a peer fails on
+    the lost connection before the signalled process has exited): the job's status is 143."""
+    script = ("import os, signal, sys, time\n"
+              "rank = int(os.environ['JVAE_PROCESS_ID'])\n"
+              "sys.exit(1) if rank == 0 else (time.sleep(1.0), "
+              "os.kill(os.getpid(), signal.SIGTERM), time.sleep(60))\n")
+    code = launch.main(["-n", "2", "--log-dir", str(tmp_path), "--", sys.executable, "-c",
+                        script])
+    assert code == 143
+    assert "error: process 1 exited with status 143" in capfd.readouterr().err
+
+
 def test_launcher_usage_errors():
     with pytest.raises(SystemExit) as e:
         launch.main(["-n", "2"])
@@ -155,6 +174,8 @@ def test_launcher_usage_errors():
         launch.launch(["true"], 0)
     with pytest.raises(ValueError, match="devices-per-process"):
         launch.launch(["true"], 2, devices_per_process=0)
+    with pytest.raises(ValueError, match=r"--port must be a TCP port in \[1, 65535\]"):
+        launch.launch(["true"], 2, port=70000)
 
 
 def test_initialize_from_env_checks_its_variables():
@@ -180,3 +201,81 @@ def test_unreachable_coordinator_is_one_clear_error():
                                            rf"at 127.0.0.1:{port} within 1 s"):
         distributed.initialize_from_env(env)
     assert time.perf_counter() - t0 < 10
+
+
+# ------------------------------------------------------------- signals and a killed launcher
+
+
+def _job_processes(launcher_pid: int) -> list[int]:
+    """Processes started by the launcher ``launcher_pid`` (their environment names it)."""
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if f"JVAE_LAUNCHER_PID={launcher_pid}".encode() in environ and stat != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("action", ["SIGTERM to the launcher", "SIGTERM to process 1",
+                                    "SIGKILL to the launcher"])
+def test_a_signalled_job_stops_every_process(tmp_path, action):
+    """A long 2-process run, signalled once its first epoch is recorded: both processes end
+    within 60 s with the resume hint; the launcher exits with 143 (or dies, for SIGKILL)."""
+    import signal
+    import subprocess
+
+    workdir = tmp_path / "run"
+    env = dict(os.environ, **_child_env())
+    args = [a for a in TRAIN_ARGS if not a.startswith("--config.num_epochs")]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "jvae.launch", "-n", "2", "--devices-per-process", "1",
+         "--init-timeout", "120", "--", *args, "--config.num_epochs=100000",
+         "--workdir", str(workdir)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 400
+        while not (workdir / "metrics.jsonl").is_file() or not (
+                workdir / "metrics.jsonl").read_text().strip():
+            assert launcher.poll() is None and time.monotonic() < deadline, \
+                launcher.communicate(timeout=30)
+            time.sleep(0.2)
+        workers = _job_processes(launcher.pid)
+        assert len(workers) == 2
+        t0 = time.monotonic()
+        if action == "SIGTERM to the launcher":
+            launcher.send_signal(signal.SIGTERM)
+        elif action == "SIGTERM to process 1":
+            os.kill(max(workers), signal.SIGTERM)    # started second: process 1
+        else:
+            launcher.kill()
+        out, err = launcher.communicate(timeout=120)
+        while _job_processes(launcher.pid) and time.monotonic() - t0 < 60:
+            time.sleep(0.2)
+        seconds = time.monotonic() - t0
+        assert _job_processes(launcher.pid) == [], "a process of the job outlived it"
+    finally:
+        for pid in _job_processes(launcher.pid):
+            os.kill(pid, signal.SIGKILL)
+        if launcher.poll() is None:
+            launcher.kill()
+    assert seconds < 60
+    hint = f"stopped by SIGTERM; continue with python -m jvae.train --workdir {workdir} --resume"
+    logged = (workdir / "logs" / "process-1.log").read_text()
+    assert hint in logged, logged[-2000:]
+    if action == "SIGKILL to the launcher":
+        assert launcher.returncode == -signal.SIGKILL
+        assert hint in err, err[-2000:]                  # process 0 shares the terminal
+    else:
+        assert launcher.returncode == 143, err[-2000:]
+        assert hint in err, err[-2000:]
+    if action == "SIGTERM to the launcher":
+        assert "jvae.launch: SIGTERM received; stopping processes 0, 1" in err
+    epochs = [r["epoch"] for r in
+              (json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines())]
+    assert 1 <= len(epochs) < 100000

@@ -75,7 +75,7 @@ def test_gradient_moments_defaults_and_errors(sfe):
     np.testing.assert_allclose(mom.mean, 2 * np.arange(3.0), atol=5 / np.sqrt(400))
     np.testing.assert_allclose(mom.var, 1.0, atol=5 * np.sqrt(2 / 399))
     objective, vae_params, x, state = sfe
-    with pytest.raises(ValueError, match="num_draws must be at least 2"):
+    with pytest.raises(ValueError, match="num_draws .*at least 2"):
         testing.gradient_moments(loss, params, x, 1, jax.random.key(0))
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         testing.gradient_moments(loss, params, x, 4, jax.random.key(0), chunk_size=0)

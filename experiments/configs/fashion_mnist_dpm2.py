@@ -171,7 +171,8 @@ def get_config(variant: str = ""):
         if v["estimator"] == "mixture":     # `scaled` would divide only the component's
             chain = tuple(cv for cv in chain if cv != "scaled")     # score term
         c.objective.control_variates = chain
-        c.objective.cv_decay = 0.1
+        if {"centred", "scaled"} & set(chain):      # the running estimates' decay
+            c.objective.cv_decay = 0.1
         if "baseline" in c.objective.control_variates:
             c.objective.baseline_hidden = (512,)
             c.objective.baseline_learning_rate = BASELINE_LR

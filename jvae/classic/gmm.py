@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jvae.classic.pca import _check_count, _check_values, _check_x
+from jvae.data.arguments import check_number
 
 __all__ = ["GMM", "GMMFit", "gmm_log_prob", "gmm_responsibilities", "gmm_m_step", "fit_gmm"]
 
@@ -78,7 +79,7 @@ def gmm_log_prob(gmm: GMM, x: jax.Array) -> jax.Array:
     Returns:
       ``[N]``. NaN only if a covariance is not positive definite.
     """
-    _check_points(x, gmm)
+    x = _check_points(x, gmm)
     return _e_step(gmm, jnp.asarray(x, gmm.means.dtype))[0]
 
 
@@ -92,7 +93,7 @@ def gmm_responsibilities(gmm: GMM, x: jax.Array) -> jax.Array:
     Returns:
       ``[N, C]``, each row summing to one.
     """
-    _check_points(x, gmm)
+    x = _check_points(x, gmm)
     return _e_step(gmm, jnp.asarray(x, gmm.means.dtype))[1]
 
 
@@ -115,7 +116,7 @@ def gmm_m_step(x: jax.Array, resp: jax.Array, reg_covar: float = 1e-6) -> GMM:
       The new :class:`GMM`.
     """
     if not isinstance(x, jax.core.Tracer):
-        _check_x(x)
+        x = _check_x(x)
     if not isinstance(resp, jax.core.Tracer):
         shape = getattr(resp, "shape", None)
         if shape is None or len(shape) != 2 or shape[0] != x.shape[0]:
@@ -163,7 +164,7 @@ def fit_gmm(key: jax.Array, x: jax.Array, num_components: int, *,
         exceeds N, a setting is out of range, ``init`` is invalid, or a covariance becomes
         singular despite ``reg_covar`` (increase it, or standardise ``x``).
     """
-    _check_x(x)
+    x = _check_x(x)
     c = _check_count(num_components, "num_components")
     n, d = x.shape
     if c > n:
@@ -171,9 +172,8 @@ def fit_gmm(key: jax.Array, x: jax.Array, num_components: int, *,
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) \
             or max_iter < 0:
         raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}.")
-    if not isinstance(tol, jax.core.Tracer) and not (math.isfinite(float(tol))
-                                                      and float(tol) >= 0):
-        raise ValueError(f"tol must be a finite non-negative number, got {tol!r}.")
+    if not isinstance(tol, jax.core.Tracer):
+        check_number(tol, "tol", low=0.0)
     _check_reg(reg_covar)
     x = jnp.asarray(x)
     if isinstance(init, GMM):
@@ -293,18 +293,18 @@ def _fit(key, x, init_gmm, tol, reg_covar, c: int, kind: str, max_iter: int) -> 
 def _check_reg(reg_covar: Any) -> None:
     if isinstance(reg_covar, jax.core.Tracer):
         return
-    if not (math.isfinite(float(reg_covar)) and float(reg_covar) >= 0):
-        raise ValueError(f"reg_covar must be a finite non-negative number, got {reg_covar!r}.")
+    check_number(reg_covar, "reg_covar", low=0.0)
 
 
-def _check_points(x: Any, gmm: GMM) -> None:
+def _check_points(x: Any, gmm: GMM) -> Any:
     if isinstance(x, jax.core.Tracer):
-        return
+        return x
     d = gmm.means.shape[-1]
-    _check_x(x)
+    x = _check_x(x)
     if x.shape[1] != d:
         raise ValueError(f"x: expected [N, D={d}] (the mixture's dimension), got "
                          f"{tuple(x.shape)}.")
+    return x
 
 
 def _check_init(init: GMM, c: int, d: int, dtype) -> GMM:

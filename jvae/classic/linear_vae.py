@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from jvae.classic.ppca import PPCA, ppca_log_likelihood
+from jvae.data.arguments import check_count
 
 __all__ = ["LinearVAEFit", "make_linear_vae", "fit_linear_vae", "linear_vae_to_ppca",
            "linear_vae_log_likelihood", "linear_vae_elbo", "latent_usage", "ppca_fixed_noise"]
@@ -95,7 +96,7 @@ def make_linear_vae(data_dim: int, latent_dim: int, *, noise: str = "learned",
 
     if noise not in ("learned", "fixed"):
         raise ValueError(f"noise must be 'learned' or 'fixed', got {noise!r}.")
-    d, k = int(data_dim), int(latent_dim)
+    d, k = check_count(data_dim, "data_dim"), check_count(latent_dim, "latent_dim")
     if d <= 0 or k <= 0:
         raise ValueError(f"data_dim and latent_dim must be positive, got {data_dim!r}, "
                          f"{latent_dim!r}.")
@@ -263,8 +264,7 @@ def fit_linear_vae(key: jax.Array, x: jax.Array, latent_dim: int, *, noise: str 
     x = jnp.asarray(x, jnp.float32)
     if x.ndim != 2:
         raise ValueError(f"x must be [N, D], got shape {tuple(x.shape)}.")
-    if int(num_epochs) <= 0:
-        raise ValueError(f"num_epochs must be positive, got {num_epochs!r}.")
+    num_epochs = check_count(num_epochs, "num_epochs")
     model = make_linear_vae(x.shape[1], latent_dim, noise=noise, noise_scale=noise_scale)
     init_key, train_key = jax.random.split(key)
     params = init_params(model, init_key, x[:1])

@@ -19,14 +19,14 @@ on concrete arrays only (see :func:`jvae.data.check_data`).
 from __future__ import annotations
 
 import functools
-import operator
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jvae.data.validate import InvalidDataError, check_data
+from jvae.data.arguments import check_count
+from jvae.data.validate import InvalidDataError, check_data, check_points
 
 __all__ = ["PCA", "fit_pca", "pca_encode", "pca_decode"]
 
@@ -54,16 +54,21 @@ def fit_pca(x: jax.Array, num_components: int) -> PCA:
     """Fits PCA with ``num_components`` components by the thin SVD of the centred data.
 
     Args:
-      x: ``[N, D]`` finite floating-point data, one example per row (flatten images first).
-      num_components: k, with ``1 <= k < D`` and ``k <= N``; static under ``jit``.
+      x: ``[N, D]`` finite floating-point data, one example per row (flatten images first);
+        half precision is computed in float32.
+      num_components: k, an integer with ``1 <= k < D`` and ``k <= N``; static under
+        ``jit``.
 
     Returns:
-      The :class:`PCA`.
+      The :class:`PCA`. Traced constant data (no variance) gives explained variance ratios
+      of 0.
 
     Raises:
-      ValueError: ``x`` is not a finite 2-D float array, or k is out of range.
+      ValueError: ``x`` is not a finite 2-D float array, k is out of range or not an
+        integer, or every column of ``x`` is constant (no direction to find).
     """
-    k = _check_num_components(x, num_components, "num_components")
+    x, k = _check_num_components(x, num_components, "num_components")
+    _check_varies(x)
     return _fit_pca(jnp.asarray(x), k)
 
 
@@ -116,21 +121,29 @@ def _fit_pca(x: jax.Array, k: int) -> PCA:
     n = x.shape[0]
     var = s**2 / max(n - 1, 1)
     total = jnp.sum(var)
+    ratio = var[:k] / jnp.where(total > 0, total, 1.0)        # constant data: 0, not NaN
     return PCA(mean=mean, components=vt[:k], explained_variance=var[:k],
-               explained_variance_ratio=var[:k] / total, singular_values=s[:k])
+               explained_variance_ratio=ratio, singular_values=s[:k])
 
 
 
-def _check_x(x: Any, name: str = "x") -> None:
-    """One-line ``InvalidDataError`` unless ``x`` is a finite 2-D float array (tracers pass)."""
+def _check_x(x: Any, name: str = "x") -> Any:
+    """``x`` checked as finite 2-D float points and returned (half precision as float32;
+    tracers pass): :func:`jvae.data.check_points`, a one-line ``InvalidDataError``."""
+    return check_points(x, name)
+
+
+def _check_varies(x: Any, name: str = "x") -> None:
+    """One-line ``InvalidDataError`` when every column of a concrete ``x`` is constant."""
     if isinstance(x, jax.core.Tracer):
         return
-    ndim = getattr(x, "ndim", None)
-    if isinstance(x, (np.ndarray, jax.Array)) and ndim != 2:
-        raise InvalidDataError(
-            f"{name}: expected a 2-D array [N, D] with one example per row, got shape "
-            f"{tuple(x.shape)}; flatten images with x.reshape(len(x), -1)")
-    _check_values(x, name=name, data_shape=None if ndim is None else tuple(x.shape[1:]))
+    try:
+        flat = bool(jax.device_get(jnp.all(jnp.asarray(x) == jnp.asarray(x)[:1])))
+    except jax.errors.ConcretizationTypeError:
+        return
+    if flat:
+        raise InvalidDataError(f"{name}: all {x.shape[0]} rows are the same point (every column "
+                               "is constant, total variance 0): there is no direction to find")
 
 
 def _check_values(x: Any, **kwargs) -> None:
@@ -143,26 +156,22 @@ def _check_values(x: Any, **kwargs) -> None:
 
 
 def _check_count(value: Any, name: str) -> int:
-    """A positive Python integer (static), or a one-line ``ValueError``."""
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.") from None
-    if v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return v
+    """A positive Python integer (static), or a one-line ``ValueError``
+    (:func:`jvae.data.check_count`)."""
+    return check_count(value, name)
 
 
-def _check_num_components(x: Any, value: Any, name: str) -> int:
-    """Checks ``x`` and ``1 <= k < D``, ``k <= N``; returns k."""
-    _check_x(x)
+def _check_num_components(x: Any, value: Any, name: str) -> tuple[Any, int]:
+    """Checks ``x`` and ``1 <= k < D``, ``k <= N``; returns ``(x, k)`` (``x`` as
+    :func:`_check_x` returns it)."""
+    x = _check_x(x)
     k = _check_count(value, name)
     n, d = x.shape
     if k >= d:
         raise ValueError(f"{name}={k} must be smaller than the data dimension D={d}.")
     if k > n:
         raise ValueError(f"{name}={k} is more than the number of examples N={n}.")
-    return k
+    return x, k
 
 
 def _check_last_axis(a: Any, size: int, name: str, what: str) -> None:

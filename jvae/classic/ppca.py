@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jvae.classic.pca import _check_num_components, _check_values, _svd
+from jvae.data.arguments import check_count
 
 __all__ = ["PPCA", "fit_ppca", "ppca_marginal", "ppca_log_likelihood", "ppca_posterior",
            "ppca_sample", "ppca_to_vae"]
@@ -79,7 +80,7 @@ def fit_ppca(x: jax.Array, latent_dim: int, *, ddof: int = 0) -> PPCA:
         0 or 1, or the data lie in a k-dimensional affine subspace (``sigma2 = 0``: the ML
         model is degenerate; use a smaller ``latent_dim``).
     """
-    k = _check_num_components(x, latent_dim, "latent_dim")
+    x, k = _check_num_components(x, latent_dim, "latent_dim")
     if ddof not in (0, 1) or isinstance(ddof, bool):
         raise ValueError(f"ddof must be 0 or 1, got {ddof!r}.")
     if ddof == 1 and x.shape[0] < 2:
@@ -156,10 +157,9 @@ def ppca_sample(ppca: PPCA, key: jax.Array, n: int) -> tuple[jax.Array, jax.Arra
     Returns:
       ``(z [n, k], x [n, D])``.
     """
-    if int(n) <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    n = check_count(n, "n")
     W, mu, s2 = _unpack(ppca)
-    return _sample(W, mu, s2, key, int(n))
+    return _sample(W, mu, s2, key, n)
 
 
 def ppca_to_vae(ppca: PPCA) -> tuple[Any, Any]:

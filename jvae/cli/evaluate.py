@@ -3,11 +3,18 @@
 Evaluates the newest checkpoint of a run on its evaluation split (or ``--split``; ``--limit N``
 for its first N examples): distortion, rate, ELBO and the importance-sampled log-likelihood
 with K samples, in chunks of ``--chunk-size`` samples, in blocks of ``--block-size`` examples
-with progress on stderr. Prints the numbers as JSON and writes ``DIR/eval_<split>_K<K>.json``,
+with progress on stderr. Prints the numbers as JSON and writes them to
+``DIR/eval_<split>_K<K>_epoch<E>_seed<S>[_limit<N>].json`` (one line on stderr says where),
 with the device and the examples evaluated per second over the full blocks after the first
-(the first block, and a shorter last one, include compilation). For a multi-seed run or a
-sweep every element is evaluated (lists, in the run's order). An autoencoder run
-(``model.kind = "autoencoder"``) reports its reconstruction errors (distortion, squared error).
+(the first block, and a shorter last one, include compilation). The file name holds what
+defines the evaluation (split, K, checkpoint epoch, seed, and the limit when it cuts the
+split); the record inside holds all of it, block, batch and chunk sizes too (they change the
+random draws). A result is never overwritten by a different evaluation: when the file exists
+and holds another one, the result goes to ``..._2.json`` (``_3``, ...). For a multi-seed run
+or a sweep every element is evaluated (lists, in the run's order). An autoencoder run
+(``model.kind = "autoencoder"``) reports its reconstruction errors (distortion, squared error;
+no importance samples: K is 0). SIGINT and SIGTERM stop it with one line and the status
+``128 + signal`` (:mod:`jvae.cli.signals`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import sys
 import time
 import traceback
@@ -26,45 +34,29 @@ from jvae.runs import builders, schema
 from jvae.models.autoencoder import is_autoencoder
 from jvae.runs.checkpoints import write_json_atomic
 from jvae.evaluation import make_evaluator
-from jvae.runs import restore_run
-from jvae.cli.train import OneLineParser, one_line
+from jvae.runs import load_run
+from jvae.cli.signals import SignalStop, StopOnSignals, exit_status
+from jvae.cli.train import OneLineParser, _quiet_logs, one_line
+
+#: The fields of a result that define the evaluation (a file holding other values of them
+#: is never overwritten).
+DEFINITION = ("split", "num_samples", "num_examples", "epoch", "step", "seed", "batch_size",
+              "chunk_size", "block_size")
 
 
 def main(argv=None) -> dict:
-    parser = OneLineParser(prog="python -m jvae.evaluate", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", required=True, help="run directory written by jvae.train")
-    parser.add_argument("--num-samples", type=int, default=1000,
-                        help="K importance samples per example (default 1000)")
-    parser.add_argument("--chunk-size", type=int, default=100,
-                        help="samples drawn at once (bounds memory)")
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--split", default=None,
-                        help="dataset split to evaluate (default: the run's eval split)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epoch", type=int, default=None, help="checkpoint (default: newest)")
-    parser.add_argument("--limit", type=int, default=0,
-                        help="evaluate the first N examples of the split only (0: all)")
-    parser.add_argument("--block-size", type=int, default=1000,
-                        help="examples per jitted call; progress is printed after each block")
-    parser.add_argument("--debug", action="store_true", help="print tracebacks of failures")
-    args = parser.parse_args(argv)
-    if min(args.num_samples, args.chunk_size, args.batch_size, args.block_size) <= 0:
-        parser.error("--num-samples, --chunk-size, --batch-size and --block-size must be "
-                     "positive")
-    if args.limit < 0:
-        parser.error("--limit must be >= 0")
-
+    """Evaluate (see the module docstring); returns the result written to the file."""
+    args = _parse(argv)
     workdir = pathlib.Path(args.workdir)
-    config, datasets, model, state = restore_run(workdir, args.epoch)
+    config, datasets, model, state, epoch = load_run(workdir, args.epoch)
     if args.split is not None and args.split != config.dataset.eval_split:
         config.dataset.eval_split = args.split
         datasets = builders.load_data(config)
     # A multi-seed run or a sweep stores stacked parameters: evaluate every element.
     stacked = int(config.num_seeds) > 1 or schema.sweep_values(config) is not None
     data = datasets.eval[: args.limit or None]
-    evaluator = make_evaluator(model, batch_size=args.batch_size,   # an autoencoder has no p(x)
-                               ll_samples=0 if is_autoencoder(model) else args.num_samples,
+    samples = 0 if is_autoencoder(model) else args.num_samples   # an autoencoder has no p(x)
+    evaluator = make_evaluator(model, batch_size=args.batch_size, ll_samples=samples,
                                ll_chunk=args.chunk_size)
     evaluator = jax.jit(jax.vmap(evaluator, in_axes=(0, None, None)) if stacked else evaluator)
     t0 = time.perf_counter()
@@ -89,32 +81,111 @@ def main(argv=None) -> dict:
               file=sys.stderr)
     metrics = {k: (v / len(data)).tolist() for k, v in sums.items()}
     result = {"split": config.dataset.eval_split, "num_examples": int(len(data)),
-              "split_size": int(len(datasets.eval)),
-              "num_samples": args.num_samples, "step": int(np.ravel(state.step)[0]),
+              "split_size": int(len(datasets.eval)), "limit": int(args.limit),
+              "num_samples": samples, "epoch": epoch, "step": int(np.ravel(state.step)[0]),
+              "seed": args.seed, "batch_size": args.batch_size, "chunk_size": args.chunk_size,
+              "block_size": args.block_size,
               "seconds": time.perf_counter() - t0, "device": jax.devices()[0].device_kind}
     if timed[0]:    # the first block compiles, a shorter last one compiles again
         result["examples_per_second"] = timed[0] / timed[1]
     result.update(metrics)
-    write_json_atomic(workdir / f"eval_{result['split']}_K{args.num_samples}.json", result)
+    path = result_path(workdir, result)
+    write_json_atomic(path, result)
     print(json.dumps(result, indent=2))
+    print(f"wrote {path}", file=sys.stderr)
     return result
+
+
+def result_path(workdir: pathlib.Path, result: dict) -> pathlib.Path:
+    """Where ``result`` goes: ``eval_<split>_K<K>_epoch<E>_seed<S>[_limit<N>].json`` (the
+    limit only when it cut the split), or the first ``..._<i>.json`` (i = 2, 3, ...) that is
+    free or holds the same evaluation (:data:`DEFINITION`)."""
+    split = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(result["split"])).strip("-") or "split"
+    stem = (f"eval_{split}_K{result['num_samples']}_epoch{result['epoch']}"
+            f"_seed{result['seed']}")
+    if result["num_examples"] < result["split_size"]:
+        stem += f"_limit{result['num_examples']}"
+    for i in range(1, 10_000):
+        path = workdir / (f"{stem}.json" if i == 1 else f"{stem}_{i}.json")
+        if not path.exists() or _same_evaluation(path, result):
+            return path
+    raise FileExistsError(f"{workdir} holds 9999 other results named {stem}_*.json; move "
+                          "some away.")
+
+
+def _same_evaluation(path: pathlib.Path, result: dict) -> bool:
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False          # unreadable: keep it, write next to it
+    return isinstance(old, dict) and all(old.get(k) == result[k] for k in DEFINITION)
+
+
+def _parse(argv) -> argparse.Namespace:
+    parser = OneLineParser(prog="python -m jvae.evaluate", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="run directory written by jvae.train")
+    parser.add_argument("--num-samples", type=int, default=1000,
+                        help="K importance samples per example (default 1000)")
+    parser.add_argument("--chunk-size", type=int, default=100,
+                        help="samples drawn at once (bounds memory)")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--split", default=None,
+                        help="dataset split to evaluate (default: the run's eval split)")
+    parser.add_argument("--seed", type=int, default=0, help="in [0, 2**32)")
+    parser.add_argument("--epoch", type=int, default=None, help="checkpoint (default: newest)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="evaluate the first N examples of the split only (0: all)")
+    parser.add_argument("--block-size", type=int, default=1000,
+                        help="examples per jitted call; progress is printed after each block")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of failures")
+    args = parser.parse_args(argv)
+    for flag in ("num_samples", "chunk_size", "batch_size", "block_size"):
+        if getattr(args, flag) <= 0:
+            parser.error(f"--{flag.replace('_', '-')} must be a positive integer, got "
+                         f"{getattr(args, flag)}")
+    if args.limit < 0:
+        parser.error(f"--limit must be >= 0 (0: the whole split), got {args.limit}")
+    if not 0 <= args.seed < 2 ** 32:       # JAX keys take 32-bit seeds: 2**32 would be 0
+        parser.error(f"--seed must lie in [0, 2**32), got {args.seed}")
+    if args.epoch is not None and args.epoch < 0:
+        parser.error(f"--epoch must be >= 0 (a checkpoint's epoch), got {args.epoch}")
+    if args.split is not None and not args.split.strip():
+        parser.error("--split is empty; give a split name such as test")
+    return args
 
 
 def run(argv=None) -> int:
     """The command line: :func:`main` with every failure as one line ``error: ...`` (exit
-    status 1; ``--debug`` adds the traceback)."""
+    status 1; ``--debug`` adds the traceback; 130 or 143 when SIGINT or SIGTERM stopped it)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        main(argv)
-    except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - one line per failure
-        if "--debug" in argv:
-            traceback.print_exception(e)
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        return 1
+    debug = "--debug" in argv
+    _quiet_logs(debug)
+    with StopOnSignals(_stopped_line) as stop:
+        try:
+            main(argv)
+        except SystemExit as e:       # a usage error, printed by the parser
+            return int(e.code or 0)
+        except SignalStop as e:
+            print(_stopped_line(e.signum), file=sys.stderr, flush=True)
+            stop.reported()
+            return exit_status(e.signum)
+        except KeyboardInterrupt:
+            print(_stopped_line(2), file=sys.stderr)
+            return exit_status(2)
+        except Exception as e:  # noqa: BLE001 - one line per failure
+            if debug:
+                traceback.print_exception(e)
+            print(f"error: {one_line(e)}", file=sys.stderr)
+            return 1
     return 0
+
+
+def _stopped_line(signum: int) -> str:
+    import signal
+
+    return (f"error: stopped by {signal.Signals(signum).name}; no result was written (run "
+            "the command again).")
 
 
 if __name__ == "__main__":

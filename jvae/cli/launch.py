@@ -19,10 +19,15 @@ for it (see :mod:`jvae.training.sharding`).
 Process 0's output goes to the terminal; process ``i >= 1`` writes to
 ``WORKDIR/logs/process-i.log`` (``--log-dir`` elsewhere; a temporary directory without
 ``--workdir``), and the tail of that log is printed if the process fails. When one process
-fails, the launcher stops the others and exits with the failed process's status; SIGINT and
-SIGTERM are forwarded to every process (a second one, or 60 s without an exit, kills them);
-a process that cannot reach the coordinator within ``--init-timeout`` seconds fails with one
-line naming the address.
+fails, the launcher stops the others and exits with the failed process's status (a process
+stopped by SIGINT or SIGTERM is named before the peers that failed on its lost connection,
+so ``kill`` of one process ends the job with ``128 + signal``); SIGINT and
+SIGTERM are forwarded to every process, which stops with the resume hint and the status
+``128 + signal`` whatever JAX's runtime installs (:mod:`jvae.cli.signals`); the launcher then
+exits with that status (a second signal, or 60 s without an exit, kills them). When the
+launcher itself is killed (even with SIGKILL), every process receives SIGTERM and stops
+(:func:`jvae.runs.distributed.initialize_from_env`). A process that cannot reach the
+coordinator within ``--init-timeout`` seconds fails with one line naming the address.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ __all__ = ["launch", "main", "free_port"]
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 _STOP_GRACE = 10.0      # seconds between SIGTERM and SIGKILL when stopping processes
 _EXIT_AFTER_SIGNAL = 60.0   # seconds from a forwarded SIGINT/SIGTERM to SIGKILL
+_SETTLE = 5.0           # seconds the others may take to end on their own after one failed
 _EXIT_GRACE = 300.0     # seconds the others may run on after one finished cleanly (JAX's
                         # shutdown barrier holds a finished process until all arrive)
 
@@ -92,6 +98,8 @@ def launch(command: list[str], num_processes: int, *, devices_per_process: int |
                          f"{devices_per_process!r}.")
     if int(init_timeout) < 1:
         raise ValueError(f"--init-timeout must be at least 1 second, got {init_timeout!r}.")
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise ValueError(f"--port must be a TCP port in [1, 65535], got {port!r}.")
     if not command:
         raise ValueError("no command to launch: give it after --, e.g. "
                          "python -m jvae.launch -n 2 -- --config FILE.py --workdir DIR")
@@ -110,6 +118,13 @@ def launch(command: list[str], num_processes: int, *, devices_per_process: int |
 
     def forward(signum, frame):   # a second signal kills at once
         stopping.append(time.monotonic())
+        running = [str(rank) for rank, p in enumerate(procs) if p.poll() is None]
+        if running:
+            print(f"jvae.launch: {signal.Signals(signum).name} received; "
+                  + (f"stopping process{'es' * (len(running) > 1)} {', '.join(running)} "
+                     "(a second signal kills them)" if len(stopping) == 1
+                     else f"killing process{'es' * (len(running) > 1)} "
+                     f"{', '.join(running)}"), file=out, flush=True)
         for p in procs:
             _signal(p, signum if len(stopping) == 1 else signal.SIGKILL)
 
@@ -235,8 +250,9 @@ def _wait(procs, logs, out, stopping) -> int:
         codes = [p.poll() for p in procs]
         failed = [(rank, c) for rank, c in enumerate(codes) if c not in (None, 0)]
         if failed:
-            rank, code = failed[0]
+            rank, code = failed[0] if stopping else _cause(procs)
             if not stopping:
+                codes = [p.poll() for p in procs]
                 others = [r for r, c in enumerate(codes) if c is None]
                 why = (" (aborted: JAX's distributed runtime stops every process when one "
                        "does not reach the coordinator in time or another one died)"
@@ -265,6 +281,24 @@ def _wait(procs, logs, out, stopping) -> int:
             _stop(procs)
             return 1
         time.sleep(0.05)
+
+
+def _cause(procs) -> tuple[int, int]:
+    """``(rank, exit code)`` of the failure to report once one process failed unasked.
+
+    A process stopped by SIGINT or SIGTERM (``kill`` of one process of the job) drops its
+    connections, and its peers then fail at once in their collectives, sometimes before it
+    has exited itself. So the others get ``_SETTLE`` seconds to end on their own (a peer
+    blocked in a collective with a live process does not; the launcher stops it next), and a
+    process stopped by a signal is reported as the cause, else the lowest failed rank.
+    """
+    deadline = time.monotonic() + _SETTLE
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.05)
+    failed = [(rank, p.poll()) for rank, p in enumerate(procs) if p.poll() not in (None, 0)]
+    signalled = [(rank, code) for rank, code in failed
+                 if _status(code) in (128 + signal.SIGINT, 128 + signal.SIGTERM)]
+    return (signalled or failed)[0]
 
 
 def _print_tail(rank: int, path: pathlib.Path, out, lines: int = 15) -> None:

@@ -7,7 +7,10 @@ newest checkpoint that verifies; there ``--config`` is optional (DIR/config.json
 overrides may change only evaluation, figures, logging and ``num_epochs`` (upwards).
 
 Every failure ends with one line ``error: ...`` on standard error and a non-zero exit status
-(1: the run failed, 2: bad command line); ``--debug`` adds the traceback.
+(1: the run failed, 2: bad command line); ``--debug`` adds the traceback. SIGINT and SIGTERM
+stop the run promptly, in one process or in every process of a ``jvae.launch`` job, with one
+line saying how to resume and the status ``128 + signal`` (130, 143): see
+:mod:`jvae.cli.signals`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from __future__ import annotations
 import argparse
 import math
 import pathlib
+import signal
 import sys
 import traceback
 
+from jvae.cli.signals import SignalStop, StopOnSignals, exit_status
 from jvae.runs.overrides import ConfigError, apply_override, config_from_json, load_config_file
 
 USAGE = ("python -m jvae.train --config FILE.py[:VARIANT] --workdir DIR [--resume] "
@@ -98,25 +103,40 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args, overrides)
     except ConfigError as e:
         return _fail(e, 2, debug)
-    _quiet_logs()
-    from jvae.runs.distributed import initialize_from_env   # python -m jvae.launch -n N: join the job
-    try:
-        initialize_from_env()
-    except (ValueError, RuntimeError) as e:
-        return _fail(e, 1, debug)
-    from jvae.runs import train_and_evaluate   # imports JAX: after the cheap checks
-
-    try:
-        record = train_and_evaluate(config, args.workdir, resume=args.resume,
-                                    progress=args.progress)
-    except KeyboardInterrupt:
-        print(f"error: interrupted; the newest checkpoint in {args.workdir}/checkpoints is "
-              "intact: continue with --resume.", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - every failure ends as one line (--debug: traceback)
-        return _fail(e, 1, debug)
+    _quiet_logs(debug)
+    with StopOnSignals(lambda signum: stopped_line(signum, args.workdir)) as stop:
+        try:
+            record = _run(config, args, stop)
+        except SignalStop as e:
+            print(stopped_line(e.signum, args.workdir), file=sys.stderr, flush=True)
+            stop.reported()
+            return stop.finish(exit_status(e.signum))
+        except KeyboardInterrupt:
+            print(stopped_line(signal.SIGINT, args.workdir), file=sys.stderr, flush=True)
+            return exit_status(signal.SIGINT)
+        except Exception as e:  # noqa: BLE001 - every failure ends as one line (--debug: traceback)
+            return stop.finish(_fail(e, 1, debug))
     print(summary(record, pathlib.Path(args.workdir)))
     return 0
+
+
+def _run(config, args: argparse.Namespace, stop: StopOnSignals) -> dict:
+    """Join the multi-process job the environment describes (if any), then train."""
+    from jvae.runs.distributed import initialize_from_env   # python -m jvae.launch -n N: join the job
+
+    initialize_from_env()
+    stop.reinstall()          # jax.distributed installs a SIGTERM handler of its own
+    from jvae.runs import train_and_evaluate   # imports JAX: after the cheap checks
+
+    return train_and_evaluate(config, args.workdir, resume=args.resume, progress=args.progress)
+
+
+def stopped_line(signum: int, workdir) -> str:
+    """What a run stopped by ``signum`` prints: the signal and how to continue."""
+    name = signal.Signals(signum).name
+    return (f"error: stopped by {name}; continue with python -m jvae.train --workdir "
+            f"{workdir} --resume (from the newest checkpoint in {workdir}/checkpoints, or "
+            "from the start if none was written).")
 
 
 def summary(record: dict, workdir: pathlib.Path) -> str:
@@ -170,13 +190,27 @@ def one_line(e: BaseException) -> str:
     return text
 
 
-def _quiet_logs() -> None:
+def _quiet_logs(debug: bool = False) -> None:
+    """Orbax logs every checkpoint at INFO (hidden here) and a failed write as an ERROR with
+    its traceback from orbax's writer threads (hidden unless ``debug``): the command's own
+    ``error:`` line names the checkpoint and the reason."""
     try:
         from absl import logging
-
-        logging.set_verbosity(logging.WARNING)   # orbax logs every checkpoint at INFO
     except ImportError:
-        pass
+        return
+    logging.set_verbosity(logging.WARNING)
+    if not debug:
+        logger = logging.get_absl_logger()
+        if not any(isinstance(f, _LibraryErrors) for f in logger.filters):
+            logger.addFilter(_LibraryErrors())
+
+
+class _LibraryErrors:
+    """A ``logging`` filter dropping the ERROR records (and their tracebacks) that orbax
+    logs while a checkpoint write fails; the failure itself is raised to the command."""
+
+    def filter(self, record) -> bool:
+        return not (record.levelno >= 40 and "orbax" in str(record.pathname))
 
 
 if __name__ == "__main__":

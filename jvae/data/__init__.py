@@ -23,6 +23,7 @@ that every entry point applies to data arrays (:func:`check_data`) in ``validate
 CIFAR-10's readers, with its published MD5s, in ``cifar.py``.
 """
 
+from jvae.data.arguments import check_count, check_number
 from jvae.data.checksums import ChecksumError
 from jvae.data.datasets import (BINARIZE, DATASETS, FILE_DATASETS, SPLITS, DataNotFoundError, Split,
                                 find_data_dir, load_dataset, load_split)
@@ -31,12 +32,13 @@ from jvae.data.synthetic import gaussian2d
 from jvae.data.tfds_source import is_tfds_name
 from jvae.data.transforms import binarize_dynamic, binarize_static, centre, resize_images, uncentre
 from jvae.data.validate import (REAL, UNIT_INTERVAL, InvalidDataError, Support, check_data,
-                                likelihood_support, validate_images)
+                                check_points, likelihood_support, validate_images)
 
 __all__ = [
     "DATASETS", "FILE_DATASETS", "SPLITS", "BINARIZE", "Split", "DataNotFoundError", "DownloadError",
     "find_data_dir", "default_cache_dir", "load_split", "load_dataset", "binarize_static",
     "binarize_dynamic", "resize_images", "gaussian2d", "validate_images", "download",
     "ChecksumError", "InvalidDataError", "Support", "REAL", "UNIT_INTERVAL", "check_data",
-    "likelihood_support", "is_tfds_name", "centre", "uncentre",
+    "likelihood_support", "is_tfds_name", "centre", "uncentre", "check_count", "check_number",
+    "check_points",
 ]

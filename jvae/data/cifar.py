@@ -16,7 +16,10 @@ extracting it.
 Homework 2's file (``cifar10.pkl``, read by its ``dgm_utils.load_pickle``): one pickled dict
 ``{"train": uint8 [N, H, W, C], "test": uint8 [M, H, W, C]}`` with values in ``0..255`` and
 no labels; ``load_pickle`` divides by 255 (NHWC here; the notebook transposes to NCHW for
-PyTorch).
+PyTorch). A pickle of another stored dtype is read by its values: integers (any width) and
+floats in ``0..255`` are divided by 255, floats already in ``[0, 1]`` (and booleans) are
+kept, both splits alike; NaN/Inf, negative values, values above 255 and other dtypes are
+refused in one line naming the file.
 
 Pickles are read with a restricted unpickler that builds only numpy arrays and plain Python
 containers, so a file cannot run code while it is read. Decoded arrays are cached in-process
@@ -152,15 +155,17 @@ def read_image_pickle(path: pathlib.Path, split: str) -> np.ndarray:
 
     Args:
         path: the pickle, a dict ``{"train": [N, H, W, C], "test": [M, H, W, C]}`` of values
-            in ``0..255`` (uint8, or any real dtype).
+            in ``0..255`` (uint8, or any integer or float dtype) or floats in ``[0, 1]``.
         split: ``"train"`` or ``"test"``.
 
     Returns:
-        float32 ``[N, H, W, C]`` in ``[0, 1]`` (divided by 255, as ``load_pickle``), read-only.
+        float32 ``[N, H, W, C]`` in ``[0, 1]`` (divided by 255, as ``load_pickle``, unless
+        both splits are floats already in ``[0, 1]``), read-only.
 
     Raises:
         ValueError: one line naming the file: not a pickle, truncated, not such a dict, wrong
-            rank, channels not 1 or 3, or values outside ``0..255``.
+            rank, channels not 1 or 3, NaN/Inf, values outside ``0..255``, splits on
+            different scales, or another dtype.
     """
     return _read_image_pickle(*file_key(pathlib.Path(path)))[split]
 
@@ -342,26 +347,56 @@ def _read_image_pickle(path: str, size: int, mtime_ns: int) -> dict:
     d = _unpickle_dict(raw, path, ("train", "test"), "a valid image",
                        "dict with 'train' and 'test' image arrays (dgm_utils.load_pickle's "
                        "layout: {'train': [N, H, W, C], 'test': [M, H, W, C]})")
-    out = {}
+    arrays = {}
     for split in ("train", "test"):
         a = np.asarray(d[split])
         if a.ndim != 4 or a.shape[-1] not in (1, 3) or 0 in a.shape:
             raise ValueError(f"{path}: '{split}' must be images [N, H, W, C] with C 1 or 3 "
                              f"(channels last, as load_pickle reads them), got shape "
                              f"{list(a.shape)}")
-        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-            raise ValueError(f"{path}: '{split}' has dtype {a.dtype}, not 0..255 values")
-        lo, hi = float(a.min()), float(a.max())
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+                or a.dtype == np.bool_):
+            raise ValueError(f"{path}: '{split}' has dtype {a.dtype}, not image values "
+                             "(integers 0..255, or floats in 0..255 or [0, 1])")
+        lo, hi = (float(a.min()), float(a.max())) if a.dtype != np.bool_ else (0.0, 1.0)
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 255:
-            raise ValueError(f"{path}: '{split}' values must lie in 0..255, got min {lo:g} and "
-                             f"max {hi:g}")
+            bad = int(np.sum(~np.isfinite(a))) if np.issubdtype(a.dtype, np.floating) else 0
+            what = f"{bad} NaN/Inf values" if bad else f"min {lo:g} and max {hi:g}"
+            raise ValueError(f"{path}: '{split}' values must lie in 0..255 (or [0, 1] for "
+                             f"float images), got {what}")
+        arrays[split] = (a, hi)
+    scale = _pickle_scale(path, arrays)
+    out = {}
+    for split, (a, _) in arrays.items():
         x = a.astype(np.float32)
-        x /= 255.0
+        if scale != 1.0:
+            x /= scale
         out[split] = readonly(x)
     if out["train"].shape[1:] != out["test"].shape[1:]:
         raise ValueError(f"{path}: train images {list(out['train'].shape[1:])} and test images "
                          f"{list(out['test'].shape[1:])} differ in shape")
     return out
+
+
+def _pickle_scale(path: str, arrays: dict) -> float:
+    """What the pickle's values are divided by: 255 for integer images (``0..255``, as
+    ``load_pickle``) and for float images with values above 1; 1 for float (or boolean)
+    images already in ``[0, 1]``. Decided for both splits together, so they always match;
+    float images of both kinds in one file are refused."""
+    kinds = set()
+    for split, (a, hi) in arrays.items():
+        if np.issubdtype(a.dtype, np.integer):
+            kinds.add(("0..255", split))
+        elif a.dtype == np.bool_ or hi <= 1.0:
+            kinds.add(("[0, 1]", split))
+        else:
+            kinds.add(("0..255", split))
+    ranges = {k for k, _ in kinds}
+    if len(ranges) > 1:
+        listed = ", ".join(f"'{s}' in {k}" for k, s in sorted(kinds, key=lambda t: t[1]))
+        raise ValueError(f"{path}: the splits hold values on different scales ({listed}); "
+                         "store both as 0..255 or both as [0, 1]")
+    return 255.0 if ranges == {"0..255"} else 1.0
 
 
 def _concat(parts) -> tuple[np.ndarray, np.ndarray]:

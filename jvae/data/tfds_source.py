@@ -117,8 +117,6 @@ def _import_tfds():
 
 
 def _open(tfds, name: str, split: str, data_dir):
-    from jvae.data.datasets import DataNotFoundError
-
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except tfds.core.registered.DatasetNotFoundError as e:
@@ -129,15 +127,29 @@ def _open(tfds, name: str, split: str, data_dir):
                          "the names") from e
     except (ValueError, KeyError) as e:
         text = one_line(e)
+        if _NOT_GENERATED in text or "splits` is empty" in text:
+            raise _not_prepared(name, data_dir, e) from e   # TFDS: no split has data
         if "split" in text.lower():
             raise ValueError(f"tfds:{name}: unknown split {split!r} ({text[:300]})") from e
         raise
     except (AssertionError, FileNotFoundError, OSError, RuntimeError) as e:
         # RuntimeError: TFDS's NotImplementedError for a dataset not prepared as ArrayRecord
-        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-        raise DataNotFoundError(
-            f"tfds:{name} is not prepared for random access in {where} (TFDS: "
-            f"{one_line(e)[:240]}). To provide it, "
-            f"run `tfds build {name} --file_format=array_record --data_dir {where}` (or "
-            f"tfds.builder({name!r}, file_format='array_record').download_and_prepare()), "
-            "or set config.dataset.data_dir to the TFDS data directory holding it.") from e
+        raise _not_prepared(name, data_dir, e) from e
+
+
+# What TFDS says (a KeyError) when no split of a dataset has been generated in the data dir.
+_NOT_GENERATED = "has not been generated"
+
+
+def _not_prepared(name: str, data_dir, error: BaseException):
+    """The documented not-found error of a TFDS dataset that is not prepared (for random
+    access) in ``data_dir``, with the ``tfds build`` command that prepares it."""
+    from jvae.data.datasets import DataNotFoundError
+
+    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    return DataNotFoundError(
+        f"tfds:{name} is not prepared for random access in {where} (TFDS: "
+        f"{one_line(error)[:240]}). To provide it, "
+        f"run `tfds build {name} --file_format=array_record --data_dir {where}` (or "
+        f"tfds.builder({name!r}, file_format='array_record').download_and_prepare()), "
+        "or set config.dataset.data_dir to the TFDS data directory holding it.")

@@ -7,6 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jvae.data.arguments import check_number
+from jvae.data.validate import UNIT_INTERVAL, check_data
+
 __all__ = ["binarize_static", "binarize_dynamic", "centre", "uncentre", "resize_images"]
 
 _RESIZE_CHUNK = 2048  # images per chunk in resize_images; bounds temporary memory
@@ -16,29 +19,48 @@ def binarize_static(x, threshold: float = 0.5) -> np.ndarray:
     """Fixed binarisation ``x > threshold``.
 
     Args:
-        x: grey levels, any shape.
-        threshold: cut-off.
+        x: grey levels in ``[0, 1]``, any shape with at least one axis (floating point).
+        threshold: cut-off in ``(0, 1)``.
 
     Returns:
         float32 array of 0/1 with the shape of ``x``.
+
+    Raises:
+        ValueError: (one line) ``threshold`` outside ``(0, 1)``; ``x`` not a floating-point
+            array, empty, with NaN/Inf or values outside ``[0, 1]`` (e.g. 0..255 grey levels,
+            which would all binarise to 1).
     """
+    threshold = check_number(threshold, "threshold", low=0.0, high=1.0, low_open=True,
+                             high_open=True)
+    check_data(x, name="x", support=UNIT_INTERVAL, batch_ndim=None)
     return (np.asarray(x) > threshold).astype(np.float32)
 
 
-@jax.jit
 def binarize_dynamic(key: jax.Array, x) -> jax.Array:
     """Dynamic binarisation: a fresh ``Bernoulli(x)`` draw per pixel (jittable).
 
     Used once per epoch (or step) in training, as in the IWAE paper (Burda et al., 2016).
-    Compiled with ``jax.jit`` (and traceable inside other jitted code).
+    Compiled with ``jax.jit`` (and traceable inside other jitted code). A concrete ``x`` is
+    checked first (:func:`jvae.data.check_data`); traced, it is not.
 
     Args:
         key: ``jax.random`` key; the same key gives the same draw.
-        x: probabilities in ``[0, 1]``, any shape.
+        x: probabilities in ``[0, 1]`` (floating point), any shape with at least one axis.
 
     Returns:
         float32 array of 0/1 with the shape of ``x``.
+
+    Raises:
+        ValueError: (one line) ``x`` is not a floating-point array, is empty, holds NaN/Inf
+            or values outside ``[0, 1]`` (they are no probabilities: a draw would be
+            silently clipped).
     """
+    check_data(x, name="x", support=UNIT_INTERVAL, batch_ndim=None)
+    return _binarize_dynamic(key, x)
+
+
+@jax.jit
+def _binarize_dynamic(key: jax.Array, x) -> jax.Array:
     return jax.random.bernoulli(key, x).astype(jnp.float32)
 
 

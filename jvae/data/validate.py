@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Support", "REAL", "UNIT_INTERVAL", "InvalidDataError", "check_data",
-           "likelihood_support", "validate_images"]
+           "check_points", "likelihood_support", "validate_images"]
 
 
 class Support(NamedTuple):
@@ -125,6 +125,65 @@ def check_data(x: Any, *, model: Any = None, data_shape: Sequence[int] | None = 
         _check_values(x, name, support if support is not None and support.bounded else None,
                       source)
     _remember(x, spec)
+
+
+def check_points(x: Any, name: str = "x", *, lists: bool = False, integers: bool = False,
+                 min_points: int = 1) -> Any:
+    """Checks ``x`` as ``[N, D]`` points (one example per row, as the classical methods and
+    t-SNE take them) and returns it with a floating-point dtype, or raises one clear error.
+
+    Half-precision input (float16, bfloat16) comes back as float32: the decompositions
+    (SVD, Cholesky) behind these methods have no half-precision kernels. Tracers pass
+    unchecked and unchanged.
+
+    Args:
+      x: the points.
+      name: what to call ``x`` in messages.
+      lists: accept nested lists and other array-likes (converted with ``np.asarray``);
+        otherwise only NumPy and JAX arrays.
+      integers: accept integer arrays (converted to float32); otherwise they are refused
+        with the conversion to use, as :func:`check_data` does.
+      min_points: the fewest rows accepted.
+
+    Returns:
+      ``x`` (float32 for half-precision or integer input; NumPy for converted lists).
+
+    Raises:
+      InvalidDataError: one line: not an array, a non-numeric, complex, boolean (or integer)
+        dtype, not 2-D, fewer than ``min_points`` rows or no columns, NaN/Inf (count and first
+        index).
+    """
+    if isinstance(x, jax.core.Tracer):
+        return x
+    if lists and not isinstance(x, (np.ndarray, jax.Array)):
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise InvalidDataError(f"{name}: not an array of numbers ({e})") from None
+    if not isinstance(x, (np.ndarray, jax.Array)):
+        raise InvalidDataError(
+            f"{name}: expected an array [N, D] (numpy or JAX), got {type(x).__name__}; "
+            "convert it with np.asarray(x, np.float32)")
+    dtype = x.dtype
+    if jnp.issubdtype(dtype, jnp.integer) and integers:
+        x = np.asarray(x, np.float32) if isinstance(x, np.ndarray) else x.astype(jnp.float32)
+    elif not jnp.issubdtype(dtype, jnp.floating):
+        _check_dtype(x, name, True)              # raises, naming the dtype
+    if x.ndim != 2:
+        raise InvalidDataError(
+            f"{name}: expected a 2-D array [N, D] with one example per row, got shape "
+            f"{tuple(x.shape)}; flatten images with x.reshape(len(x), -1)")
+    if x.shape[0] < min_points or x.shape[1] == 0:
+        raise InvalidDataError(f"{name}: expected at least {min_points} row"
+                               f"{'s' * (min_points > 1)} and one column [N, D], got shape "
+                               f"{tuple(x.shape)}")
+    if jnp.finfo(x.dtype).bits < 32:
+        x = np.asarray(x, np.float32) if isinstance(x, np.ndarray) else x.astype(jnp.float32)
+    try:
+        _check_values(x, name, None, "")
+    except jax.errors.ConcretizationTypeError:   # a concrete array closed over inside a jit
+        pass
+    return x
 
 
 def validate_images(x, name: str = "data", *, check_range: bool = False,

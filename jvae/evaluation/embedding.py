@@ -28,6 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jvae.data.arguments import check_count, check_number
+from jvae.data.validate import check_points
+
 __all__ = ["tsne", "TSNEResult", "TSNEMap", "tsne_map", "joint_probabilities",
            "tsne_kl_divergence"]
 
@@ -70,7 +73,9 @@ def joint_probabilities(x, perplexity: float = 30.0, *, tol: float = 1e-5,
       ValueError: ``x`` is not a finite ``[N, D]`` array, or the perplexity is out of range.
     """
     x = _check_points(x, perplexity, "joint_probabilities")
-    return _joint_probabilities(x, jnp.float32(perplexity), float(tol), int(max_steps))
+    tol = check_number(tol, "joint_probabilities: tol", low=0.0, low_open=True)
+    max_steps = check_count(max_steps, "joint_probabilities: max_steps")
+    return _joint_probabilities(x, jnp.float32(perplexity), tol, max_steps)
 
 
 class TSNEMap(NamedTuple):
@@ -109,7 +114,11 @@ def tsne_map(latents, labels=None, *, max_points: int = 2000, perplexity: float 
       ValueError: ``latents`` is not ``[N, D]`` with ``D > 2`` and ``N - 1 > perplexity``,
         or holds NaN/Inf; ``labels`` does not have one entry per point.
     """
-    x = np.asarray(latents, np.float64)
+    max_points = check_count(max_points, "tsne_map: max_points", minimum=2)
+    seed = check_count(seed, "tsne_map: seed", minimum=0)
+    perplexity = check_number(perplexity, "tsne_map: perplexity", low=0.0, low_open=True)
+    x = np.asarray(check_points(latents, "tsne_map: latents", lists=True, integers=True),
+                   np.float64)
     if x.ndim != 2 or x.shape[1] <= 2:
         raise ValueError(f"tsne_map maps latents of more than 2 dimensions [N, D > 2], got "
                          f"shape {x.shape}; plot 2-D latents directly with "
@@ -170,22 +179,20 @@ def tsne(x, *, num_components: int = 2, perplexity: float = 30.0, num_iters: int
     Raises:
       ValueError: bad shapes, non-finite data, too many points, or invalid settings.
     """
+    max_points = check_count(max_points, "tsne: max_points")
+    num_components = check_count(num_components, "tsne: num_components")
+    num_iters = check_count(num_iters, "tsne: num_iters")
+    early_exaggeration = check_number(early_exaggeration, "tsne: early_exaggeration", low=1.0)
+    if learning_rate is not None:
+        learning_rate = check_number(learning_rate, "tsne: learning_rate", low=0.0,
+                                     low_open=True)
     x = _check_points(x, perplexity, "tsne")
     n = x.shape[0]
     if n > max_points:
         raise ValueError(f"tsne: {n} points exceed max_points={max_points} (the exact method "
                          f"holds [N, N] matrices); subsample the points or raise max_points.")
-    if int(num_components) != num_components or num_components < 1:
-        raise ValueError(f"tsne: num_components must be a positive integer, got "
-                         f"{num_components!r}")
-    if int(num_iters) != num_iters or num_iters < 1:
-        raise ValueError(f"tsne: num_iters must be a positive integer, got {num_iters!r}")
-    if not early_exaggeration >= 1.0:
-        raise ValueError(f"tsne: early_exaggeration must be >= 1, got {early_exaggeration!r}")
     if learning_rate is None:
         learning_rate = max(n / early_exaggeration / 4.0, 50.0)
-    if not learning_rate > 0:
-        raise ValueError(f"tsne: learning_rate must be positive, got {learning_rate!r}")
     if init == "pca":
         if num_components > min(x.shape):
             raise ValueError(f"tsne: init='pca' needs num_components <= min(N, D) = "
@@ -206,15 +213,35 @@ def tsne(x, *, num_components: int = 2, perplexity: float = 30.0, num_iters: int
 
 
 def _check_points(x, perplexity, fn: str) -> jax.Array:
-    arr = np.asarray(x)
-    if arr.ndim != 2 or arr.shape[0] < 2:
-        raise ValueError(f"{fn}: x must be an [N, D] array with N >= 2, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{fn}: x contains NaN or Inf")
-    if not 0 < perplexity < arr.shape[0] - 1:
-        raise ValueError(f"{fn}: perplexity must lie in (0, N - 1) = (0, {arr.shape[0] - 1}), "
+    """``x`` as float32 ``[N, D]`` points for t-SNE, or a one-line ``ValueError``: an array
+    (or nested lists) of real numbers, 2-D with N >= 2, finite, not all at one point, and a
+    perplexity in ``(0, N - 1)``. Points spread over more than 2^20 or less than 2^-20 are
+    divided by a power of two first (in float64; centred too when far from the origin):
+    ``P`` does not depend on the scale, and float32 squared distances would overflow or
+    underflow (data scaled by a power of two give the same map, bit for bit)."""
+    arr = check_points(x, f"{fn}: x", lists=True, integers=True, min_points=2)
+    if isinstance(arr, jax.core.Tracer):
+        return arr
+    n = arr.shape[0]
+    perplexity = check_number(perplexity, f"{fn}: perplexity")
+    if not 0 < perplexity < n - 1:
+        raise ValueError(f"{fn}: perplexity must lie in (0, N - 1) = (0, {n - 1}), "
                          f"got {perplexity!r}")
-    return jnp.asarray(arr, jnp.float32)
+    a = np.asarray(arr, np.float64)
+    centred = a - a.mean(axis=0)
+    spread = float(np.max(np.abs(centred)))
+    if spread == 0.0 or np.all(a == a[0]):
+        raise ValueError(f"{fn}: x: all {n} points are the same point; t-SNE needs points at "
+                         "different positions (their neighbourhoods are undefined)")
+    if np.max(np.abs(a)) > 2.0 ** 10 * spread:    # far from the origin: float32 would
+        a = centred                               # lose the differences
+    if not 2.0 ** -20 <= spread <= 2.0 ** 20:
+        a = a / 2.0 ** np.round(np.log2(spread))  # exact: a power of two
+    small = a.astype(np.float32)
+    if np.all(small == small[0]):
+        raise ValueError(f"{fn}: x: all {n} points coincide in float32 (they differ by less "
+                         "than float32 resolves at their magnitude); centre the data first")
+    return jnp.asarray(small)
 
 
 def _sq_distances(x: jax.Array) -> jax.Array:

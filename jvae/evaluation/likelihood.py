@@ -29,6 +29,7 @@ from jvae.data.validate import check_data
 from jvae.models.vae import VAE
 from jvae.objectives.autoencoder import reconstruction_terms
 from jvae.objectives.elbo import elbo_terms
+from jvae.data.arguments import check_count
 
 __all__ = ["importance_log_likelihood", "make_evaluator", "evaluate"]
 
@@ -50,11 +51,8 @@ def importance_log_likelihood(model: VAE, params: Any, key: jax.Array, x: jax.Ar
     Raises:
       ValueError: bad ``num_samples``/``chunk_size``, or invalid data.
     """
-    k_total = int(num_samples)
-    if k_total <= 0:
-        raise ValueError(f"num_samples must be positive, got {num_samples!r}.")
-    if int(chunk_size) <= 0:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size!r}.")
+    k_total = check_count(num_samples, "num_samples")
+    chunk_size = check_count(chunk_size, "chunk_size")
     if validate:
         check_data(x, model=model, name="x", batch_ndim=None)
     chunk = min(int(chunk_size), k_total)
@@ -103,13 +101,10 @@ def make_evaluator(model: VAE, *, batch_size: int = 500, elbo_samples: int = 1,
       wrong shape, no examples, NaN/Inf, values outside the likelihood's support). Its
       ``lower`` attribute is the jitted program's (for ahead-of-time compilation).
     """
-    for name, value in (("batch_size", batch_size), ("elbo_samples", elbo_samples),
-                        ("ll_chunk", ll_chunk)):
-        if int(value) <= 0:
-            raise ValueError(f"{name} must be positive, got {value!r}.")
-    if int(ll_samples) < 0:
-        raise ValueError(f"ll_samples must be >= 0, got {ll_samples!r}.")
-    batch_size, ll_samples = int(batch_size), int(ll_samples)
+    batch_size = check_count(batch_size, "batch_size")
+    elbo_samples = check_count(elbo_samples, "elbo_samples")
+    ll_chunk = check_count(ll_chunk, "ll_chunk")
+    ll_samples = check_count(ll_samples, "ll_samples", minimum=0)
     autoencoder = is_autoencoder(model)
     if autoencoder and ll_samples > 0:
         raise ValueError("An autoencoder defines no likelihood p(x) to importance-sample; "

@@ -35,11 +35,13 @@ from jvae.models.heads import BernoulliHead
 from jvae.models.vae import VAE
 from jvae.models.nets import MLP, dense
 from jvae.models.priors import StandardNormalPrior
+from jvae.models.fields import CheckedModule
+from jvae.data.arguments import check_count
 
 __all__ = ["PointHead", "make_autoencoder", "is_autoencoder"]
 
 
-class PointHead(nn.Module):
+class PointHead(CheckedModule, nn.Module):
     """Deterministic code head: ``q(z|x) = delta(z - W h - b)`` from features ``[..., F]``.
 
     Returns ``distrax.Independent(distrax.Deterministic(loc), 1)``: batch shape ``[...]``,
@@ -83,15 +85,19 @@ def make_autoencoder(data_shape: Sequence[int], latent_dim: int = 2,
       A :class:`~jvae.models.vae.VAE` with a :class:`PointHead` posterior
       (:func:`is_autoencoder` is true).
     """
+    if isinstance(data_shape, (int, str)) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in data_shape) \
+            or not len(data_shape):
+        raise ValueError(f"data_shape must be a non-empty tuple of positive integers such as "
+                         f"(28, 28, 1), got {data_shape!r}.")
     shape = tuple(int(s) for s in data_shape)
-    if not shape or any(s <= 0 for s in shape):
-        raise ValueError(f"data_shape must be a non-empty tuple of positive sizes, got {shape}.")
+    latent_dim = check_count(latent_dim, "latent_dim")
     if likelihood is None:
         likelihood = BernoulliHead(shape, weight_init=weight_init)
-    return VAE(shape, StandardNormalPrior(int(latent_dim)),
+    return VAE(shape, StandardNormalPrior(latent_dim),
                MLP(tuple(hidden), activation, in_event_ndims=len(shape),
                    weight_init=weight_init),
-               PointHead(int(latent_dim), weight_init=weight_init),
+               PointHead(latent_dim, weight_init=weight_init),
                MLP(tuple(hidden), activation, weight_init=weight_init),
                likelihood)
 

@@ -33,6 +33,7 @@ import numpy as np
 from jvae.models import distributions as dists
 from jvae.data.validate import REAL, UNIT_INTERVAL
 from jvae.models.nets import dense, dropout
+from jvae.models.fields import CheckedModule
 
 __all__ = [
     "BernoulliHead",
@@ -79,7 +80,7 @@ def positive_scale(raw: jax.Array, kind: str = "softplus", min_scale: float = 1e
                      "'log_std'.")
 
 
-class _LikelihoodHead(nn.Module):
+class _LikelihoodHead(CheckedModule, nn.Module):
     """Shared parameter extraction: features -> ``[..., *event_shape, num_params]``.
 
     Subclasses set the class attribute ``support`` (values an observation may take; ``None``
@@ -192,7 +193,7 @@ class GaussianHead(_LikelihoodHead):
         return dists.gaussian(loc, scale, len(event))
 
 
-class DiagGaussianHead(nn.Module):
+class DiagGaussianHead(CheckedModule, nn.Module):
     """``q(z|x) = N(mu(h), diag(sigma(h)^2))`` from encoder features ``[..., F]``.
 
     Attributes:
@@ -228,7 +229,7 @@ class DiagGaussianHead(nn.Module):
         return dists.diag_gaussian(loc, positive_scale(raw, self.scale, self.min_scale))
 
 
-class MixtureGaussianHead(nn.Module):
+class MixtureGaussianHead(CheckedModule, nn.Module):
     """``q(z|x) = sum_c w_c(h) N(mu_c(h), diag(sigma_c(h)^2))``: a mixture of ``C`` diagonal
     Gaussians from encoder features ``[..., F]`` (the DPM2 notebook's MoG posterior).
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jvae.models.conv import Conv, ConvTranspose, conv_output_size, conv_transpose_output_size
+from jvae.models.fields import CheckedModule
 
 __all__ = ["MLP", "ConvEncoder", "ConvDecoder", "get_activation", "ACTIVATIONS", "dense",
            "conv_init", "dropout",
@@ -138,7 +139,7 @@ def _check_positive(name: str, values: Sequence[int]) -> None:
         raise ValueError(f"{name} must be positive integers, got {tuple(values)}.")
 
 
-class MLP(nn.Module):
+class MLP(CheckedModule, nn.Module):
     """Fully connected network ``[..., *in_event] -> [..., hidden[-1]]``.
 
     Attributes:
@@ -184,7 +185,7 @@ def _per_layer(value, n: int, name: str) -> tuple:
     return value
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(CheckedModule, nn.Module):
     """Strided convolutions ``[..., H, W, C] -> [..., F]`` for any image size.
 
     Layer ``i`` is a ``kernel[i] x kernel[i]`` convolution to ``features[i]`` channels with
@@ -248,7 +249,7 @@ class ConvEncoder(nn.Module):
         return h.reshape(batch_shape + h.shape[-1:])
 
 
-class ConvDecoder(nn.Module):
+class ConvDecoder(CheckedModule, nn.Module):
     """Dense bottleneck then transposed convolutions ``[..., D] -> [..., H, W, out_channels]``.
 
     The latent code is mapped by a dense layer to an ``h0 x w0 x start_features`` map; the

@@ -18,16 +18,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jvae.data.arguments import check_count
+from jvae.models.fields import CheckedModule
+
 __all__ = ["StandardNormalPrior", "MixturePrior", "VampPrior", "vamp_mixture"]
 
 
 def _check_dim(name: str, value: int) -> int:
-    if int(value) <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
+    return check_count(value, name)
 
 
-class StandardNormalPrior(nn.Module):
+class StandardNormalPrior(CheckedModule, nn.Module):
     """``p(z) = prod_k N(z_k | 0, 1)`` over ``latent_dim`` coordinates (no parameters)."""
 
     latent_dim: int
@@ -38,7 +39,7 @@ class StandardNormalPrior(nn.Module):
         return distrax.MultivariateNormalDiag(jnp.zeros((d,)), jnp.ones((d,)))
 
 
-class MixturePrior(nn.Module):
+class MixturePrior(CheckedModule, nn.Module):
     """Learnable mixture of ``C`` diagonal Gaussians (the DPM2 notebook's MoG prior).
 
     ``p(z) = sum_c w_c prod_k N(z_k | mu_ck, sigma_ck^2)`` with weights ``softmax(logits)``,
@@ -69,7 +70,7 @@ class MixturePrior(nn.Module):
             distrax.Categorical(logits=logits), distrax.MultivariateNormalDiag(locs, scales))
 
 
-class VampPrior(nn.Module):
+class VampPrior(CheckedModule, nn.Module):
     """The VampPrior (Tomczak & Welling, 2018, "VAE with a VampPrior", eq. 9):
     ``p(z) = 1/K sum_k q(z | u_k)``, a uniform mixture of the variational posterior at ``K``
     learned pseudo-inputs ``u_k`` of the data's shape.

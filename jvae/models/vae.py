@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 
 from jvae.data.validate import check_data
+from jvae.data.arguments import check_count
+from jvae.models.fields import CheckedModule
 
 __all__ = ["VAE", "init_params", "sample_prior", "reconstruct", "naive_lower_bound",
            "log_joint", "dropout_rate", "training_apply", "DROPOUT_FOLD"]
@@ -46,7 +48,7 @@ Params = Any
 DROPOUT_FOLD = 0x64726F70
 
 
-class VAE(nn.Module):
+class VAE(CheckedModule, nn.Module):
     """Joint ``p(z) p(x|z)`` with amortised posterior ``q(z|x)``.
 
     Attributes:
@@ -219,8 +221,7 @@ def sample_prior(model: VAE, params: Params, key: jax.Array, num: int,
     Returns:
       ``(z [num, D], x [num, *data_shape])``.
     """
-    if int(num) <= 0:
-        raise ValueError(f"num must be positive, got {num}.")
+    num = check_count(num, "num")
     kz, kx = jax.random.split(key)
     z = model.apply(params, method=VAE.prior_distribution).sample(seed=kz, sample_shape=(num,))
     px = model.apply(params, z, method=VAE.decode)
@@ -272,8 +273,7 @@ def naive_lower_bound(model: VAE, params: Params, key: jax.Array, x: jax.Array,
     Returns:
       ``[B]`` per-example bounds.
     """
-    if int(num_samples) <= 0:
-        raise ValueError(f"num_samples must be positive, got {num_samples}.")
+    num_samples = check_count(num_samples, "num_samples")
     if validate:
         check_data(x, model=model, name="x", batch_ndim=None)
     batch = x.shape[: x.ndim - len(tuple(model.data_shape))]

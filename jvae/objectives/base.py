@@ -21,6 +21,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jvae.data.arguments import check_count
 
 __all__ = ["Objective", "EstimatorState", "as_objective", "score_surrogate", "value_and_surrogate",
            "check_bound_args", "batch_mean", "batch_std", "accepts_mask"]
@@ -112,8 +113,7 @@ def check_bound_args(num_samples, beta=1.0, kl: str = "auto") -> int:
 
     ``beta`` may be a traced value (a vmapped sweep), checked only when it is a number.
     """
-    if int(num_samples) <= 0:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
+    num_samples = check_count(num_samples, "num_samples")
     if isinstance(beta, (int, float)) and not beta >= 0:
         raise ValueError(f"beta must be non-negative, got {beta!r}.")
     if kl not in ("auto", "analytic", "mc"):

@@ -33,6 +33,7 @@ from jvae.objectives.base import (EstimatorState, Objective, batch_mean, batch_s
                                   score_surrogate, value_and_surrogate)
 from jvae.objectives.control_variates import (CVContext, ControlVariate, chain, estimator_init,
                                               vimco_baseline)
+from jvae.data.arguments import check_count
 
 __all__ = ["make_iwae_loss", "make_vimco_objective", "iwae_bound", "IWAE_ESTIMATORS"]
 
@@ -72,8 +73,7 @@ def make_iwae_loss(model: VAE, num_samples: int = 5, estimator: str = "iwae"):
       0 padding) restricting every mean to the real examples. A model with dropout is in training mode (dropout on,
       stream derived from ``key``, one mask per network for every evaluation in the call).
     """
-    if int(num_samples) <= 0:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
+    num_samples = check_count(num_samples, "num_samples")
     if estimator not in IWAE_ESTIMATORS:
         raise ValueError(f"Unknown IWAE estimator {estimator!r}; choose from "
                          f"{list(IWAE_ESTIMATORS)}.")
@@ -143,9 +143,7 @@ def make_vimco_objective(model: VAE, num_samples: int = 5,
       control_variates: the chain applied to the signal ``L_K`` (broadcast to ``[K, B]``);
         ``None`` means ``(vimco_baseline(),)``.
     """
-    if int(num_samples) < 2:
-        raise ValueError(f"VIMCO needs num_samples >= 2, got {num_samples!r}.")
-    k_samples = int(num_samples)
+    k_samples = check_count(num_samples, "num_samples (VIMCO)", minimum=2)
     cv = chain(*(control_variates if control_variates is not None else (vimco_baseline(),)))
     if cv.rescales:
         raise ValueError("VIMCO cannot take a rescaling control variate (scaled_reward): the "

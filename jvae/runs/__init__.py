@@ -20,7 +20,7 @@ from jvae.runs.loop import train_and_evaluate
 from jvae.runs.overrides import (ConfigError, apply_override, config_from_json, load_config_file,
                                  normalised, resume_differences)
 from jvae.runs.records import read_metrics
-from jvae.runs.restore import restore_run
+from jvae.runs.restore import RestoredRun, load_run, restore_run
 from jvae.runs.schema import check_ranges, sweep_values, validate_config
 from jvae.runs.steplog import DEV_FILE, STEPS_FILE, DevAssessor, read_jsonl
 
@@ -30,7 +30,7 @@ __all__ = [
     "write_json_atomic", "default_config", "initialize_from_env", "write_figures",
     "write_snapshots", "WorkdirLock", "WorkdirLockedError", "train_and_evaluate", "ConfigError",
     "apply_override", "config_from_json", "load_config_file", "normalised", "resume_differences",
-    "read_metrics", "restore_run", "check_ranges", "validate_config", "read_jsonl", "DEV_FILE",
-    "STEPS_FILE", "DevAssessor", "iwae_epochs", "split_variant", "write_latent_snapshot",
-    "read_latent_snapshots",
+    "read_metrics", "restore_run", "load_run", "RestoredRun", "check_ranges", "validate_config",
+    "read_jsonl", "DEV_FILE", "STEPS_FILE", "DevAssessor", "iwae_epochs", "split_variant",
+    "write_latent_snapshot", "read_latent_snapshots",
 ]

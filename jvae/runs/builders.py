@@ -30,7 +30,9 @@ from jvae.training import make_optimizer
 from jvae.runs.schema import LIKELIHOOD_SUPPORT, SYNTHETIC, _choice, _integer, _positive
 
 __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimizer",
-           "iwae_schedule", "iwae_epochs", "split_dev"]
+           "iwae_schedule", "iwae_epochs", "split_dev", "fixed_binarisation"]
+
+_DEV_STREAM = 1          # (data_seed, 1): the dev split's binarisation stream
 
 class Datasets(NamedTuple):
     """Training and evaluation arrays (float32, ``[N, *data_shape]``), the evaluation labels
@@ -47,8 +49,10 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
     """Load the training and evaluation splits named by ``config.dataset``.
 
     Static binarisation and resizing happen here, once. With ``binarize="dynamic"`` the
-    training data stays grey (a fresh binarisation is drawn per step inside the epoch) and the
-    evaluation data is binarised once with a fixed key, so every evaluation sees the same set.
+    training data stays grey (a fresh binarisation is drawn per step inside the epoch) while
+    the evaluation split and the dev split are each binarised once with a fixed seed
+    (:func:`fixed_binarisation`), so every evaluation and every dev assessment sees the same
+    binary images and both measure the same thing (bits, not grey levels).
     Local files are checked against their pinned SHA-256 on first use unless
     ``config.dataset.verify_checksums`` is false (see :func:`jvae.data.load_split`).
     With ``config.dataset.centre`` the images are mapped from [0, 1] to [-1, 1] (Homework 2's
@@ -78,9 +82,8 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
                                  limit=ds.limit_eval or None if jdata.is_tfds_name(ds.name)
                                  else None)
         labels = None if split.labels is None else split.labels[: len(evals)]
-    if ds.binarize == "dynamic":
-        draws = np.random.default_rng(int(ds.data_seed)).random(evals.shape, np.float32)
-        evals = (draws < evals).astype(np.float32)
+    if ds.binarize == "dynamic":          # evaluated on one fixed binarisation
+        evals = fixed_binarisation(evals, int(ds.data_seed))
     for name, arr in (("training data", train), ("evaluation data", evals)):
         jdata.validate_images(arr, name, check_range=True)      # the readers give [0, 1]
     if ds.get("centre", False):                                  # Homework 2: 2x - 1
@@ -90,7 +93,18 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
         jdata.validate_images(arr, name, support=support,
                               source=f"the {config.model.likelihood} likelihood")
     train, dev = split_dev(np.asarray(train, np.float32), int(ds.dev_size), int(ds.dev_seed))
+    if dev is not None and ds.binarize == "dynamic":     # assessed like the evaluation split
+        dev = fixed_binarisation(dev, (int(ds.data_seed), _DEV_STREAM))
     return Datasets(train, np.asarray(evals, np.float32), labels, dev)
+
+
+def fixed_binarisation(x: np.ndarray, seed) -> np.ndarray:
+    """One ``Bernoulli(x)`` draw per pixel from ``numpy.random.default_rng(seed)``, float32
+    0/1: how a dynamically binarised run's evaluation split (``seed = data_seed``) and dev
+    split (``seed = (data_seed, 1)``, a stream of its own) are binarised, once, so every
+    assessment of them sees the same binary images while training draws fresh ones."""
+    draws = np.random.default_rng(seed).random(np.shape(x), np.float32)
+    return (draws < x).astype(np.float32)
 
 
 def split_dev(train: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:

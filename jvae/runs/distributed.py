@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 
 __all__ = ["initialize_from_env", "ENV_PROCESS_ID", "ENV_NUM_PROCESSES", "ENV_COORDINATOR",
@@ -126,13 +127,55 @@ def _wait_for_coordinator(host: str, port: int, timeout: float, pid: int, num: i
 
 
 def _die_with_launcher(env) -> None:
-    """In a process started by :func:`launch`: receive SIGTERM when the launcher dies (Linux
-    ``PR_SET_PDEATHSIG``), so a launcher killed with SIGKILL leaves no process behind."""
-    if env.get(ENV_LAUNCHER) != str(os.getppid()):
+    """In a process started by ``jvae.launch``: end when the launcher ends, however it ends
+    (a launcher killed with SIGKILL cannot stop its processes itself). A direct child asks
+    Linux for SIGTERM at the launcher's death (``PR_SET_PDEATHSIG``); a process started
+    through another command (``-- sh -c ...``) watches the launcher from a thread and sends
+    itself SIGTERM when it is gone. Raises ``RuntimeError`` when the launcher is already
+    gone. The training command stops on that SIGTERM (:mod:`jvae.cli.signals`)."""
+    raw = env.get(ENV_LAUNCHER)
+    if raw is None:
         return
+    try:
+        launcher = int(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_LAUNCHER}={raw!r} is not a process id.") from None
+    if os.getppid() == launcher and _parent_death_signal():
+        if os.getppid() == launcher:       # (the launcher may have died just before)
+            return
+    if not _alive(launcher):
+        raise RuntimeError(f"the launcher of this job (jvae.launch, process {launcher}) has "
+                           "exited; this process stops too.")
+    threading.Thread(target=_watch_launcher, args=(launcher,), name="jvae-launcher-watch",
+                     daemon=True).start()
+
+
+def _parent_death_signal() -> bool:
+    """Ask Linux to send SIGTERM when the parent dies; whether that worked."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM) == 0  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return False
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _watch_launcher(pid: int, every: float = 1.0) -> None:
+    while _alive(pid):
+        time.sleep(every)
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -40,7 +40,7 @@ from jvae.runs.figures import write_figures, write_latent_snapshot, write_snapsh
 from jvae.runs.lock import WorkdirLock
 from jvae.runs.overrides import normalised
 from jvae.runs.placement import place
-from jvae.runs.records import add_metrics, append_metrics, read_metrics, scalar, write_metrics
+from jvae.runs.records import add_metrics, append_metrics, cut_records, scalar
 from jvae.runs.restore import report_skipped, stderr_line
 from jvae.runs.setup import build_run, initial_state, order_key, run_keys, run_seeds
 from jvae.training import TrainState, make_train_epoch, sharding, steps_per_epoch
@@ -146,8 +146,7 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
     epoch = compile_epoch(run, optimizer, batch_spec, dev, state, train)
     compile_seconds = time.perf_counter() - t0
     state, history = run_epochs(run, state, start, history, epoch, dev, train, evals,
-                                compile_seconds=compile_seconds, resumed=resume and start > 0,
-                                progress=progress)
+                                compile_seconds=compile_seconds, progress=progress)
     finish_run(run, state, history)
     return history[-1] if history else {}
 
@@ -156,7 +155,8 @@ def open_run(config, workdir: pathlib.Path, state: TrainState, ckpt: Checkpointe
              log: Callable[[str], None]) -> tuple[int, TrainState, list[dict]]:
     """Start or resume the run in ``workdir``: refuse a fresh start over checkpoints and a
     resume that changes more than may change, restore the newest verified checkpoint, write
-    ``config.json`` and the metrics kept so far. Returns ``(start epoch, state, history)``."""
+    ``config.json`` and cut the records back to that checkpoint (all of them when there is
+    none: :func:`jvae.runs.records.cut_records`). Returns ``(start epoch, state, history)``."""
     existing = ckpt.all_epochs() or [e for e, _ in ckpt.incomplete()]
     if existing and not resume:
         raise FileExistsError(
@@ -165,15 +165,14 @@ def open_run(config, workdir: pathlib.Path, state: TrainState, ckpt: Checkpointe
     if resume:
         for change in check_resume(config, workdir):
             log(f"note: resuming with {change}.")
-    start, history = 0, []
+    start = 0
     if resume and existing:
         restored = ckpt.restore_latest(state, warn=False)
         report_skipped(restored.skipped, restored.epoch, ckpt, log)
         start, state = restored.epoch, restored.state
-        history = [r for r in read_metrics(workdir) if r.get("epoch", 0) <= start]
     if sharding.is_main_process():
         write_json_atomic(workdir / "config.json", normalised(config))
-    write_metrics(workdir, history)
+    history = cut_records(workdir, start, int(np.ravel(state.step)[0]) if start else 0)
     return start, state, history
 
 
@@ -276,8 +275,7 @@ def evaluators(run: Run) -> tuple[Callable, Callable]:
 
 def run_epochs(run: Run, state: TrainState, start: int, history: list[dict], epoch_fn: Callable,
                dev: steplog.DevAssessor, train: jax.Array, evals: jax.Array, *,
-               compile_seconds: float, resumed: bool,
-               progress: bool) -> tuple[TrainState, list[dict]]:
+               compile_seconds: float, progress: bool) -> tuple[TrainState, list[dict]]:
     """Epochs ``start + 1 .. num_epochs``: train, check the losses, log the steps, evaluate,
     record, snapshot and checkpoint each. Returns the final state and all records."""
     config = run.config
@@ -294,11 +292,7 @@ def run_epochs(run: Run, state: TrainState, start: int, history: list[dict], epo
     lowest = np.broadcast_to(np.asarray(record.get("train/loss_min", np.inf), np.float64),
                              (len(run.seeds),)).copy()
     steps_log = steplog.StepLog(run.workdir, bool(config.eval.log_steps), run.multi)
-    if resumed:
-        steps_log.truncate(int(np.ravel(state.step)[0]))
-        dev.truncate(int(np.ravel(state.step)[0]))
-    elif dev.active:
-        dev.truncate(0)
+    if start == 0 and dev.active:     # (the records were cut back by open_run)
         dev.assess(state.params, 0, epoch=0)          # the notebook's assessment at step 0
     if start == 0:
         _latent_snapshot(run, state, 0)               # the lecture draws before each epoch

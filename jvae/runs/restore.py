@@ -5,13 +5,32 @@ from __future__ import annotations
 
 import pathlib
 import sys
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 from jvae.runs.checkpoints import Checkpointer
 from jvae.runs.overrides import config_from_json
 from jvae.runs.setup import build_run, initial_state
 
-__all__ = ["restore_run", "report_skipped", "stderr_line"]
+__all__ = ["RestoredRun", "load_run", "restore_run", "report_skipped", "stderr_line"]
+
+
+class RestoredRun(NamedTuple):
+    """A run rebuilt from its work directory by :func:`load_run`.
+
+    Attributes:
+      config: the config the run stored (``config.json``).
+      datasets: its data (:class:`jvae.runs.builders.Datasets`).
+      model: its model.
+      state: the restored :class:`~jvae.training.TrainState` (stacked over seeds for a
+        multi-seed run or a sweep).
+      epoch: the epoch of the restored checkpoint.
+    """
+
+    config: Any
+    datasets: Any
+    model: Any
+    state: Any
+    epoch: int
 
 
 def restore_run(workdir: str | pathlib.Path, epoch: int | None = None, *,
@@ -20,6 +39,7 @@ def restore_run(workdir: str | pathlib.Path, epoch: int | None = None, *,
 
     Without ``epoch`` the newest checkpoint that verifies is restored; each newer damaged
     one is skipped with a line to ``log`` (default: standard error) saying why.
+    :func:`load_run` does the same and also says which epoch it restored.
 
     Returns:
       ``(config, datasets, model, state)`` with the state of the newest (or given) checkpoint
@@ -30,6 +50,20 @@ def restore_run(workdir: str | pathlib.Path, epoch: int | None = None, *,
       jvae.runs.checkpoints.CheckpointError: no checkpoint verifies, or it does not fit the
         stored config.
     """
+    return tuple(load_run(workdir, epoch, log=log)[:4])
+
+
+def load_run(workdir: str | pathlib.Path, epoch: int | None = None, *,
+             log: Callable[[str], None] | None = None) -> RestoredRun:
+    """:func:`restore_run` with the restored checkpoint's epoch: a :class:`RestoredRun`.
+
+    Raises:
+      As :func:`restore_run`; ``ValueError`` for an ``epoch`` that is not an integer >= 0.
+    """
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)
+                              or epoch < 0):
+        raise ValueError(f"epoch must be an integer >= 0 (a checkpoint's epoch) or None for "
+                         f"the newest, got {epoch!r}.")
     workdir = pathlib.Path(workdir)
     config_path = workdir / "config.json"
     if not config_path.exists():
@@ -43,10 +77,10 @@ def restore_run(workdir: str | pathlib.Path, epoch: int | None = None, *,
     if epoch is None:
         restored = ckpt.restore_latest(template, warn=False)
         report_skipped(restored.skipped, restored.epoch, ckpt, log or stderr_line)
-        state = restored.state
+        state, epoch = restored.state, restored.epoch
     else:
         state = ckpt.restore(template, epoch)
-    return config, datasets, model, state
+    return RestoredRun(config, datasets, model, state, int(epoch))
 
 
 def stderr_line(line: str) -> None:

@@ -16,6 +16,7 @@ from jvae.models.nets import ACTIVATIONS, CONV_PRESETS, INITS, check_dropout_rat
 from jvae.objectives.control_variates import CONTROL_VARIATES
 from jvae.objectives.iwae import IWAE_ESTIMATORS
 from jvae.training.optimizers import OPTIMIZERS
+from jvae.runs.fields import check_ignored, check_types
 
 __all__ = ["validate_config", "check_ranges", "LIKELIHOOD_SUPPORT", "KINDS", "LIKELIHOODS",
            "PRIORS", "POSTERIORS", "NETWORKS", "OBJECTIVES", "SCHEDULES", "SYNTHETIC",
@@ -70,8 +71,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
     The groups are checked in order: the top-level numbers and seeds, the dataset, the
     optimiser, the model, the objective with the posterior it needs, the evaluation, the
-    sweep, the config's declared ranges, and the data/likelihood pairing.
+    sweep, the config's declared ranges, the data/likelihood pairing, and last the fields
+    set although the run would ignore them (:func:`jvae.runs.fields.check_ignored`). Before
+    all of them every field's type is checked against its default
+    (:func:`jvae.runs.fields.check_types`).
     """
+    check_types(config)
     _check_numbers(config)
     _check_dataset(config)
     _check_optimizer(config)
@@ -82,9 +87,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     sweep_values(config)
     check_ranges(config)
     if config.dataset.name in SYNTHETIC and config.model.likelihood != "gaussian":
-        raise ValueError("The 2-D Gaussian data needs likelihood='gaussian'.")
-
-
+        raise ValueError("config.model.likelihood must be 'gaussian' for the 2-D Gaussian data "
+                         f"(config.dataset.name 'gaussian2d'), got {config.model.likelihood!r}.")
+    check_ignored(config)
 
 
 def _check_numbers(config: ml_collections.ConfigDict) -> None:
@@ -224,10 +229,12 @@ def _check_posterior(config: ml_collections.ConfigDict) -> None:
         _positive("config.model.posterior_components", m.posterior_components)
         if obj.name in ("elbo", "iwae"):
             raise ValueError(
-                f"objective {obj.name!r} needs a reparameterisable posterior; a mixture "
-                "posterior trains with objective 'nvil', 'sfe', 'mixture' or 'vimco'.")
+                f"config.objective.name {obj.name!r} needs a reparameterisable posterior; "
+                "config.model.posterior 'mixture' trains with objective 'nvil', 'mixture', "
+                "'sfe' or 'vimco'.")
     if obj.name == "mixture" and m.posterior != "mixture":
-        raise ValueError("objective 'mixture' needs model.posterior='mixture'.")
+        raise ValueError("config.objective.name 'mixture' needs config.model.posterior="
+                         f"'mixture', got {m.posterior!r}.")
     if m.posterior in FLOW_POSTERIORS:
         _check_flow(config)
     if m.prior in ("mixture", "vamp"):
@@ -349,15 +356,22 @@ def sweep_values(config: ml_collections.ConfigDict) -> dict[str, np.ndarray] | N
     betas, rates = tuple(config.sweep.beta), tuple(config.sweep.learning_rate)
     if not betas and not rates:
         return None
+    for field, values in (("beta", betas), ("learning_rate", rates)):
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise ValueError(f"config.sweep.{field}[{i}] must be a number, got {v!r}.")
+            if not np.isfinite(v) or (v < 0 if field == "beta" else v <= 0):
+                bound = ">= 0" if field == "beta" else "> 0"
+                raise ValueError(f"config.sweep.{field}[{i}] must be finite and {bound}, got "
+                                 f"{v!r}.")
     if betas and rates and len(betas) != len(rates):
         raise ValueError(f"config.sweep.beta ({len(betas)} values) and "
                          f"config.sweep.learning_rate ({len(rates)}) must have equal lengths.")
     if int(config.num_seeds) != 1:
-        raise ValueError("A sweep runs one seed per value: set num_seeds=1.")
+        raise ValueError(f"config.num_seeds must be 1 with a sweep (config.sweep.beta or "
+                         f"config.sweep.learning_rate: one model per value), got "
+                         f"{config.num_seeds!r}.")
     size = max(len(betas), len(rates))
     beta = np.asarray(betas or [config.objective.beta] * size, np.float32)
     lr = np.asarray(rates or [config.learning_rate] * size, np.float32)
-    if np.any(beta < 0) or np.any(lr <= 0):
-        raise ValueError(f"Sweep values out of range: beta {beta.tolist()} must be >= 0, "
-                         f"learning_rate {lr.tolist()} > 0.")
     return {"beta": beta, "learning_rate": lr}

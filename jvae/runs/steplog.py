@@ -18,7 +18,8 @@ With ``every_steps`` the epoch runs as compiled chunks of that many steps
 (:func:`chunked_epoch`, built on ``make_train_epoch``'s ``plan`` and ``run_steps``): the
 training arithmetic is the one-program epoch's, nothing returns to the host inside a chunk,
 and each assessment is one jitted evaluator call on the device followed by one transfer of its
-few scalars. A resumed run first drops the lines after the restored step.
+few scalars. Every start of a run first cuts both files back to the restored checkpoint's
+step (a fresh start empties them): see :func:`jvae.runs.records.cut_records`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ import numpy as np
 from jvae.training import sharding
 from jvae.evaluation import make_evaluator
 
-__all__ = ["STEPS_FILE", "DEV_FILE", "DevAssessor", "StepLog", "read_jsonl", "chunks"]
+__all__ = ["STEPS_FILE", "DEV_FILE", "DevAssessor", "StepLog", "read_jsonl", "cut_jsonl",
+           "chunks"]
 
 STEPS_FILE = "steps.jsonl"
 DEV_FILE = "dev.jsonl"
@@ -68,13 +70,21 @@ def chunks(num_steps: int, every: int) -> list[tuple[int, int]]:
     return [(a, min(a + every, num_steps)) for a in range(0, num_steps, every)]
 
 
-def _truncate(path: pathlib.Path, max_step: int) -> None:
+def cut_jsonl(path: str | pathlib.Path, field: str, last: int) -> list[dict]:
+    """Keep only the records of ``path`` whose ``field`` is at most ``last`` (process 0; no
+    other process writes records). The file is replaced atomically; it is removed when no
+    record is kept. Returns the kept records."""
+    path = pathlib.Path(path)
     if not sharding.is_main_process() or not path.exists():
-        return
-    kept = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
+        return []
+    kept = [r for r in read_jsonl(path) if r.get(field, 0) <= last]
+    if not kept:
+        path.unlink()
+        return kept
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     tmp.replace(path)
+    return kept
 
 
 def _append(path: pathlib.Path, records: list[dict]) -> None:
@@ -111,10 +121,6 @@ class StepLog:
 
     def __init__(self, workdir: pathlib.Path, enabled: bool, multi: bool):
         self.path, self.enabled, self.multi = pathlib.Path(workdir) / STEPS_FILE, enabled, multi
-
-    def truncate(self, max_step: int) -> None:
-        if self.enabled:
-            _truncate(self.path, max_step)
 
     def write(self, step0: int, epoch: int, aux: dict[str, np.ndarray]) -> None:
         """``aux``: ``[S]`` (or ``[runs, S]``) host arrays of the epoch that started after
@@ -170,10 +176,6 @@ class DevAssessor:
             self._evaluators[samples] = (jax.jit(jax.vmap(fn, in_axes=(0, 0, None)))
                                          if self.multi else fn)
         return self._evaluators[samples]
-
-    def truncate(self, max_step: int) -> None:
-        if self.active:
-            _truncate(self.path, max_step)
 
     def assess(self, params: Any, step: int, *, epoch: float, final: bool = False) -> dict:
         """Assess the dev split with ``params`` after ``step`` updates; appends the record

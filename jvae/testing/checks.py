@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from jvae.data.arguments import check_number
 __all__ = ["UnbiasedReport", "VarianceReport", "SNRReport", "OrderingReport", "check_unbiased",
            "variance_ratio", "snr", "check_bound_ordering", "total_variance"]
 
@@ -44,7 +45,11 @@ class _Report:
 
 
 def _as_draws(draws, name="draws") -> np.ndarray:
-    d = np.asarray(draws, np.float64)
+    try:
+        d = np.asarray(draws, np.float64)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name} must be an array [n, P] of numbers, got "
+                         f"{type(draws).__name__} ({' '.join(str(e).split())[:120]}).") from None
     if d.ndim == 1:
         d = d[:, None]
     if d.ndim != 2 or d.shape[0] < 2:
@@ -53,6 +58,23 @@ def _as_draws(draws, name="draws") -> np.ndarray:
         raise ValueError(f"{name} contain non-finite values (at draws "
                          f"{np.flatnonzero(~np.isfinite(d).all(1))[:5].tolist()}).")
     return d
+
+
+def _finite(values, name: str) -> np.ndarray:
+    """``values`` as a float64 array, or one line naming ``name`` (not numbers, NaN/Inf)."""
+    try:
+        a = np.asarray(values, np.float64)
+    except (ValueError, TypeError):
+        raise ValueError(f"{name} must be numbers, got {type(values).__name__}.") from None
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or Inf (at {np.flatnonzero(~np.isfinite(a))[:5].tolist()}).")
+    return a
+
+
+def _bounds(below, above) -> None:
+    for name, value in (("below", below), ("above", above)):
+        if value is not None:
+            check_number(value, name)
 
 
 def _columns(mask, p: int) -> np.ndarray:
@@ -135,12 +157,20 @@ def check_unbiased(draws, reference, *, reference_se=0.0, z: float = 4.5, atol: 
       An :class:`UnbiasedReport` (truthy when it passed).
     """
     d = _as_draws(draws)
-    ref = np.asarray(reference, np.float64).reshape(-1)
+    ref = _finite(reference, "reference").reshape(-1)
     if ref.shape != (d.shape[1],):
         raise ValueError(f"reference must be [P={d.shape[1]}], got shape {np.shape(reference)}.")
-    if not z > 0:
-        raise ValueError(f"z must be positive, got {z!r}.")
-    ref_se = np.broadcast_to(np.asarray(reference_se, np.float64), ref.shape)
+    z = check_number(z, "z", low=0.0, low_open=True)
+    atol = check_number(atol, "atol", low=0.0)
+    max_relative_se = check_number(max_relative_se, "max_relative_se", low=0.0, low_open=True)
+    ref_se = _finite(reference_se, "reference_se")
+    if np.any(ref_se < 0):
+        raise ValueError("reference_se must be >= 0 (a standard error).")
+    try:
+        ref_se = np.broadcast_to(ref_se, ref.shape)
+    except ValueError:
+        raise ValueError(f"reference_se must be a scalar or [P={ref.shape[0]}], got shape "
+                         f"{ref_se.shape}.") from None
     cols = _columns(mask, d.shape[1])
     d, ref, ref_se = d[:, cols], ref[cols], ref_se[cols]
     mean = d.mean(0)
@@ -223,6 +253,7 @@ def variance_ratio(draws_a, draws_b, *, mask=None, below: float | None = None,
     Returns:
       A :class:`VarianceReport` (truthy when within the bounds).
     """
+    _bounds(below, above)
     a, b = _as_draws(draws_a, "draws_a"), _as_draws(draws_b, "draws_b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"draws_a and draws_b have {a.shape[1]} and {b.shape[1]} coordinates.")
@@ -289,6 +320,7 @@ def snr(draws, *, mask=None, below: float | None = None,
     Returns:
       An :class:`SNRReport`.
     """
+    _bounds(below, above)
     d = _as_draws(draws)
     cols = _columns(mask, d.shape[1])
     d = d[:, cols]
@@ -354,15 +386,16 @@ def check_bound_ordering(bounds: Mapping | Sequence, *, z: float = 3.0,
     Returns:
       An :class:`OrderingReport`.
     """
+    z = check_number(z, "z", low=0.0)
     items = list(bounds.items()) if isinstance(bounds, Mapping) else list(enumerate(bounds))
     if len(items) < (1 if upper is not None else 2):
         raise ValueError("check_bound_ordering needs at least two bounds (or one and upper=).")
     labels, means, ses = [], [], []
     for label, value in items:
         if isinstance(value, tuple) and len(value) == 2:
-            m, s = float(value[0]), float(value[1])
+            m, s = (check_number(v, f"bound {label!r}") for v in value)
         else:
-            v = np.asarray(value, np.float64)
+            v = _finite(value, f"bound {label!r}")
             if v.ndim != 1 or len(v) < 2:
                 raise ValueError(f"bound {label!r}: give (mean, se) or a 1-D array of "
                                  f"estimates, got shape {v.shape}.")

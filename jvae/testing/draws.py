@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jvae.data.arguments import check_count
+from jvae.data.validate import check_data
 from jvae.objectives.base import EstimatorState, Objective, as_objective
 
 __all__ = ["gradient_draws", "make_gradient_sampler", "param_mask", "DEFAULT_CHUNK_BYTES"]
@@ -52,6 +54,9 @@ def make_gradient_sampler(objective: Callable | Objective, params: Any, x: jax.A
         :data:`DEFAULT_CHUNK_BYTES` (``[chunk, P]`` float32), at most ``num_draws``.
       num_draws: the number of draws planned (caps the default chunk size).
     """
+    check_fixed_point(params, x)
+    if num_draws is not None:
+        num_draws = check_count(num_draws, "num_draws")
     obj = as_objective(objective)
     if state is None:
         if init_key is None:
@@ -66,9 +71,7 @@ def make_gradient_sampler(objective: Callable | Objective, params: Any, x: jax.A
         chunk_size = max(1, DEFAULT_CHUNK_BYTES // (4 * max(num_params, 1)))
         if num_draws is not None:
             chunk_size = min(chunk_size, int(num_draws))
-    chunk_size = int(chunk_size)
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    chunk_size = check_count(chunk_size, "chunk_size")
 
     def one(key):
         return ravel_pytree(jax.grad(lambda p: obj.loss(p, state, key, x)[0])(params))[0]
@@ -116,13 +119,33 @@ def gradient_draws(objective: Callable | Objective, params: Any, x: jax.Array, n
     Returns:
       ``[n, P]`` numpy array in the parameters' dtype (float32), on the host.
     """
-    n = int(n)
-    if n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    n = check_count(n, "n")
+    check_fixed_point(params, x)
     sample = make_gradient_sampler(objective, params, x, state=state,
                                    init_key=jax.random.fold_in(key, 1), chunk_size=chunk_size,
                                    num_draws=n)
     return sample(jax.random.split(key, n))
+
+
+def check_fixed_point(params: Any, x: Any) -> None:
+    """The point the draws are taken at: ``x`` a finite floating-point array with a batch
+    axis (:func:`jvae.data.check_data`) and every parameter finite, or a one-line
+    ``ValueError`` (a NaN there makes every draw NaN)."""
+    check_data(x, name="x", batch_ndim=None)
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    if not leaves:
+        raise ValueError("params holds no arrays (pass the model's variables, e.g. "
+                         "init_params(model, key, x)).")
+    for path, leaf in leaves:
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        a = np.asarray(leaf)
+        if not np.issubdtype(a.dtype, np.number):
+            raise ValueError(f"params{jax.tree_util.keystr(path)}: not numbers (dtype "
+                             f"{a.dtype}).")
+        if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+            raise ValueError(f"params{jax.tree_util.keystr(path)}: "
+                             f"{int(np.sum(~np.isfinite(a)))} non-finite values (NaN/Inf).")
 
 
 def param_mask(params: Any, *names: str) -> np.ndarray:

@@ -28,7 +28,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jvae.objectives.base import EstimatorState, Objective, as_objective
-from jvae.testing.draws import DEFAULT_CHUNK_BYTES
+from jvae.testing.draws import DEFAULT_CHUNK_BYTES, check_fixed_point
+from jvae.data.arguments import check_count
 
 __all__ = ["Moments", "moments_of", "combine_moments", "gradient_moments"]
 
@@ -132,9 +133,8 @@ def gradient_moments(objective: Callable | Objective, params: Any, x: jax.Array,
       ``Moments(count, mean [P], m2 [P])`` in float64, ``count`` the draws taken (a multiple
       of the chunk size); ``.var`` is the ``[P]`` unbiased variance.
     """
-    num_draws = int(num_draws)
-    if num_draws < 2:
-        raise ValueError(f"num_draws must be at least 2 (a variance), got {num_draws!r}.")
+    num_draws = check_count(num_draws, "num_draws (at least 2 for a variance)", minimum=2)
+    check_fixed_point(params, x)
     obj = as_objective(objective)
     if state is None:
         state = obj.init(jax.random.fold_in(key, 1), x)
@@ -142,9 +142,7 @@ def gradient_moments(objective: Callable | Objective, params: Any, x: jax.Array,
     num_params = int(ravel_pytree(split(params))[0].size)
     if chunk_size is None:
         chunk_size = max(1, min(num_draws, DEFAULT_CHUNK_BYTES // (4 * max(num_params, 1))))
-    chunk_size = int(chunk_size)
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    chunk_size = check_count(chunk_size, "chunk_size")
 
     @jax.jit
     def chunk_moments(params, state, x, keys):

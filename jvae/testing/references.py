@@ -35,6 +35,7 @@ from jax.flatten_util import ravel_pytree
 
 from jvae.classic.linear_vae import linear_vae_to_ppca
 from jvae.classic.ppca import PPCA, ppca_log_likelihood, ppca_posterior, ppca_sample
+from jvae.data.arguments import check_count
 
 __all__ = ["PPCAReference", "ppca_reference", "exact_elbo", "exact_elbo_gradient",
            "gaussian_elbo", "MixtureReference", "mixture_reference",
@@ -156,7 +157,7 @@ def ppca_reference(data_dim: int = 5, latent_dim: int = 2, *, sigma: float = 0.5
     from jvae.models.nets import MLP
     from jvae.models.priors import StandardNormalPrior
 
-    d, k = int(data_dim), int(latent_dim)
+    d, k = check_count(data_dim, "data_dim"), check_count(latent_dim, "latent_dim")
     if not (d >= 2 and 1 <= k <= d):
         raise ValueError(f"need data_dim >= 2 and 1 <= latent_dim <= data_dim, got {data_dim!r}, "
                          f"{latent_dim!r}.")
@@ -311,8 +312,7 @@ def mixture_reference(reference: PPCAReference, key: jax.Array, x: jax.Array, *,
     from jvae.models.nets import MLP
     from jvae.models.priors import StandardNormalPrior
 
-    if int(components) < 2:
-        raise ValueError(f"components must be >= 2, got {components!r}.")
+    components = check_count(components, "components", minimum=2)
     lik = reference.model.likelihood
     model = VAE(data_shape=(reference.data_dim,), prior=StandardNormalPrior(reference.latent_dim),
                 encoder=MLP(hidden=()),

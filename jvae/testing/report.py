@@ -25,6 +25,7 @@ from jvae.testing.checks import (SNRReport, UnbiasedReport, VarianceReport, chec
                                  variance_ratio)
 from jvae.testing.draws import make_gradient_sampler, param_mask
 from jvae.testing.references import PPCAReference, exact_elbo_gradient, ppca_reference
+from jvae.data.arguments import check_count
 
 __all__ = ["EstimatorReport", "estimator_report", "report_table"]
 
@@ -160,9 +161,7 @@ def estimator_report(objective: Callable | Objective, *, model: PPCAReference | 
         raise TypeError(f"model must be a PPCAReference (jvae.testing.ppca_reference()), got "
                         f"{type(ref).__name__}.")
     key = jax.random.key(0) if key is None else key
-    n = int(n)
-    if n < 2:
-        raise ValueError(f"n must be at least 2, got {n!r}.")
+    n = check_count(n, "n", minimum=2)
     if isinstance(reference, str) and reference != "elbo":
         raise ValueError(f"Unknown reference {reference!r}; use 'elbo', an array, an "
                          "objective or None.")

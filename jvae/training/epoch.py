@@ -28,6 +28,7 @@ import optax
 from jvae.data.validate import UNIT_INTERVAL, check_data, likelihood_support
 from jvae.objectives.base import EstimatorState, Objective, accepts_mask, as_objective
 from jvae.training.state import TrainState, _untrainable, trainable
+from jvae.data.arguments import check_count
 
 __all__ = ["EpochPlan", "TrainEpoch", "make_train_epoch", "steps_per_epoch"]
 
@@ -141,9 +142,7 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
       the same arithmetic in the same order. Both parts are jitted with ``jit=True`` and
       are not data-checked.
     """
-    if int(batch_size) <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    batch_size = int(batch_size)
+    batch_size = check_count(batch_size, "batch_size")
     if not drop_last and not accepts_mask(loss_fn):
         raise ValueError(
             f"drop_last=False pads the last batch and needs a loss that takes a mask keyword "
