@@ -34,7 +34,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "DiagGaussianHead": {"latent_dim": "count", "min_scale": "non-negative",
                          "dropout_rate": "rate"},
     "MixtureGaussianHead": {"latent_dim": "count", "num_components": "count",
-                            "min_scale": "non-negative", "init_spread": "positive",
+                            "min_scale": "non-negative", "init_spread": "non-negative",
                             "dropout_rate": "rate"},
     "PointHead": {"latent_dim": "count"},
     "MLP": {"hidden": "widths", "in_event_ndims": "count", "activate_final": "bool",
