@@ -6,6 +6,8 @@ The public API, flat: every name below is re-exported from the layer that define
 their own. See README.md for a tour and docs/guides/architecture.md for the layers.
 """
 
+# First, before any module computes: XLA reads XLA_FLAGS when JAX's CPU backend starts.
+from jvae.xla import xla_workarounds, XLAWorkaround, XLAWorkaroundWarning
 from jvae.data import (
     binarize_dynamic, binarize_static, centre, check_data, ChecksumError, DataNotFoundError,
     DATASETS, find_data_dir, gaussian2d, InvalidDataError, likelihood_support, load_dataset,
@@ -91,5 +93,6 @@ __all__ = [
     "tsne_kl_divergence", "conditional_observations", "prior_observations",
     "prior_samples_with_components", "interpolate_latents", "centre", "uncentre", "VampPrior",
     "vamp_mixture", "FlowPosterior", "Planar", "IAF", "PlanarFlowHead", "IAFHead",
-    "CouplingFlowHead", "MADE", "MADEParams", "made_apply", "made_masks", "TSNEMap", "tsne_map"
+    "CouplingFlowHead", "MADE", "MADEParams", "made_apply", "made_masks", "TSNEMap", "tsne_map",
+    "xla_workarounds", "XLAWorkaround", "XLAWorkaroundWarning",
 ]
