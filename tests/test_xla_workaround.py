@@ -46,6 +46,18 @@ def test_the_reproduction_finds_the_bug_where_jaxlib_has_it():
         assert "17495 of 50000 outputs wrong" in proc.stdout, proc.stdout
 
 
+def test_a_jvae_process_with_the_workaround_off_is_caught_where_jaxlib_has_it():
+    """The unmitigated setting, as a user gets it with ``JVAE_XLA_WORKAROUND=off``: jvae
+    imported, its workaround disabled. On jaxlib 0.10 the reproduction finds wrong outputs
+    (what the first test would see without the workaround); on jaxlib 0.12 none."""
+    proc = _run("import jvae; assert jvae.xla_workarounds().state == "
+                f"{'disabled' if AFFECTED else 'not needed'!r}; " + REPRO,
+                JVAE_XLA_WORKAROUND="off")
+    assert proc.returncode == (1 if AFFECTED else 0), proc.stdout + proc.stderr
+    if AFFECTED:
+        assert "17495 of 50000 outputs wrong" in proc.stdout, proc.stdout
+
+
 def test_the_status_of_this_process():
     status = jvae.xla_workarounds()
     assert status.jaxlib_version == jaxlib.__version__ and status.needed == AFFECTED
