@@ -11,10 +11,14 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+import jvae
 from jvae.runs.schema import LIKELIHOODS, NETWORKS, POSTERIORS, PRIORS
 from tests.tools.compiled_eager import CASES, CI_CASES, N_EVAL, PROGRAMS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+AFFECTED = jvae.xla_workarounds().needed          # jaxlib 0.10: the YNN reduce-fusion bug
 
 
 def test_ci_cases_cover_every_prior_posterior_likelihood_and_network():
@@ -46,3 +50,18 @@ def test_compiled_programs_match_op_by_op_at_default_flags(tmp_path):
     assert all(r["deviation"] <= 1.0 for r in records), records
     assert any(r["program"] == "sample" and r["shape"] == [100, N_EVAL]
                and r["posterior"] == "planar" for r in records)
+
+
+@pytest.mark.skipif(not AFFECTED, reason="this jaxlib does not have the bug: nothing to catch")
+def test_the_guard_catches_the_bug_with_the_workaround_off(tmp_path):
+    """jaxlib 0.10 with ``JVAE_XLA_WORKAROUND=off``: the planar case's samples and
+    log-likelihoods at the evaluator's chunk differ from op by op (the guard can fail)."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JVAE_XLA_WORKAROUND"] = "off"
+    out = tmp_path / "records.json"
+    proc = subprocess.run([sys.executable, "-m", "tests.tools.compiled_eager", "--only",
+                           "standard-planar", "--json", str(out)], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=1800)
+    assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-4000:]
+    records = {r["program"]: r for r in json.loads(out.read_text())}
+    assert records["sample"]["deviation"] > 10 and records["log_likelihood"]["deviation"] > 10
