@@ -258,7 +258,10 @@ k-means++ starts:
 |---|---|---|---|---|---|---|---|
 {restarts}
 
-Measured {data['date'][:10]} ({data['machine']}, jax {data['jax']}). Regenerate:
+![VampPrior error by posterior sd; planar non-finite log-dets by scale](../figures/numerics.png)
+
+Measured {data['date'][:10]} ({data['machine']}, jax {data['jax']}). Regenerate the numbers and
+this page (then `python -m experiments.figures numerics` for the figure):
 
 ```bash
 {data['command']}
