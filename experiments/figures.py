@@ -267,6 +267,37 @@ def draw_flows(data: dict, path) -> None:
                    ylabel="gain over diagonal Gaussian (nats)")
 
 
+def draw_numerics(data: dict, path) -> None:
+    """``experiments.numerics``' figure: the VampPrior's float32 error against float64 by
+    posterior sd (jvae and the expanded square), and the planar flow's non-finite log-dets by
+    parameter scale (jvae and the product form)."""
+    fig = _figure((9.0, 3.4))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    sds = [r["sd"] for r in data["vamp"]]
+    for key, label, marker in (("max_error", "jvae (direct form, chunked)", "o"),
+                               ("expanded_max_error", "expanded square (before)", "s")):
+        left.plot(sds, [r[key] for r in data["vamp"]], marker=marker, label=label)
+    left.axhline(1e-3, color="grey", ls="--", lw=1, label="1e-3 nats")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("posterior sd")
+    left.set_ylabel("max |float32 - float64| (nats)")
+    left.set_title("VampPrior log p(z)", fontsize=10)
+    left.legend(fontsize=7)
+    scales = [f"{r['scale']:g}" for r in data["planar"]]
+    x = [float(i) for i in range(len(scales))]
+    right.bar([v - 0.2 for v in x], [r["non_finite_log_det"] for r in data["planar"]], 0.4,
+              label="jvae (log space)")
+    right.bar([v + 0.2 for v in x], [r["product_form_non_finite"] for r in data["planar"]], 0.4,
+              label="product form (before)")
+    right.set_xticks(x, scales)
+    right.set_xlabel("parameter scale")
+    right.set_ylabel(f"non-finite log-dets of {data['planar'][0]['points']:.0e}")
+    right.set_title("planar flow", fontsize=10)
+    right.legend(fontsize=7)
+    _save(fig, path)
+
+
 DPM2_GROUPS = (("nvil_", "NVIL, mixture posterior (the notebook's SFE)"),
                ("", "reparameterised, binarised"),
                ("continuous", "grey levels (ContinuousBernoulli)"),
@@ -407,6 +438,9 @@ SOURCES = (
            (("experiments/figures.py", "draw_flows"),
             ("jvae/plotting/gains.py", "save_gain_bars")),
            data="flows.json", draw=draw_flows),
+    Source("numerics", {"": "numerics.png"},
+           (("experiments/figures.py", "draw_numerics"), ("experiments/figures.py", "_figure")),
+           data="numerics.json", draw=draw_numerics),
     Source("benchmarks", {"": "benchmarks.png"},
            (("experiments/figures.py", "draw_benchmarks"), ("experiments/figures.py", "_figure")),
            data="benchmarks.json", draw=draw_benchmarks),

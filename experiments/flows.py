@@ -45,10 +45,11 @@ import platform
 import statistics
 import sys
 
+import jax
 import numpy as np
 
 from experiments.configs import iwae_mnist
-from jvae import read_metrics, train_and_evaluate
+from jvae import read_metrics, train_and_evaluate, xla_workarounds
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROWS = {
@@ -131,6 +132,51 @@ def add_gains(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def merge_rows(rows: list[dict], previous: dict, date: str, budget: dict) -> list[dict]:
+    """``rows`` (measured on ``date`` with ``budget``) over the rows of ``previous`` (an
+    earlier JSON of this script, which must have the same budget): a row run now replaces its
+    earlier self and keeps the earlier test numbers (``previous_*``, ``previous_measured``);
+    rows not run now are kept as measured then. Every row gets ``measured`` (its date). In
+    :data:`ROWS` order."""
+    if previous["budget"] != budget:
+        raise SystemExit(f"--merge: the earlier budget {previous['budget']} is not this run's "
+                         f"{budget}; rows of different budgets cannot share a table.")
+    new = {r["row"]: dict(r, measured=date) for r in rows}
+    for old in previous["rows"]:
+        name = old["row"]
+        if name in new:
+            for key in ("test_elbo", "test_log_likelihood", "elbo_gain_mean", "ll_gain_mean"):
+                new[name][f"previous_{key}"] = old[key]
+            new[name]["previous_measured"] = old.get("measured", previous["date"])
+        else:
+            new[name] = dict(old, measured=old.get("measured", previous["date"]))
+    return [new[name] for name in ROWS if name in new]
+
+
+def rerun_lines(rows: list[dict]) -> str:
+    """One sentence per row rerun over an earlier measurement: how far its numbers moved."""
+    lines = []
+    for r in rows:
+        if "previous_test_log_likelihood" not in r or r["row"] == "gaussian":
+            continue
+        d_ll = np.asarray(r["test_log_likelihood"]) - np.asarray(r["previous_test_log_likelihood"])
+        d_elbo = np.asarray(r["test_elbo"]) - np.asarray(r["previous_test_elbo"])
+        lines.append(
+            f"Row `{r['row']}` was rerun on {r['measured'][:10]} (earlier measurement "
+            f"{r['previous_measured'][:10]}): its test log p(x) moved by "
+            + "/".join(f"{v:+.2f}" for v in d_ll) + " nats per seed (mean "
+            f"{d_ll.mean():+.2f}), its test ELBO by " + "/".join(f"{v:+.2f}" for v in d_elbo)
+            + f" (mean {d_elbo.mean():+.2f}); its log p(x) gain went from "
+            f"{r['previous_ll_gain_mean']:+.2f} to {r['ll_gain_mean']:+.2f}.")
+    rerun = {r["measured"] for r in rows if "previous_measured" in r}
+    kept = [r for r in rows if r.get("measured") not in rerun]
+    if lines and kept:
+        lines.append("Rows " + ", ".join(f"`{r['row']}` ({r['measured'][:10]})" for r in kept)
+                     + " were not rerun. Seconds per epoch are of each row's own run (its "
+                     "host load): compare the relative column.")
+    return " ".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     def ms(values):
         v = np.asarray(values)
@@ -180,6 +226,16 @@ def write_page(data: dict, page: pathlib.Path, figure: pathlib.Path) -> None:
                       for r in data["rows"] if "test_rate" in r)
     rate_line = f"Test rates (nats, per seed): {rates}." if rates else ""
     rel = os.path.relpath(figure, page.parent)
+    rerun = rerun_lines(data["rows"])
+    rerun = f"\n{rerun}\n" if rerun else ""
+    stale = "" if "xla_workaround" in data else (
+        "\n!!! warning \"Measured before the fixes of issue 27\"\n"
+        "    These numbers were measured with jax 0.10.2 before jvae worked around its CPU "
+        "compiler\n    bug and before the planar flow's and the VampPrior's float32 fixes "
+        "([numerics guide](../guides/numerics.md)):\n    the planar row's importance-sampled "
+        "log p(x) came from a program that jaxlib 0.10.2\n    miscompiles at the evaluator's "
+        "shapes, and the planar and VampPrior rows "
+        "trained with the old formulations. A rerun is pending.\n")
     text = f"""# Flow posteriors and the VampPrior on MNIST
 
 Diagonal-Gaussian posterior against planar flows (Rezende & Mohamed, 2015), inverse
@@ -202,12 +258,13 @@ deviation over seeds; seconds per epoch are medians over the epochs, relative to
 row of the same run ({data['machine']}).
 
 ## Results
-
+{stale}
 {table(data['rows'])}
 
 {iaf_line}{collapse_line}
 
 {rate_line}
+{rerun}
 
 ![Gain over the diagonal Gaussian]({rel})
 
@@ -239,6 +296,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--pseudo-inputs", type=int, default=500)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", default=str(ROOT / "docs" / "data" / "flows.json"))
+    parser.add_argument("--merge", default="",
+                        help="an earlier JSON of this script (same budget): keep its rows that "
+                             "are not run now, record how the rows run now moved")
     parser.add_argument("--no-train", action="store_true",
                         help="summarise the runs already in WORKDIR (same flags), no training")
     parser.add_argument("--docs", action="store_true",
@@ -276,6 +336,7 @@ def main(argv=None) -> dict:
                    f"{os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg")
                    else platform.machine(),
         "quick": args.quick,
+        "jax": jax.__version__, "xla_workaround": xla_workarounds().state,
         "budget": {"epochs": args.epochs, "batch_size": args.batch_size,
                    "learning_rate": args.lr, "train_size": args.train_size,
                    "test_size": args.test_size, "ll_samples": args.ll_samples,
@@ -290,6 +351,9 @@ def main(argv=None) -> dict:
         if path.exists():
             previous = json.loads(path.read_text())
             data["date"], data["machine"] = previous["date"], previous["machine"]
+    if args.merge:
+        data["rows"] = merge_rows(rows, json.loads(pathlib.Path(args.merge).read_text()),
+                                  data["date"], data["budget"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {path}")

@@ -6,6 +6,8 @@ The public API, flat: every name below is re-exported from the layer that define
 their own. See README.md for a tour and docs/guides/architecture.md for the layers.
 """
 
+# First, before any module computes: XLA reads XLA_FLAGS when JAX's CPU backend starts.
+from jvae.xla import xla_workarounds, XLAWorkaround, XLAWorkaroundWarning
 from jvae.data import (
     binarize_dynamic, binarize_static, centre, check_count, check_data, check_number,
     check_points, ChecksumError, DataNotFoundError,
@@ -102,4 +104,5 @@ __all__ = [
     "normal_kl", "normal_nll", "get_latent_stats", "posterior_stats", "write_latent_snapshot",
     "read_latent_snapshots",
     "check_count", "check_number", "check_points", "load_run", "RestoredRun",
+    "xla_workarounds", "XLAWorkaround", "XLAWorkaroundWarning",
 ]

@@ -67,9 +67,65 @@ def test_em_matches_sklearn_float64(x):
     with jax.enable_x64(True):
         x64 = jnp.asarray(x, jnp.float64)
         init = fit_gmm(jax.random.PRNGKey(0), x64, 3, init="random", max_iter=0).gmm
-        fit = fit_gmm(None, x64, 3, init=init)                      # tol 1e-6, max_iter 100
+        fit = fit_gmm(None, x64, 3, init=init, tol=1e-6)            # max_iter 100
+        assert float(fit.tol) == 1e-6             # float64 resolves 1e-6: not raised
         assert fit.gmm.means.dtype == jnp.float64 and int(fit.n_iter) > 10
         _assert_same_fit(fit, _sklearn_from(init, x, 1e-6, 100), x, 1e-10, 1e-9)
+
+
+def _mixture_data(d, n, c, seed, spread):
+    """``n`` float32 points from ``c`` random diagonal Gaussians in ``d`` dimensions."""
+    rng = np.random.default_rng(seed)
+    means = spread * rng.normal(size=(c, d))
+    return np.concatenate([rng.normal(m, rng.uniform(0.5, 1.2, d), size=(n // c, d))
+                           for m in means]).astype(np.float32)
+
+
+@pytest.mark.parametrize("d, seed", [(3, 1), (5, 0), (10, 2)])
+def test_float32_em_stops_where_sklearn_float64_does(d, seed):
+    """Default settings (tol 1e-3, far above float32's resolution of the objective) from a
+    shared start: the same iteration count as scikit-learn in float64, or a final mean
+    log-likelihood within 1e-5; and a tolerance below float32's resolution is raised to it,
+    so the fit stops with the one scikit-learn stops at with that tolerance."""
+    x = _mixture_data(d, 800, 4, seed, 2.0)
+    init = fit_gmm(jax.random.PRNGKey(seed), x, 4, max_iter=0).gmm
+    fit = fit_gmm(None, x, 4, init=init, max_iter=300)
+    gm = _sklearn_from(init, x, 1e-3, 300)
+    final = float(fit.log_likelihoods[int(fit.n_iter)])
+    assert bool(fit.converged) and float(fit.tol) == pytest.approx(1e-3)
+    assert int(fit.n_iter) == gm.n_iter_ or abs(final - gm.score(x.astype(np.float64))) < 1e-5
+    fine = fit_gmm(None, x, 4, init=init, tol=1e-7, max_iter=300)
+    scale = float(np.mean(np.abs(np.asarray(gmm_log_prob(init, x)))))
+    assert float(fine.tol) == pytest.approx(16 * np.finfo(np.float32).eps * scale, rel=1e-3)
+    gm = _sklearn_from(init, x, float(fine.tol), 300)
+    final = float(fine.log_likelihoods[int(fine.n_iter)])
+    assert abs(int(fine.n_iter) - gm.n_iter_) <= 1
+    assert abs(final - gm.score(x.astype(np.float64))) < 3 * float(fine.tol)
+
+
+def test_restarts_reach_sklearn_s_best_where_one_start_falls_short():
+    """Six clusters of random sizes in 5-D: about half the k-means++ starts end in a poorer
+    optimum (0.1 nats per example or more below); the best of ``n_init = 8`` restarts (one
+    vmapped program) is within 1e-3 of scikit-learn's best with the same ``n_init`` and
+    k-means++ starts (float64), and each restart is the fit from its own split key."""
+    mixture = pytest.importorskip("sklearn.mixture")
+    rng = np.random.default_rng(0)
+    means = 3.0 * rng.normal(size=(6, 5))
+    sizes = rng.multinomial(600, rng.dirichlet(np.full(6, 3.0)))
+    x = np.concatenate([rng.normal(m, rng.uniform(0.5, 1.2, 5), size=(k, 5))
+                        for m, k in zip(means, sizes)]).astype(np.float32)
+    best = fit_gmm(jax.random.PRNGKey(0), x, 6, n_init=8, tol=1e-6, max_iter=300)
+    assert best.restarts.shape == (8,) and best.gmm.means.shape == (6, 5)
+    final = float(best.log_likelihoods[int(best.n_iter)])
+    assert final == float(np.max(best.restarts))
+    assert float(np.min(best.restarts)) < final - 1e-3          # one start is not enough
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = mixture.GaussianMixture(6, init_params="k-means++", n_init=8, random_state=0,
+                                     tol=1e-6, max_iter=300).fit(x.astype(np.float64))
+    assert final > gm.score(x.astype(np.float64)) - 1e-3
+    one = fit_gmm(jax.random.split(jax.random.PRNGKey(0), 8)[5], x, 6, tol=1e-6, max_iter=300)
+    np.testing.assert_allclose(one.restarts[0], best.restarts[5], rtol=1e-5)
 
 
 def test_log_likelihood_never_decreases(x):
@@ -194,6 +250,8 @@ _GOOD = GMM(jnp.array([0.5, 0.5]), jnp.zeros((2, 2)), jnp.tile(jnp.eye(2), (2, 1
     ({"tol": -1.0}, "tol"),
     ({"max_iter": -1}, "max_iter"),
     ({"key": None}, "needs a jax.random key"),
+    ({"n_init": 0}, "n_init must be a positive integer"),
+    ({"n_init": 2, "init": _GOOD}, "restarts need a random init"),
 ])
 def test_fit_gmm_bad_input(kwargs, match):
     args = {"x": np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32),

@@ -39,6 +39,9 @@ def test_gains_are_paired_by_seed_and_times_relative_to_the_gaussian_row(tmp_pat
     assert "](../figures/flows_gain.png)" in text and "K = 5000" in text
     assert "```bash\npython -m experiments.flows\n```" in text and "2026-12-02" in text
     assert "python -m experiments.figures" in text      # what tests/test_docs.py asks of a page
+    assert "Measured before the fixes of issue 27" in text     # no record of the workaround
+    flows.write_page(dict(data, xla_workaround="applied"), page, figure)
+    assert "Measured before the fixes" not in page.read_text()
     flows.draw_flows(data, figure)
     assert figure.stat().st_size > 1000
 
@@ -63,3 +66,24 @@ def test_unknown_rows_are_refused(capsys):
     with pytest.raises(SystemExit):
         flows.main(["--only", "iaff"])
     assert "unknown rows ['iaff']" in capsys.readouterr().err
+
+
+def test_a_rerun_merges_over_the_earlier_rows_and_says_how_far_they_moved():
+    budget = {"epochs": 5}
+    old = {"date": "2026-12-01T00:00:00+00:00", "budget": budget, "rows": flows.add_gains([
+        _row("gaussian", [-116.0, -116.0], [-111.0, -111.0], 15.0),
+        _row("planar", [-117.5, -117.0], [-111.5, -111.0], 20.0, posterior="planar"),
+        _row("iaf", [-115.0, -115.0], [-109.5, -109.5], 31.0, posterior="iaf")])}
+    new = flows.add_gains([_row("gaussian", [-116.0, -116.0], [-111.0, -111.0], 80.0),
+                           _row("planar", [-117.0, -117.0], [-110.5, -111.0], 100.0,
+                                posterior="planar")])
+    rows = flows.merge_rows(new, old, "2026-12-07T18:00:00+00:00", budget)
+    assert [r["row"] for r in rows] == ["gaussian", "planar", "iaf"]
+    assert rows[2]["measured"] == old["date"] and rows[2]["test_elbo"] == [-115.0, -115.0]
+    assert rows[1]["previous_test_log_likelihood"] == [-111.5, -111.0]
+    text = flows.rerun_lines(rows)
+    assert "Row `planar` was rerun on 2026-12-07 (earlier measurement 2026-12-01)" in text
+    assert "moved by +1.00/+0.00 nats per seed (mean +0.50)" in text
+    assert "went from -0.25 to +0.25" in text and "`iaf` (2026-12-01) were not rerun" in text
+    with pytest.raises(SystemExit, match="budget"):
+        flows.merge_rows(new, old, "2026-12-07", {"epochs": 10})

@@ -12,7 +12,10 @@ Problem 3; Bishop 2006, sec. 9.2.2):
 
 Each iteration cannot decrease the log-likelihood. :func:`fit_gmm` runs the iterations as one
 compiled ``lax.while_loop`` with a tolerance and a cap, from k-means++ centres, random
-responsibilities or given parameters. Like ``sklearn.mixture.GaussianMixture`` (whose
+responsibilities or given parameters, and keeps the best of ``n_init`` restarts (vmapped in
+the same program). The tolerance is never below the floating-point resolution of the
+objective (:data:`TOL_ULPS` ``* eps * mean |log p(x_i)|``: in float32 a change of the
+mean log-likelihood below that is rounding, not progress). Like ``sklearn.mixture.GaussianMixture`` (whose
 iterations it reproduces), the M-step adds ``reg_covar`` to every covariance's diagonal and
 ``10 * eps`` to every ``N_c``, so a component that collapses onto one point or loses all its
 examples keeps a positive-definite covariance instead of producing NaN.
@@ -34,6 +37,10 @@ from jvae.data.arguments import check_number
 __all__ = ["GMM", "GMMFit", "gmm_log_prob", "gmm_responsibilities", "gmm_m_step", "fit_gmm"]
 
 INITS = ("kmeans++", "random")
+#: The convergence tolerance is at least ``TOL_ULPS * eps * mean_i |log p(x_i)|`` (``eps`` of
+#: the data's dtype) at the initial parameters: in float32 the computed change of the mean
+#: log-likelihood between two EM iterations is off by up to ~3.5 of those units.
+TOL_ULPS = 16.0
 
 
 class GMM(NamedTuple):
@@ -61,12 +68,18 @@ class GMMFit(NamedTuple):
       n_iter: number of EM iterations run (int32 scalar).
       converged: whether the E-step's log-likelihood changed by less than ``tol`` between
         two consecutive iterations before ``max_iter`` was reached (bool scalar).
+      tol: the tolerance used: ``max(tol, TOL_ULPS * eps * mean |log p(x_i)|)`` at the
+        initial parameters (scalar; ``tol`` itself in float64 unless the data's scale is huge).
+      restarts: ``[n_init]`` final mean log-likelihood of every restart (this fit is the
+        largest's).
     """
 
     gmm: GMM
     log_likelihoods: jax.Array
     n_iter: jax.Array
     converged: jax.Array
+    tol: jax.Array | None = None
+    restarts: jax.Array | None = None
 
 
 def gmm_log_prob(gmm: GMM, x: jax.Array) -> jax.Array:
@@ -129,15 +142,22 @@ def gmm_m_step(x: jax.Array, resp: jax.Array, reg_covar: float = 1e-6) -> GMM:
 
 
 def fit_gmm(key: jax.Array, x: jax.Array, num_components: int, *,
-            init: str | GMM = "kmeans++", max_iter: int = 100, tol: float = 1e-6,
-            reg_covar: float = 1e-6) -> GMMFit:
+            init: str | GMM = "kmeans++", max_iter: int = 100, tol: float = 1e-3,
+            reg_covar: float = 1e-6, n_init: int = 1) -> GMMFit:
     """Fits a full-covariance Gaussian mixture by EM, as one compiled ``lax.while_loop``.
 
     Iteration ``i`` runs the E-step on the current parameters (which gives their mean
     log-likelihood ``L``) and then the M-step; it stops after an iteration whose ``L``
-    changed by less than ``tol`` from the previous one, or after ``max_iter`` iterations.
-    This is ``sklearn.mixture.GaussianMixture``'s loop: from the same initial parameters,
-    with the same ``tol``, ``max_iter`` and ``reg_covar``, both return the same iterates.
+    changed by less than the tolerance from the previous one, or after ``max_iter``
+    iterations. This is ``sklearn.mixture.GaussianMixture``'s loop: from the same initial
+    parameters, with the same ``max_iter`` and ``reg_covar`` and its ``tol`` set to the
+    returned ``fit.tol``, both return the same iterates (float64) or stop at the same
+    iteration (float32). The tolerance is ``max(tol, TOL_ULPS * eps * mean |log p(x_i)|)``
+    at the initial parameters, so a float32 fit never stops on a change that is only
+    rounding (``tol = 0`` still runs ``max_iter`` iterations). With ``n_init > 1``, EM runs
+    from ``n_init`` initialisations drawn from independent keys (``jax.random.split(key,
+    n_init)``), vmapped in the same compiled program, and the fit whose final
+    log-likelihood is largest is returned (scikit-learn's ``n_init``).
 
     Jittable and vmappable over keys (``num_components``, ``init`` when a string, and
     ``max_iter`` are static); the input checks and the singular-covariance error run on
@@ -152,9 +172,13 @@ def fit_gmm(key: jax.Array, x: jax.Array, num_components: int, *,
         random responsibilities normalised per example, then one M-step) or a :class:`GMM`
         with C components to start from.
       max_iter: maximum number of EM iterations (>= 0; 0 returns the initial parameters).
-      tol: convergence threshold on the change of the mean log-likelihood (>= 0).
+      tol: convergence threshold on the change of the mean log-likelihood in nats per
+        example (>= 0; scikit-learn's default 1e-3), raised to the objective's floating-point
+        resolution (see above; ``fit.tol`` is the one used).
       reg_covar: non-negative value added to the covariances' diagonals (the covariance
         floor).
+      n_init: number of restarts (>= 1; more than 1 needs a random ``init``); ``1`` uses
+        ``key`` itself.
 
     Returns:
       A :class:`GMMFit`.
@@ -184,8 +208,13 @@ def fit_gmm(key: jax.Array, x: jax.Array, num_components: int, *,
         raise ValueError(f"init must be one of {list(INITS)} or a GMM, got {init!r}.")
     if kind != "given" and key is None:
         raise ValueError(f"init={init!r} needs a jax.random key (got None).")
-    fit = _fit(key, x, init_gmm, jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype),
-               c, kind, int(max_iter))
+    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
+        raise ValueError(f"n_init must be a positive integer, got {n_init!r}.")
+    if n_init > 1 and kind == "given":
+        raise ValueError(f"n_init={n_init} restarts need a random init ('kmeans++' or "
+                         "'random'); a given GMM would give the same fit every time.")
+    fit = _fit_restarts(key, x, init_gmm, jnp.asarray(tol, x.dtype),
+                        jnp.asarray(reg_covar, x.dtype), c, kind, int(max_iter), int(n_init))
     if not isinstance(fit.log_likelihoods, jax.core.Tracer):
         lls = np.asarray(fit.log_likelihoods)[: int(fit.n_iter) + 1]
         if not np.all(np.isfinite(lls)):
@@ -267,11 +296,27 @@ def _initial_gmm(key, x, reg_covar, c: int, kind: str) -> GMM:
     return _m_step(x, resp, reg_covar)
 
 
-@functools.partial(jax.jit, static_argnums=(5, 6, 7))
+@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8))
+def _fit_restarts(key, x, init_gmm, tol, reg_covar, c: int, kind: str, max_iter: int,
+                  n_init: int) -> GMMFit:
+    """EM from ``n_init`` starts (vmapped over split keys), the best final fit kept."""
+    if n_init == 1:
+        fit = _fit(key, x, init_gmm, tol, reg_covar, c, kind, max_iter)
+        return fit._replace(restarts=fit.log_likelihoods[fit.n_iter][None])
+    fits = jax.vmap(lambda k: _fit(k, x, init_gmm, tol, reg_covar, c, kind, max_iter))(
+        jax.random.split(key, n_init))
+    final = jnp.take_along_axis(fits.log_likelihoods, fits.n_iter[:, None], axis=1)[:, 0]
+    best = jnp.argmax(jnp.where(jnp.isnan(final), -jnp.inf, final))
+    return jax.tree.map(lambda a: a[best], fits)._replace(restarts=final)
+
+
 def _fit(key, x, init_gmm, tol, reg_covar, c: int, kind: str, max_iter: int) -> GMMFit:
     gmm = init_gmm if kind == "given" else _initial_gmm(key, x, reg_covar, c, kind)
     lls = jnp.full((max_iter + 1,), jnp.nan, x.dtype)
     inf = jnp.asarray(-jnp.inf, x.dtype)
+    # The change of the mean log-likelihood is resolved to ~eps * mean |log p(x_i)|.
+    floor = TOL_ULPS * jnp.finfo(x.dtype).eps * jnp.mean(jnp.abs(_e_step(gmm, x)[0]))
+    tol = jnp.where(tol > 0, jnp.maximum(tol, floor), tol)
 
     def cond(carry):
         _, prev, i, _, converged = carry
@@ -287,7 +332,7 @@ def _fit(key, x, init_gmm, tol, reg_covar, c: int, kind: str, max_iter: int) -> 
     carry = (gmm, inf, jnp.asarray(0, jnp.int32), lls, jnp.asarray(False))
     gmm, _, n_iter, lls, converged = jax.lax.while_loop(cond, body, carry)
     lls = lls.at[n_iter].set(jnp.mean(_e_step(gmm, x)[0]))
-    return GMMFit(gmm=gmm, log_likelihoods=lls, n_iter=n_iter, converged=converged)
+    return GMMFit(gmm=gmm, log_likelihoods=lls, n_iter=n_iter, converged=converged, tol=tol)
 
 
 def _check_reg(reg_covar: Any) -> None:

@@ -43,6 +43,7 @@ import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jvae.models.heads import positive_scale
 from jvae.models.made import MADE, MADEParams, made_apply
@@ -100,11 +101,16 @@ class Planar(distrax.Bijector):
     """Planar layer ``f(z) = z + u_hat tanh(w^T z + b)`` (Rezende & Mohamed, 2015).
 
     ``u_hat = u + (m(w^T u) - w^T u) w / |w|^2`` with ``m(a) = -1 + softplus(a)`` gives
-    ``w^T u_hat > -1``, so ``f`` is invertible and ``log |det df/dz| =
-    log(1 + tanh'(w^T z + b) w^T u_hat)``. The inverse solves the scalar equation
-    ``a + c tanh(a + b) = w^T y`` (``a = w^T z``, ``c = w^T u_hat``; increasing in ``a``) by
-    bisection on ``[w^T y - |c|, w^T y + |c|]``, then takes one Newton step from the stopped
-    root, which gives the implicit-function gradient in ``y`` and the parameters.
+    ``c = w^T u_hat = m(w^T u) > -1``, so ``f`` is invertible with ``log |det df/dz| =
+    log(1 + (1 - tanh^2(w^T z + b)) c)``. The constraint is kept exactly in float32: ``c`` is
+    ``softplus(w^T u) - 1`` itself (never the rounded product ``w^T u_hat``, which falls below
+    -1 by up to ~1e-4 when ``w^T u`` is far below zero), and the log-det is evaluated as
+    ``log(t^2 + softplus(w^T u) sech^2(w^T z + b))`` (``t = tanh(w^T z + b)``, the same
+    quantity with nothing cancelled) in log space, so it is finite for all finite parameters
+    and points, including where ``softplus`` underflows. The inverse solves the scalar
+    equation ``a + c tanh(a + b) = w^T y`` (``a = w^T z``; increasing in ``a``) by bisection on
+    ``[w^T y - |c|, w^T y + |c|]``, then takes one Newton step from the stopped root, which
+    gives the implicit-function gradient in ``y`` and the parameters.
 
     Args:
       u: ``[..., D]`` (broadcast against ``z [..., D]``).
@@ -115,18 +121,25 @@ class Planar(distrax.Bijector):
 
     def __init__(self, u: jax.Array, w: jax.Array, b: jax.Array, bisection_steps: int = 50):
         super().__init__(event_ndims_in=1)
-        wu = jnp.sum(w * u, -1, keepdims=True)
+        wu = jnp.sum(w * u, -1)
         w_sq = jnp.sum(w * w, -1, keepdims=True) + 1e-12
-        self.u_hat = u + (jax.nn.softplus(wu) - 1.0 - wu) * w / w_sq
+        self.c = jax.nn.softplus(wu) - 1.0                # w^T u_hat >= -1 exactly, [...]
+        self.log_softplus = _log_softplus(wu)             # log(1 + c), finite, [...]
+        self.u_hat = u + (self.c - wu)[..., None] * w / w_sq
         self.w, self.b = w, b
-        self.c = jnp.sum(w * self.u_hat, -1)              # w^T u_hat > -1, [...]
         self.bisection_steps = int(bisection_steps)
+
+    def _log_det(self, a: jax.Array) -> jax.Array:
+        """``log(1 + (1 - tanh^2 a) c) = log(tanh^2 a + (1 + c) sech^2 a)`` in log space."""
+        abs_a = jnp.abs(a)
+        log_sech_sq = 2.0 * (np.log(2.0) - abs_a - jnp.log1p(jnp.exp(-2.0 * abs_a)))
+        log_tanh_sq = 2.0 * jnp.log(jnp.maximum(jnp.abs(jnp.tanh(a)), _TINY))
+        return jnp.logaddexp(log_tanh_sq, self.log_softplus + log_sech_sq)
 
     def forward_and_log_det(self, x):
         a = jnp.sum(self.w * x, -1) + self.b
-        t = jnp.tanh(a)
-        y = x + self.u_hat * t[..., None]
-        return y, jnp.log1p((1.0 - t ** 2) * self.c)
+        y = x + self.u_hat * jnp.tanh(a)[..., None]
+        return y, self._log_det(a)
 
     def inverse_and_log_det(self, y):
         target = jnp.sum(self.w * y, -1)
@@ -145,11 +158,21 @@ class Planar(distrax.Bijector):
 
         lo, hi = jax.lax.fori_loop(0, self.bisection_steps, bisect, _sg((lo, hi)))
         a0 = _sg(0.5 * (lo + hi))
-        slope = 1.0 + c * (1.0 - jnp.tanh(a0 + b) ** 2)
+        slope = jnp.maximum(jnp.exp(self._log_det(a0 + b)), _TINY)     # dg/da > 0
         a = a0 - (g(a0) - _sg(g(a0))) / _sg(slope)      # value a0, implicit gradient
-        t = jnp.tanh(a + b)
-        x = y - self.u_hat * t[..., None]
-        return x, -jnp.log1p((1.0 - t ** 2) * c)
+        x = y - self.u_hat * jnp.tanh(a + b)[..., None]
+        return x, -self._log_det(a + b)
+
+
+#: Smallest |tanh| and slope used by :class:`Planar` (keeps logs and divisions finite).
+_TINY = 1e-30
+
+
+def _log_softplus(x: jax.Array) -> jax.Array:
+    """``log(softplus(x)) = log(log(1 + e^x))``, finite for every finite ``x`` (it is ``x``
+    to float32 precision below -20, where ``softplus`` underflows for ``x < -104``)."""
+    safe = jnp.maximum(x, -20.0)
+    return jnp.where(x < -20.0, x, jnp.log(jax.nn.softplus(safe)))
 
 
 class IAF(distrax.Bijector):
@@ -186,6 +209,10 @@ class IAF(distrax.Bijector):
             sigma = jax.nn.sigmoid(s)
             return (y - (1.0 - sigma) * m) / sigma
 
+        # The context's batch axes may be ones y only broadcasts against (a VampPrior's K
+        # pseudo-inputs: y [..., 1, D], context [K, H]): the loop's carry has the full shape.
+        batch = jnp.broadcast_shapes(y.shape[:-1], self.params.context.shape[:-1])
+        y = jnp.broadcast_to(y, batch + y.shape[-1:])
         x = jax.lax.fori_loop(0, y.shape[-1], step, y)
         _, s = self._gate(x)
         return x, -jnp.sum(jax.nn.log_sigmoid(s), -1)

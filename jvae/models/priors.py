@@ -125,8 +125,9 @@ def vamp_mixture(q: distrax.Distribution) -> distrax.Distribution:
     """The uniform mixture ``1/K sum_k q_k`` of a posterior with batch shape ``[K]``.
 
     Returns a distribution with batch shape ``[]`` and ``q``'s event shape: for a
-    diagonal-Gaussian ``q`` a ``distrax.MixtureSameFamily`` whose ``log_prob`` needs
-    ``[..., K]`` memory, not ``[..., K, D]``; for any other ``q`` (a flow) a plain
+    diagonal-Gaussian ``q`` a ``distrax.MixtureSameFamily`` whose ``log_prob`` is accurate in
+    float32 however narrow the components, with memory bounded by visiting the components in
+    chunks (at most ``2^22`` elements of ``[..., chunk, D]``); for any other ``q`` (a flow) a plain
     ``distrax.Distribution`` (``log_prob`` by ``logsumexp_k q.log_prob(z[..., None, :])``,
     sampling by a uniform component choice), since its components are not Gaussians.
     """
@@ -141,21 +142,60 @@ def vamp_mixture(q: distrax.Distribution) -> distrax.Distribution:
 
 
 class _DiagGaussianMixture(distrax.MixtureSameFamily):
-    """A mixture of ``K`` diagonal Gaussians whose ``log_prob`` expands the square into two
-    ``[..., D] x [D, K]`` products, ``sum_d (z_d - mu_kd)^2 / s_kd^2 = z^2 . (1/s_k^2) -
-    2 z . (mu_k / s_k^2) + sum_d mu_kd^2 / s_kd^2``: memory ``[..., K]`` instead of
-    distrax's ``[..., K, D]`` (the importance-sampled log-likelihood evaluates thousands of
+    """A mixture of ``K`` diagonal Gaussians whose ``log_prob`` keeps memory bounded and is
+    accurate in float32 for any component width.
+
+    The log-density of every component is computed in the direct form
+    ``-0.5 sum_d ((z_d - mu_kd) / s_kd)^2 - sum_d log s_kd - D/2 log(2 pi)``: expanding the
+    square into matrix products (``z^2 . 1/s^2 - 2 z . mu/s^2 + mu^2 . 1/s^2``) would keep
+    memory at ``[..., K]`` but cancels catastrophically when the components are narrow
+    against ``|z|`` (in float32, 0.06 nats of error at sd 0.019 with ``|mu| ~ 1``, D = 50).
+    The components are visited in chunks of :data:`_CHUNK_ELEMENTS` ``/ (N D)`` (``N`` the
+    number of points) inside a ``lax.scan`` with a streaming ``logsumexp``, so memory is
+    ``[..., chunk, D]`` at most (the importance-sampled log-likelihood evaluates thousands of
     samples against every pseudo-input). Sampling is distrax's."""
 
     def log_prob(self, value: jax.Array) -> jax.Array:
         comps = self.components_distribution
         loc, scale = comps.loc, comps.scale_diag                   # [K, D]
-        precision = 1.0 / jnp.square(scale)
-        quad = (jnp.square(value) @ precision.T - 2.0 * (value @ (loc * precision).T)
-                + jnp.sum(jnp.square(loc) * precision, -1))        # [..., K]
-        log_norm = -jnp.sum(jnp.log(scale), -1) - 0.5 * loc.shape[-1] * np.log(2 * np.pi)
-        log_w = jax.nn.log_softmax(self.mixture_distribution.logits)
-        return jax.nn.logsumexp(log_w + log_norm - 0.5 * jnp.maximum(quad, 0.0), axis=-1)
+        k, d = loc.shape
+        value = jnp.asarray(value, loc.dtype)
+        log_c = (jax.nn.log_softmax(self.mixture_distribution.logits)
+                 - jnp.sum(jnp.log(scale), -1) - 0.5 * d * np.log(2 * np.pi))     # [K]
+        points = max(1, int(np.prod(value.shape[:-1])))
+        chunk = int(min(k, max(1, _CHUNK_ELEMENTS // (points * d))))
+        if chunk == k:
+            return jax.nn.logsumexp(_component_log_probs(value, loc, scale, log_c), -1)
+        pad = -k % chunk                      # padded components have weight zero
+        loc = jnp.concatenate([loc, jnp.zeros((pad, d), loc.dtype)])
+        scale = jnp.concatenate([scale, jnp.ones((pad, d), scale.dtype)])
+        log_c = jnp.concatenate([log_c, jnp.full((pad,), -jnp.inf, log_c.dtype)])
+        chunks = (loc.reshape(-1, chunk, d), scale.reshape(-1, chunk, d),
+                  log_c.reshape(-1, chunk))
+
+        def body(carry, comp):
+            top, total = carry
+            log_p = _component_log_probs(value, *comp)             # [..., chunk]
+            new_top = jnp.maximum(top, jnp.max(log_p, -1))
+            total = total * jnp.exp(top - new_top) + jnp.sum(jnp.exp(log_p - new_top[..., None]),
+                                                              -1)
+            return (new_top, total), None
+
+        shape = value.shape[:-1]
+        init = (jnp.full(shape, -jnp.inf, value.dtype), jnp.zeros(shape, value.dtype))
+        (top, total), _ = jax.lax.scan(body, init, chunks)
+        return top + jnp.log(total)
+
+
+#: Elements ``[N, chunk, D]`` of one chunk of a VampPrior's components (4M floats: 16 MB).
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _component_log_probs(value, loc, scale, log_c):
+    """``log c_k + log N(z | mu_k, diag(s_k^2))`` without the expanded square: ``value
+    [..., D]``, ``loc, scale [k, D]``, ``log_c [k]`` (weight and normaliser) -> ``[..., k]``."""
+    std = (value[..., None, :] - loc) / scale                      # [..., k, D]
+    return log_c - 0.5 * jnp.sum(jnp.square(std), -1)
 
 
 class _UniformMixture(distrax.Distribution):
