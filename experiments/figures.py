@@ -374,8 +374,12 @@ def draw_dpm2_training(data: dict, path) -> None:
         ax = fig.add_subplot(1, 4, c + 1)
         _dpm2_panel(ax, curves, names, "step", key, skip=40,
                     partial={r["variant"] for r in data.get("partial", [])})
-        if key == "train_cv_baseline_loss":
+        if key == "train_cv_baseline_loss":     # log scale: the whole positive range
             ax.set_yscale("log")
+            values = [v for n in names for v in (curves[n].get(key) or [])
+                      if v is not None and v > 0]
+            if values:
+                ax.set_ylim(min(values) / 1.5, max(values) * 1.5)
         ax.set_title(label + " (23-step mean)", fontsize=9)
         ax.set_xlabel("training step", fontsize=8)
     fig.suptitle(f"DPM2 notebook experiment, training curves ({data['measured']})",
