@@ -73,7 +73,78 @@ def kill_resume_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"reliability-probe": lambda: probe_table(_load("probe_faults")),
+def _data(name: str) -> dict:
+    path = DATA / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the command its page names")
+    return json.loads(path.read_text())
+
+
+def _f(v) -> str:
+    return "" if v is None else f"{v:.2f}"
+
+
+def dpm2_finished_table(data: dict) -> str:
+    """The DPM2 experiment's runs that reached their last step, best dev ELBO first, and the
+    control-variate ordering of the NVIL runs among them."""
+    rows = sorted(data["rows"], key=lambda r: -r["elbo"])
+    lines = [_row(["variant", "what", "steps", "dev ELBO", "D", "R", "L (K=100)",
+                   "test ELBO", "mean dev ELBO of the last 5 assessments", "train s"]),
+             _row(["---"] * 10)]
+    for r in rows:
+        lines.append(_row([f"`{r['variant']}`", r["what"], r["steps"], _f(r["elbo"]),
+                           _f(r["distortion"]), _f(r["rate"]), _f(r["log_likelihood"]),
+                           _f(r["test_elbo"]), _f(r["elbo_last5"]),
+                           f"{r['train_seconds']:.0f}"]))
+    nvil = [r for r in rows if r["variant"].startswith("nvil_")]
+    lines.append("")
+    lines.append("The control-variate chains of the finished NVIL runs by final dev ELBO: "
+                 + " > ".join(f"`{r['variant'][5:]}` {_f(r['elbo'])}" for r in nvil)
+                 + "; by the mean of the last five assessments: "
+                 + " > ".join(f"`{r['variant'][5:]}` {_f(r['elbo_last5'])}" for r in
+                              sorted(nvil, key=lambda r: -r["elbo_last5"]))
+                 + f". Measured {data['measured']}.")
+    return "\n".join(lines)
+
+
+def dpm2_partial_table(data: dict) -> str:
+    """The DPM2 experiment's runs stopped before their end: their last dev assessment."""
+    lines = [_row(["variant", "what", "stopped at step", "dev ELBO", "D", "R", "L (K=10)",
+                   "train s"]), _row(["---"] * 8)]
+    for r in data["partial"]:
+        lines.append(_row([f"`{r['variant']}`", r["what"], r["step"], _f(r["elbo"]),
+                           _f(r["distortion"]), _f(r["rate"]), _f(r["log_likelihood"]),
+                           f"{r['train_seconds']:.0f}"]))
+    return "\n".join(lines)
+
+
+def notebook_dpm2_table(data: dict) -> str:
+    """The DPM2 port's full run beside the seed's printed numbers."""
+    seed, run = data["seed"], data
+    ff, sf = run["first_forward"], seed["first_forward"]
+    d = run["dev_final"]
+    lines = [_row(["", "the seed", "the port's full run"]), _row(["---"] * 3),
+             _row(["image shape", seed["image_shape"], run["image_shape"]]),
+             _row(["train / dev split", seed["split"], run["split"]]),
+             *(_row([f"first forward pass: {k}", _f(sf[k]), _f(ff[k])])
+               for k in ("loss", "ELBO", "D", "R", "cv_loss")),
+             _row(["steps", "", run["steps"]]),
+             _row(["final dev ELBO / D / R", "",
+                   f"{_f(d['elbo'])} / {_f(d['distortion'])} / {_f(d['rate'])}"]),
+             _row(["final dev L (K = 100)", "", _f(d["log_likelihood"])]),
+             _row(["test ELBO", "", _f(run["test_elbo"])]),
+             _row(["training seconds / wall seconds", "",
+                   f"{run['train_wall_seconds']:.0f} / {run['wall_seconds']:.0f}"])]
+    lines.append("")
+    lines.append(f"Measured {run['measured']} on the 2-core CPU (load average at the end "
+                 f"{run['load_average_at_end'][0]}); the seed prints no final numbers.")
+    return "\n".join(lines)
+
+
+TABLES = {"notebook-dpm2": lambda: notebook_dpm2_table(_data("notebook_dpm2.json")),
+          "dpm2-finished": lambda: dpm2_finished_table(_data("dpm2.json")),
+          "dpm2-partial": lambda: dpm2_partial_table(_data("dpm2.json")),
+          "reliability-probe": lambda: probe_table(_load("probe_faults")),
           "kill-resume": lambda: kill_resume_table(_load("kill_resume"))}
 
 
