@@ -150,3 +150,23 @@ def test_reliability_tables_are_generated_from_their_data_file():
     assert f"{data['kill_resume']['identical']}/{len(stops)} stopped" in rendered
     with pytest.raises(KeyError, match="unknown table marker"):
         hook.render("<!-- table: nonsense -->")
+
+
+def test_dpm2_tables_are_generated_from_their_data_files():
+    """The DPM2 pages' markers render one row per run of docs/data/dpm2.json (best dev ELBO
+    first, each with its own ELBO) and the port's numbers from notebook_dpm2.json."""
+    hook = _data_tables_hook()
+    data = json.loads((DOCS / "data" / "dpm2.json").read_text())
+    finished = hook.render("<!-- table: dpm2-finished -->").splitlines()
+    rows = [line for line in finished if line.startswith("| `")]
+    assert [r.split("|")[1].strip(" `") for r in rows] == [
+        r["variant"] for r in sorted(data["rows"], key=lambda r: -r["elbo"])]
+    for line, r in zip(rows, sorted(data["rows"], key=lambda r: -r["elbo"])):
+        assert f"| {r['elbo']:.2f} |" in line
+    partial = hook.render("<!-- table: dpm2-partial -->")
+    for r in data["partial"]:
+        assert f"| `{r['variant']}` |" in partial and f"| {r['step']} |" in partial
+    port = json.loads((DOCS / "data" / "notebook_dpm2.json").read_text())
+    assert f"{port['dev_final']['elbo']:.2f}" in hook.render("<!-- table: notebook-dpm2 -->")
+    for page in ("results/dpm2.md", "notebooks/dpm2.md"):
+        assert "<!-- table: " in (DOCS / page).read_text(), page
