@@ -22,7 +22,13 @@ def _config(prior, posterior):
     m = c.model
     m.prior, m.posterior, m.likelihood = prior, posterior, "bernoulli"
     m.encoder_hidden, m.decoder_hidden = (8,), (8,)
-    m.flow_layers, m.flow_hidden, m.prior_components = 2, 8, 3
+    # Only the fields that apply (a field the run would ignore is refused).
+    if posterior in ("planar", "iaf", "coupling"):
+        m.flow_layers = 2
+    if posterior in ("iaf", "coupling"):
+        m.flow_hidden = 8
+    if prior in ("mixture", "vamp"):
+        m.prior_components = 3
     # A mixture posterior is not reparameterisable: it trains with the mixture objective.
     c.objective.name = "mixture" if posterior == "mixture" else "elbo"
     return c

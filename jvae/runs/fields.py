@@ -87,11 +87,15 @@ RULES: tuple[Rule, ...] = (
          "gaussian likelihood)", lambda c: f"model.likelihood is {c.model.likelihood!r}, "
          f"model.gaussian_scale {c.model.gaussian_scale!r}"),
     # objective
-    Rule("objective.beta", lambda c: _vae(c) and c.objective.name in ("elbo", "sfe", "mixture"),
-         "the objectives 'elbo', 'sfe' and 'mixture' of a VAE (IWAE and VIMCO have no beta)",
+    Rule("objective.beta", lambda c: _vae(c) and c.objective.name in ("elbo", "sfe", "mixture",
+                                                              "nvil"),
+         "the objectives 'elbo', 'sfe', 'mixture' and 'nvil' of a VAE (IWAE and VIMCO have "
+         "no beta)",
          _is("model.kind", "objective.name")),
-    Rule("sweep.beta", lambda c: _vae(c) and c.objective.name in ("elbo", "sfe", "mixture"),
-         "the objectives 'elbo', 'sfe' and 'mixture' of a VAE (IWAE and VIMCO have no beta)",
+    Rule("sweep.beta", lambda c: _vae(c) and c.objective.name in ("elbo", "sfe", "mixture",
+                                                              "nvil"),
+         "the objectives 'elbo', 'sfe', 'mixture' and 'nvil' of a VAE (IWAE and VIMCO have "
+         "no beta)",
          _is("model.kind", "objective.name")),
     Rule("objective.kl", lambda c: _vae(c) and c.objective.name in ("elbo", "sfe"),
          "the objectives 'elbo' and 'sfe' of a VAE",

@@ -130,8 +130,15 @@ def case_config(case: Case):
     m.encoder = m.decoder = case.network
     m.encoder_hidden, m.decoder_hidden = (16,), (16,)
     m.conv_encoder_features, m.conv_encoder_out, m.conv_decoder_features = (4, 8), 16, (8, 4)
-    m.flow_layers, m.flow_hidden, m.posterior_components = 2, 8, 2
-    m.prior_components = case.prior_components
+    # Only the fields that apply (a field the run would ignore is refused).
+    if case.posterior in ("planar", "iaf", "coupling"):
+        m.flow_layers = 2
+    if case.posterior in ("iaf", "coupling"):
+        m.flow_hidden = 8
+    if case.posterior == "mixture":
+        m.posterior_components = 2
+    if case.prior in ("mixture", "vamp"):
+        m.prior_components = case.prior_components
     c.objective.name, c.objective.num_samples = case.objective, 1
     if case.objective == "iwae":
         c.objective.num_samples, c.objective.estimator = 4, "iwae"
