@@ -52,9 +52,23 @@ def _verdicts():
 
 ACCEPTED, REFUSED = _verdicts()
 
+#: Run by default: every prior, posterior and objective at least once, VampPrior + IAF and
+#: the autoencoder; the rest of ACCEPTED are marked exhaustive (``pytest -m exhaustive``).
+REPRESENTATIVES = {("vae", "standard", "gaussian", "elbo"), ("vae", "mixture", "planar", "iwae"),
+                   ("vae", "vamp", "iaf", "vimco"), ("vae", "standard", "coupling", "nvil"),
+                   ("vae", "vamp", "mixture", "mixture"), ("vae", "mixture", "gaussian", "sfe"),
+                   ("autoencoder", "standard", "gaussian", "elbo")}
+
 
 def _param(combo):
-    return pytest.param(*combo, id="-".join(combo))
+    marks = () if combo in REPRESENTATIVES else (pytest.mark.exhaustive,)
+    return pytest.param(*combo, id="-".join(combo), marks=marks)
+
+
+def test_the_representatives_cover_every_prior_posterior_and_objective():
+    for position in range(4):
+        assert {c[position] for c in REPRESENTATIVES} == {c[position] for c in ACCEPTED}
+    assert REPRESENTATIVES <= set(ACCEPTED)
 
 
 def test_the_accepted_combinations_are_those_that_can_be_built():

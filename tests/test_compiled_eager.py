@@ -52,6 +52,7 @@ def test_compiled_programs_match_op_by_op_at_default_flags(tmp_path):
                and r["posterior"] == "planar" for r in records)
 
 
+@pytest.mark.exhaustive     # tests/test_xla_workaround.py catches the bug by default
 @pytest.mark.skipif(not AFFECTED, reason="this jaxlib does not have the bug: nothing to catch")
 def test_the_guard_catches_the_bug_with_the_workaround_off(tmp_path):
     """jaxlib 0.10 with ``JVAE_XLA_WORKAROUND=off``: the planar case's samples and

@@ -222,8 +222,11 @@ def _job_processes(launcher_pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("action", ["SIGTERM to the launcher", "SIGTERM to process 1",
-                                    "SIGKILL to the launcher"])
+@pytest.mark.parametrize("action", ["SIGTERM to the launcher",
+                                    pytest.param("SIGTERM to process 1",
+                                                 marks=pytest.mark.exhaustive),
+                                    pytest.param("SIGKILL to the launcher",
+                                                 marks=pytest.mark.exhaustive)])
 def test_a_signalled_job_stops_every_process(tmp_path, action):
     """A long 2-process run, signalled once its first epoch is recorded: both processes end
     within 60 s with the resume hint; the launcher exits with 143 (or dies, for SIGKILL)."""
