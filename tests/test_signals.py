@@ -62,12 +62,16 @@ def test_reinstall_replaces_a_foreign_handler_at_once():
 
 
 _STUCK = textwrap.dedent("""
-    import signal, sys, time
+    import signal, sys, threading, time
     from jvae.cli.signals import StopOnSignals
     with StopOnSignals(lambda s: "error: stopped by " + signal.Signals(s).name, grace=GRACE):
-        # The main thread cannot run a Python handler (as inside a long compiled call).
+        # The main thread cannot run a Python handler (as inside a long compiled call): it
+        # blocks the signals and sits in one C call. "ready" comes from another thread once
+        # the main thread is inside that call; printed from the main thread, a signal sent
+        # on reading it could still find the main thread running bytecode, which would run
+        # the handler there (SignalStop) instead of leaving the process to the guard.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        print("ready", flush=True)
+        threading.Timer(0.5, lambda: print("ready", flush=True)).start()
         time.sleep(60)
     print("not stopped", flush=True)
 """)
