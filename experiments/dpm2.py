@@ -209,18 +209,49 @@ def partial_row(name: str, workdir: pathlib.Path) -> dict:
             "train_seconds": sum(r["train/seconds"] for r in read_metrics(workdir))}
 
 
+DOCS_DATA = pathlib.Path(__file__).resolve().parents[1] / "docs" / "data" / "dpm2.json"
+
+
+def merge_docs_data(new: dict, previous: dict) -> dict:
+    """``new`` (this command's runs) with the rows, partial rows and curves of every other
+    variant kept from ``previous`` (an earlier ``docs/data/dpm2.json``). Each row keeps its
+    own ``measured`` date; a variant of this command replaces its earlier row, finished or
+    partial. Refuses to merge a quick run with a full one."""
+    if bool(previous.get("quick")) != bool(new["quick"]):
+        raise SystemExit("--merge: cannot merge a --quick run with a full one "
+                         f"(earlier quick={previous.get('quick')}, this run quick={new['quick']})")
+    ours = {r["variant"] for r in new["rows"] + new["partial"]}
+
+    def kept(rows: list[dict]) -> list[dict]:
+        return [{**r, "measured": r.get("measured", previous.get("measured"))}
+                for r in rows if r["variant"] not in ours]
+    return {**new, "measured": max([new["measured"]] + [r["measured"] for r in
+                                                        kept(previous.get("rows", []))]),
+            "rows": kept(previous.get("rows", [])) + new["rows"],
+            "partial": kept(previous.get("partial", [])) + new["partial"],
+            "curves": {**{k: v for k, v in previous.get("curves", {}).items() if k not in ours},
+                       **new["curves"]}}
+
+
 def write_docs_data(rows: list[dict], root: pathlib.Path, quick: bool,
-                    partial: tuple[str, ...] = ()) -> pathlib.Path:
+                    partial: tuple[str, ...] = (), merge: pathlib.Path | None = None,
+                    path: pathlib.Path = DOCS_DATA) -> pathlib.Path:
     """``docs/data/dpm2.json``: the results rows and every run's curves, the numbers the
     results page and its figures (``python -m experiments.figures dpm2 dpm2_training``)
     show; ``partial`` names runs stopped before their end (their last assessment and curves
-    so far, under ``"partial"``)."""
-    path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "data" / "dpm2.json"
-    data = {"measured": datetime.date.today().isoformat(), "quick": quick,
-            "load_average": list(os.getloadavg()), "rows": rows,
-            "partial": [partial_row(n, root / n) for n in partial],
+    so far, under ``"partial"``). ``merge``: an earlier such file whose other variants are
+    kept (:func:`merge_docs_data`), so one variant can be rerun and published alone."""
+    today = datetime.date.today().isoformat()
+    data = {"measured": today, "quick": quick,
+            "load_average": list(os.getloadavg()),
+            "rows": [{**r, "measured": today} for r in rows],
+            "partial": [{**partial_row(n, root / n), "measured": today} for n in partial],
             "curves": {n: curves(root / n) for n in [r["variant"] for r in rows]
                        + list(partial)}}
+    if merge is not None:
+        if not merge.is_file():
+            raise SystemExit(f"--merge: no such file {merge}")
+        data = merge_docs_data(data, json.loads(merge.read_text()))
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 
@@ -312,6 +343,9 @@ def main(argv=None) -> list[dict]:
                              "their end, published as such")
     parser.add_argument("--docs", action="store_true",
                         help="also write docs/data/dpm2.json (then: python -m experiments.figures dpm2)")
+    parser.add_argument("--merge", default="",
+                        help="with --docs: an earlier docs/data/dpm2.json whose other variants "
+                             "are kept (publish one rerun variant beside the others)")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
     configs = {n: variant_config(n, args.quick, args.epochs) for n in names}  # fail early
@@ -333,7 +367,8 @@ def main(argv=None) -> list[dict]:
     print(table)
     if args.docs:
         partial = tuple(n for n in args.partial.split(",") if n)
-        print(f"wrote {write_docs_data(rows, root, args.quick, partial)}")
+        merge = pathlib.Path(args.merge) if args.merge else None
+        print(f"wrote {write_docs_data(rows, root, args.quick, partial, merge)}")
         for line in copy_run_figures(rows, root):
             print(line)
     return rows

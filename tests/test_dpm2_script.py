@@ -89,3 +89,30 @@ def test_summary_and_docs_data_of_a_run_directory(tmp_path):
     part = dpm2.partial_row("nvil_none", run)          # a run stopped at its last assessment
     assert (part["step"], part["elbo"], part["train_seconds"]) == (60, -60.0, 5.0)
     assert part["log_likelihood"] is None and c["dev_log_likelihood"] == [None] * 7
+
+
+def test_merge_keeps_the_other_variants_and_replaces_a_rerun_partial(tmp_path):
+    """--merge: a rerun variant (here finishing a run that was published as partial) replaces
+    its earlier entry; every other variant's row, partial row and curves are kept with their
+    own dates."""
+    previous = {"measured": "2026-12-01", "quick": False, "load_average": [1.0, 1.0, 1.0],
+                "rows": [{"variant": "nvil_none", "elbo": -1.0}],
+                "partial": [{"variant": "vae_cnn", "step": 462},
+                            {"variant": "nvil_centred", "step": 350}],
+                "curves": {"nvil_none": {"a": 1}, "vae_cnn": {"old": 1},
+                           "nvil_centred": {"c": 1}}}
+    new = {"measured": "2026-12-07", "quick": False, "load_average": [2.0, 2.0, 2.0],
+           "rows": [{"variant": "vae_cnn", "elbo": -5.0, "measured": "2026-12-07"}],
+           "partial": [], "curves": {"vae_cnn": {"new": 1}}}
+    merged = dpm2.merge_docs_data(new, previous)
+    assert [r["variant"] for r in merged["rows"]] == ["nvil_none", "vae_cnn"]
+    assert merged["rows"][0]["measured"] == "2026-12-01"
+    assert [r["variant"] for r in merged["partial"]] == ["nvil_centred"]
+    assert merged["curves"] == {"nvil_none": {"a": 1}, "nvil_centred": {"c": 1},
+                                "vae_cnn": {"new": 1}}
+    assert merged["measured"] == "2026-12-07"
+    with pytest.raises(SystemExit, match="cannot merge a --quick run"):
+        dpm2.merge_docs_data({**new, "quick": True}, previous)
+    with pytest.raises(SystemExit, match="no such file"):
+        dpm2.write_docs_data([], tmp_path, False, merge=tmp_path / "missing.json",
+                             path=tmp_path / "out.json")

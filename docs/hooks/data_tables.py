@@ -89,32 +89,32 @@ def dpm2_finished_table(data: dict) -> str:
     control-variate ordering of the NVIL runs among them."""
     rows = sorted(data["rows"], key=lambda r: -r["elbo"])
     lines = [_row(["variant", "what", "steps", "dev ELBO", "D", "R", "L (K=100)",
-                   "test ELBO", "mean dev ELBO of the last 5 assessments", "train s"]),
-             _row(["---"] * 10)]
+                   "test ELBO", "mean dev ELBO of the last 5 assessments", "train s",
+                   "measured"]),
+             _row(["---"] * 11)]
     for r in rows:
         lines.append(_row([f"`{r['variant']}`", r["what"], r["steps"], _f(r["elbo"]),
                            _f(r["distortion"]), _f(r["rate"]), _f(r["log_likelihood"]),
                            _f(r["test_elbo"]), _f(r["elbo_last5"]),
-                           f"{r['train_seconds']:.0f}"]))
+                           f"{r['train_seconds']:.0f}", r.get("measured", data["measured"])]))
     nvil = [r for r in rows if r["variant"].startswith("nvil_")]
     lines.append("")
     lines.append("The control-variate chains of the finished NVIL runs by final dev ELBO: "
                  + " > ".join(f"`{r['variant'][5:]}` {_f(r['elbo'])}" for r in nvil)
                  + "; by the mean of the last five assessments: "
                  + " > ".join(f"`{r['variant'][5:]}` {_f(r['elbo_last5'])}" for r in
-                              sorted(nvil, key=lambda r: -r["elbo_last5"]))
-                 + f". Measured {data['measured']}.")
+                              sorted(nvil, key=lambda r: -r["elbo_last5"])) + ".")
     return "\n".join(lines)
 
 
 def dpm2_partial_table(data: dict) -> str:
     """The DPM2 experiment's runs stopped before their end: their last dev assessment."""
     lines = [_row(["variant", "what", "stopped at step", "dev ELBO", "D", "R", "L (K=10)",
-                   "train s"]), _row(["---"] * 8)]
+                   "train s", "measured"]), _row(["---"] * 9)]
     for r in data["partial"]:
         lines.append(_row([f"`{r['variant']}`", r["what"], r["step"], _f(r["elbo"]),
                            _f(r["distortion"]), _f(r["rate"]), _f(r["log_likelihood"]),
-                           f"{r['train_seconds']:.0f}"]))
+                           f"{r['train_seconds']:.0f}", r.get("measured", data["measured"])]))
     return "\n".join(lines)
 
 
