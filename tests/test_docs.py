@@ -170,3 +170,19 @@ def test_dpm2_tables_are_generated_from_their_data_files():
     assert f"{port['dev_final']['elbo']:.2f}" in hook.render("<!-- table: notebook-dpm2 -->")
     for page in ("results/dpm2.md", "notebooks/dpm2.md"):
         assert "<!-- table: " in (DOCS / page).read_text(), page
+
+
+def test_lab5_tables_are_generated_from_its_data_file():
+    """The Lab 5 page's Pyro table shows every recorded test loss of notebook_lab5.json and
+    its commands table every command that wrote the file."""
+    hook = _data_tables_hook()
+    data = json.loads((DOCS / "data" / "notebook_lab5.json").read_text())
+    pyro = hook.render("<!-- table: notebook-lab5-pyro -->")
+    assert len(data["pyro"]["test_loss"]) == len(data["pyro"]["epochs"]) >= 2
+    for epoch, loss in zip(data["pyro"]["epochs"], data["pyro"]["test_loss"]):
+        assert f" {epoch} |" in pyro.splitlines()[0] and f" {loss:.2f} " in pyro
+    commands = hook.render("<!-- table: notebook-lab5-commands -->")
+    for c in data["commands"]:
+        assert f"| `{c['command']}` | {c['seconds']:.0f} |" in commands
+    page = (DOCS / "notebooks" / "lab5.md").read_text()
+    assert "<!-- table: notebook-lab5-pyro -->" in page and "Not finished" not in page

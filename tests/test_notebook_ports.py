@@ -123,3 +123,20 @@ def test_ports_are_percent_notebooks_with_the_seeds_headings(name):
     assert len(statements) >= 3
     for statement in statements:        # a stated difference: a sentence with its reason
         assert len(statement.split()) >= 6, statement
+
+
+def test_a_part_run_keeps_the_other_parts_published():
+    """``--parts pyro`` merges into the earlier numbers (published or in the workdir): the
+    parts it did not run keep theirs, and the command history says who produced what."""
+    from experiments.notebooks.port_io import merge_parts
+
+    published = {"example": {"loss": 1.0}, "question": {"a": 2.0}, "quick": False,
+                 "commands": [{"command": "--parts example,question"}]}
+    workdir = {"example": {"loss": 1.5}, "quick": False,
+               "commands": [{"command": "--parts example,question"}, {"command": "--parts x"}]}
+    new = {"pyro": {"test_loss": [3.0]}, "quick": False, "commands": [{"command": "--parts pyro"}]}
+    merged = merge_parts([published, workdir], new)
+    assert merged["question"] == {"a": 2.0} and merged["example"] == {"loss": 1.5}
+    assert merged["pyro"] == {"test_loss": [3.0]}
+    assert [c["command"] for c in merged["commands"]] == ["--parts example,question",
+                                                          "--parts x", "--parts pyro"]

@@ -141,8 +141,31 @@ def notebook_dpm2_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def notebook_lab5_pyro_table(data: dict) -> str:
+    """The Lab 5 port's Pyro part: the test loss every 5 epochs, and the command that ran it."""
+    pyro = data["pyro"]
+    lines = [_row(["epoch", *pyro["epochs"]]), _row(["---"] * (len(pyro["epochs"]) + 1)),
+             _row(["test loss (nats per image)", *(_f(v) for v in pyro["test_loss"])])]
+    run = next(c for c in reversed(data["commands"]) if "pyro" in c["command"]
+               or "--parts" not in c["command"])
+    lines += ["", f"Seed {pyro['seed']}; the t-SNE maps all {pyro['tsne_points']} test means. "
+              f"`{run['command']}` took {run['seconds']:.0f} s (finished {run['finished']})."]
+    return "\n".join(lines)
+
+
+def notebook_commands_table(data: dict) -> str:
+    """The commands that wrote a notebook port's data file, their wall seconds and when."""
+    lines = [_row(["command", "wall seconds", "finished"]), _row(["---"] * 3)]
+    lines += [_row([f"`{c['command']}`", f"{c['seconds']:.0f}", c["finished"]])
+              for c in data["commands"]]
+    return "\n".join(lines)
+
+
 TABLES = {"notebook-dpm2": lambda: notebook_dpm2_table(_data("notebook_dpm2.json")),
           "dpm2-finished": lambda: dpm2_finished_table(_data("dpm2.json")),
+          "notebook-lab5-pyro": lambda: notebook_lab5_pyro_table(_data("notebook_lab5.json")),
+          "notebook-lab5-commands": lambda: notebook_commands_table(
+              _data("notebook_lab5.json")),
           "dpm2-partial": lambda: dpm2_partial_table(_data("dpm2.json")),
           "reliability-probe": lambda: probe_table(_load("probe_faults")),
           "kill-resume": lambda: kill_resume_table(_load("kill_resume"))}

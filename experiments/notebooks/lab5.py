@@ -18,9 +18,9 @@
 # code cell done with jvae. Every difference from the seed is stated where it occurs, in a
 # sentence that starts with the word Differs in bold.
 #
-# **The full run takes more than 60 minutes** on the 2-core CPU shared with other jobs
-# (measured on 2026-12-07: the example and the question 87 minutes, the Pyro part 37 minutes
-# for 42 of its 100 epochs; see `docs/notebooks/lab5.md`). Its parts can run as separate
+# **The full run takes more than 60 minutes** on the 2-core CPU (the example and the
+# question train five 10-epoch runs, the Pyro part 100 epochs; the measured times of each
+# command are on `docs/notebooks/lab5.md`). Its parts can run as separate
 # commands into one workdir (finished runs are reused, an interrupted one resumes from its
 # last checkpoint):
 #

@@ -92,16 +92,27 @@ class Port:
         path = self.run_dir(name, config)
         return path, jvae.train_and_evaluate(config, path, resume=True, progress=False)
 
+    def _earlier_results(self) -> list[dict]:
+        """The numbers this run's parts are merged into: the published data file (with
+        ``--docs``: parts run in another workdir stay published) and this workdir's
+        ``results.json``, later first-class over earlier; a quick run never merges into a
+        full one."""
+        earlier = []
+        published = ROOT / "docs" / "data" / f"notebook_{self.name}.json"
+        for path in ([published] if self.docs else []) + [self.workdir / "results.json"]:
+            if path.exists():
+                data = json.loads(path.read_text())
+                if bool(data.get("quick")) == self.quick:
+                    earlier.append(data)
+        return earlier
+
     def finish(self, code: tuple[str, ...], source: dict) -> dict:
         """Record the wall time, write ``workdir/results.json`` and, with ``docs``, the data
         file and the figures (``code``: files whose text the figures depend on; ``source``:
         the configs and settings)."""
         seconds = round(time.perf_counter() - self.started, 1)
-        stored = self.workdir / "results.json"
-        if self.parts and stored.exists():           # merge into the other parts' numbers
-            merged = json.loads(stored.read_text())
-            merged.update(self.results)
-            self.results = merged
+        if self.parts:                       # merge into the other parts' numbers
+            self.results = merge_parts(self._earlier_results(), self.results)
         command = (f"python -m experiments.notebooks.{self.name}"
                    + (" --quick" if self.quick else "") + (" --docs" if self.docs else "")
                    + (f" --parts {','.join(self.parts)}" if self.parts else ""))
@@ -155,3 +166,16 @@ def _plain(value):
 
     arr = np.asarray(value)
     return arr.item() if arr.ndim == 0 else arr.tolist()
+
+
+def merge_parts(earlier: list[dict], results: dict) -> dict:
+    """``results`` (this command's parts) over the ``earlier`` result dicts, oldest first:
+    every part a command did not run keeps its earlier numbers, and the command histories
+    (``commands``) are concatenated, so the data file says which command produced what."""
+    merged, history = {}, []
+    for data in earlier:
+        history += [c for c in data.get("commands", []) if c not in history]
+        merged.update(data)
+    merged.update(results)
+    merged["commands"] = history + [c for c in results.get("commands", []) if c not in history]
+    return merged
