@@ -253,6 +253,9 @@ def write_docs_data(rows: list[dict], root: pathlib.Path, quick: bool,
             raise SystemExit(f"--merge: no such file {merge}")
         data = merge_docs_data(data, json.loads(merge.read_text()))
     path.write_text(json.dumps(data, indent=1) + "\n")
+    if not quick:
+        from experiments.provenance import record_if_published
+        record_if_published(path)
     return path
 
 

@@ -357,6 +357,9 @@ def main(argv=None) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {path}")
+    if not args.quick:
+        from experiments.provenance import record_if_published
+        record_if_published(path, command=data["command"])
     if args.docs:
         draw_flows(data, pathlib.Path(args.figure))
         write_page(data, pathlib.Path(args.page), pathlib.Path(args.figure))

@@ -86,6 +86,8 @@ def publish() -> None:
         sys.exit("--docs publishes a full run's numbers; this run was --quick")
     (ROOT / "docs" / "data" / "notebook_dpm2.json").write_text(json.dumps(results, indent=1)
                                                                + "\n")
+    from experiments.provenance import record_if_published
+    record_if_published(ROOT / "docs" / "data" / "notebook_dpm2.json")
     for line in record_script_figures(
             sorted(FIGDIR.glob("nb_dpm2_*.png")), command="python -m experiments.notebooks.dpm2"
             " --docs", code=("experiments/notebooks/dpm2.py", "experiments/dpm2.py"),

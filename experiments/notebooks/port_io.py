@@ -132,6 +132,10 @@ class Port:
             from experiments.figures import record_script_figures
 
             (ROOT / "docs" / "data" / f"notebook_{self.name}.json").write_text(text)
+            if not self.quick:
+                from experiments.provenance import record_if_published
+                record_if_published(ROOT / "docs" / "data" / f"notebook_{self.name}.json",
+                                    command=command)
             for line in record_script_figures(self.figures, command=self.results["command"],
                                               code=code, source=source,
                                               generated=self.results["measured"]):
