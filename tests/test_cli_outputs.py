@@ -8,7 +8,7 @@ import json
 import pytest
 
 from jvae.cli import train
-from jvae.runs.loop import progress_fields
+from jvae.runs.outputs import progress_fields
 from jvae.runs.outputs import (data_noun, describe_outputs, evaluated_split,
                                evaluation_estimate, run_summary)
 

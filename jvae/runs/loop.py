@@ -38,10 +38,10 @@ from jvae.runs.checkpoints import Checkpointer, check_writable, write_json_atomi
 from jvae.runs.checks import check_losses, check_resume, check_space
 from jvae.runs.figures import write_figures, write_latent_snapshot, write_snapshots
 from jvae.runs.lock import WorkdirLock
-from jvae.runs.outputs import evaluated_split
+from jvae.runs.outputs import evaluated_split, progress_fields
 from jvae.runs.overrides import normalised
 from jvae.runs.placement import place
-from jvae.runs.records import add_metrics, append_metrics, cut_records, scalar
+from jvae.runs.records import add_metrics, append_metrics, cut_records
 from jvae.runs.restore import report_skipped, stderr_line
 from jvae.runs.setup import build_run, initial_state, order_key, run_keys, run_seeds
 from jvae.training import TrainState, make_train_epoch, sharding, steps_per_epoch
@@ -405,21 +405,6 @@ def _latent_snapshot(run: Run, state: TrainState, epoch: int) -> None:
     write_latent_snapshot(run.model, jax.tree.map(lambda a: a[0], params) if run.multi else params,
                           run.datasets, run.workdir, epoch,
                           batch_size=int(config.eval.batch_size))
-
-
-def progress_fields(history: list[dict], record: dict, split: str) -> str:
-    """The progress bar's fields: the epoch's train loss and the newest evaluation's ELBO
-    (or distortion, for an autoencoder) on ``split``, e.g. ``"train loss 104.20, test ELBO
-    -105.13"`` (means over seeds for a stacked run)."""
-    last_eval = next((r for r in reversed(history) if "eval/distortion" in r
-                      or "eval/distortion_mean" in r), None)
-    fields = [f"train loss {scalar(record, 'train/loss'):.2f}"]
-    if last_eval is not None:
-        elbo = any(k.startswith("eval/elbo") for k in last_eval)
-        name = "elbo" if elbo else "distortion"
-        fields.append(f"{split} {'ELBO' if elbo else 'distortion'} "
-                      f"{scalar(last_eval, f'eval/{name}'):.2f}")
-    return ", ".join(fields)
 
 
 def finish_run(run: Run, state: TrainState, history: list[dict]) -> None:

@@ -1,5 +1,6 @@
-"""What a run leaves in its work directory, and what to do next: the closing summary that
-``python -m jvae.train`` prints (:func:`run_summary`).
+"""What a run shows: its progress bar's fields (:func:`progress_fields`), what it leaves in
+its work directory, and what to do next: the closing summary that ``python -m jvae.train``
+prints (:func:`run_summary`).
 
 :data:`OUTPUTS` says in one line what each file or directory a run (or ``python -m
 jvae.evaluate``) writes is; :func:`describe_outputs` lists the ones actually present.
@@ -20,7 +21,7 @@ from jvae.data import FILE_DATASETS
 from jvae.runs.schema import SYNTHETIC
 
 __all__ = ["OUTPUTS", "describe_outputs", "evaluation_estimate", "eval_result_stem",
-           "evaluated_split", "data_noun", "run_summary"]
+           "evaluated_split", "data_noun", "run_summary", "progress_fields"]
 
 #: Every file (a glob pattern) or directory (ending in ``/``) a run may write into its work
 #: directory, with what it is, in the order the summary lists them; ``{split}`` stands for
@@ -188,6 +189,21 @@ def run_summary(workdir: str | pathlib.Path, record: dict, history: list[dict] |
     return "\n".join(lines)
 
 
+def progress_fields(history: list[dict], record: dict, split: str) -> str:
+    """The progress bar's fields: the epoch's train loss and the newest evaluation's ELBO
+    (or distortion, for an autoencoder) on ``split``, e.g. ``"train loss 104.20, test ELBO
+    -105.13"`` (means over seeds for a stacked run)."""
+    last_eval = next((r for r in reversed(history) if "eval/distortion" in r
+                      or "eval/distortion_mean" in r), None)
+    fields = [f"train loss {_scalar(record, 'train/loss'):.2f}"]
+    if last_eval is not None:
+        elbo = any(k.startswith("eval/elbo") for k in last_eval)
+        name = "elbo" if elbo else "distortion"
+        fields.append(f"{split} {'ELBO' if elbo else 'distortion'} "
+                      f"{_scalar(last_eval, f'eval/{name}'):.2f}")
+    return ", ".join(fields)
+
+
 def _headlines(split: str) -> list[tuple[str, str]]:
     return [("train/loss", "train loss"), ("eval/elbo", f"{split} ELBO"),
             ("eval/distortion", f"{split} distortion"), ("eval/rate", f"{split} rate"),
@@ -227,6 +243,10 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"about {seconds / 60:.0f} minutes"
     return f"about {seconds / 3600:.1f} hours"
+
+
+def _scalar(record: dict, key: str) -> float:
+    return record.get(f"{key}_mean", record.get(key, float("nan")))
 
 
 def _value(record: dict, key: str) -> float | None:
