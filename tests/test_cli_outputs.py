@@ -149,3 +149,13 @@ def test_split_and_noun_of_a_config():
         "test"
     assert [data_noun(n) for n in ("gaussian2d", "mnist", "cifar10", "tfds:svhn_cropped")] == \
         ["points", "images", "images", "examples"]
+
+
+def test_summary_of_a_run_without_sizes_or_times_still_reads(tmp_path):
+    """A run recorded before ``eval/examples`` existed, evaluated only with --noprogress."""
+    (tmp_path / "config.json").write_text(json.dumps({"dataset": {"name": "mnist",
+                                                                   "eval_split": "test"}}))
+    text = run_summary(tmp_path, {"epoch": 1, "step": 5, "eval/elbo": -90.0}, history=[])
+    assert "  evaluated on the test split\n" in text
+    assert "importance-sampled log p(x) of the test images, K = 1000" in text
+    assert "of the the" not in text and "at this run's speed" not in text

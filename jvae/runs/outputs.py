@@ -113,8 +113,8 @@ def evaluation_estimate(history: list[dict], config: dict, num_samples: int
     run made ``eval.elbo_samples`` passes, plus ``eval.ll_samples`` when it recorded a
     log-likelihood; the fastest evaluation per pass is taken (the first evaluation after a
     start includes compilation) and K passes are predicted (an autoencoder: K = 0, one pass).
-    On a 2-core CPU the measured K = 1000 evaluation of the main command's model took about
-    0.7 of this prediction (its importance samples reuse one encoder pass).
+    The importance samples of an example share one encoder pass, so for a model whose
+    encoder costs as much as its decoder this errs on the long side.
 
     Args:
       history: the run's records (``metrics.jsonl``).
@@ -172,7 +172,7 @@ def run_summary(workdir: str | pathlib.Path, record: dict, history: list[dict] |
     split = evaluated_split(config)
     noun = data_noun(str(config.get("dataset", {}).get("name", "")))
     size = _value(record, "eval/examples")
-    data = f"{int(size)} {split} {noun}" if size else f"the {split} {noun}"
+    data = f"{int(size)} {split} {noun}" if size else f"{split} {noun}"
     lines = [f"done: epoch {record.get('epoch')}, step {record.get('step')}"]
     numbers = [f"{label} {_value(record, key):.2f}" for key, label in _headlines(split)
                if _value(record, key) is not None]
