@@ -8,9 +8,11 @@ start-up; it reuses the subprocess's compilations through the session's XLA cach
 input is checked in-process, where it fails before anything is compiled.
 """
 
+import fnmatch
 import json
 import os
 import pathlib
+import re
 import runpy
 import subprocess
 import sys
@@ -63,12 +65,27 @@ def trained(jvae_data_dir, tmp_path_factory):
 def test_train_cli_writes_a_complete_run(trained):
     workdir, proc = trained
     assert proc.returncode == 0, _describe(proc)
-    assert proc.stdout.startswith("done: epoch 1, step 8\n")
-    # It says where everything went and what to run next.
-    for name in ("metrics.jsonl", "config.json", "samples.png", "curves.png"):
-        assert str(workdir / name) in proc.stdout, name
-    assert "eval ELBO -" in proc.stdout and "nats per example" in proc.stdout
-    assert f"python -m jvae.evaluate --workdir {workdir}" in proc.stdout
+    assert proc.stdout.startswith("done: epoch 1, step 8\n"
+                                  "  evaluated on the test split (256 images)\n")
+    assert "test ELBO -" in proc.stdout and "nats per example" in proc.stdout
+    assert "eval ELBO" not in proc.stdout
+    # Every file it wrote, one line each with what it is (none unexplained).
+    listed = _listed_outputs(proc.stdout)
+    present = {p.name + ("/" if p.is_dir() else "") for p in workdir.iterdir()
+               if not p.name.startswith(".")}
+    assert set(listed) == present
+    assert {"config.json", "metrics.jsonl", "steps.jsonl", "checkpoints/", "samples.png",
+            "curves.png"} <= present
+    for name, what in listed.items():
+        assert what not in ("a figure", "not written by jvae"), (name, what)
+    assert "newest: epoch 1" in listed["checkpoints/"]
+    # What to run next, on which data, how long it takes at this run's measured speed.
+    tail = proc.stdout[proc.stdout.index("next: "):].splitlines()
+    assert tail[0] == f"next: python -m jvae.evaluate --workdir {workdir} --num-samples 1000"
+    assert tail[1] == "  importance-sampled log p(x) of the 256 test images, K = 1000"
+    assert "of evaluation at this run's speed" in tail[2] and "upper bound" in tail[2]
+    assert tail[3] == f"  it writes {workdir / 'eval_test_K1000_epoch1_seed0.json'}"
+    assert "10000 images" not in proc.stdout and "3 minutes" not in proc.stdout
     config = json.loads((workdir / "config.json").read_text())
     assert config["dataset"]["name"] == "mnist" and config["seed"] == 1   # the shipped config
     assert config["dataset"]["limit_train"] == 512 and config["batch_size"] == 64  # overrides
@@ -78,8 +95,36 @@ def test_train_cli_writes_a_complete_run(trained):
     assert records[0]["step"] == 512 // 64
     assert np.isfinite(records[0]["train/loss"]) and np.isfinite(records[0]["eval/elbo"])
     assert (workdir / "checkpoints" / "1").is_dir()
+    assert records[0]["eval/examples"] == 256
     for name in ("samples.png", "reconstructions.png", "curves.png", "latents.png"):
         assert (workdir / name).stat().st_size > 1000, name
+
+
+def _listed_outputs(stdout: str) -> dict[str, str]:
+    """The summary's ``name  what`` lines (indented by 4 under ``  in DIR/:``)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  in ")) + 1
+    out = {}
+    for line in lines[start:]:
+        if not line.startswith("    "):
+            break
+        name, what = line.strip().split(None, 1)
+        out[name] = what
+    return out
+
+
+def test_getting_started_lists_every_file_of_the_main_commands_run(trained):
+    """docs/getting-started.md lists, one line each, every file a run of the main command's
+    config writes (this run is the same config, smaller)."""
+    workdir, proc = trained
+    assert proc.returncode == 0, _describe(proc)
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    cells = re.findall(r"^\| ([^|]*`[^|]*) \|", text, re.M)       # first cells of table rows
+    listed = [name for cell in cells for name in re.findall(r"`([^`]+)`", cell)]
+    present = {p.name + ("/" if p.is_dir() else "") for p in workdir.iterdir()
+               if not p.name.startswith(".")}
+    missing = [n for n in present if not any(fnmatch.fnmatchcase(n, p) for p in listed)]
+    assert not missing, f"getting-started.md does not list {sorted(missing)}"
 
 
 def test_evaluate_cli_log_likelihood_is_above_the_elbo(trained, capsys):
@@ -91,7 +136,11 @@ def test_evaluate_cli_log_likelihood_is_above_the_elbo(trained, capsys):
     printed = json.loads(stdout[stdout.index("{"):stdout.rindex("}") + 1])
     assert printed == returned
     path = workdir / "eval_test_K20_epoch1_seed0.json"
-    assert captured.err.splitlines()[-1] == f"wrote {path}"      # says where, in one line
+    # Says where, what and which split, in one line.
+    assert captured.err.splitlines()[-1] == (
+        f"wrote {path}: ELBO, distortion, rate and log p(x) with K = 20 of the 256 examples "
+        "of the test split, checkpoint of epoch 1")
+    assert "test: 256/256 examples" in captured.err
     saved = json.loads(path.read_text())
     assert printed == saved
     assert saved["split"] == "test" and saved["num_examples"] == 256 and saved["limit"] == 0
@@ -137,7 +186,7 @@ def test_evaluate_cli_never_overwrites_another_evaluation(trained, capsys):
     seeded = evaluate_cli.main([*args, "--seed=7", "--limit=10"])
     blocks = evaluate_cli.main([*args, "--limit=10", "--block-size=4"])
     again = evaluate_cli.main([*args, "--limit=10"])
-    wrote = [line.split(" ", 1)[1] for line in capsys.readouterr().err.splitlines()
+    wrote = [line.split(" ")[1].rstrip(":") for line in capsys.readouterr().err.splitlines()
              if line.startswith("wrote ")]
     stem = str(workdir / "eval_test_K3_epoch1")
     assert wrote == [f"{stem}_seed0.json", f"{stem}_seed0_limit10.json",

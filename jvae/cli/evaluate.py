@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import re
 import sys
 import time
 import traceback
@@ -36,7 +35,9 @@ from jvae.runs.checkpoints import write_json_atomic
 from jvae.evaluation import make_evaluator
 from jvae.runs import load_run
 from jvae.cli.signals import SignalStop, StopOnSignals, exit_status
+from jvae.cli.helptext import plain_text
 from jvae.cli.train import OneLineParser, _quiet_logs, one_line
+from jvae.runs.outputs import eval_result_stem, evaluated_split
 
 #: The fields of a result that define the evaluation (a file holding other values of them
 #: is never overwritten).
@@ -55,6 +56,7 @@ def main(argv=None) -> dict:
     # A multi-seed run or a sweep stores stacked parameters: evaluate every element.
     stacked = int(config.num_seeds) > 1 or schema.sweep_values(config) is not None
     data = datasets.eval[: args.limit or None]
+    split = evaluated_split(config)
     samples = 0 if is_autoencoder(model) else args.num_samples   # an autoencoder has no p(x)
     evaluator = make_evaluator(model, batch_size=args.batch_size, ll_samples=samples,
                                ll_chunk=args.chunk_size)
@@ -76,11 +78,11 @@ def main(argv=None) -> dict:
         elapsed = time.perf_counter() - t0
         rate = timed[0] / timed[1] if timed[0] else done / elapsed
         eta = f", about {(len(data) - done) / rate:.0f} s left" if done < len(data) else ""
-        print(f"{done}/{len(data)} examples, {elapsed:.0f} s{eta}, "
+        print(f"{split}: {done}/{len(data)} examples, {elapsed:.0f} s{eta}, "
               + ", ".join(f"{k} {np.mean(v) / done:.3f}" for k, v in sums.items()),
               file=sys.stderr)
     metrics = {k: (v / len(data)).tolist() for k, v in sums.items()}
-    result = {"split": config.dataset.eval_split, "num_examples": int(len(data)),
+    result = {"split": split, "num_examples": int(len(data)),
               "split_size": int(len(datasets.eval)), "limit": int(args.limit),
               "num_samples": samples, "epoch": epoch, "step": int(np.ravel(state.step)[0]),
               "seed": args.seed, "batch_size": args.batch_size, "chunk_size": args.chunk_size,
@@ -92,25 +94,34 @@ def main(argv=None) -> dict:
     path = result_path(workdir, result)
     write_json_atomic(path, result)
     print(json.dumps(result, indent=2))
-    print(f"wrote {path}", file=sys.stderr)
+    print(wrote_line(path, result), file=sys.stderr)
     return result
 
 
 def result_path(workdir: pathlib.Path, result: dict) -> pathlib.Path:
     """Where ``result`` goes: ``eval_<split>_K<K>_epoch<E>_seed<S>[_limit<N>].json`` (the
-    limit only when it cut the split), or the first ``..._<i>.json`` (i = 2, 3, ...) that is
-    free or holds the same evaluation (:data:`DEFINITION`)."""
-    split = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(result["split"])).strip("-") or "split"
-    stem = (f"eval_{split}_K{result['num_samples']}_epoch{result['epoch']}"
-            f"_seed{result['seed']}")
-    if result["num_examples"] < result["split_size"]:
-        stem += f"_limit{result['num_examples']}"
+    limit only when it cut the split: :func:`jvae.runs.outputs.eval_result_stem`), or the
+    first ``..._<i>.json`` (i = 2, 3, ...) that is free or holds the same evaluation
+    (:data:`DEFINITION`)."""
+    stem = eval_result_stem(result)
     for i in range(1, 10_000):
         path = workdir / (f"{stem}.json" if i == 1 else f"{stem}_{i}.json")
         if not path.exists() or _same_evaluation(path, result):
             return path
     raise FileExistsError(f"{workdir} holds 9999 other results named {stem}_*.json; move "
                           "some away.")
+
+
+def wrote_line(path: pathlib.Path, result: dict) -> str:
+    """The line saying where the result went and what it holds: ``wrote PATH: <what> of
+    the N examples of the <split> split, checkpoint of epoch E``."""
+    what = ("reconstruction errors" if not result["num_samples"] else
+            f"ELBO, distortion, rate and log p(x) with K = {result['num_samples']}")
+    part = ("" if result["num_examples"] == result["split_size"]
+            else f"first {result['num_examples']} of the {result['split_size']} ")
+    n = "" if part else f"{result['num_examples']} "
+    return (f"wrote {path}: {what} of the {part}{n}examples of the {result['split']} "
+            f"split, checkpoint of epoch {result['epoch']}")
 
 
 def _same_evaluation(path: pathlib.Path, result: dict) -> bool:
@@ -122,7 +133,7 @@ def _same_evaluation(path: pathlib.Path, result: dict) -> bool:
 
 
 def _parse(argv) -> argparse.Namespace:
-    parser = OneLineParser(prog="python -m jvae.evaluate", description=__doc__,
+    parser = OneLineParser(prog="python -m jvae.evaluate", description=plain_text(__doc__),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, help="run directory written by jvae.train")
     parser.add_argument("--num-samples", type=int, default=1000,

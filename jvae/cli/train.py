@@ -4,7 +4,16 @@ Any config field can be overridden, e.g. ``--config.num_epochs=2
 --config.dataset.limit_train=1000``; parameter groups take new names
 (``--config.optim.param_groups.encoder=1e-4``). ``--resume`` continues the run in DIR from its
 newest checkpoint that verifies; there ``--config`` is optional (DIR/config.json holds it) and
-overrides may change only evaluation, figures, logging and ``num_epochs`` (upwards).
+overrides may change only evaluation, figures, logging and ``num_epochs`` (upwards). On a run
+that had finished, ``--resume`` says so (``already finished at epoch N; nothing to train``),
+exits 0 and leaves the figures as they are unless ``--redraw`` is given. ``--print-config``
+prints the config's fields and exits. ``--progress=False`` (absl's spelling) or
+``--noprogress`` hides the progress bar. ``--help`` lists the bundled configs
+(``experiments/configs/*.py``, :mod:`jvae.cli.helptext`).
+
+A finished run prints the split it evaluated, its headline numbers, every file of the work
+directory with what it is and the next command with a time estimate from the run's own
+evaluation speed (:func:`jvae.runs.outputs.run_summary`).
 
 Every failure ends with one line ``error: ...`` on standard error and a non-zero exit status
 (1: the run failed, 2: bad command line); ``--debug`` adds the traceback. SIGINT and SIGTERM
@@ -16,17 +25,29 @@ line saying how to resume and the status ``128 + signal`` (130, 143): see
 from __future__ import annotations
 
 import argparse
-import math
 import pathlib
 import signal
 import sys
 import traceback
 
+from jvae.cli.helptext import config_lines, configs_help, parse_flag
 from jvae.cli.signals import SignalStop, StopOnSignals, exit_status
 from jvae.runs.overrides import ConfigError, apply_override, config_from_json, load_config_file
 
-USAGE = ("python -m jvae.train --config FILE.py[:VARIANT] --workdir DIR [--resume] "
-         "[--noprogress] [--debug] [--config.FIELD=VALUE ...]")
+USAGE = ("python -m jvae.train --config FILE.py[:VARIANT] --workdir DIR\n"
+         "       [--resume [--redraw]] [--noprogress] [--debug] [--config.FIELD=VALUE ...]\n"
+         "   or: python -m jvae.train --config FILE.py[:VARIANT] [--config.FIELD=VALUE ...] "
+         "--print-config")
+
+DESCRIPTION = """\
+Train a config into a work directory: metrics, checkpoints and figures, then a summary of
+every file written and the next command.
+
+Any config field can be overridden, e.g. --config.num_epochs=2
+--config.dataset.limit_train=1000; parameter groups take new names
+(--config.optim.param_groups.encoder=1e-4). Every failure ends with one line "error: ..."
+and exit status 1 (the run failed) or 2 (bad command line); SIGINT and SIGTERM stop the run
+with one line saying how to resume (status 130, 143)."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -37,18 +58,46 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+def _progress_value(text: str) -> bool:
+    try:
+        return parse_flag(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m jvae.train", usage=USAGE,
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="experiment file defining get_config() "
-                   "(FILE.py or FILE.py:VARIANT); optional with --resume")
-    p.add_argument("--workdir", required=True, help="directory for metrics, checkpoints, figures")
+    prog = "python -m jvae.train"
+    p = OneLineParser(prog=prog, usage=USAGE, description=DESCRIPTION,
+                      epilog=configs_help(prog),
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE.py[:VARIANT]",
+                   help="experiment file defining get_config(), optionally with a variant "
+                   "string for configs that take one (FILE.py:key=value,...); optional with "
+                   "--resume (then DIR/config.json is used)")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="run directory for config.json, metrics, checkpoints and figures "
+                   "(required, except with --print-config)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --workdir from its newest intact checkpoint")
-    p.add_argument("--progress", dest="progress", action="store_true", default=True)
+                   help="continue the run in DIR from its newest checkpoint that verifies; "
+                   "overrides may then change only evaluation, figures, logging and "
+                   "num_epochs (upwards); a finished run trains nothing")
+    p.add_argument("--redraw", action="store_true",
+                   help="with --resume on a finished run: draw its figures again (without "
+                   "it they are left as they are)")
+    p.add_argument("--progress", metavar="BOOL", nargs="?", const=True, default=True,
+                   type=_progress_value,
+                   help="show a progress bar over epochs with the train loss and the "
+                   "evaluated split's ELBO (default: on); --progress=False turns it off")
     p.add_argument("--noprogress", dest="progress", action="store_false",
-                   help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="print tracebacks of failures")
+                   help="no progress bar (the same as --progress=False)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print every field of the config (with the overrides applied) as "
+                   "FIELD=VALUE and exit without training")
+    p.add_argument("--debug", action="store_true",
+                   help="print the traceback of a failure after its one-line error")
+    p.add_argument("--config.FIELD", metavar="VALUE", dest="_field_help",
+                   help="set a config field, e.g. --config.num_epochs=20 (repeatable; "
+                   "--print-config lists the fields)")
     return p
 
 
@@ -66,7 +115,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, str
             overrides.append((name, value))
         else:
             plain.append(arg)
-    return _parser().parse_args(plain), overrides
+    parser = _parser()
+    args = parser.parse_args(plain)
+    if args.workdir is None and not args.print_config:
+        parser.error("the following arguments are required: --workdir")
+    return args, overrides
 
 
 def build_config(args: argparse.Namespace, overrides: list[tuple[str, str]]):
@@ -97,12 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     except ConfigError as e:
         return _fail(e, 2, debug)
-    if not args.workdir.strip():
+    if args.workdir is not None and not args.workdir.strip():
         return _fail(ValueError("--workdir is empty; give the run directory."), 2, debug)
     try:
         config = build_config(args, overrides)
     except ConfigError as e:
         return _fail(e, 2, debug)
+    if args.print_config:
+        print("\n".join(config_lines(config)))
+        return 0
     _quiet_logs(debug)
     with StopOnSignals(lambda signum: stopped_line(signum, args.workdir)) as stop:
         try:
@@ -128,7 +184,8 @@ def _run(config, args: argparse.Namespace, stop: StopOnSignals) -> dict:
     stop.reinstall()          # jax.distributed installs a SIGTERM handler of its own
     from jvae.runs import train_and_evaluate   # imports JAX: after the cheap checks
 
-    return train_and_evaluate(config, args.workdir, resume=args.resume, progress=args.progress)
+    return train_and_evaluate(config, args.workdir, resume=args.resume, progress=args.progress,
+                              redraw=args.redraw)
 
 
 def stopped_line(signum: int, workdir) -> str:
@@ -140,37 +197,12 @@ def stopped_line(signum: int, workdir) -> str:
 
 
 def summary(record: dict, workdir: pathlib.Path) -> str:
-    """What a finished run prints: headline numbers, where its outputs are, what to do next."""
-    def value(key):
-        v = record.get(f"{key}_mean", record.get(key))
-        return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+    """What a finished run prints: the split it evaluated, its headline numbers, every file
+    in ``workdir`` with what it is, and the next command with a time estimate from the
+    run's own evaluation speed (:func:`jvae.runs.outputs.run_summary`)."""
+    from jvae.runs.outputs import run_summary
 
-    lines = [f"done: epoch {record.get('epoch')}, step {record.get('step')}"]
-    heads = [("train/loss", "train loss"), ("eval/elbo", "eval ELBO"),
-             ("eval/distortion", "eval distortion"), ("eval/rate", "eval rate"),
-             ("eval/log_likelihood", "eval log p(x)")]
-    numbers = [f"{label} {value(k):.2f}" for k, label in heads if value(k) is not None]
-    if numbers:
-        lines.append("  " + ", ".join(numbers) + " (nats per example"
-                     + (", mean over runs)" if "train/loss_mean" in record else ")"))
-    lines.append(f"  work directory: {workdir}")
-    for name in ("metrics.jsonl", "config.json"):
-        if (workdir / name).exists():
-            lines.append(f"  {name}: {workdir / name}")
-    ckpts = sorted((p for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()),
-                   key=lambda p: int(p.name))
-    if ckpts:
-        lines.append(f"  checkpoints: {workdir / 'checkpoints'} (newest: epoch {ckpts[-1].name})")
-    for png in sorted(workdir.glob("*.png")):
-        lines.append(f"  figure: {png}")
-    if record.get("eval/elbo", record.get("eval/elbo_mean")) is None:   # an autoencoder
-        lines.append(f"next: python -m jvae.evaluate --workdir {workdir} "
-                     "(reconstruction errors on the test images)")
-    else:
-        lines.append(f"next: python -m jvae.evaluate --workdir {workdir} --num-samples 1000 "
-                     "(importance-sampled log p(x); about 3 minutes on 2 CPU cores for 10000 "
-                     "images)")
-    return "\n".join(lines)
+    return run_summary(workdir, record)
 
 
 def _fail(e: BaseException, code: int, debug: bool) -> int:

@@ -38,9 +38,10 @@ from jvae.runs.checkpoints import Checkpointer, check_writable, write_json_atomi
 from jvae.runs.checks import check_losses, check_resume, check_space
 from jvae.runs.figures import write_figures, write_latent_snapshot, write_snapshots
 from jvae.runs.lock import WorkdirLock
+from jvae.runs.outputs import evaluated_split, progress_fields
 from jvae.runs.overrides import normalised
 from jvae.runs.placement import place
-from jvae.runs.records import add_metrics, append_metrics, cut_records, scalar
+from jvae.runs.records import add_metrics, append_metrics, cut_records
 from jvae.runs.restore import report_skipped, stderr_line
 from jvae.runs.setup import build_run, initial_state, order_key, run_keys, run_seeds
 from jvae.training import TrainState, make_train_epoch, sharding, steps_per_epoch
@@ -79,7 +80,7 @@ class Run(NamedTuple):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
-                       resume: bool = False, progress: bool = True,
+                       resume: bool = False, progress: bool = True, redraw: bool = True,
                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``config`` into ``workdir``; returns the last epoch's metrics record.
 
@@ -94,7 +95,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       config: the run config (``jvae.runs.defaults.default_config()`` and changes).
       workdir: the run directory.
       resume: continue the run in ``workdir`` (a new run if it holds no checkpoint).
-      progress: show a progress bar over epochs.
+      progress: show a progress bar over epochs (its fields: the train loss and the
+        evaluated split's ELBO, e.g. ``train loss 104.2, test ELBO -105.1``).
+      redraw: when ``resume`` finds the run already finished (its checkpoint is at
+        ``num_epochs``), draw its figures again; with ``False`` nothing is written but
+        ``config.json``. Either way one line to ``log`` says that nothing was trained.
       log: where one-line notices go (skipped checkpoints, a stale lock); default stderr.
 
     Raises:
@@ -127,17 +132,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         ckpt.check_writable()
         check_space(ckpt, template)
         return _train(config, workdir, datasets, model, optimizer, template, ckpt, resume,
-                      progress, log)
+                      progress, redraw, log)
     finally:
         ckpt.close()
         lock.release()
 
 
-def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, progress, log):
+def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, progress, redraw,
+           log):
     """The body of :func:`train_and_evaluate`, with the directory locked and checked: open
-    the run (fresh or resumed), plan it, compile its epoch, run the epochs, draw the figures."""
+    the run (fresh or resumed), plan it, compile its epoch, run the epochs, draw the figures
+    (a resumed run that had finished: only with ``redraw``)."""
     start, state, history = open_run(config, workdir, state, ckpt, resume, log)
     run = plan_run(config, workdir, datasets, model, ckpt)
+    if start and start >= int(config.num_epochs):
+        log(f"note: already finished at epoch {start}; nothing to train ("
+            + ("figures redrawn)" if redraw and config.figures else
+               "figures kept as they were; --redraw draws them again)" if config.figures
+               else "config.figures is off)"))
+        if redraw:
+            finish_run(run, state, history)
+        return history[-1] if history else {}
     train = jax.device_put(jnp.asarray(datasets.train))
     evals = jax.device_put(jnp.asarray(datasets.eval))
     state, train, evals, batch_spec = place(config, state, train, evals, run.multi)
@@ -284,6 +299,7 @@ def run_epochs(run: Run, state: TrainState, start: int, history: list[dict], epo
     if snapshot_every < 0:
         raise ValueError(f"config.eval.snapshot_every must be >= 0 (0: off), got {snapshot_every}")
     full, cheap = evaluators(run)
+    split = evaluated_split(config)
     record: dict[str, Any] = history[-1] if history else {}
     bar = tqdm(range(start + 1, num_epochs + 1), desc="epochs", disable=not progress,
                initial=start, total=num_epochs)
@@ -322,7 +338,7 @@ def run_epochs(run: Run, state: TrainState, start: int, history: list[dict], epo
             append_metrics(run.workdir, record)
             history.append(record)
             _snapshot_and_checkpoint(run, state, epoch, snapshot_every)
-            bar.set_postfix(_progress_fields(history, record))
+            bar.set_postfix_str(progress_fields(history, record, split))
     finally:
         bar.close()
     return state, history
@@ -358,6 +374,7 @@ def _evaluate_into(record: dict, run: Run, state: TrainState, epoch: int, full: 
     with_ll = not ll_every or epoch % ll_every == 0 or epoch == int(run.config.num_epochs)
     add_metrics("eval", (full if with_ll else cheap)(state.params, keys, evals), record)
     record["eval/seconds"] = time.perf_counter() - t0
+    record["eval/examples"] = int(evals.shape[0])
 
 
 def _snapshot_and_checkpoint(run: Run, state: TrainState, epoch: int, snapshot_every: int) -> None:
@@ -388,16 +405,6 @@ def _latent_snapshot(run: Run, state: TrainState, epoch: int) -> None:
     write_latent_snapshot(run.model, jax.tree.map(lambda a: a[0], params) if run.multi else params,
                           run.datasets, run.workdir, epoch,
                           batch_size=int(config.eval.batch_size))
-
-
-def _progress_fields(history: list[dict], record: dict) -> dict[str, str]:
-    """The progress bar's fields: the train loss and the newest evaluation's ELBO (or
-    distortion, for an autoencoder)."""
-    last_eval = next((r for r in reversed(history) if "eval/distortion" in r
-                      or "eval/distortion_mean" in r), record)
-    shown = "elbo" if any(k.startswith("eval/elbo") for k in last_eval) else "distortion"
-    return {"loss": f"{scalar(record, 'train/loss'):.2f}",
-            shown: f"{scalar(last_eval, f'eval/{shown}'):.2f}"}
 
 
 def finish_run(run: Run, state: TrainState, history: list[dict]) -> None:
