@@ -161,17 +161,20 @@ def _write_steps(workdir, n=60):
     (workdir / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
 
 
-@pytest.mark.parametrize("latent_dim", [2, 5])
+@pytest.mark.parametrize("latent_dim,mixture", [(2, False), (5, False), (3, True)])
 def test_run_figures_choose_the_latent_view_and_name_run_and_split(tmp_path, monkeypatch,
-                                                                   latent_dim):
-    model = _vae(latent_dim)
+                                                                   latent_dim, mixture):
+    prior = jvae.MixturePrior(latent_dim, num_components=3) if mixture else None
+    model = _vae(latent_dim, prior=prior)
     x = _data(40)
     params = jvae.init_params(model, jax.random.key(1), x[:1])
     data = jvae.runs.Datasets(train=np.asarray(x), eval=np.asarray(x),
-                              eval_labels=np.arange(40) % 3)
+                              eval_labels=np.arange(40) % 3, dev=np.asarray(x[:8]))
     workdir = tmp_path / f"my_run_{latent_dim}"
     workdir.mkdir()
     _write_steps(workdir)
+    (workdir / "dev.jsonl").write_text("".join(
+        json.dumps({"step": i, "dev/elbo": -90.0 + i}) + "\n" for i in (0, 30, 60)))
     history = [{"epoch": 1, "train/loss": 5.0, "train/elbo": -5.0, "eval/elbo": -5.5}]
     saved = _spy_savefig(monkeypatch)
     paths = jvae.runs.write_figures(model, params, jax.random.key(0), data, history, workdir,
@@ -179,21 +182,26 @@ def test_run_figures_choose_the_latent_view_and_name_run_and_split(tmp_path, mon
                                     eval_split="test")
     names = {p.name for p in paths}
     common = {"curves.png", "samples.png", "reconstructions.png", "interpolations.png",
-              "steps.png", "prior_oversampled.png", "conditional_samples.png"}
+              "steps.png", "dev.png", "prior_oversampled.png", "conditional_samples.png"}
+    if mixture:  # the prior's samples by component
+        common |= {"prior_histograms.png", "prior_pairs.png", "prior_tsne.png"}
     if latent_dim == 2:
         assert names == common | {"latents.png"}
     else:        # no scatter of 2 of the 5 dimensions: the t-SNE and the rate per dimension
         assert names == common | {"latents_tsne.png", "latent_kl.png"}
         (ax,) = saved["latent_kl.png"].axes
-        expected = rate_per_dimension(model, params, jax.random.key(0), x)
+        expected = np.asarray(rate_per_dimension(model, params,
+                                                 jax.random.fold_in(jax.random.key(0), 200), x,
+                                                 num_samples=64))
         np.testing.assert_allclose([b.get_height() for b in ax.patches],
-                                   np.maximum(np.asarray(expected), 1e-4), rtol=1e-5)
+                                   np.maximum(expected, 1e-4), rtol=1e-5)
     for name in names:
         title = _titles(saved[name])
         assert f"my_run_{latent_dim}" in title, (name, title)
-        split = "train_full" if name in ("steps.png", "samples.png",
-                                         "prior_oversampled.png") else "test"
+        split = ("train_full" if name in ("steps.png", "samples.png", "prior_oversampled.png")
+                 or name.startswith("prior_") else "dev" if name == "dev.png" else "test")
         assert f"{split} split" in title, (name, title)
+    assert "(8 examples held out of train_full)" in _titles(saved["dev.png"])
     # Grids of these 6 x 6 images: 1000 px wide, or the most zoom (8) short of that.
     for name, columns in (("samples.png", 8), ("prior_oversampled.png", 16),
                           ("conditional_samples.png", 16), ("reconstructions.png", 8),
