@@ -391,7 +391,7 @@ def draw_dpm2_training(data: dict, path) -> None:
 
 _RUN_CODE = (("jvae/plotting/_common.py", None), ("jvae/plotting/images.py", None),
              ("jvae/plotting/curves.py", None), ("jvae/plotting/latents.py", None),
-             ("jvae/runs/figures.py", "write_figures"),
+             ("jvae/runs/figures.py", None),
              ("experiments/figures.py", "_regenerate_run"))
 
 SOURCES = (

@@ -96,7 +96,8 @@ def test_train_cli_writes_a_complete_run(trained):
     assert np.isfinite(records[0]["train/loss"]) and np.isfinite(records[0]["eval/elbo"])
     assert (workdir / "checkpoints" / "1").is_dir()
     assert records[0]["eval/examples"] == 256
-    for name in ("samples.png", "reconstructions.png", "curves.png", "latents.png"):
+    for name in ("samples.png", "reconstructions.png", "curves.png", "latents_tsne.png",
+                 "latent_kl.png"):
         assert (workdir / name).stat().st_size > 1000, name
 
 

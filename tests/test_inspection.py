@@ -199,7 +199,7 @@ def test_save_oversampled_one_column_per_latent_draw(tmp_path, monkeypatch):
     for j in range(num):
         for r in range(s):
             np.testing.assert_allclose(_tile(grid, r, j, h, w), x[j, r])
-    zoom = max(1, min(8, 800 // max(grid.shape)))           # _save_grid's integer upscaling
+    zoom = images.grid_zoom(*grid.shape)                     # _save_grid's integer upscaling
     assert mpimg.imread(path).shape[:2] == (grid.shape[0] * zoom, grid.shape[1] * zoom)
     # flat observations with an image shape draw the same picture; [H, W, 1] too
     flat = plotting.save_oversampled(x.reshape(num, s, h * w), tmp_path / "f.png", title=None,

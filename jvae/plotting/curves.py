@@ -24,7 +24,8 @@ _METRIC_TITLES = {"elbo": "ELBO", "distortion": "distortion D", "rate": "rate R"
 
 
 def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch",
-                units: str | None = "nats per example", title: str | None = None) -> Path:
+                units: str | None = "nats per example", title: str | None = None, *,
+                split_names: Mapping[str, str] | None = None) -> Path:
     """Plots training curves, one panel per metric, the splits of a metric overlaid.
 
     A key ``"SPLIT/METRIC"`` (``"train/elbo"``, ``"eval/elbo"``) is drawn in the panel of
@@ -46,6 +47,9 @@ def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch",
       units: y-axis label of every panel (jvae's losses, ELBOs, distortions and rates are all
         in nats per example); ``None`` for none.
       title: optional figure title.
+      split_names: the data split behind each key prefix, named in the legend, e.g.
+        ``{"train": "train_full", "eval": "test"}`` gives "train: train_full split (mean
+        over the epoch)" and "eval: test split (end of epoch)".
 
     Returns:
       The path written.
@@ -75,7 +79,7 @@ def save_curves(history, path, keys=DEFAULT_CURVE_KEYS, x_key: str = "epoch",
         for split, key in lines:
             x, mean, std = _curve_stats(history, key, x_key)
             colour = colours.setdefault(split, f"C{len(colours)}")
-            label = _SPLIT_LABELS.get(split, split or key)
+            label = _split_label(split, key, split_names)
             ax.plot(x, mean, marker="." if len(x) < 30 else None, label=label, color=colour)
             if np.any(std > 0):
                 ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.25, linewidth=0)
@@ -220,3 +224,12 @@ def _finish(fig, axes, used: int, path, title: str | None) -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _split_label(split: str, key: str, names: Mapping[str, str] | None) -> str:
+    """A curve's legend entry: its key prefix, the data split it names and when it is taken."""
+    label = _SPLIT_LABELS.get(split, split or key)
+    if names and split in names:
+        when = {"train": " (mean over the epoch)", "eval": " (end of epoch)"}.get(split, "")
+        label = f"{split}: {names[split]} split{when}"
+    return label

@@ -1,4 +1,7 @@
-"""Image figures: tiled grids of samples, reconstructions with row labels, interpolations."""
+"""Image figures: tiled grids of samples, reconstructions with row labels, interpolations.
+
+Every grid is saved at least 1000 pixels wide (an integer zoom of its
+pixels, :func:`grid_zoom`), with its labels and title in a font sized to the picture."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from matplotlib.figure import Figure
 from jvae.plotting._common import _figure, _save
 
 __all__ = ["image_grid", "save_image_grid", "save_reconstructions", "save_interpolations",
-           "as_images", "save_oversampled", "save_conditional_samples"]
+           "as_images", "save_oversampled", "save_conditional_samples", "grid_zoom"]
 
 _GRID_PAD = 2  # image_grid's default padding, used by the reconstruction grid
 
@@ -256,6 +259,37 @@ def save_interpolations(images, path, title: str | None = None) -> Path:
     return _save_grid(image_grid(flat, nrow=steps), path, title)
 
 
+def grid_zoom(height: int, width: int) -> int:
+    """The integer upscaling of a grid of ``height x width`` pixels in the saved figures.
+
+    The smallest factor that makes the grid at least 1000 pixels wide (a 16 x 4 grid of
+    28-pixel digits, 482 px, is drawn 1446 px wide; 8 x 8 digits, 242 px, 1210 px), at most
+    8 and at most what keeps the grid under 2400 pixels high; at least 1.
+
+    Args:
+      height: the grid's height in pixels (:func:`image_grid`'s output).
+      width: its width in pixels.
+
+    Returns:
+      The zoom factor, an integer in [1, 8].
+    """
+    by_width = math.ceil(_GRID_MIN_WIDTH / max(int(width), 1))
+    return max(1, min(8, by_width, _GRID_MAX_HEIGHT // max(int(height), 1)))
+
+
+def _grid_fontsize(width_px: float) -> float:
+    """Font size (points) of a grid figure's labels and title: 1/90 of the image width in
+    pixels, between 10 and 20, so that labels stay readable when the picture is scaled
+    down to a page's width."""
+    return float(min(20.0, max(10.0, width_px / 90.0)))
+
+
+# Grid figures are drawn at least this many pixels wide (see grid_zoom) ...
+_GRID_MIN_WIDTH = 1000
+# ... and, through the zoom, at most this many pixels high where the width allows.
+_GRID_MAX_HEIGHT = 2400
+
+
 def _as_nhwc(images, name: str) -> np.ndarray:
     """Validates an image batch and returns it as float32 ``[N, H, W, C]``."""
     images = np.asarray(images)
@@ -298,16 +332,19 @@ def _reconstruction_grid(originals, *reconstructions, n: int) -> np.ndarray:
 
 
 def _save_grid(grid: np.ndarray, path, title: str | None, row_labels=None) -> Path:
-    """Draws a tiled grid with square pixels, nearest-neighbour, upscaled by an integer factor.
+    """Draws a tiled grid with square pixels, nearest-neighbour, upscaled by an integer factor
+    (:func:`grid_zoom`) at 100 dpi, fonts sized to the picture (:func:`_grid_fontsize`).
 
     ``row_labels``: optional ``(y, text)`` pairs, ``y`` in grid pixels from the top; each text
-    is drawn right-aligned in a left margin sized to the longest one.
+    is drawn right-aligned in a left margin sized to the longest one. ``title`` may hold
+    several lines.
     """
     h, w = grid.shape[:2]
     dpi = 100
-    fontsize = 10
-    zoom = max(1, min(8, 800 // max(h, w)))
-    title_in = 0.4 if title else 0.0
+    zoom = grid_zoom(h, w)
+    fontsize = _grid_fontsize(w * zoom)
+    lines = title.count("\n") + 1 if title else 0
+    title_in = (lines * 1.3 * (fontsize + 1) / 72 + 0.25) if title else 0.0
     label_in = 0.0
     if row_labels:
         widest = max(_text_width_px(text, fontsize, dpi) for _, text in row_labels)
@@ -325,7 +362,7 @@ def _save_grid(grid: np.ndarray, path, title: str | None, row_labels=None) -> Pa
                  text, ha="right", va="center", fontsize=fontsize)
     if title:
         fig.text(0.5, 1.0 - 0.5 * title_in / fig_h, title, ha="center", va="center",
-                 fontsize=fontsize + 1)
+                 fontsize=fontsize + 1, multialignment="center")
     return _save(fig, path, tight=False)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.transforms
 import numpy as np
 
 from jvae.plotting.curves import (_check_records, _curve_stats, _finish, _panel_axes, _present,
@@ -38,7 +39,8 @@ def save_step_curves(records, path, keys=DEFAULT_STEP_KEYS, *, x_key: str = "ste
     The smoothed line is a centred moving average over ``smooth`` steps (shorter windows at
     the ends). The y axis spans the ``clip_quantile`` to ``1 - clip_quantile`` quantiles of
     the raw values (plus a margin), so the first steps' large losses do not flatten the rest
-    of the run; how many points fall outside is written in the panel. Arrays are built once
+    of the run; every point outside is marked on the axis edge at its step, and the panel
+    says how many there are and the most extreme value. Arrays are built once
     per key, and past 4,000 steps the raw values are drawn as their range (minimum to
     maximum) over 2,000 consecutive buckets, so long runs plot quickly.
 
@@ -85,7 +87,7 @@ def save_step_curves(records, path, keys=DEFAULT_STEP_KEYS, *, x_key: str = "ste
         if window > 1 and ok.any():
             ax.plot(x[ok], moving_average(y[ok], window), color="C0", linewidth=1.6,
                     label=f"moving average ({window} steps)")
-        _robust_ylim(ax, y, clip_quantile)
+        _robust_ylim(ax, y, clip_quantile, x, x_key)
         _label(ax, key, x_key)
     axes[0].legend(fontsize="small", loc="best")
     return _finish(fig, axes, len(found), path, title)
@@ -220,15 +222,37 @@ def _label(ax, key: str, x_key: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def _robust_ylim(ax, y: np.ndarray, q: float) -> None:
-    finite = y[np.isfinite(y)]
+def _robust_ylim(ax, y: np.ndarray, q: float, x: np.ndarray | None = None,
+                 x_key: str = "step") -> None:
+    """Limit the y axis to the ``q`` to ``1 - q`` quantiles of ``y`` (plus 10% of their span)
+    and show what falls outside: a marker on the top (bottom) edge at the ``x`` of every
+    point above (below) the axis, and a note of how many there are and the most extreme
+    value (and its ``x``)."""
+    keep = np.isfinite(y)
+    finite = y[keep]
     if q <= 0 or finite.size < 20:
         return
     lo, hi = np.quantile(finite, [q, 1.0 - q])
     span = max(hi - lo, 1e-9)
     lo, hi = lo - 0.1 * span, hi + 0.1 * span
-    outside = int(np.sum((finite < lo) | (finite > hi)))
-    if outside:
-        ax.set_ylim(lo, hi)
-        ax.annotate(f"{outside} of {finite.size} points outside the axes", (0.0, -0.3),
-                    xycoords="axes fraction", fontsize=7, color="0.35")
+    xs = None if x is None else np.asarray(x, np.float64)[keep]
+    outside = [(finite > hi, 1.0, "^", "above", np.argmax, "max"),
+               (finite < lo, 0.0, "v", "below", np.argmin, "min")]
+    if not any(mask.any() for mask, *_ in outside):
+        return
+    ax.set_ylim(lo, hi)
+    edge = matplotlib.transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    for mask, at, marker, where, pick, word in outside:
+        if not mask.any():
+            continue
+        values = finite[mask]
+        k = int(pick(values))
+        note = f"{int(mask.sum())} of {finite.size} points {where} the axis, {word} {values[k]:.4g}"
+        if xs is not None:
+            ax.plot(xs[mask], np.full(int(mask.sum()), at), linestyle="none", marker=marker,
+                    markersize=4, color="C3", transform=edge, clip_on=False, zorder=5)
+            note += f" ({x_key} {xs[mask][k]:g})"
+        ax.text(0.98, 0.94 if at else 0.06, ("\u25b2 " if at else "\u25bc ") + note,
+                transform=ax.transAxes, ha="right", va="top" if at else "bottom", fontsize=7,
+                color="C3", bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0,
+                                  "pad": 1.5}, zorder=6)

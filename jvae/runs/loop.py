@@ -417,4 +417,6 @@ def finish_run(run: Run, state: TrainState, history: list[dict]) -> None:
         write_figures(run.model, params, run.figure_key, run.datasets, history, run.workdir,
                       tsne_points=int(config.eval.tsne_points),
                       centred=bool(config.dataset.get("centre", False)),
-                      reconstructions=config.eval.get("reconstructions", "mean"))
+                      reconstructions=config.eval.get("reconstructions", "mean"),
+                      train_split=str(config.dataset.train_split),
+                      eval_split=str(config.dataset.eval_split))

@@ -44,7 +44,9 @@ OUTPUTS = {
     "samples.png": "decoder means of 64 draws from the prior",
     "reconstructions.png": "{data} above their reconstructions",
     "interpolations.png": "decoded straight lines between the codes of pairs of {data}",
-    "latents.png": "posterior means of the {data}, first two latent dimensions",
+    "latents.png": "posterior means of the {data} in the 2-D latent space",
+    "latent_kl.png": "the rate of each latent dimension, mean KL(q(z_d|x) || p(z_d)) over "
+                     "the {data}, active-unit threshold marked",
     "latents_tsne.png": "a t-SNE map of the posterior means of the {data}",
     "samples_2d.png": "the {data} beside samples from the model",
     "latent_snapshots.png": "the latent space of the {data}, epoch by epoch",
