@@ -42,6 +42,7 @@ import numpy as np
 import optax
 
 import jvae
+from experiments.bench_record import stamp
 from experiments.configs import fashion_mnist_dpm2
 
 BATCH, SIZE, LATENT = 256, 64, 10
@@ -224,7 +225,8 @@ def main(argv=None) -> dict:
               "cpu_count": os.cpu_count(), "platform": platform.platform()}
     print(f"# load average at the end: {os.getloadavg()}")
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
+        pathlib.Path(args.json).write_text(json.dumps(
+            stamp(result, "experiments.bench_conv", argv), indent=1))
     return result
 
 

@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 
 import jvae  # noqa: E402
 from experiments import numpyro_reference, torch_reference  # noqa: E402
+from experiments.bench_record import stamp  # noqa: E402
 from experiments.configs import pytorch_example  # noqa: E402
 from jvae import TrainState, make_train_epoch  # noqa: E402
 
@@ -268,7 +269,8 @@ def main(argv=None) -> dict:
               f"{c['eval_seconds']:.2f} s)")
     print(f"load average at the end: {result['load_at_end']}")
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(result, indent=2))
+        pathlib.Path(args.json).write_text(json.dumps(
+            stamp(result, "experiments.bench_epoch", argv), indent=2))
     return result
 
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jvae
+from experiments.bench_record import stamp
 from experiments.configs import pytorch_example
 from jvae import TrainState, load_dataset, make_train_epoch
 
@@ -121,7 +122,8 @@ def main(argv=None) -> dict:
               + ", ".join(f"{x:.3f}" for x in r["repeat_ratios"])
               + f"), {r['seed_epochs_per_second']:.2f} seed-epochs/s", flush=True)
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
+        pathlib.Path(args.json).write_text(json.dumps(
+            stamp({"seeds": results}, "experiments.bench_seeds", argv), indent=2))
     return results
 
 

@@ -101,6 +101,10 @@ PUBLISHED: dict[str, Published] = {
     "benchmarks.json": Published(
         "experiments.bench_epoch", "the benchmark commands on docs/benchmarks.md",
         ("docs/benchmarks.md",)),
+    **{f"bench_{name}.json": Published(
+        f"experiments.bench_{name}", f"python -m experiments.bench_{name} --json "
+        f"docs/data/bench_{name}.json (the flags on docs/benchmarks.md)",
+        ("docs/benchmarks.md",)) for name in ("epoch", "seeds", "conv")},
     "xla_workaround.json": Published(
         "experiments.bench_xla_workaround", "python -m experiments.bench_xla_workaround",
         ("docs/results/numerics.md",)),
@@ -278,6 +282,8 @@ def backfill() -> list[str]:
         path = DATA / name
         if name in records or not path.exists():
             continue
+        if "transcribed" in str(json.loads(path.read_text()).get("source", "")):
+            continue        # copied from a page, not written by its command: stays unrecorded
         commit = _git("log", "-1", "--format=%H", "--", str(path.relative_to(ROOT)))
         if not commit:
             continue

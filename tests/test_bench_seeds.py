@@ -23,7 +23,10 @@ def test_bench_seeds_reports_ratios(jvae_data_dir, tmp_path):
         assert len(r["repeat_ratios"]) == 2
         assert min(r["repeat_ratios"]) <= r["median_repeat_ratio"] <= max(r["repeat_ratios"])
         assert r["seed_epochs_per_second"] == pytest.approx(s / r["vmapped_seconds"])
-    assert set(json.loads(out.read_text())) == {"2"}
+    written = json.loads(out.read_text())
+    assert set(written["seeds"]) == {"2"}       # the docs' table reads this file (docs/hooks)
+    assert written["command"].startswith("python -m experiments.bench_seeds --seeds 2 ")
+    assert {"measured", "commit", "machine", "load_average"} <= set(written)
     assert "vs_one_seed" not in results[2]          # S=1 was not timed
     only = bench_seeds.main(["--seeds", "1", "2", "--examples", "256", "--repeats", "1",
                              "--vmapped-only", "--data-dir", str(jvae_data_dir)])

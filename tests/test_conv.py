@@ -15,7 +15,7 @@ from jvae.models.nets import ConvDecoder, ConvEncoder, conv_preset
 
 # (kernel, stride, padding, input H x W): the DPM2 notebook's 5x5/6x6 VALID and jvae's 4x4
 # SAME, odd kernels, stride 3, explicit pads (smaller than the kernel: lax's own gradient is
-# wrong for pads of the dilated input >= the kernel, see docs/benchmarks.md) and a 1x1 input.
+# wrong for pads of the dilated input >= the kernel, see docs/benchmarks-history.md) and a 1x1 input.
 TRANSPOSE_CASES = [(4, 2, "SAME", (3, 4)), (5, 2, "VALID", (1, 1)), (4, 2, "SAME", (1, 1)), (6, 2, "VALID", (4, 3)),
                    (3, 3, "SAME", (2, 3)), (5, 2, ((2, 1), (0, 3)), (3, 3)),
                    (3, 1, "SAME", (4, 5)), (2, 1, ((1, 0), (0, 1)), (3, 3))]

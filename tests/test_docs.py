@@ -186,3 +186,99 @@ def test_lab5_tables_are_generated_from_its_data_file():
         assert f"| `{c['command']}` | {c['seconds']:.0f} |" in commands
     page = (DOCS / "notebooks" / "lab5.md").read_text()
     assert "<!-- table: notebook-lab5-pyro -->" in page and "Not finished" not in page
+
+
+@pytest.mark.parametrize("name, file", [("bench-epoch", "bench_epoch.json"),
+                                        ("bench-seeds", "bench_seeds.json"),
+                                        ("bench-conv", "bench_conv.json")])
+def test_benchmark_tables_are_generated_from_their_commands_json(name, file):
+    """The benchmarks page types no measured number: each benchmark's marker renders its
+    command's --json file, one row per program (or S), with the command and date under it."""
+    hook = _data_tables_hook()
+    page = (DOCS / "benchmarks.md").read_text()
+    assert f"<!-- table: {name} -->" in page
+    assert f"--json docs/data/{file}" in page, f"the page does not give {file}'s command"
+    for section in page.split("\n## ")[1:4]:            # epoch, seeds, conv: no typed table
+        assert not re.search(r"^\|", section, re.M), section[:80]
+    data = json.loads((DOCS / "data" / file).read_text())
+    rendered = hook.render(f"<!-- table: {name} -->")
+    assert f"`{data['command']}`, measured {data['measured']}" in rendered
+    rows = [line for line in rendered.splitlines() if line.startswith("| ")][2:]
+    if name == "bench-epoch":
+        programs = [p for p in hook.EPOCH_PROGRAMS if p in data["programs"]]
+        assert [r.split("|")[1].strip() for r in rows] == [hook.EPOCH_PROGRAMS[p]
+                                                          for p in programs]
+        for row, p in zip(rows, programs):
+            assert f"| {data['programs'][p]['median_seconds']:.3f} s |" in row
+            if p != "jvae":
+                assert f"| {data['ratios'][f'jvae/{p}']:.2f} |" in row
+    elif name == "bench-seeds":
+        assert [r.split("|")[1].strip() for r in rows] == sorted(data["seeds"], key=int)
+        for row, s in zip(rows, sorted(data["seeds"], key=int)):
+            assert f"| {data['seeds'][s]['ratio']:.2f} |" in row
+    else:
+        assert len(rows) == len(data["rows"])
+        for row, (program, r) in zip(rows, data["rows"].items()):
+            assert row.startswith(f"| {hook.conv_label(program)} |")
+            assert f"| {r['subpixel_s']:.3f} | {r['native_s']:.3f} | {r['torch_s']:.3f} |" in row
+
+
+def test_benchmark_renderers_read_what_the_commands_write():
+    """The renderers take the shape the commands' --json files have (bench_epoch's
+    ``programs``/``ratios``, bench_seeds' ``seeds`` keyed by S as strings, bench_conv's
+    ``rows``), with the fields ``experiments.bench_record.stamp`` adds."""
+    from experiments.bench_record import stamp
+
+    hook = _data_tables_hook()
+    epoch = stamp({"programs": {"jvae": {"median_seconds": 2.0, "median_cpu_seconds": 3.0},
+                                "torch": {"median_seconds": 4.0, "median_cpu_seconds": 3.0}},
+                   "ratios": {"jvae/torch": 0.5}, "cpu_ratios": {"jvae/torch": 1.0},
+                   "rounds": 3, "images": 100, "start_to_first_jvae_epoch_seconds": 9.87},
+                  "experiments.bench_epoch", ["--rounds", "3"])
+    table = hook.bench_epoch_table(epoch)
+    assert "| PyTorch | 4.000 s | 3.000 | 0.50 | 1.00 |" in table
+    assert "NumPyro" not in table and "9.9 s" in table
+    assert "`python -m experiments.bench_epoch --rounds 3`, measured 20" in table
+    seeds = stamp({"seeds": {"8": {"sequential_seconds": 20.0, "vmapped_seconds": 25.0,
+                                   "ratio": 1.25, "min_ratio": 1.2},
+                             "2": {"sequential_seconds": 5.0, "vmapped_seconds": 4.0,
+                                   "ratio": 0.8, "min_ratio": 0.75}}},
+                  "experiments.bench_seeds", [])
+    assert [line.split("|")[1].strip() for line in hook.bench_seeds_table(seeds).splitlines()
+            if line.startswith("| ")][2:] == ["2", "8"]
+    assert hook.conv_label("default_decoder_grad") == "default conv model: decoder gradient"
+    assert hook.conv_label("dpm2_step") == "DPM2 CNN VAE: training step"
+    with pytest.raises(KeyError):
+        hook.bench_seeds_table({"seeds": {}})              # no command, no date: no table
+
+
+def _ci_extras() -> set[str]:
+    (line,) = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+               if "pip install" in ln and " -e " in ln]
+    return set(re.search(r'-e "\.\[([\w,-]+)\]"', line).group(1).split(","))
+
+
+def test_install_commands_in_the_docs_agree_with_ci_and_pyproject():
+    """Every ``pip install -e ".[...]"`` and every ``.[...]`` in README and docs names extras
+    that pyproject.toml defines; every sentence saying what CI installs names exactly the
+    extras .ci/run installs; getting-started's table has one row per extra."""
+    import tomllib
+
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())
+                 ["project"]["optional-dependencies"])
+    ci = _ci_extras()
+    assert ci <= extras
+    said = 0
+    for md in _markdown_files():
+        text = md.read_text()
+        for group in re.findall(r"\.\[([\w,-]+)\]", text):
+            unknown = set(group.split(",")) - extras
+            assert not unknown, f"{md.relative_to(ROOT)} names extras {unknown} not in pyproject"
+        for claim in re.findall(r"\bCI\b.{0,40}?install(?:s|ing).{0,20}?`\.\[([\w,-]+)\]`",
+                                text.replace("\n", " ")):
+            said += 1
+            assert set(claim.split(",")) == ci, (f"{md.relative_to(ROOT)} says CI installs "
+                                                 f".[{claim}]; .ci/run installs .[{','.join(sorted(ci))}]")
+    assert said >= 3, "README, getting-started and the home page each say what CI installs"
+    table = (DOCS / "getting-started.md").read_text()
+    assert set(re.findall(r"^\| `\.\[([\w-]+)\]` \|", table, re.M)) == extras

@@ -4,7 +4,9 @@ A page holds a marker line ``<!-- table: NAME -->``; the build replaces it with 
 that :data:`TABLES` renders for ``NAME`` from its data file. ``reliability-probe`` and
 ``kill-resume`` read ``docs/data/reliability.json``, written by ``python -m
 tests.tools.probe_faults --record docs/data/reliability.json`` and ``python -m
-tests.tools.kill_resume --record docs/data/reliability.json``. An unknown marker, or a data
+tests.tools.kill_resume --record docs/data/reliability.json``; ``bench-epoch``,
+``bench-seeds`` and ``bench-conv`` read the ``--json`` file of ``experiments/bench_epoch.py``,
+``bench_seeds.py`` and ``bench_conv.py`` (``docs/data/bench_*.json``). An unknown marker, or a data
 file without the key a table needs, fails the build.
 """
 
@@ -161,7 +163,95 @@ def notebook_commands_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"notebook-dpm2": lambda: notebook_dpm2_table(_data("notebook_dpm2.json")),
+def _num(v, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+def _provenance(data: dict) -> str:
+    """The line under a benchmark's table: its command, date, commit, machine and load."""
+    commit = "" if data.get("commit", "unknown") == "unknown" else f" (commit {data['commit']})"
+    return (f"`{data['command']}`, measured {data['measured']}{commit} on "
+            f"{data['machine']}, load average {data['load_average']}.")
+
+
+#: Display names of ``experiments/bench_epoch.py``'s programs, in the table's order.
+EPOCH_PROGRAMS = {"jvae": "jvae", "numpyro": "NumPyro", "hand": "hand-written JAX",
+                  "torch": "PyTorch"}
+
+
+def bench_epoch_table(data: dict) -> str:
+    """``python -m experiments.bench_epoch --json``: one row per program, its median epoch
+    (wall and process CPU time) and jvae's time over it."""
+    programs = {n: p for n, p in data["programs"].items() if n in EPOCH_PROGRAMS}
+    cpu = any(p.get("median_cpu_seconds") is not None for p in programs.values())
+    lines = [_row(["program", "median epoch (wall)", *(["median epoch (CPU)"] if cpu else []),
+                   "jvae / program (wall)", "jvae / program (CPU)"]),
+             _row(["---"] + ["---:"] * (4 if cpu else 3))]
+    for name, label in EPOCH_PROGRAMS.items():
+        if name not in programs:
+            continue
+        p = programs[name]
+        ratio = data["ratios"].get(f"jvae/{name}", 1.0 if name == "jvae" else None)
+        cpu_ratio = data["cpu_ratios"].get(f"jvae/{name}", 1.0 if name == "jvae" else None)
+        lines.append(_row([label, f"{p['median_seconds']:.3f} s",
+                           *([_num(p.get("median_cpu_seconds"), ".3f")] if cpu else []),
+                           _num(ratio, ".2f"), _num(cpu_ratio, ".2f")]))
+    lines.append("")
+    lines.append(f"Medians of rounds 2 to {data['rounds']} ({data['images']} images an epoch); "
+                 "from the start of the command to the end of jvae's first epoch (imports, "
+                 "data, compilation, one epoch): "
+                 f"{data['start_to_first_jvae_epoch_seconds']:.1f} s. " + _provenance(data))
+    return "\n".join(lines)
+
+
+def bench_seeds_table(data: dict) -> str:
+    """``python -m experiments.bench_seeds --json``: one row per number of seeds S."""
+    columns = {"sequential_seconds": "S single-seed epochs in sequence (median, s)",
+               "vmapped_seconds": "one vmapped epoch of S seeds (median, s)",
+               "ratio": "vmapped / sequential (medians)",
+               "min_ratio": "vmapped / sequential (fastest repeats)"}
+    runs = sorted(data["seeds"].items(), key=lambda kv: int(kv[0]))
+    shown = [k for k in columns if any(r.get(k) is not None for _, r in runs)]
+    lines = [_row(["seeds S", *(columns[k] for k in shown)]), _row(["---:"] * (len(shown) + 1))]
+    for s, r in runs:
+        lines.append(_row([s, *(_num(r.get(k), ".1f" if k.endswith("seconds") else ".2f")
+                                for k in shown)]))
+    lines.append("")
+    lines.append(_provenance(data))
+    return "\n".join(lines)
+
+
+def conv_label(name: str) -> str:
+    """``dpm2_encoder_grad`` -> ``DPM2 encoder, gradient``: a program of
+    ``experiments/bench_conv.py`` by its display name."""
+    arch, _, rest = name.partition("_")
+    model = {"dpm2": "DPM2 CNN VAE", "default": "default conv model"}.get(arch, arch)
+    if rest == "step":
+        return f"{model}: training step"
+    part, _, what = rest.partition("_")
+    return f"{model}: {part} {dict(fwd='forward', grad='gradient').get(what, what)}"
+
+
+def bench_conv_table(data: dict) -> str:
+    """``python -m experiments.bench_conv --json``: one row per program, the medians of jvae's
+    CPU convolutions (``auto``), Flax's (``native``) and PyTorch's, and two ratios."""
+    lines = [_row([f"program (batch {data['batch']}, {data['size']}x{data['size']})",
+                   "jvae auto", "jvae native", "PyTorch", "auto / PyTorch", "native / auto"]),
+             _row(["---"] + ["---:"] * 5)]
+    for name, r in data["rows"].items():
+        lines.append(_row([conv_label(name), _num(r["subpixel_s"], ".3f"),
+                           _num(r["native_s"], ".3f"), _num(r["torch_s"], ".3f"),
+                           _num(r["subpixel_over_torch"], ".2f"),
+                           _num(r["native_over_subpixel"], ".1f")]))
+    lines.append("")
+    lines.append(f"Seconds, medians of {data['rounds']} rounds. " + _provenance(data))
+    return "\n".join(lines)
+
+
+TABLES = {"bench-epoch": lambda: bench_epoch_table(_data("bench_epoch.json")),
+          "bench-seeds": lambda: bench_seeds_table(_data("bench_seeds.json")),
+          "bench-conv": lambda: bench_conv_table(_data("bench_conv.json")),
+          "notebook-dpm2": lambda: notebook_dpm2_table(_data("notebook_dpm2.json")),
           "dpm2-finished": lambda: dpm2_finished_table(_data("dpm2.json")),
           "notebook-lab5-pyro": lambda: notebook_lab5_pyro_table(_data("notebook_lab5.json")),
           "notebook-lab5-commands": lambda: notebook_commands_table(

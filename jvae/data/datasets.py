@@ -23,8 +23,8 @@ from jvae.data.transforms import binarize_static, resize_images
 __all__ = ["DATASETS", "FILE_DATASETS", "SPLITS", "BINARIZE", "Split", "DataNotFoundError",
            "find_data_dir", "load_split", "load_dataset"]
 
-#: The MNIST family (the datasets of the shared data folder).
 DATASETS = ("mnist", "fashion_mnist", "binarized_mnist")
+"""The MNIST family (the datasets of the shared data folder)."""
 #: Every dataset read from files: the MNIST family and CIFAR-10. Any ``"tfds:<name>"`` is
 #: read through TensorFlow Datasets instead.
 FILE_DATASETS = DATASETS + ("cifar10",)

@@ -51,10 +51,10 @@ class Support(NamedTuple):
         return not (math.isinf(self.low) and math.isinf(self.high))
 
 
-#: Any finite value (Gaussian likelihoods).
 REAL = Support(-math.inf, math.inf)
-#: Values in ``[0, 1]`` (Bernoulli and ContinuousBernoulli likelihoods; grey levels).
+"""Any finite value (Gaussian likelihoods)."""
 UNIT_INTERVAL = Support(0.0, 1.0)
+"""Values in ``[0, 1]`` (Bernoulli and ContinuousBernoulli likelihoods; grey levels)."""
 
 
 class InvalidDataError(ValueError):

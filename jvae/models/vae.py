@@ -38,7 +38,7 @@ from jvae.data.arguments import check_count
 from jvae.models.fields import CheckedModule
 
 __all__ = ["VAE", "init_params", "sample_prior", "reconstruct", "naive_lower_bound",
-           "log_joint", "dropout_rate", "training_apply", "DROPOUT_FOLD"]
+           "log_joint", "dropout_rate", "training_apply"]
 
 Params = Any
 

@@ -301,6 +301,7 @@ def estimator_init(cv: ControlVariate):
 
 
 CONTROL_VARIATES = ("centred", "scaled", "self_critic", "baseline", "leave_one_out", "vimco")
+"""The names of the control variates (the ``control_variates`` of a score-function config)."""
 
 
 def make_control_variate(name: str, *, decay: float = 0.9,

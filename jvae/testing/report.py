@@ -69,6 +69,7 @@ class EstimatorReport:
         return self.passed
 
     def assert_(self) -> "EstimatorReport":
+        """``self`` if every check passed, else an ``AssertionError`` with the report."""
         if not self.passed:
             raise AssertionError(str(self))
         return self
