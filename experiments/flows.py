@@ -268,15 +268,33 @@ row of the same run ({data['machine']}).
 
 ![Gain over the diagonal Gaussian]({rel})
 
-Measured {data['date'][:10]}. Regenerate the numbers, this page and the figure (then
+Measured {data['date'][:10]}. Regenerate every row, this page and the figure (then
 `python -m experiments.figures` to record the figure in the manifest):
 
 ```bash
-{data['command']}
+{full_command(b, len(data['rows'][0]['seeds']))}
 ```
+
+The latest rows came from `{data['command']}`.
 """
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(text)
+
+
+#: The flags whose defaults a full command leaves out, by budget key.
+_DEFAULTS = {"batch_size": 100, "learning_rate": 1e-3, "train_size": 0, "flow_layers": 4,
+             "flow_hidden": 200, "pseudo_inputs": 500}
+_FLAGS = {"learning_rate": "--lr"}
+
+
+def full_command(budget: dict, seeds: int) -> str:
+    """The command that reruns every row at ``budget`` with ``seeds`` seeds and publishes."""
+    flags = [f"--epochs {budget['epochs']}", f"--seeds {seeds}",
+             f"--test-size {budget['test_size']}", f"--ll-samples {budget['ll_samples']}"]
+    flags += [f"{_FLAGS.get(k, '--' + k.replace('_', '-'))} {budget[k]:g}"
+              for k, default in _DEFAULTS.items() if budget[k] != default]
+    return ("JVAE_DATA_DIR=../shared/data python -m experiments.flows --workdir runs/flows "
+            + " ".join(flags) + " --docs")
 
 
 def main(argv=None) -> dict:

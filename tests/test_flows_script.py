@@ -37,7 +37,9 @@ def test_gains_are_paired_by_seed_and_times_relative_to_the_gaussian_row(tmp_pat
     text = page.read_text()
     assert "The IAF posterior tightens the bound here (ELBO gain +1.50" in text
     assert "](../figures/flows_gain.png)" in text and "K = 5000" in text
-    assert "```bash\npython -m experiments.flows\n```" in text and "2026-12-02" in text
+    assert ("```bash\nJVAE_DATA_DIR=../shared/data python -m experiments.flows --workdir "
+            "runs/flows --epochs 3 --seeds 3 " in text and "2026-12-02" in text)
+    assert "The latest rows came from `python -m experiments.flows`." in text
     assert "python -m experiments.figures" in text      # what tests/test_docs.py asks of a page
     assert "Measured before the fixes of issue 27" in text     # no record of the workaround
     flows.write_page(dict(data, xla_workaround="applied"), page, figure)
