@@ -282,3 +282,11 @@ def test_install_commands_in_the_docs_agree_with_ci_and_pyproject():
     assert said >= 3, "README, getting-started and the home page each say what CI installs"
     table = (DOCS / "getting-started.md").read_text()
     assert set(re.findall(r"^\| `\.\[([\w-]+)\]` \|", table, re.M)) == extras
+
+
+def test_results_index_shows_the_readmes_generated_table_with_relative_links():
+    hook = _data_tables_hook()
+    table = hook.render("<!-- table: results-summary -->")
+    assert "](docs/" not in table and "](flows.md)" in table and "](../figures/" in table
+    from experiments import readme_results
+    assert len(table.splitlines()) == len(readme_results.ROWS) + 2
