@@ -4,8 +4,10 @@ Every number in the table is read from the data file that the row's command wrot
 :mod:`experiments.provenance` for which command and which code); the literature's numbers a
 row compares with are quoted from the data files too where the experiment stored them, or
 from :data:`QUOTED` (with their source). The README holds the table between two marker
-lines; ``--write`` replaces it, ``--check`` (and ``tests/test_readme_results.py``) fails when
-the README's table is not what the data files give.
+lines, and the sentences about what the main commands and the library snippet print
+between ``<!-- generated: NAME -->`` markers (:data:`BLOCKS`); ``--write`` replaces them,
+``--check`` (and ``tests/test_readme_results.py``) fails when the README's are not what the
+data files give.
 
     python -m experiments.readme_results --write
     python -m experiments.readme_results --check
@@ -171,6 +173,37 @@ def row_flows() -> list[str]:
             _links("flows.md", "flows_gain.png")]
 
 
+def main_command_text() -> str:
+    """What the README's two main commands took and printed (``docs/data/readme_run.json``,
+    written by ``python -m experiments.readme_run``)."""
+    d = _load("readme_run.json")
+    t, e = d["train"], d["evaluate"]
+    return (f"Measured {d['measured'][:10]} on {d['machine']} (load average "
+            f"{d['load_average_at_end'][0]:.1f}): the first command took {t['wall_seconds']:.0f} s "
+            f"from start to end ({t['train_seconds']:.0f} s of it training) and printed `test "
+            f"ELBO {t['test_elbo_printed']:.2f}`; the second took {e['wall_seconds']:.0f} s and "
+            f"printed `\"log_likelihood\": {e['log_likelihood']:.2f}...` (K = "
+            f"{e['num_samples']}, all {e['num_examples']} {e['split']} images).")
+
+
+def library_snippet_text() -> str:
+    """What the README's library snippet printed (``docs/data/readme_run.json``)."""
+    d = _load("readme_run.json")
+    lib = d["library_snippet"]
+    return (f"It prints `train ELBO {lib['train_elbo_printed']:.2f}` after one epoch and a "
+            f"validation ELBO of {lib['validation_printed']['elbo']:.2f} ({lib['wall_seconds']:.0f} "
+            f"s on {d['machine']}, measured {d['measured'][:10]}).")
+
+
+#: Generated paragraphs of the README, by marker name.
+BLOCKS = {"main-command": main_command_text, "library-snippet": library_snippet_text}
+
+
+def block_markers(name: str) -> tuple[str, str]:
+    return (f"<!-- generated: {name} (python -m experiments.readme_results --write) -->",
+            f"<!-- end: {name} -->")
+
+
 ROWS = (row_pytorch_example, row_pyro_vae, row_rate_distortion, row_iwae, row_dpm2,
         row_estimator_variance, row_lecture, row_linear_vae, row_gaussian2d, row_flows)
 
@@ -190,6 +223,19 @@ def current(text: str) -> str:
     return text[start:text.index(END, start) + len(END)]
 
 
+def rewrite(text: str) -> str:
+    """``text`` (the README) with its table and every generated block rendered afresh."""
+    text = text.replace(current(text), render())
+    for name, block in BLOCKS.items():
+        begin, end = block_markers(name)
+        if begin not in text or end not in text:
+            raise ValueError(f"{README} has no {name!r} markers ({begin!r} ... {end!r})")
+        start = text.index(begin)
+        stop = text.index(end, start) + len(end)
+        text = text[:start] + f"{begin}\n{block()}\n{end}" + text[stop:]
+    return text
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
@@ -198,16 +244,17 @@ def main(argv=None) -> int:
                        help="exit 1 if the README's table is not what the data files give")
     args = parser.parse_args(argv)
     text = README.read_text()
-    table = render()
+    new = rewrite(text)
     if args.write:
-        README.write_text(text.replace(current(text), table))
-        print(f"wrote the results table of {README.name} ({len(ROWS)} rows)")
+        README.write_text(new)
+        print(f"wrote the results table ({len(ROWS)} rows) and the generated paragraphs "
+              f"({', '.join(BLOCKS)}) of {README.name}")
         return 0
-    if current(text) != table:
-        print(f"{README.name}'s results table is not what docs/data gives: run python -m "
-              "experiments.readme_results --write")
+    if new != text:
+        print(f"{README.name}'s generated table or paragraphs are not what docs/data gives: "
+              "run python -m experiments.readme_results --write")
         return 1
-    print(f"{README.name}'s results table matches docs/data")
+    print(f"{README.name}'s generated table and paragraphs match docs/data")
     return 0
 
 

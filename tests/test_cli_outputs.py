@@ -136,7 +136,7 @@ def test_describe_outputs_explains_known_files_and_flags_strangers(tmp_path):
     assert list(rows)[:2] == ["config.json", "checkpoints/"]
     assert ".jvae.lock" not in rows
     assert rows["checkpoints/"].endswith("newest: epoch 12")
-    assert rows["latents.png"] == "posterior means of the test images, first two latent dimensions"
+    assert rows["latents.png"] == "posterior means of the test images in the 2-D latent space"
     assert "jvae.evaluate" in rows["eval_test_K5_epoch1_seed0.json"]
     assert rows["new_figure.png"] == "a figure" and rows["notes.txt"] == "not written by jvae"
 

@@ -248,23 +248,28 @@ def bench_conv_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-def results_summary_table() -> str:
-    """The README's results table (:mod:`experiments.readme_results`), its links made
-    relative to ``docs/results/``."""
+def _readme_results():
     import sys
 
     root = str(DATA.parents[1])
     if root not in sys.path:
         sys.path.insert(0, root)
     from experiments import readme_results
+    return readme_results
 
-    lines = readme_results.render().splitlines()[1:-1]          # without the marker lines
+
+def results_summary_table() -> str:
+    """The README's results table (:mod:`experiments.readme_results`), its links made
+    relative to ``docs/results/``."""
+    lines = _readme_results().render().splitlines()[1:-1]          # without the marker lines
     return "\n".join(line.replace("](docs/results/", "](").replace("](docs/figures/",
                                                                     "](../figures/")
                      for line in lines)
 
 
 TABLES = {"results-summary": results_summary_table,
+          "readme-main-command": lambda: _readme_results().main_command_text(),
+          "readme-library-snippet": lambda: _readme_results().library_snippet_text(),
           "bench-epoch": lambda: bench_epoch_table(_data("bench_epoch.json")),
           "bench-seeds": lambda: bench_seeds_table(_data("bench_seeds.json")),
           "bench-conv": lambda: bench_conv_table(_data("bench_conv.json")),
