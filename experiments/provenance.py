@@ -61,7 +61,10 @@ PUBLISHED: dict[str, Published] = {
          "experiments.configs.pytorch_example"), "python -m experiments.readme_run",
         (_README, "docs/getting-started.md")),
     "pyro_vae.json": Published(
-        "experiments.pyro_reference", "python -m experiments.pyro_reference",
+        ("experiments.pyro_reference", "experiments.bench_pyro", "jvae.cli.train",
+         "experiments.configs.pyro_vae"),
+        "python -m experiments.bench_pyro --epochs 10 --seeds 3 --pyro-threads 1; python -m "
+        "jvae.train --config experiments/configs/pyro_vae.py --workdir runs/figures/pyro_vae",
         (_README, "docs/results/pyro_vae.md", "docs/notebooks/lab5.md")),
     "rate_distortion.json": Published(
         "experiments.rate_distortion", "python -m experiments.rate_distortion --workdir runs/rd",
