@@ -137,6 +137,8 @@ def main(argv=None) -> dict:
         "train": {"command": train["command"], "wall_seconds": train["wall_seconds"],
                   "train_seconds": round(sum(r["train/seconds"] for r in metrics), 1),
                   "epochs": metrics[-1]["epoch"],
+                  "final": {k: metrics[-1].get(k) for k in ("eval/elbo", "eval/rate",
+                                                             "eval/distortion", "train/loss")},
                   "test_elbo_printed": summary_number(train["stdout"], "test ELBO"),
                   "train_loss_printed": summary_number(train["stdout"], "train loss")},
     }

@@ -290,3 +290,23 @@ def test_results_index_shows_the_readmes_generated_table_with_relative_links():
     assert "](docs/" not in table and "](flows.md)" in table and "](../figures/" in table
     from experiments import readme_results
     assert len(table.splitlines()) == len(readme_results.ROWS) + 2
+
+
+def test_main_command_numbers_on_the_pages_come_from_readme_run():
+    """The pytorch_example page, getting-started and the evaluation guide state the main
+    command's numbers from docs/data/readme_run.json (what the README's commands printed)."""
+    hook = _data_tables_hook()
+    run = json.loads((DOCS / "data" / "readme_run.json").read_text())
+    table = hook.render("<!-- table: pytorch-main-run -->")
+    assert f"**{-run['train']['final']['eval/elbo']:.2f}**" in table
+    assert f"**{run['evaluate']['log_likelihood']:.2f}**" in table
+    assert f"{run['train']['test_elbo_printed']:.2f}" in hook.render(
+        "<!-- table: readme-main-command -->")
+    manifest = json.loads((DOCS / "figures" / "manifest.json").read_text())
+    summary = manifest["pytorch_example_curves.png"]["run_summary"]
+    assert f"{summary['eval/elbo']:.2f}" in hook.render(
+        "<!-- table: figure-run-pytorch-example -->")
+    for page, marker in (("results/pytorch_example.md", "pytorch-main-run"),
+                         ("getting-started.md", "readme-main-command"),
+                         ("guides/evaluation.md", "readme-main-command")):
+        assert f"<!-- table: {marker} -->" in (DOCS / page).read_text(), page

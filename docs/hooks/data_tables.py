@@ -258,6 +258,34 @@ def _readme_results():
     return readme_results
 
 
+def pytorch_main_run_table(data: dict) -> str:
+    """The main command's run as ``python -m experiments.readme_run`` last made it: test loss,
+    rate, distortion, its evaluation with K importance samples and the times."""
+    t, e = data["train"], data["evaluate"]
+    f = t["final"]
+    lines = [_row(["run", "test loss (-ELBO, nats)", "rate R", "distortion D",
+                   f"test log p(x), K = {e['num_samples']}", "measured"]), _row(["---"] * 6),
+             _row(["the main command (config as shipped)", f"**{-f['eval/elbo']:.2f}**",
+                   _f(f["eval/rate"]), _f(f["eval/distortion"]), f"**{e['log_likelihood']:.2f}**",
+                   data["measured"][:10]])]
+    lines += ["", f"Training took {t['train_seconds']:.0f} s ({t['epochs']} epochs; "
+              f"{t['wall_seconds']:.0f} s from start to end with start-up, compilation and "
+              f"figures) and the evaluation {e['wall_seconds']:.0f} s for the "
+              f"{e['num_examples']} test images, on {data['machine']} (load average "
+              f"{data['load_average_at_end'][0]:.1f} at the end)."]
+    return "\n".join(lines)
+
+
+def figure_run_line(figure: str) -> str:
+    """The final metrics of the run that drew ``figure`` (``docs/figures/manifest.json``)."""
+    entry = json.loads((DATA.parent / "figures" / "manifest.json").read_text())[figure]
+    run = entry["run_summary"]
+    return (f"The run that drew these figures (`{entry['source'].split(' --workdir')[0]}`, "
+            f"{entry['generated']}) reached a test ELBO of {run['eval/elbo']:.2f}, rate "
+            f"{run['eval/rate']:.2f}, distortion {run['eval/distortion']:.2f} after epoch "
+            f"{run['epoch']} (recorded in `docs/figures/manifest.json`).")
+
+
 def results_summary_table() -> str:
     """The README's results table (:mod:`experiments.readme_results`), its links made
     relative to ``docs/results/``."""
@@ -268,6 +296,8 @@ def results_summary_table() -> str:
 
 
 TABLES = {"results-summary": results_summary_table,
+          "pytorch-main-run": lambda: pytorch_main_run_table(_data("readme_run.json")),
+          "figure-run-pytorch-example": lambda: figure_run_line("pytorch_example_curves.png"),
           "readme-main-command": lambda: _readme_results().main_command_text(),
           "readme-library-snippet": lambda: _readme_results().library_snippet_text(),
           "bench-epoch": lambda: bench_epoch_table(_data("bench_epoch.json")),

@@ -40,7 +40,12 @@ def save_scatter_2d(path, *, data=None, samples=None, means=None, title: str | N
     if not panels:
         raise ValueError("give at least one of data, samples, means")
     xlim, ylim = _limits(np.concatenate([pts for _, pts in panels]))
-    fig = _figure((4.0 * len(panels), 4.0))
+    # equal axes: the panels are as tall as the data's aspect makes them (no empty band
+    # between the title and flat data), plus room for the titles
+    aspect = (ylim[1] - ylim[0]) / max(xlim[1] - xlim[0], 1e-12)
+    height = min(4.0, max(1.2, 4.0 * aspect)) + 0.5 + (0.5 * (title or "").count("\n") + 0.4
+                                                        if title else 0.0)
+    fig = _figure((4.0 * len(panels), height))
     axes = fig.subplots(1, len(panels), squeeze=False).ravel()
     colours = {"data": "C0", "samples": "C1", "means": "C2"}
     for i, (ax, (name, pts)) in enumerate(zip(axes, panels)):
@@ -53,7 +58,7 @@ def save_scatter_2d(path, *, data=None, samples=None, means=None, title: str | N
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.set_layout_engine("constrained")      # keeps the suptitle next to flat equal-axes panels
     return _save(fig, path)
 
 
