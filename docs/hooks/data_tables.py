@@ -99,13 +99,19 @@ def dpm2_finished_table(data: dict) -> str:
                            _f(r["distortion"]), _f(r["rate"]), _f(r["log_likelihood"]),
                            _f(r["test_elbo"]), _f(r["elbo_last5"]),
                            f"{r['train_seconds']:.0f}", r.get("measured", data["measured"])]))
-    nvil = [r for r in rows if r["variant"].startswith("nvil_")]
-    lines.append("")
-    lines.append("The control-variate chains of the finished NVIL runs by final dev ELBO: "
-                 + " > ".join(f"`{r['variant'][5:]}` {_f(r['elbo'])}" for r in nvil)
-                 + "; by the mean of the last five assessments: "
-                 + " > ".join(f"`{r['variant'][5:]}` {_f(r['elbo_last5'])}" for r in
-                              sorted(nvil, key=lambda r: -r["elbo_last5"])) + ".")
+    for prefix, name in (("nvil_", "NVIL runs on the mixture posterior"),
+                         ("extra_sfe_gaussian_", "score-function runs on the Gaussian "
+                                                 "posterior (extras)")):
+        group = [r for r in rows if r["variant"].startswith(prefix)]
+        if not group:
+            continue
+        cut = len(prefix)
+        lines.append("")
+        lines.append(f"The control-variate chains of the finished {name} by final dev ELBO: "
+                     + " > ".join(f"`{r['variant'][cut:]}` {_f(r['elbo'])}" for r in group)
+                     + "; by the mean of the last five assessments: "
+                     + " > ".join(f"`{r['variant'][cut:]}` {_f(r['elbo_last5'])}" for r in
+                                  sorted(group, key=lambda r: -r["elbo_last5"])) + ".")
     return "\n".join(lines)
 
 
@@ -117,6 +123,19 @@ def dpm2_partial_table(data: dict) -> str:
         lines.append(_row([f"`{r['variant']}`", r["what"], r["step"], _f(r["elbo"]),
                            _f(r["distortion"]), _f(r["rate"]), _f(r["log_likelihood"]),
                            f"{r['train_seconds']:.0f}", r.get("measured", data["measured"])]))
+    return "\n".join(lines)
+
+
+def dpm2_previous_table(data: dict) -> str:
+    """The DPM2 runs made before issue 29's settings (``docs/data/dpm2_previous.json``), as
+    measured then."""
+    lines = [_row(["variant (then)", "what", "steps", "dev ELBO", "D", "R", "L (K=100)",
+                   "test ELBO"]), _row(["---"] * 8)]
+    for r in data["rows"]:
+        lines.append(_row([f"`{r['variant']}`", r["what"], r["steps"], _f(r["elbo"]),
+                           _f(r["distortion"]), _f(r["rate"]), _f(r["log_likelihood"]),
+                           _f(r["test_elbo"])]))
+    lines += ["", f"Measured {data['measured']}."]
     return "\n".join(lines)
 
 
@@ -309,6 +328,7 @@ TABLES = {"results-summary": results_summary_table,
           "notebook-lab5-commands": lambda: notebook_commands_table(
               _data("notebook_lab5.json")),
           "dpm2-partial": lambda: dpm2_partial_table(_data("dpm2.json")),
+          "dpm2-previous": lambda: dpm2_previous_table(_data("dpm2_previous.json")),
           "reliability-probe": lambda: probe_table(_load("probe_faults")),
           "kill-resume": lambda: kill_resume_table(_load("kill_resume"))}
 
