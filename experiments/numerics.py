@@ -19,7 +19,7 @@ formulation jvae used before where that is the point:
   scikit-learn's best with the same ``n_init`` on data where one start falls short.
 
 Writes ``--json`` (default ``docs/data/numerics.json``); ``--docs`` also writes the page
-``docs/results/numerics.md``.
+``docs/results/numerics.md``, whose tables the docs build renders from that file.
 
     python -m experiments.numerics --docs
 """
@@ -193,20 +193,8 @@ def em_restarts(d: int, c: int, seed: int, n_init: int) -> dict:
 
 
 def write_page(data: dict, page: pathlib.Path) -> None:
-    vamp = "\n".join(f"| {r['sd']:g} | {r['max_error']:.1e} | {r['mean_error']:.1e} | "
-                     f"{r['expanded_max_error']:.1e} | {r['expanded_mean_error']:.1e} |"
-                     for r in data["vamp"])
-    planar = "\n".join(f"| {r['scale']:g} | {r['points']:.0e} | {r['non_finite_log_det']} | "
-                       f"{r['non_finite_output']} | {r['c_below_minus_one']} | "
-                       f"{r['product_form_non_finite']} |" for r in data["planar"])
-    em = "\n".join(f"| {r['dim']} | {r['seed']} | {r['tol']} | {r['tol_used']:.2e} | "
-                   f"{r['n_iter']} | {r['sklearn_n_iter']} | {r['difference']:+.1e} |"
-                   for r in data["em"])
-    restarts = "\n".join(
-        f"| {r['dim']} | {r['components']} | {r['n_init']} | {r['starts_short_by_1e-3']} | "
-        f"{min(r['restarts']):.4f} | {r['best']:.4f} | {r['sklearn_best']:.4f} | "
-        f"{r['difference']:+.1e} |" for r in data["restarts"])
-    v = data["vamp"][0]
+    """Write the results page: its prose and the markers that ``docs/hooks/tables_results.py``
+    renders from ``data`` (the ``--json`` file) when the site is built; no number is typed."""
     text = f"""# Float32 numerics
 
 jvae computes in float32. These checks compare its float32 results with float64 and with
@@ -217,16 +205,14 @@ miscompiles is in the [numerics guide](../guides/numerics.md).
 
 ## VampPrior density
 
-`log p(z)` of a mixture of {v['components']} diagonal Gaussians in {v['dim']} dimensions
-(means `N(0, 1)`, standard deviations `sd * exp(0.2 N(0, 1))`) at {v['points']} points drawn
-from it, in float32, against float64. jvae evaluates each component in the direct form
-`((z - mu) / s)^2`, visiting the components in chunks; the expanded square
-(`z^2/s^2 - 2 z mu/s^2 + mu^2/s^2` by matrix products, jvae's form before) cancels when the
-components are narrow against `|z|`. Errors in nats:
+`log p(z)` of a mixture of diagonal Gaussians (means `N(0, 1)`, standard deviations
+`sd * exp(0.2 N(0, 1))`; its size under the table) at points drawn from it, in float32,
+against float64. jvae evaluates each component in the direct form `((z - mu) / s)^2`, visiting
+the components in chunks; the expanded square (`z^2/s^2 - 2 z mu/s^2 + mu^2/s^2` by matrix
+products, jvae's form before) cancels when the components are narrow against `|z|`. Errors in
+nats:
 
-| sd | max error | mean error | expanded: max | expanded: mean |
-|---|---|---|---|---|
-{vamp}
+<!-- table: numerics-vamp -->
 
 ## Planar flow log-determinant
 
@@ -235,9 +221,7 @@ Non-finite values of `jvae.Planar` over random `(u, w, b, z)` (D = 2, parameters
 `w^T u_hat = softplus(w^T u) - 1` as a rounded product (below -1 by rounding when `w^T u` is
 far below zero, giving NaN near `w^T z + b = 0`):
 
-| scale | points | non-finite log-det | non-finite output | `c < -1` | product form: non-finite |
-|---|---|---|---|---|---|
-{planar}
+<!-- table: numerics-planar -->
 
 ## EM for Gaussian mixtures
 
@@ -246,25 +230,23 @@ k-means++ start (800 points, 4 components), scikit-learn given the tolerance jva
 (`fit.tol`: the requested `tol`, raised to 16 eps of the mean `|log p(x)|` when below it);
 the difference is the final mean log-likelihood's, jvae minus scikit-learn:
 
-| D | seed | tol | tol used | jvae iterations | scikit-learn iterations | difference |
-|---|---|---|---|---|---|---|
-{em}
+<!-- table: numerics-em -->
 
 Restarts (600 points, clusters of random sizes, tol 1e-6): the best of `n_init` k-means++
 starts of `jvae.fit_gmm` (one vmapped program) against scikit-learn's best of `n_init`
 k-means++ starts:
 
-| D | C | n_init | jvae starts short by > 1e-3 | worst start | jvae best | scikit-learn best | difference |
-|---|---|---|---|---|---|---|---|
-{restarts}
+<!-- table: numerics-restarts -->
 
 ![VampPrior error by posterior sd; planar non-finite log-dets by scale](../figures/numerics.png)
 
-Measured {data['date'][:10]} ({data['machine']}, jax {data['jax']}). Regenerate the numbers and
-this page (then `python -m experiments.figures numerics` for the figure):
+<!-- table: numerics-measured -->
+
+Regenerate the numbers (`docs/data/numerics.json`) and this page, then the figure:
 
 ```bash
 {data['command']}
+python -m experiments.figures numerics
 ```
 """
     page.parent.mkdir(parents=True, exist_ok=True)
