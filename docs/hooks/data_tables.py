@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import sys
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 MARKER = re.compile(r"^<!-- table: ([a-z0-9-]+) -->$", re.MULTILINE)
@@ -324,3 +325,9 @@ def render(markdown: str) -> str:
 
 def on_page_markdown(markdown: str, **kwargs) -> str:
     return render(markdown)
+
+
+# Tables of the notebook and lecture pages (docs/hooks/tables_notebooks.py).
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from tables_notebooks import TABLES as _NOTEBOOK_TABLES  # noqa: E402
+TABLES.update(_NOTEBOOK_TABLES)
