@@ -55,7 +55,7 @@ PUBLISHED: dict[str, Published] = {
         ("jvae.cli.train", "experiments.configs.pytorch_example", "experiments.figures"),
         "python -m jvae.train --config experiments/configs/pytorch_example.py --workdir "
         "runs/seeds --config.num_seeds=8 (then python -m experiments.figures seeds)",
-        (_README, "docs/results/pytorch_example.md")),
+        (_README, "docs/results/pytorch_example.md", "docs/notebooks/lab5.md")),
     "readme_run.json": Published(
         ("experiments.readme_run", "jvae.cli.train", "jvae.cli.evaluate",
          "experiments.configs.pytorch_example"), "python -m experiments.readme_run",

@@ -471,3 +471,199 @@ def test_linear_vae_page_is_generated_from_its_data_file():
                        "linear-vae-figure"),
         ("272 s", "184.495", "186.623", "0.03447", "2.52, 2.33", "1.0000", "0.998-0.999",
          "0.006-0.028", "(2026-12-01)"))
+
+def _page(path: str) -> str:
+    return (DOCS / path).read_text()
+
+
+def _json(name: str) -> dict:
+    return json.loads((DOCS / "data" / name).read_text())
+
+
+def _assert_generated(page: str, markers, old_typed):
+    """``page`` holds every marker, and none of the values it typed before they were
+    generated (each string is a typed value in its old context)."""
+    text = _page(page)
+    for marker in markers:
+        assert f"<!-- table: {marker} -->" in text, f"{page} lost its marker {marker}"
+    for old in old_typed:
+        assert old not in text, f"{page} still types {old!r}"
+    return text
+
+
+def test_lecture_results_page_is_generated_from_lecture_json():
+    """docs/results/lecture.md: the table, its notes and the timings come from lecture.json;
+    its heading's date is the data file's."""
+    hook = _data_tables_hook()
+    d = _json("lecture.json")
+    rows = d["rows"]
+    table = hook.render("<!-- table: lecture-numbers -->")
+    for key, label in (("PCA-2", "PCA, 2 components"), ("AE-2", "autoencoder, 2-D code"),
+                       ("VAE-2", "VAE, 2-D latent")):
+        line = next(r for r in table.splitlines() if r.startswith(f"| {label} |"))
+        for metric in ("sse", "bce"):
+            mean, se = rows[key][metric]
+            assert f"{mean:.2f}" in line and f"+- {se:.2f}" in line
+    vae = rows["VAE-2"]
+    assert f"**{vae['elbo']:.2f}** (rate {vae['rate']:.2f}" in table
+    assert f"**{vae['log_px_importance']:.2f}** (K = {d['ll_samples']})" in table
+    best_sse = min(("PCA-2", "PPCA-2", "AE-2", "VAE-2"), key=lambda k: rows[k]["sse"][0])
+    assert f"**{rows[best_sse]['sse'][0]:.2f}**" in table
+    notes = hook.render("<!-- table: lecture-reading -->")
+    assert f"{vae['log_px_importance'] - vae['elbo']:.1f} nats above the ELBO" in notes
+    assert f"PCA's {rows['PCA-2']['sse'][0]:.1f}" in notes
+    assert f"`sigma^2 = {d['ppca_sigma2']:.3f}`" in notes
+    timing = hook.render("<!-- table: lecture-timing -->")
+    assert f"**{d['seconds']['total']:.0f} s**" in timing
+    assert f"the t-SNE {d['seconds']['tsne']:.0f} s" in timing
+    share = hook.render("<!-- table: lecture-pca-variance -->")
+    assert f"{100 * d['pca_explained_variance_ratio'][0]:.0f}%" in share
+    text = _assert_generated(
+        "results/lecture.md",
+        ("lecture-timing", "lecture-numbers", "lecture-reading", "lecture-pca-variance"),
+        ("**379 s**", "| 43.65 +- 0.14", "**-150.47**", "3.5 nats above", "`sigma^2 = 0.056`",
+         "median 0.06", "130 of the 10000", "100 of the 10000 codes", "about 4.5"))
+    assert f"## Numbers ({d['measured']})" in text
+
+
+def test_gaussian2d_results_page_is_generated_from_homework2_and_the_manifest():
+    """docs/results/gaussian2d.md: the rates of notebook_homework2.json's seed-0 runs and
+    seeds, and the figure runs' numbers from docs/figures/manifest.json."""
+    hook = _data_tables_hook()
+    d = _json("notebook_homework2.json")
+    t = d["task2"]
+    table = hook.render("<!-- table: gaussian2d-numbers -->")
+    for mode in ("univariate", "multivariate"):
+        line = next(r for r in table.splitlines() if r.startswith(f"| {mode} "))
+        assert f"| **{t['seed0'][mode]['rate']:.3f}** | {t['seed0'][mode]['elbo']:.2f} |" in line
+        rates = t["seeds"][mode]["rate"]
+        assert f"{min(rates):.2f}-{max(rates):.2f} ({mode})" in table
+    assert f"measured {d['measured']}" in table
+    assert "expected log-density is -3.94" in table     # -(log(2 pi e) + log 3): the data's
+    manifest = json.loads((FIGURES / "manifest.json").read_text())
+    runs = hook.render("<!-- table: gaussian2d-figure-runs -->")
+    for mode in ("univariate", "multivariate"):
+        summary = manifest[f"gaussian2d_{mode}.png"]["run_summary"]
+        assert (f"rate {summary['eval/rate']:.4f} / ELBO {summary['eval/elbo']:.4f} ({mode}"
+                in runs)
+    text = _assert_generated("results/gaussian2d.md",
+                             ("gaussian2d-numbers", "gaussian2d-figure-runs"),
+                             ("**0.140**", "| -4.04 |", "rate 0.1397", "ELBO -4.3438",
+                              "0.74-1.15"))
+    assert f"## Numbers ({d['measured']})" in text
+
+
+def test_homework2_page_is_generated_from_its_data_file():
+    """docs/notebooks/homework2.md: the run, the helpers, the rates, the latent statistics and
+    the KL curves' end values from notebook_homework2.json; the homework's asserted values
+    quoted from the seed."""
+    hook = _data_tables_hook()
+    d = _json("notebook_homework2.json")
+    t = d["task2"]
+    run = hook.render("<!-- table: homework2-full-run -->")
+    assert (f"**Full run ({d['measured']}):** {d['wall_seconds']:.0f} s" in run
+            and f"{d['host']['load_average_at_end'][0]:.1f} at the end" in run)
+    helpers = hook.render("<!-- table: homework2-helpers -->")
+    assert "200.2144, 1.50925, [49.2990, 1498.479]" in helpers and "within its" in helpers
+    assert f"{d['helpers']['normal_kl'][1]:.4f}" in helpers
+    rates = hook.render("<!-- table: homework2-rates -->")
+    for mode in ("univariate", "multivariate"):
+        line = next(r for r in rates.splitlines() if r.startswith(f"| {mode} "))
+        assert f"**{t['seed0'][mode]['rate']:.3f}** | {t['seed0'][mode]['elbo']:.3f} |" in line
+        assert ", ".join(f"{v:.3f}" for v in t["seeds"][mode]["elbo"]) in line
+    uni = t["seeds"]["univariate"]["rate"]
+    assert f"falls to {min(uni):.2f}-{max(uni):.2f} nats" in rates
+    stats = hook.render("<!-- table: homework2-latent-stats -->")
+    multi = t["latent_stats"]["multivariate"]
+    assert f"({multi['mu_z_mean'][0]:.3f}, {multi['mu_z_mean'][1]:.3f})" in stats
+    assert f"spread over {multi['mu_z_std'][0]:.2f}" in stats
+    curves = hook.render("<!-- table: homework2-kl-curves -->")
+    assert f"({t['seed0']['multivariate']['distortion']:.1f} against" in curves
+    _assert_generated("notebooks/homework2.md",
+                      ("homework2-full-run", "homework2-helpers", "homework2-rates",
+                       "homework2-latent-stats", "homework2-kl-curves"),
+                      ("776 s", "| **0.140** | -4.041", "(0.330, -0.015)", "spread over 0.85",
+                       "6-11 nats", "(3.6 against 3.9", "in the thousands"))
+
+
+def test_lab5_example_and_question_are_generated_from_its_data_file():
+    """docs/notebooks/lab5.md: the example's log (the seed's printed numbers from the data
+    file's seed_log), the question's table and its ranking from notebook_lab5.json."""
+    hook = _data_tables_hook()
+    d = _json("notebook_lab5.json")
+    e, q = d["example"], d["question"]
+    log = hook.render("<!-- table: lab5-example-log -->").splitlines()[2:]
+    assert len(log) == len(e["epochs"])
+    for line, n, st, jt, sv, jv in zip(log, e["epochs"], e["seed_log"]["train"],
+                                       e["train_loss"], e["seed_log"]["test"], e["test_loss"]):
+        assert line == f"| {n} | {st:.2f} | {jt:.2f} | {sv:.2f} | {jv:.2f} |"
+    assert f"{e['train_loss'][0]:.2f} (training)" in hook.render(
+        "<!-- table: lab5-example-first-epoch -->")
+    seeds = _json("pytorch_example_seeds.json")["jvae"]
+    last = hook.render("<!-- table: lab5-example-last-epoch -->")
+    assert f"{e['test_loss'][-1]:.2f} against the seed's {e['seed_log']['test'][-1]:.2f}" in last
+    assert f"{seeds['mean']:.2f} +- {seeds['std']:.2f}" in last
+    table = hook.render("<!-- table: lab5-question -->")
+    for name, v in q.items():
+        line = next(r for r in table.splitlines() if r.startswith(f"| {name} ("))
+        means = [sum(epoch) / len(epoch) for epoch in v["test_loss_per_epoch"]]
+        assert f"| **{v['final_mean']:.2f}** | {means[0]:.2f} | {means[4]:.2f} |" in line
+        assert ", ".join(f"{x:.2f}" for x in v["test_loss_per_epoch"][-1]) in line
+    ranking = hook.render("<!-- table: lab5-question-ranking -->")
+    order = sorted(q, key=lambda k: q[k]["final_mean"])
+    assert ranking.startswith("Ranked by the final test loss: " + ", ".join(
+        f"{k} ({q[k]['final_mean']:.2f})" for k in order) + ". ")
+    gap = q["sigmoid + adagrad"]["final_mean"] - q["relu + adam"]["final_mean"]
+    assert f"ends {gap:.2f} nats lower" in ranking
+    pyro = hook.render("<!-- table: lab5-pyro-reading -->")
+    assert f"to {d['pyro']['test_loss'][-1]:.2f} at epoch {d['pyro']['epochs'][-1]}" in pyro
+    _assert_generated("notebooks/lab5.md",
+                      ("lab5-example-log", "lab5-example-first-epoch", "lab5-example-last-epoch",
+                       "lab5-question", "lab5-question-ranking", "lab5-pyro-reading"),
+                      ("| 1 | 116.71 | 165.27", "| **105.67** |", "ends 27.21 nats lower",
+                       "105.70 +- 0.15", "more than 60 minutes", "still falls a little"))
+
+
+def test_lecture_notebook_page_is_generated_from_its_data_file():
+    """docs/notebooks/lecture.md: the run, PCA's and PPCA's numbers, both loss tables and the
+    VAE's figure numbers from notebook_lecture.json; no earlier run's numbers."""
+    hook = _data_tables_hook()
+    d = _json("notebook_lecture.json")
+    assert f"{d['wall_seconds']:.0f} s of wall time" in hook.render(
+        "<!-- table: nb-lecture-full-run -->")
+    assert f"{100 * d['pca']['explained_variance_ratio'][1]:.1f}%" in hook.render(
+        "<!-- table: nb-lecture-pca -->")
+    ppca = hook.render("<!-- table: nb-lecture-ppca -->")
+    assert f"{d['ppca']['sigma2']:.4f}" in ppca and f"{d['ppca']['posterior_sd'][1]:.3f}" in ppca
+    for marker, key in (("nb-lecture-ae-loss", "autoencoder"), ("nb-lecture-vae-loss", "vae2d")):
+        lines = hook.render(f"<!-- table: {marker} -->").splitlines()
+        assert lines[2] == "| epoch loss | " + " | ".join(
+            f"{v:.0f}" for v in d[key]["epoch_loss_sum"]) + " |"
+        assert lines[3] == "| per image | " + " | ".join(
+            f"{v:.2f}" for v in d[key]["train_loss_per_image"]) + " |"
+    assert f"{d['vae2d']['reconstruction_difference_max']:.2f} in grey level" in hook.render(
+        "<!-- table: nb-lecture-vae-difference -->")
+    assert f"{d['vae2d']['means_outside_grid']} of the" in hook.render(
+        "<!-- table: nb-lecture-outside -->")
+    _assert_generated("notebooks/lecture.md",
+                      ("nb-lecture-full-run", "nb-lecture-pca", "nb-lecture-ppca",
+                       "nb-lecture-ae-loss", "nb-lecture-vae-loss", "nb-lecture-vae-difference",
+                       "nb-lecture-outside"),
+                      ("1746 s", "1093 s", "10.0% and 7.5%", "0.0557", "| 7543460 |",
+                       "| 182.50 |", "reaches 0.14", "133 of the", "PC 1 about -4"))
+
+
+def test_dpm2_notebook_page_is_generated_from_its_data_file():
+    """docs/notebooks/dpm2.md: the run's steps and the rate's values from notebook_dpm2.json;
+    the figure readings no data file holds are gone."""
+    hook = _data_tables_hook()
+    d = _json("notebook_dpm2.json")
+    assert f"ran its {d['steps']} steps" in hook.render("<!-- table: nb-dpm2-full-run -->")
+    dev = hook.render("<!-- table: nb-dpm2-dev-curves -->")
+    assert dev.startswith("- **Dev curves:**")
+    assert (f"{d['first_forward']['R']:.1f} nats" in dev
+            and f"final dev value of {d['dev_final']['rate']:.1f}" in dev)
+    _assert_generated("notebooks/dpm2.md",
+                      ("notebook-dpm2", "nb-dpm2-full-run", "nb-dpm2-dev-curves"),
+                      ("(1155 steps)", "well under an hour", "between 27 and 30",
+                       "below 10 in the first 50 steps", "first 200 steps"))

@@ -350,3 +350,8 @@ def on_page_markdown(markdown: str, **kwargs) -> str:
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from tables_results import TABLES as _RESULTS_TABLES  # noqa: E402
 TABLES.update(_RESULTS_TABLES)
+
+# Tables of the notebook and lecture pages (docs/hooks/tables_notebooks.py).
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from tables_notebooks import TABLES as _NOTEBOOK_TABLES  # noqa: E402
+TABLES.update(_NOTEBOOK_TABLES)
