@@ -667,3 +667,29 @@ def test_dpm2_notebook_page_is_generated_from_its_data_file():
                       ("notebook-dpm2", "nb-dpm2-full-run", "nb-dpm2-dev-curves"),
                       ("(1155 steps)", "well under an hour", "between 27 and 30",
                        "below 10 in the first 50 steps", "first 200 steps"))
+
+
+def test_pytorch_example_seeds_table_comes_from_its_data_file():
+    hook = _data_tables_hook()
+    data = json.loads((DOCS / "data" / "pytorch_example_seeds.json").read_text())
+    table = hook.render("<!-- table: pytorch-seeds -->")
+    for run in (data["jvae"], data["pytorch"]):
+        assert f"**{run['mean']:.2f}**" in table
+        assert ", ".join(f"{v:.2f}" for v in run["test_loss"]) in table
+    assert f"| {data['reference']['test_loss']:.2f} |" in table
+    page = (DOCS / "results" / "pytorch_example.md").read_text()
+    assert "<!-- table: pytorch-seeds -->" in page and "105.62, 105.74" not in page
+
+
+def test_dpm2_dev_eval_and_previous_tables_come_from_their_data_files():
+    hook = _data_tables_hook()
+    d = json.loads((DOCS / "data" / "dpm2_dev_eval.json").read_text())
+    table = hook.render("<!-- table: dpm2-dev-eval -->")
+    assert f"| {d['epoch_one_program']:.2f} |" in table
+    assert f"{d['assessment']['K=100']['median']:.2f}" in table
+    prev = json.loads((DOCS / "data" / "dpm2_previous.json").read_text())
+    rendered = hook.render("<!-- table: dpm2-previous -->")
+    assert all(f"| `{r['variant']}` |" in rendered and f"{r['elbo']:.2f}" in rendered
+               for r in prev["rows"])
+    page = (DOCS / "results" / "dpm2.md").read_text()
+    assert "<!-- table: dpm2-dev-eval -->" in page and "| 19.28 |" not in page

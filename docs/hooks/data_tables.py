@@ -140,6 +140,34 @@ def dpm2_previous_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def dpm2_dev_eval_table(d: dict) -> str:
+    """``python -m experiments.bench_dev_eval``: an epoch as one program against compiled
+    chunks with dev assessments, and the cost of one assessment with and without L."""
+    a = d["assessment"]
+    rows = [("epoch as one program (training)", f"{d['epoch_one_program']:.2f}"),
+            ("epoch in chunks of 100 steps (training)",
+             f"{d['epoch_chunked_training']:.2f} ({d['ratio_chunked_training']:.2f}x)"),
+            (f"the chunked epoch's {d['assessments_per_epoch']} dev assessments",
+             f"{d['epoch_chunked_dev']:.2f}"),
+            ("one dev assessment without L", f"{a['K=0']['median']:.3f}"),
+            ("one dev assessment with L, K = 100 (1000 images x 100 samples)",
+             f"{a['K=100']['median']:.2f}"),
+            ("compilation: one program / chunked (the plan and two chunk lengths, once per run)",
+             f"{d['compile_one_program']:.2f} / {d['compile_chunked']:.2f}"),
+            ("first dev assessment (compiling it): without L / with L",
+             f"{a['K=0']['first_call']:.2f} / {a['K=100']['first_call']:.2f}")]
+    lines = [_row(["", "seconds"]), "|---|---:|", *(_row(r) for r in rows)]
+    chunked = " and ".join(f"{r['train_seconds']:.2f}" for r in d["runs"]["100"])
+    whole = " and ".join(f"{r['train_seconds']:.2f}" for r in d["runs"]["0"])
+    lines += ["", f"Medians of {d['rounds']} rounds; load average "
+              f"{d['load'][0]:.1f} at the end. The chunked epoch's training takes "
+              f"{(d['ratio_chunked_training'] - 1) * 100:.0f}% longer than the one-program "
+              f"epoch (per round: {chunked} s chunked, {whole} s as one program); with K = 100 "
+              f"one assessment takes {a['K=100']['median'] / a['K=0']['median']:.0f} times one "
+              "without L."]
+    return "\n".join(lines)
+
+
 def notebook_dpm2_table(data: dict) -> str:
     """The DPM2 port's full run beside the seed's printed numbers."""
     seed, run = data["seed"], data
@@ -278,6 +306,32 @@ def _readme_results():
     return readme_results
 
 
+def pytorch_seeds_table(data: dict) -> str:
+    """``docs/data/pytorch_example_seeds.json``: jvae's seeds, the PyTorch reference's, the
+    epsilon-matched jvae run and the notebook's number, then their difference in standard
+    errors."""
+    import math
+
+    j, t, e = data["jvae"], data["pytorch"], data["jvae_eps_matched"]
+
+    def losses(r):
+        return ", ".join(f"{v:.2f}" for v in r["test_loss"])
+    lines = [_row(["run", "test loss per seed (nats)", "mean", "standard deviation"]),
+             _row(["---"] * 4),
+             _row([f"jvae, seeds {j['seeds'][0]}-{j['seeds'][-1]} ({j['note']})", losses(j),
+                   f"**{j['mean']:.2f}**", _f(j["std"])]),
+             _row([f"PyTorch reference, seeds {t['seeds'][0]}-{t['seeds'][-1]}", losses(t),
+                   f"**{t['mean']:.2f}**", _f(t["std"])]),
+             _row([f"jvae, `{e['command'].split('num_seeds=8 ')[-1]}` ({e['note']})", "",
+                   _f(e["mean"]), _f(e["std"])]),
+             _row(["the notebook", "", _f(data["reference"]["test_loss"]), ""])]
+    se = math.sqrt(j["std"] ** 2 / len(j["seeds"]) + t["std"] ** 2 / len(t["seeds"]))
+    diff = j["mean"] - t["mean"]
+    lines += ["", f"The means differ by {diff:.2f} nats, {diff / se:.1f} standard errors. "
+              f"Measured {data['measured']}."]
+    return "\n".join(lines)
+
+
 def pytorch_main_run_table(data: dict) -> str:
     """The main command's run as ``python -m experiments.readme_run`` last made it: test loss,
     rate, distortion, its evaluation with K importance samples and the times."""
@@ -316,6 +370,7 @@ def results_summary_table() -> str:
 
 
 TABLES = {"results-summary": results_summary_table,
+          "pytorch-seeds": lambda: pytorch_seeds_table(_data("pytorch_example_seeds.json")),
           "pytorch-main-run": lambda: pytorch_main_run_table(_data("readme_run.json")),
           "figure-run-pytorch-example": lambda: figure_run_line("pytorch_example_curves.png"),
           "readme-main-command": lambda: _readme_results().main_command_text(),
@@ -329,6 +384,7 @@ TABLES = {"results-summary": results_summary_table,
           "notebook-lab5-commands": lambda: notebook_commands_table(
               _data("notebook_lab5.json")),
           "dpm2-partial": lambda: dpm2_partial_table(_data("dpm2.json")),
+          "dpm2-dev-eval": lambda: dpm2_dev_eval_table(_data("dpm2_dev_eval.json")),
           "dpm2-previous": lambda: dpm2_previous_table(_data("dpm2_previous.json")),
           "reliability-probe": lambda: probe_table(_load("probe_faults")),
           "kill-resume": lambda: kill_resume_table(_load("kill_resume"))}
