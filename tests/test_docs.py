@@ -693,3 +693,17 @@ def test_dpm2_dev_eval_and_previous_tables_come_from_their_data_files():
                for r in prev["rows"])
     page = (DOCS / "results" / "dpm2.md").read_text()
     assert "<!-- table: dpm2-dev-eval -->" in page and "| 19.28 |" not in page
+
+
+def test_homework2_theory_checks_come_from_the_ports_data():
+    hook = _data_tables_hook()
+    d = json.loads((DOCS / "data" / "notebook_homework2.json").read_text())
+    p2 = hook.render("<!-- table: hw2-theory-problem2 -->")
+    for k, (mean, _se) in d["problem2"]["bounds"].items():
+        assert f"| {k} | {mean:.4f} $\\pm$" in p2
+    assert f"{d['problem1']['snr_inference']:.3f}" in hook.render(
+        "<!-- table: hw2-theory-problem1 -->")
+    first, last = d["problem3"]["em_log_likelihood_first_last"]
+    assert f"from {first:.4f} to {last:.4f}" in hook.render("<!-- table: hw2-theory-problem3 -->")
+    page = (DOCS / "notebooks" / "homework2-theory.md").read_text()
+    assert "-7.5332" not in page and page.count("<!-- table: hw2-theory-problem") == 3
