@@ -419,4 +419,4 @@ def finish_run(run: Run, state: TrainState, history: list[dict]) -> None:
                       centred=bool(config.dataset.get("centre", False)),
                       reconstructions=config.eval.get("reconstructions", "mean"),
                       train_split=str(config.dataset.train_split),
-                      eval_split=str(config.dataset.eval_split))
+                      eval_split=evaluated_split(config))
