@@ -28,7 +28,7 @@ from jvae.objectives.score_function import (make_mixture_objective, make_nvil_ob
 from jvae.models.flows import FLOW_POSTERIORS, CouplingFlowHead, IAFHead, PlanarFlowHead
 from jvae.models.priors import MixturePrior, StandardNormalPrior, VampPrior
 from jvae.training import make_optimizer
-from jvae.runs.outputs import evaluated_split
+from jvae.runs.outputs import evaluated_split, trained_split
 from jvae.runs.schema import LIKELIHOOD_SUPPORT, SYNTHETIC, _choice, _integer, _positive
 
 __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimizer",
@@ -73,13 +73,15 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
     source = (jdata.as_source(ds.name, key=ds.get("key", "") or None,
                               labels_key=ds.get("labels_key", "") or None,
                               resize=ds.resize or None) if user else ds.name)
-    eval_split = evaluated_split(config)
+    eval_split, train_split = evaluated_split(config), trained_split(config)
     if eval_split != ds.eval_split:
+        also = (f", and training on the {train_split!r} split (the rest) instead of "
+                f"{ds.train_split!r}" if train_split != ds.train_split else "")
         warnings.warn(f"config.dataset.eval_split is {ds.eval_split!r} but {ds.name} has no "
-                      "test file or folder (config.dataset.test); evaluating on the "
+                      "test file or folder (config.dataset.test): evaluating on the "
                       f"{eval_split!r} split carved from it (validation_size "
                       f"{int(ds.validation_size)}, validation_seed "
-                      f"{int(ds.get('validation_seed', 0))}) instead.", stacklevel=2)
+                      f"{int(ds.get('validation_seed', 0))}){also}.", stacklevel=2)
     common = dict(data_dir=ds.data_dir or None, binarize=ds.binarize, threshold=ds.threshold,
                   resize=ds.resize or None, download=ds.download,
                   validation_size=int(ds.validation_size),
@@ -88,7 +90,7 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
     if user:
         common.update(validation_seed=int(ds.get("validation_seed", 0)),
                       test=ds.get("test", "") or None)
-    train = jdata.load_dataset(source, ds.train_split, limit=ds.limit_train or None, **common)
+    train = jdata.load_dataset(source, train_split, limit=ds.limit_train or None, **common)
     evals = jdata.load_dataset(source, eval_split, limit=ds.limit_eval or None, **common)
     labels = None
     if ds.name != "binarized_mnist":

@@ -21,7 +21,7 @@ from jvae.data import FILE_DATASETS, is_user_name
 from jvae.runs.schema import SYNTHETIC
 
 __all__ = ["OUTPUTS", "describe_outputs", "evaluation_estimate", "eval_result_stem",
-           "evaluated_split", "data_noun", "run_summary", "progress_fields"]
+           "evaluated_split", "trained_split", "data_noun", "run_summary", "progress_fields"]
 
 #: Every file (a glob pattern) or directory (ending in ``/``) a run may write into its work
 #: directory, with what it is, in the order the summary lists them; ``{split}`` stands for
@@ -101,6 +101,19 @@ def evaluated_split(config) -> str:
     if (split == "test" and is_user_name(dataset.get("name"))
             and not dataset.get("test", "")):
         return "validation"
+    return split
+
+
+def trained_split(config) -> str:
+    """The name of the split a run trains on: ``config.dataset.train_split``, except that
+    ``"train_full"`` becomes ``"train"`` when the evaluation falls back to the validation
+    split carved from your own data (:func:`evaluated_split`), so that no example is both
+    trained on and evaluated. ``config``: a ``ConfigDict`` or ``config.json``'s dict."""
+    dataset = config.get("dataset", {})
+    split = str(dataset.get("train_split") or "train")
+    falls_back = evaluated_split(config) != str(dataset.get("eval_split") or "evaluation")
+    if split == "train_full" and is_user_name(dataset.get("name")) and falls_back:
+        return "train"
     return split
 
 
