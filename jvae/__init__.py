@@ -9,7 +9,8 @@ their own. See README.md for a tour and docs/guides/architecture.md for the laye
 # First, before any module computes: XLA reads XLA_FLAGS when JAX's CPU backend starts.
 from jvae.xla import xla_workarounds, XLAWorkaround, XLAWorkaroundWarning
 from jvae.data import (
-    binarize_dynamic, binarize_static, centre, check_count, check_data, check_number,
+    ArraySource, binarize_dynamic, binarize_static, centre, check_count, check_data, check_number,
+    FolderSource, NpySource, NpzSource,
     check_points, ChecksumError, DataNotFoundError,
     DATASETS, find_data_dir, gaussian2d, InvalidDataError, likelihood_support, load_dataset,
     load_split, REAL, resize_images, Split, Support, uncentre, UNIT_INTERVAL, validate_images,
@@ -105,4 +106,5 @@ __all__ = [
     "read_latent_snapshots",
     "check_count", "check_number", "check_points", "load_run", "RestoredRun",
     "xla_workarounds", "XLAWorkaround", "XLAWorkaroundWarning",
+    "ArraySource", "NpySource", "NpzSource", "FolderSource",
 ]

@@ -21,6 +21,12 @@ Every local file is checked against its pinned SHA-256 on first use (``verify=Tr
 ``jvae/data/checksums.py``); the readers live in ``idx.py`` and ``npz.py``, and the checks
 that every entry point applies to data arrays (:func:`check_data`) in ``validate.py``;
 CIFAR-10's readers, with its published MD5s, in ``cifar.py``.
+
+Your own data (``jvae/data/user.py``, folders of images in ``folder.py``): an array, an
+``.npy`` or ``.npz`` file or a folder of PNG/JPEG images, as a source object
+(:class:`ArraySource`, :class:`NpySource`, :class:`NpzSource`, :class:`FolderSource`) or by
+name, ``"npy:PATH"``, ``"npz:PATH"``, ``"folder:PATH"``; uint8 pixels are scaled to
+``[0, 1]`` as MNIST's are.
 """
 
 from jvae.data.arguments import check_count, check_number
@@ -30,6 +36,8 @@ from jvae.data.datasets import (BINARIZE, DATASETS, FILE_DATASETS, SPLITS, DataN
 from jvae.data.fetch import DownloadError, default_cache_dir, download
 from jvae.data.synthetic import gaussian2d
 from jvae.data.tfds_source import is_tfds_name
+from jvae.data.user import (ArraySource, FolderSource, NpySource, NpzSource, as_source,
+                            is_user_name)
 from jvae.data.transforms import binarize_dynamic, binarize_static, centre, resize_images, uncentre
 from jvae.data.validate import (REAL, UNIT_INTERVAL, InvalidDataError, Support, check_data,
                                 check_points, likelihood_support, validate_images)
@@ -40,5 +48,6 @@ __all__ = [
     "binarize_dynamic", "resize_images", "gaussian2d", "validate_images", "download",
     "ChecksumError", "InvalidDataError", "Support", "REAL", "UNIT_INTERVAL", "check_data",
     "likelihood_support", "is_tfds_name", "centre", "uncentre", "check_count", "check_number",
-    "check_points",
+    "check_points", "ArraySource", "NpySource", "NpzSource", "FolderSource", "as_source",
+    "is_user_name",
 ]

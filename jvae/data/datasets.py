@@ -16,6 +16,7 @@ from jvae.data.checksums import ChecksumError, verify_file
 from jvae.data.idx import read_idx, readonly
 from jvae.data.npz import read_npz
 from jvae.data.tfds_source import is_tfds_name, read_tfds
+from jvae.data.user import ArraySource, as_source, is_user_name
 from jvae.data.validate import (_check_choice, _check_positive)
 from jvae.data.fetch import default_cache_dir
 from jvae.data.transforms import binarize_static, resize_images
@@ -60,9 +61,10 @@ def find_data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path | N
     return None if data_dir is None else pathlib.Path(data_dir).expanduser()
 
 
-def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
+def load_split(name: str | ArraySource, split: str, *, data_dir=None, download: bool = False,
                cache_dir=None, validation_size: int = 10000, verify: bool = True,
-               tfds_image_key: str = "image", limit: int | None = None) -> Split:
+               tfds_image_key: str = "image", limit: int | None = None,
+               validation_seed: int = 0, test=None) -> Split:
     """Loads one split of a dataset as values in ``[0, 1]``.
 
     Files are looked for in ``find_data_dir(data_dir)``, then in the download cache
@@ -94,11 +96,19 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
     is ``"train"``), ``data_dir`` the TFDS data directory (default TFDS's own; not
     ``$JVAE_DATA_DIR``); ``validation_size``, ``download`` and ``verify`` do not apply.
 
+    Your own data (:mod:`jvae.data.user`): ``name`` is ``"npy:PATH"``, ``"npz:PATH"``,
+    ``"folder:PATH"`` or a source object (:class:`~jvae.data.ArraySource`,
+    :class:`~jvae.data.NpySource`, :class:`~jvae.data.NpzSource`,
+    :class:`~jvae.data.FolderSource`). ``"validation"`` is ``validation_size`` examples drawn
+    at random with ``validation_seed``, ``"train"`` the rest, ``"train_full"`` all, ``"test"``
+    the ``test`` file or folder; ``data_dir``, ``download``, ``verify`` do not apply.
+
     Decoded files are cached in-process (keyed on path, size and mtime), so repeated loads
     are cheap; the returned arrays are read-only views of that cache.
 
     Args:
-        name: one of ``FILE_DATASETS`` or ``"tfds:<name>"``.
+        name: one of ``FILE_DATASETS``, ``"tfds:<name>"``, ``"npy:PATH"``, ``"npz:PATH"``,
+            ``"folder:PATH"``, or a source.
         split: one of ``SPLITS`` (a TFDS split for ``"tfds:*"``).
         data_dir: directory holding ``<name>/...``; defaults to ``$JVAE_DATA_DIR``.
         download: fetch missing MNIST / Fashion-MNIST files into the cache.
@@ -121,6 +131,9 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
             says which dataset the file really is when its digest is known.
         DataNotFoundError: the files are missing everywhere searched.
     """
+    if isinstance(name, ArraySource) or is_user_name(name):
+        return as_source(name).split(split, validation_size=validation_size,
+                                     seed=validation_seed, test=test)
     if is_tfds_name(name):
         if not isinstance(split, str) or not split:
             raise ValueError(f"split must be a TFDS split name such as 'train', got {split!r}")
@@ -158,17 +171,18 @@ def load_split(name: str, split: str, *, data_dir=None, download: bool = False,
     return Split(images[cut], labels[cut])
 
 
-def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none",
+def load_dataset(name: str | ArraySource, split: str, *, data_dir=None, binarize: str = "none",
                  threshold: float = 0.5, resize: int | None = None, limit: int | None = None,
                  download: bool = False, cache_dir=None,
                  validation_size: int = 10000, verify: bool = True,
-                 tfds_image_key: str = "image") -> np.ndarray:
+                 tfds_image_key: str = "image", validation_seed: int = 0,
+                 test=None) -> np.ndarray:
     """Loads images of a split, optionally subset, resized and statically binarised.
 
     Order of operations: take the first ``limit`` examples, resize, then binarise.
 
     Args:
-        name: one of ``FILE_DATASETS`` or ``"tfds:<name>"``.
+        name: as in :func:`load_split` (a dataset's name, your own data's, or a source).
         split: as in :func:`load_split`.
         data_dir: as in :func:`load_split`.
         download: as in :func:`load_split`.
@@ -176,6 +190,8 @@ def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none"
         validation_size: as in :func:`load_split`.
         verify: as in :func:`load_split`.
         tfds_image_key: as in :func:`load_split`.
+        validation_seed: as in :func:`load_split`.
+        test: as in :func:`load_split`.
         binarize: ``"none"`` (grey levels), ``"static"`` (``x > threshold``, fixed once) or
             ``"dynamic"``. Dynamic binarisation draws a fresh ``Bernoulli(x)`` each epoch
             inside training (:func:`binarize_dynamic`), so here it returns grey levels.
@@ -185,7 +201,8 @@ def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none"
 
     Returns:
         float32 ``[N, S, S, C]`` (without ``resize`` the stored ``[N, H, W, C]``: 28x28x1 for
-        the MNIST family, 32x32x3 for CIFAR-10), values in ``[0, 1]``.
+        the MNIST family, 32x32x3 for CIFAR-10; your own data's ``[N, H, W, C]`` or
+        ``[N, D]``), values in ``[0, 1]`` (your own float data: as stored).
         Without ``limit``/``resize``/``binarize="static"`` this is a read-only view of the
         in-process cache; otherwise a new array.
 
@@ -200,10 +217,13 @@ def load_dataset(name: str, split: str, *, data_dir=None, binarize: str = "none"
     _check_positive("resize", resize)
     x = load_split(name, split, data_dir=data_dir, download=download, cache_dir=cache_dir,
                    validation_size=validation_size, verify=verify,
-                   tfds_image_key=tfds_image_key,
+                   tfds_image_key=tfds_image_key, validation_seed=validation_seed, test=test,
                    limit=limit if is_tfds_name(name) else None).images
     if limit is not None:
         x = x[:limit]
+    if resize is not None and x.ndim != 4:
+        raise ValueError(f"resize={resize} applies to images [N, H, W, C]; {name} holds "
+                         f"vectors of shape {x.shape}")
     if resize is not None and (resize != x.shape[1] or resize != x.shape[2]):
         x = resize_images(x, resize)
     if binarize == "static":

@@ -77,7 +77,7 @@ def uncentre(x):
     return (x + 1.0) * 0.5
 
 
-def resize_images(x, size: int) -> np.ndarray:
+def resize_images(x, size: int | tuple[int, int]) -> np.ndarray:
     """Resizes images with antialiased bilinear interpolation.
 
     Matches ``torchvision.transforms.Resize(size)`` on square PIL images (PIL's bilinear
@@ -87,18 +87,21 @@ def resize_images(x, size: int) -> np.ndarray:
 
     Args:
         x: ``[N, H, W, C]`` images.
-        size: output side length ``S > 0``.
+        size: output side length ``S > 0``, or ``(H', W')``.
 
     Returns:
-        float32 ``[N, S, S, C]``.
+        float32 ``[N, S, S, C]`` (``[N, H', W', C]``).
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    pair = ((size, size) if isinstance(size, (int, np.integer, bool)) or size is None
+            or isinstance(size, str) else tuple(size) if hasattr(size, "__len__") else (size,))
+    if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer))
+                             or s <= 0 for s in pair):
+        raise ValueError(f"size must be a positive int or a pair (H, W), got {size!r}")
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"resize_images expects [N, H, W, C] images, got shape {x.shape}")
-    wh, ww = _resize_weights(x.shape[1], size), _resize_weights(x.shape[2], size)
-    out = np.empty((x.shape[0], size, size, x.shape[3]), np.float32)
+    wh, ww = _resize_weights(x.shape[1], pair[0]), _resize_weights(x.shape[2], pair[1])
+    out = np.empty((x.shape[0], *pair, x.shape[3]), np.float32)
     for start in range(0, x.shape[0], _RESIZE_CHUNK):  # loop over chunks, not examples
         chunk = x[start:start + _RESIZE_CHUNK].astype(np.float32)
         rows = np.einsum("oh,nhwc->nowc", wh, chunk, optimize=True)

@@ -4,6 +4,7 @@ and the values of a sweep. The config is checked first (:mod:`jvae.runs.schema`)
 from __future__ import annotations
 
 import difflib
+import warnings
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -27,6 +28,7 @@ from jvae.objectives.score_function import (make_mixture_objective, make_nvil_ob
 from jvae.models.flows import FLOW_POSTERIORS, CouplingFlowHead, IAFHead, PlanarFlowHead
 from jvae.models.priors import MixturePrior, StandardNormalPrior, VampPrior
 from jvae.training import make_optimizer
+from jvae.runs.outputs import evaluated_split, trained_split
 from jvae.runs.schema import LIKELIHOOD_SUPPORT, SYNTHETIC, _choice, _integer, _positive
 
 __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimizer",
@@ -67,35 +69,64 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
         test = test[: ds.limit_eval or None]
         train, dev = split_dev(train, int(ds.dev_size), int(ds.dev_seed))
         return Datasets(train, test, None, dev)
+    user = jdata.is_user_name(ds.name)
+    source = (jdata.as_source(ds.name, key=ds.get("key", "") or None,
+                              labels_key=ds.get("labels_key", "") or None,
+                              resize=ds.resize or None) if user else ds.name)
+    eval_split, train_split = evaluated_split(config), trained_split(config)
+    if eval_split != ds.eval_split:
+        also = (f", and training on the {train_split!r} split (the rest) instead of "
+                f"{ds.train_split!r}" if train_split != ds.train_split else "")
+        warnings.warn(f"config.dataset.eval_split is {ds.eval_split!r} but {ds.name} has no "
+                      "test file or folder (config.dataset.test): evaluating on the "
+                      f"{eval_split!r} split carved from it (validation_size "
+                      f"{int(ds.validation_size)}, validation_seed "
+                      f"{int(ds.get('validation_seed', 0))}){also}.", stacklevel=2)
     common = dict(data_dir=ds.data_dir or None, binarize=ds.binarize, threshold=ds.threshold,
                   resize=ds.resize or None, download=ds.download,
                   validation_size=int(ds.validation_size),
                   verify=bool(ds.get("verify_checksums", True)),
                   tfds_image_key=ds.get("tfds_image_key", "image"))
-    train = jdata.load_dataset(ds.name, ds.train_split, limit=ds.limit_train or None, **common)
-    evals = jdata.load_dataset(ds.name, ds.eval_split, limit=ds.limit_eval or None, **common)
+    if user:
+        common.update(validation_seed=int(ds.get("validation_seed", 0)),
+                      test=ds.get("test", "") or None)
+    train = jdata.load_dataset(source, train_split, limit=ds.limit_train or None, **common)
+    evals = jdata.load_dataset(source, eval_split, limit=ds.limit_eval or None, **common)
     labels = None
     if ds.name != "binarized_mnist":
-        split = jdata.load_split(ds.name, ds.eval_split, data_dir=common["data_dir"],
+        split = jdata.load_split(source, eval_split, data_dir=common["data_dir"],
                                  download=ds.download, validation_size=common["validation_size"],
                                  verify=common["verify"], tfds_image_key=common["tfds_image_key"],
                                  limit=ds.limit_eval or None if jdata.is_tfds_name(ds.name)
-                                 else None)
+                                 else None, validation_seed=common.get("validation_seed", 0),
+                                 test=common.get("test"))
         labels = None if split.labels is None else split.labels[: len(evals)]
     if ds.binarize == "dynamic":          # evaluated on one fixed binarisation
         evals = fixed_binarisation(evals, int(ds.data_seed))
-    for name, arr in (("training data", train), ("evaluation data", evals)):
-        jdata.validate_images(arr, name, check_range=True)      # the readers give [0, 1]
+    _check_splits(ds, train, evals, jdata.UNIT_INTERVAL, "grey levels",
+                  unit=not user or ds.get("centre", False) or ds.binarize != "none")
     if ds.get("centre", False):                                  # Homework 2: 2x - 1
         train, evals = jdata.centre(np.asarray(train)), jdata.centre(np.asarray(evals))
-    support = LIKELIHOOD_SUPPORT.get(config.model.likelihood)
-    for name, arr in (("training data", train), ("evaluation data", evals)):
-        jdata.validate_images(arr, name, support=support,
-                              source=f"the {config.model.likelihood} likelihood")
+    _check_splits(ds, train, evals, LIKELIHOOD_SUPPORT.get(config.model.likelihood),
+                  f"the {config.model.likelihood} likelihood")
     train, dev = split_dev(np.asarray(train, np.float32), int(ds.dev_size), int(ds.dev_seed))
     if dev is not None and ds.binarize == "dynamic":     # assessed like the evaluation split
         dev = fixed_binarisation(dev, (int(ds.data_seed), _DEV_STREAM))
     return Datasets(train, np.asarray(evals, np.float32), labels, dev)
+
+
+def _check_splits(ds, train, evals, support, source: str, unit: bool = True) -> None:
+    """Both splits' values against ``support``: the built-in readers' images as
+    ``[N, H, W, C]``, your own data (``npy:``, ``npz:``, ``folder:``) as any ``[N, ...]``,
+    naming the file."""
+    if not unit:
+        return
+    for name, arr in (("training data", train), ("evaluation data", evals)):
+        if jdata.is_user_name(ds.name):
+            jdata.check_data(np.asarray(arr), name=f"{name} ({ds.name}) for {source}",
+                             support=support)
+        else:
+            jdata.validate_images(arr, name, support=support, source=source)
 
 
 def fixed_binarisation(x: np.ndarray, seed) -> np.ndarray:

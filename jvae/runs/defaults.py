@@ -46,7 +46,8 @@ def _dataset() -> ml_collections.ConfigDict:
     """Where the data come from and how they are prepared."""
     g = ml_collections.ConfigDict()
     g.name = "mnist"        # mnist | fashion_mnist | binarized_mnist | cifar10 |
-                            # gaussian2d | tfds:NAME (any prepared TFDS image dataset)
+                            # gaussian2d | tfds:NAME (any prepared TFDS image dataset) |
+                            # npy:PATH | npz:PATH | folder:PATH (your own data)
     g.data_dir = ""         # "": $JVAE_DATA_DIR (tfds:*: the TFDS data dir, "": TFDS's)
     g.download = False      # fetch MNIST / Fashion-MNIST / CIFAR-10 into the cache
                             # if missing
@@ -60,6 +61,11 @@ def _dataset() -> ml_collections.ConfigDict:
     g.centre = False        # map [0, 1] to [-1, 1] (2x - 1, Homework 2's centring;
                             # needs likelihood=gaussian; figures map back to [0, 1])
     g.tfds_image_key = "image"  # tfds:*: the image feature
+    g.key = ""              # npz:*: the examples' array ("": the only one, else x | images)
+    g.labels_key = ""       # npz:*: the labels' array ("": labels | y if present, else none)
+    g.test = ""             # npy/npz/folder: the test file or folder ("": none; the
+                            # "test" split is then the carved validation split)
+    g.validation_seed = 0   # npy/npz/folder: which examples validation_size takes
     g.limit_train = 0       # 0: all examples
     g.limit_eval = 0
     g.data_seed = 42        # synthetic data and the fixed eval binarisation

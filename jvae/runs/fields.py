@@ -62,6 +62,10 @@ def _is(*paths: str) -> Callable[[ml_collections.ConfigDict], str]:
     return now
 
 
+def _user(c) -> bool:
+    return str(c.dataset.name).startswith(("npy:", "npz:", "folder:"))
+
+
 def _sweep(c) -> bool:
     return bool(tuple(c.sweep.beta) or tuple(c.sweep.learning_rate))
 
@@ -131,14 +135,22 @@ RULES: tuple[Rule, ...] = (
          _is("dataset.name")),
     Rule("dataset.resize", lambda c: c.dataset.name != "gaussian2d", "image datasets",
          _is("dataset.name")),
-    Rule("dataset.data_dir", lambda c: c.dataset.name != "gaussian2d",
-         "datasets read from files", _is("dataset.name")),
+    Rule("dataset.data_dir", lambda c: c.dataset.name != "gaussian2d" and not _user(c),
+         "the named datasets read from files (npy:, npz: and folder: take a path)",
+         _is("dataset.name")),
     Rule("dataset.download", lambda c: c.dataset.name in _DOWNLOADABLE,
          f"the datasets {list(_DOWNLOADABLE)}", _is("dataset.name")),
     Rule("dataset.verify_checksums", lambda c: c.dataset.name in _FILES,
          f"the datasets {list(_FILES)}", _is("dataset.name")),
     Rule("dataset.tfds_image_key", lambda c: str(c.dataset.name).startswith("tfds:"),
          "'tfds:*' datasets", _is("dataset.name")),
+    Rule("dataset.key", lambda c: str(c.dataset.name).startswith("npz:"),
+         "'npz:*' datasets", _is("dataset.name")),
+    Rule("dataset.labels_key", lambda c: str(c.dataset.name).startswith("npz:"),
+         "'npz:*' datasets", _is("dataset.name")),
+    Rule("dataset.test", _user, "your own data (npy:, npz:, folder:)", _is("dataset.name")),
+    Rule("dataset.validation_seed", _user, "your own data (npy:, npz:, folder:)",
+         _is("dataset.name")),
     Rule("dataset.dev_seed", lambda c: int(c.dataset.dev_size) > 0,
          "a dev split (dataset.dev_size > 0)", _is("dataset.dev_size")),
     # evaluation and placement

@@ -112,7 +112,7 @@ def write_figures(model: VAE, params: Any, key: jax.Array, datasets: builders.Da
             paths.append(plotting.save_interpolations(
                 shown(path), workdir / "interpolations.png",
                 title=on.eval("decoded z1 (1 - a) + z2 a, a = 0 ... 1 (left to right)")))
-    elif not autoencoder:
+    elif not autoencoder and tuple(model.data_shape) == (2,):   # 2-D points only
         n = min(len(evals), 3000)
         _, samples = _compiled(sample_prior, model, params, k_sample, num=n, mode="sample")
         _, means = _compiled(sample_prior, model, params, k_sample, num=n, mode="mean")

@@ -38,7 +38,7 @@ from jvae.runs.checkpoints import Checkpointer, check_writable, write_json_atomi
 from jvae.runs.checks import check_losses, check_resume, check_space
 from jvae.runs.figures import write_figures, write_latent_snapshot, write_snapshots
 from jvae.runs.lock import WorkdirLock
-from jvae.runs.outputs import evaluated_split, progress_fields
+from jvae.runs.outputs import evaluated_split, progress_fields, trained_split
 from jvae.runs.overrides import normalised
 from jvae.runs.placement import place
 from jvae.runs.records import add_metrics, append_metrics, cut_records
@@ -418,5 +418,5 @@ def finish_run(run: Run, state: TrainState, history: list[dict]) -> None:
                       tsne_points=int(config.eval.tsne_points),
                       centred=bool(config.dataset.get("centre", False)),
                       reconstructions=config.eval.get("reconstructions", "mean"),
-                      train_split=str(config.dataset.train_split),
-                      eval_split=str(config.dataset.eval_split))
+                      train_split=trained_split(config),
+                      eval_split=evaluated_split(config))

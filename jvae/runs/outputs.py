@@ -17,11 +17,11 @@ import math
 import pathlib
 import re
 
-from jvae.data import FILE_DATASETS
+from jvae.data import FILE_DATASETS, is_user_name
 from jvae.runs.schema import SYNTHETIC
 
 __all__ = ["OUTPUTS", "describe_outputs", "evaluation_estimate", "eval_result_stem",
-           "evaluated_split", "data_noun", "run_summary", "progress_fields"]
+           "evaluated_split", "trained_split", "data_noun", "run_summary", "progress_fields"]
 
 #: Every file (a glob pattern) or directory (ending in ``/``) a run may write into its work
 #: directory, with what it is, in the order the summary lists them; ``{split}`` stands for
@@ -90,11 +90,31 @@ def describe_outputs(workdir: str | pathlib.Path, split: str = "evaluation",
 def evaluated_split(config) -> str:
     """The name of the split a run evaluates: ``config.dataset.eval_split``, or ``"test"``
     for the 2-D synthetic data (whose one held-out split is the test split whatever
-    ``eval_split`` says). ``config``: a ``ConfigDict`` or ``config.json``'s dict."""
+    ``eval_split`` says), or ``"validation"`` for your own data (``npy:``, ``npz:``,
+    ``folder:``) asked for ``"test"`` without a test file or folder
+    (``config.dataset.test``): the split carved from the training data is evaluated then.
+    ``config``: a ``ConfigDict`` or ``config.json``'s dict."""
     dataset = config.get("dataset", {})
     if dataset.get("name") in SYNTHETIC:
         return "test"
-    return str(dataset.get("eval_split") or "evaluation")
+    split = str(dataset.get("eval_split") or "evaluation")
+    if (split == "test" and is_user_name(dataset.get("name"))
+            and not dataset.get("test", "")):
+        return "validation"
+    return split
+
+
+def trained_split(config) -> str:
+    """The name of the split a run trains on: ``config.dataset.train_split``, except that
+    ``"train_full"`` becomes ``"train"`` when the evaluation falls back to the validation
+    split carved from your own data (:func:`evaluated_split`), so that no example is both
+    trained on and evaluated. ``config``: a ``ConfigDict`` or ``config.json``'s dict."""
+    dataset = config.get("dataset", {})
+    split = str(dataset.get("train_split") or "train")
+    falls_back = evaluated_split(config) != str(dataset.get("eval_split") or "evaluation")
+    if split == "train_full" and is_user_name(dataset.get("name")) and falls_back:
+        return "train"
+    return split
 
 
 def data_noun(dataset_name: str) -> str:

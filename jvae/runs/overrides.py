@@ -34,7 +34,7 @@ OPEN_GROUPS = ("optim.param_groups",)
 
 RESUMABLE = ("num_epochs", "eval", "figures", "checkpoint_every", "divergence",
              "dataset.data_dir", "dataset.download", "dataset.verify_checksums",
-             "dataset.eval_split", "dataset.limit_eval", "data_parallel", "shard_seeds")
+             "dataset.eval_split", "dataset.limit_eval", "dataset.test", "data_parallel", "shard_seeds")
 
 
 class ConfigError(ValueError):

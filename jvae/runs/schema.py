@@ -123,7 +123,12 @@ def _check_numbers(config: ml_collections.ConfigDict) -> None:
 def _check_dataset(config: ml_collections.ConfigDict) -> None:
     """``config.dataset``: the name, binarisation, sizes, limits, centring, dev split."""
     ds = config.dataset
-    if not jdata.is_tfds_name(ds.name):
+    user = jdata.is_user_name(ds.name)
+    if user:
+        if not ds.name.split(":", 1)[1]:
+            raise ValueError(f"config.dataset.name {ds.name!r} names no file; give a path, "
+                             f"e.g. '{ds.name}data/train'.")
+    elif not jdata.is_tfds_name(ds.name):
         _choice("dataset", ds.name, jdata.FILE_DATASETS + SYNTHETIC)
     elif len(ds.name) == len("tfds:"):
         raise ValueError("config.dataset.name 'tfds:' names no dataset; use e.g. "
@@ -133,7 +138,7 @@ def _check_dataset(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.dataset.threshold must be in (0, 1), got {ds.threshold!r}.")
     for field in ("resize", "limit_train", "limit_eval"):
         _positive(f"config.dataset.{field} (0: off)", ds[field], allow_zero=True)
-    train_size = 50000 if ds.name == "cifar10" else 60000
+    train_size = 50000 if ds.name == "cifar10" else np.inf if user else 60000
     if not 0 <= int(ds.validation_size) < train_size:
         raise ValueError(f"config.dataset.validation_size must be in [0, {train_size}), got "
                          f"{ds.validation_size!r}.")
@@ -141,6 +146,8 @@ def _check_dataset(config: ml_collections.ConfigDict) -> None:
     _positive("config.dataset.count", ds.count)
     _positive("config.dataset.dev_size (0: no dev split)", ds.dev_size, allow_zero=True)
     _seed_range("config.dataset.dev_seed", ds.dev_seed)
+    _integer("config.dataset.validation_seed", ds.get("validation_seed", 0))
+    _seed_range("config.dataset.validation_seed", ds.get("validation_seed", 0))
     _choice("dataset mode", ds.mode, ("univariate", "multivariate"))
 
 
