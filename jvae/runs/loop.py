@@ -153,9 +153,8 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
         if redraw:
             finish_run(run, state, history)
         return history[-1] if history else {}
-    train = jax.device_put(jnp.asarray(datasets.train))
-    evals = jax.device_put(jnp.asarray(datasets.eval))
-    state, train, evals, batch_spec = place(config, state, train, evals, run.multi)
+    state, train, evals, batch_spec = place(config, state, datasets.train, datasets.eval,
+                                            run.multi, log)
     t0 = time.perf_counter()
     dev = steplog.DevAssessor(config, model, datasets.dev, run.eval_keys, run.multi, workdir)
     epoch = compile_epoch(run, optimizer, batch_spec, dev, state, train)
