@@ -11,6 +11,11 @@ prints the config's fields and exits. ``--progress=False`` (absl's spelling) or
 ``--noprogress`` hides the progress bar. ``--help`` lists the bundled configs
 (``experiments/configs/*.py``, :mod:`jvae.cli.helptext`).
 
+Before any JAX computation the command joins the multi-process job its environment describes:
+``python -m jvae.launch``'s variables, a SLURM or Open MPI job, a TPU pod or JAX's own
+``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``
+(:func:`jvae.runs.cluster.join_job`, ``jax.distributed.initialize``).
+
 A finished run prints the split it evaluated, its headline numbers, every file of the work
 directory with what it is and the next command with a time estimate from the run's own
 evaluation speed (:func:`jvae.runs.outputs.run_summary`).
@@ -178,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(config, args: argparse.Namespace, stop: StopOnSignals) -> dict:
     """Join the multi-process job the environment describes (if any), then train."""
-    from jvae.runs.distributed import initialize_from_env   # python -m jvae.launch -n N: join the job
+    from jvae.runs.cluster import join_job   # jvae.launch's JVAE_*, or SLURM, Open MPI, JAX_*
 
-    initialize_from_env()
+    join_job()
     stop.reinstall()          # jax.distributed installs a SIGTERM handler of its own
     from jvae.runs import train_and_evaluate   # imports JAX: after the cheap checks
 

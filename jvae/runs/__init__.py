@@ -12,6 +12,7 @@ from jvae.runs.builders import (Datasets, build_loss, build_model, build_optimiz
 from jvae.runs.checkpoints import (CheckpointError, Checkpointer, CheckpointSkippedWarning,
                                    write_json_atomic)
 from jvae.runs.defaults import default_config, split_variant
+from jvae.runs.cluster import detect_cluster, join_job
 from jvae.runs.distributed import initialize_from_env
 from jvae.runs.figures import (read_latent_snapshots, write_figures, write_latent_snapshot,
                                write_snapshots)
@@ -27,7 +28,8 @@ from jvae.runs.steplog import DEV_FILE, STEPS_FILE, DevAssessor, read_jsonl
 __all__ = [
     "Datasets", "build_loss", "build_model", "build_optimizer", "load_data", "split_dev",
     "sweep_values", "CheckpointError", "Checkpointer", "CheckpointSkippedWarning",
-    "write_json_atomic", "default_config", "initialize_from_env", "write_figures",
+    "write_json_atomic", "default_config", "initialize_from_env", "join_job",
+    "detect_cluster", "write_figures",
     "write_snapshots", "WorkdirLock", "WorkdirLockedError", "train_and_evaluate", "ConfigError",
     "apply_override", "config_from_json", "load_config_file", "normalised", "resume_differences",
     "read_metrics", "restore_run", "load_run", "RestoredRun", "check_ranges", "validate_config",

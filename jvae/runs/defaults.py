@@ -31,6 +31,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.shard_seeds = False           # spread the seeds / sweep values over all devices
     c.checkpoint_every = 1          # epochs between checkpoints (0: only at the end)
     c.figures = True
+    c.tensorboard = False           # also write the run's scalars to workdir/tensorboard/
+                                    # (needs tensorboardX: pip install 'jvae[tensorboard]')
 
     c.dataset = _dataset()
     c.model = _model()

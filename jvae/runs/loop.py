@@ -44,6 +44,7 @@ from jvae.runs.placement import place
 from jvae.runs.records import add_metrics, append_metrics, cut_records
 from jvae.runs.restore import report_skipped, stderr_line
 from jvae.runs.setup import build_run, initial_state, order_key, run_keys, run_seeds
+from jvae.runs.tensorboard import TensorBoardLog, check_available
 from jvae.training import TrainState, make_train_epoch, sharding, steps_per_epoch
 
 __all__ = ["train_and_evaluate"]
@@ -117,6 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     workdir = pathlib.Path(workdir)
     log = log or stderr_line
     datasets, model, optimizer = build_run(config)
+    check_available(bool(config.get("tensorboard", False)))
     template = initial_state(config, model, optimizer, datasets.train[:1])
     lock = WorkdirLock(workdir)
     try:
@@ -153,9 +155,8 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
         if redraw:
             finish_run(run, state, history)
         return history[-1] if history else {}
-    train = jax.device_put(jnp.asarray(datasets.train))
-    evals = jax.device_put(jnp.asarray(datasets.eval))
-    state, train, evals, batch_spec = place(config, state, train, evals, run.multi)
+    state, train, evals, batch_spec = place(config, state, datasets.train, datasets.eval,
+                                            run.multi, log)
     t0 = time.perf_counter()
     dev = steplog.DevAssessor(config, model, datasets.dev, run.eval_keys, run.multi, workdir)
     epoch = compile_epoch(run, optimizer, batch_spec, dev, state, train)
@@ -308,6 +309,9 @@ def run_epochs(run: Run, state: TrainState, start: int, history: list[dict], epo
     lowest = np.broadcast_to(np.asarray(record.get("train/loss_min", np.inf), np.float64),
                              (len(run.seeds),)).copy()
     steps_log = steplog.StepLog(run.workdir, bool(config.eval.log_steps), run.multi)
+    first_step = int(np.ravel(state.step)[0]) + 1 if start else 0
+    tb = TensorBoardLog(run.workdir, bool(config.get("tensorboard", False))
+                        and sharding.is_main_process(), purge_step=first_step)
     if start == 0 and dev.active:     # (the records were cut back by open_run)
         dev.assess(state.params, 0, epoch=0)          # the notebook's assessment at step 0
     if start == 0:
@@ -325,7 +329,7 @@ def run_epochs(run: Run, state: TrainState, start: int, history: list[dict], epo
             check_losses(config, run.ckpt, epoch, state, new_state, step_losses, lowest,
                          run.multi)
             lowest = np.minimum(lowest, step_losses.min(axis=1))
-            steps_log.write(int(np.ravel(state.step)[0]), epoch, step_aux)
+            tb.write("steps", steps_log.write(int(np.ravel(state.step)[0]), epoch, step_aux))
             state = new_state
             record = _train_record(run, state, epoch, start, seconds, compile_seconds, metrics,
                                    lowest, dev)
@@ -337,10 +341,15 @@ def run_epochs(run: Run, state: TrainState, start: int, history: list[dict], epo
                 record.update(dev.last)
             append_metrics(run.workdir, record)
             history.append(record)
+            tb.write("dev", dev.written)
+            tb.write("epochs", [record])
+            tb.flush()
+            dev.written = []
             _snapshot_and_checkpoint(run, state, epoch, snapshot_every)
             bar.set_postfix_str(progress_fields(history, record, split))
     finally:
         bar.close()
+        tb.close()
     return state, history
 
 

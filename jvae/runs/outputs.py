@@ -34,6 +34,8 @@ OUTPUTS = {
                    "(config.eval.log_steps)",
     "dev.jsonl": "the assessments of the dev split held out of the training data "
                  "(config.dataset.dev_size)",
+    "tensorboard/": "the scalars of metrics.jsonl, steps.jsonl and dev.jsonl as TensorBoard "
+                    "events (config.tensorboard; tensorboard --logdir DIR/tensorboard)",
     "checkpoints/": "the train state's verified checkpoints (read by --resume and "
                     "jvae.evaluate)",
     "snapshots/": "per-epoch pictures (config.eval.snapshot_every, "

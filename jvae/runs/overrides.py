@@ -32,7 +32,7 @@ __all__ = ["ConfigError", "OPEN_GROUPS", "RESUMABLE", "load_config_file", "apply
 #: Groups that take new keys from the command line (their values are numbers).
 OPEN_GROUPS = ("optim.param_groups",)
 
-RESUMABLE = ("num_epochs", "eval", "figures", "checkpoint_every", "divergence",
+RESUMABLE = ("num_epochs", "eval", "figures", "tensorboard", "checkpoint_every", "divergence",
              "dataset.data_dir", "dataset.download", "dataset.verify_checksums",
              "dataset.eval_split", "dataset.limit_eval", "dataset.test", "data_parallel", "shard_seeds")
 

@@ -122,11 +122,11 @@ class StepLog:
     def __init__(self, workdir: pathlib.Path, enabled: bool, multi: bool):
         self.path, self.enabled, self.multi = pathlib.Path(workdir) / STEPS_FILE, enabled, multi
 
-    def write(self, step0: int, epoch: int, aux: dict[str, np.ndarray]) -> None:
+    def write(self, step0: int, epoch: int, aux: dict[str, np.ndarray]) -> list[dict]:
         """``aux``: ``[S]`` (or ``[runs, S]``) host arrays of the epoch that started after
-        ``step0`` updates."""
+        ``step0`` updates. Returns the records written (none when the log is off)."""
         if not self.enabled:
-            return
+            return []
         axis = 1 if self.multi else 0
         n = aux["loss"].shape[axis]
         cols = {f"train/{k}": np.asarray(v, np.float64) for k, v in aux.items()
@@ -138,6 +138,7 @@ class StepLog:
                 r[k] = v[:, i].tolist() if self.multi else float(v[i])
             records.append(r)
         _append(self.path, records)
+        return records
 
 
 class DevAssessor:
@@ -152,6 +153,7 @@ class DevAssessor:
         self.multi = multi
         self.epoch, self.final, self.seconds_in_epoch = 0, False, 0.0
         self.last: dict[str, Any] = {}
+        self.written: list[dict] = []      # records appended since the caller last took them
         if not self.active:
             return
         if jax.process_count() > 1:
@@ -193,6 +195,7 @@ class DevAssessor:
         record["dev/seconds"] = seconds
         self.seconds_in_epoch += seconds
         _append(self.path, [record])
+        self.written.append(record)
         self.last = {k: v for k, v in record.items() if k.startswith("dev/")}
         return record
 

@@ -13,7 +13,8 @@ runs unchanged on a laptop.
 
 Several processes (``python -m jvae.launch -n N``, or ``jax.distributed.initialize`` on each
 host): ``jax.devices()`` then lists the devices of every process and :func:`make_mesh` spans
-them all. Every process holds the same (replicated) training array and train state; inside
+them all. Every process holds the same (replicated) train state and either the same
+training array or only its share of the examples (:func:`shard_examples`); inside
 the compiled epoch each process computes the slices of the global batch that fall on its own
 devices, and the gradient all-reduce crosses the processes (gloo on CPU). The helpers
 :func:`is_main_process`, :func:`to_host`, :func:`barrier` and :func:`broadcast_flag` are what
@@ -30,7 +31,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 __all__ = ["make_mesh", "batch_sharding", "replicated", "replicate", "shard_leading_axis",
-           "check_batch_divisible", "is_main_process", "to_host", "barrier", "broadcast_flag"]
+           "check_batch_divisible", "is_main_process", "to_host", "barrier", "broadcast_flag",
+           "process_rows", "shard_examples"]
 
 
 def make_mesh(num_devices: int | None = None, axis_name: str = "data") -> Mesh:
@@ -138,6 +140,42 @@ def check_batch_divisible(batch_size: int, mesh: Mesh, axis_name: str = "data") 
         raise ValueError(
             f"batch_size {batch_size} is not divisible by the {n} devices on mesh axis "
             f"{axis_name!r}; choose a multiple of {n}.")
+
+
+def process_rows(num_examples: int, mesh: Mesh, axis_name: str = "data") -> slice | None:
+    """The rows of an ``[N, ...]`` array split over ``axis_name`` that this process's devices
+    hold: ``slice(start, stop)``, ``N / num_processes`` rows when every process has as many
+    devices. ``None`` when ``N`` is not a multiple of the devices on ``axis_name`` (an array
+    cannot be split evenly then) or this process's rows are not one contiguous block."""
+    n = int(num_examples)
+    devices = mesh.shape[axis_name]
+    if n % devices:
+        return None
+    per = n // devices
+    starts = sorted(index[0].start or 0 for index in
+                    batch_sharding(mesh, axis_name).addressable_devices_indices_map((n,)).values())
+    if starts != list(range(starts[0], starts[0] + per * len(starts), per)):
+        return None
+    return slice(starts[0], starts[-1] + per)
+
+
+def shard_examples(data, mesh: Mesh, axis_name: str = "data") -> jax.Array | None:
+    """``data`` ``[N, ...]`` as one global array split over ``axis_name``, built from this
+    process's rows alone (:func:`process_rows`): ``data[rows]`` is all this process reads, so
+    a memory-mapped or random-access ``data`` is read only there, and each device holds
+    ``N / devices`` rows. Returns ``None`` where :func:`process_rows` does.
+
+    A compiled epoch gathering a batch from the result (``jnp.take(data, idx, axis=0)``)
+    gathers on each device the rows it holds and sums the ``[batch_size, ...]`` pieces over
+    the devices (XLA's partitioned gather: one all-reduce of the batch per step, never of
+    the array); the batch is the same, bit for bit, as from a replicated array.
+    """
+    rows = process_rows(len(data), mesh, axis_name)
+    if rows is None:
+        return None
+    local = np.asarray(data[rows])
+    return jax.make_array_from_process_local_data(batch_sharding(mesh, axis_name), local,
+                                                  (len(data),) + local.shape[1:])
 
 
 def is_main_process() -> bool:
