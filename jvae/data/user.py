@@ -67,17 +67,19 @@ class ArraySource:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
-    def read(self):
-        """Every example: ``Split(images float32 [N, ...], labels int32 [N] or None)``.
+    def read(self, stored: bool = False):
+        """Every example: ``Split(images float32 [N, ...], labels int32 [N] or None)``; with
+        ``stored``, uint8 images stay uint8 (``0..255``, no float32 copy; other dtypes are
+        float32 as without it).
 
         Raises:
             InvalidDataError: (a ``ValueError``) one line naming the data: wrong dtype or
                 shape, no examples, NaN/Inf, labels of the wrong length or dtype.
         """
-        return to_split(self._images, self._labels, self.name)
+        return to_split(self._images, self._labels, self.name, stored=stored)
 
     def split(self, split: str, *, validation_size: int = 0, seed: int = 0,
-              test: "Source | str | None" = None):
+              test: "Source | str | None" = None, stored: bool = False):
         """One split (see the module docstring): ``"train"``, ``"validation"``,
         ``"train_full"`` or ``"test"``.
 
@@ -87,9 +89,11 @@ class ArraySource:
             seed: which examples the validation split takes.
             test: the test data (a source, or a path or name for :func:`as_source`); needed
                 for ``"test"`` only.
+            stored: uint8 images as stored (see :meth:`read`).
 
         Returns:
-            ``Split(images [n, ...] float32, labels [n] int32 or None)``, read-only.
+            ``Split(images [n, ...] float32 (uint8 with ``stored``), labels [n] int32 or
+            None)``, read-only.
 
         Raises:
             ValueError: one line: an unknown split, a ``validation_size`` not smaller than
@@ -107,8 +111,8 @@ class ArraySource:
                 raise ValueError(f"{self.name} has no test data: give a test file or folder "
                                  "(test=..., config.dataset.test), or use the 'validation' "
                                  "split carved from the training data")
-            return as_source(test, like=self).read()
-        whole = self.read()
+            return as_source(test, like=self).read(stored)
+        whole = self.read(stored)
         if split == "train_full":
             return whole
         n = len(whole.images)
@@ -139,11 +143,11 @@ class NpySource(ArraySource):
         self.path = pathlib.Path(path).expanduser()
         super().__init__(None, labels, name=f"npy:{path}")
 
-    def read(self):
+    def read(self, stored: bool = False):
         labels = self._labels
         if isinstance(labels, (str, pathlib.Path)):
             labels = _load_npy(pathlib.Path(labels).expanduser(), "npy labels")
-        return to_split(_load_npy(self.path, "npy"), labels, self.name)
+        return to_split(_load_npy(self.path, "npy"), labels, self.name, stored=stored)
 
 
 class NpzSource(ArraySource):
@@ -161,9 +165,9 @@ class NpzSource(ArraySource):
         self.key, self.labels_key = key or None, labels_key or None
         super().__init__(None, None, name=f"npz:{path}")
 
-    def read(self):
+    def read(self, stored: bool = False):
         images, labels = _load_npz(self.path, self.key, self.labels_key)
-        return to_split(images, labels, self.name)
+        return to_split(images, labels, self.name, stored=stored)
 
 
 class FolderSource(ArraySource):
@@ -181,13 +185,13 @@ class FolderSource(ArraySource):
         self.resize = resize or None
         super().__init__(None, None, name=f"folder:{path}")
 
-    def read(self):
+    def read(self, stored: bool = False):
         try:
             images, labels = read_folder(self.path, self.resize)
         except FileNotFoundError as e:
             from jvae.data.datasets import DataNotFoundError
             raise DataNotFoundError(str(e)) from None
-        return to_split(images, labels, self.name)
+        return to_split(images, labels, self.name, stored=stored)
 
 
 Source = ArraySource
@@ -232,40 +236,46 @@ def as_source(name, *, like: ArraySource | None = None, key: str | None = None,
     return FolderSource(path, resize=resize)
 
 
-def to_split(images, labels, name: str):
+def to_split(images, labels, name: str, *, stored: bool = False):
     """Converts arrays to a read-only ``Split`` (see the module docstring).
 
     Args:
         images: the examples, ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, D]``.
         labels: int ``[N]`` or ``None``.
         name: what to call the data in messages.
+        stored: keep uint8 images as uint8 (``0..255``; the training epoch converts each
+            batch to ``v / 255``, :func:`jvae.data.pixels_to_unit`).
 
     Returns:
-        ``Split(images float32 [N, H, W, C] or [N, D], labels int32 [N] or None)``.
+        ``Split(images float32 [N, H, W, C] or [N, D], labels int32 [N] or None)``; uint8
+        images with ``stored`` and uint8 input.
 
     Raises:
         InvalidDataError: one line naming ``name`` and the problem.
     """
     from jvae.data.datasets import Split
 
-    x = _as_float(images, name)
+    x = _as_float(images, name, stored)
     if x.ndim == 3:
         x = x[..., None]
     elif x.ndim not in (2, 4):
         raise InvalidDataError(f"{name}: expected examples [N, H, W], [N, H, W, C] or [N, D], "
                                f"got shape {x.shape}")
-    check_data(x, name=name)                    # no examples, NaN/Inf (count, first index)
+    # no examples, NaN/Inf (count, first index); uint8 pixels have no bad values
+    check_data(x, name=name, values=x.dtype != np.uint8)
     return Split(readonly(x), None if labels is None else _labels(labels, len(x), name))
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _as_float(images, name: str) -> np.ndarray:
+def _as_float(images, name: str, stored: bool = False) -> np.ndarray:
     try:
         x = np.asarray(images)
     except (TypeError, ValueError) as e:
         raise InvalidDataError(f"{name}: not an array of numbers ({one_line(e)})") from None
+    if x.dtype == np.uint8 and stored:          # a copy: never mark the caller's array read-only
+        return x if not x.flags.writeable else x.copy()
     if x.dtype == np.uint8:
         out = x.astype(np.float32)
         out /= 255.0                            # as the built-in MNIST reader
