@@ -6,7 +6,9 @@ all 256 levels, on a tiny epoch (plain and dynamically binarised), on what a run
 the device, and on a whole run of a uint8 ``npy`` against its float32 twin.
 """
 
+import functools
 import json
+import tracemalloc
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +17,9 @@ import optax
 import pytest
 
 from jvae import default_config, train_and_evaluate
-from jvae.data import PIXEL_LEVELS, load_dataset, pixels_to_unit
+from jvae.data import PIXEL_LEVELS, ArraySource, NpySource, load_dataset, pixels_to_unit
+from jvae.data import user
+from jvae.data.user import _gather_npy
 from jvae.models.heads import BernoulliHead, DiagGaussianHead
 from jvae.models.nets import MLP
 from jvae.models.priors import StandardNormalPrior
@@ -162,3 +166,38 @@ def test_a_run_on_uint8_npy_gives_the_metrics_of_its_float32_twin(tmp_path, bina
                         for line in lines])
     assert len(records[0]) == 2 and "eval/elbo" in records[0][-1]
     assert records[0] == records[1]
+
+
+@pytest.mark.parametrize("stored", [False, True])
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_an_npy_carve_read_in_chunks_equals_the_in_memory_carve(tmp_path, split, stored):
+    u = _pixels(50, shape=(3, 2))
+    labels = np.arange(50) % 7
+    np.save(tmp_path / "x.npy", u)
+    np.save(tmp_path / "f.npy", np.asfortranarray(u))    # Fortran order: read whole instead
+    np.save(tmp_path / "g.npy", _unit(u))                # float data
+    np.save(tmp_path / "y.npy", labels)
+    kw = dict(validation_size=12, seed=3, stored=stored)
+    want = ArraySource(u, labels).split(split, **kw)
+    for name in ("x", "f"):
+        got = NpySource(tmp_path / f"{name}.npy", labels=tmp_path / "y.npy").split(split, **kw)
+        assert got.images.dtype == (np.uint8 if stored else np.float32)
+        np.testing.assert_array_equal(got.images, want.images)
+        np.testing.assert_array_equal(got.labels, want.labels)
+    got = NpySource(tmp_path / "g.npy").split(split, **kw)
+    np.testing.assert_array_equal(got.images, pixels_to_unit(want.images))
+    rows = np.array([0, 4, 5, 17, 49])                     # chunks of 2 rows, some skipped
+    np.testing.assert_array_equal(
+        _gather_npy(tmp_path / "x.npy", u.shape, u.dtype, 128, rows, chunk_bytes=12), u[rows])
+
+
+def test_an_npy_carve_never_holds_the_whole_file(tmp_path, monkeypatch):
+    u = _pixels(3000, shape=(28, 28))                      # 2.35 MB, read in 100 kB chunks
+    np.save(tmp_path / "x.npy", u)
+    monkeypatch.setattr(user, "_gather_npy", functools.partial(_gather_npy, chunk_bytes=100_000))
+    tracemalloc.start()
+    small = NpySource(tmp_path / "x.npy").split("validation", validation_size=30)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert small.images.shape == (30, 28, 28, 1)
+    assert peak < u.nbytes / 2                            # a chunk and the 30 rows, not 2.35 MB

@@ -30,6 +30,7 @@ import numpy as np
 
 from jvae.data.folder import read_folder
 from jvae.data.idx import file_key, one_line, readonly
+from jvae.data.transforms import pixels_to_unit
 from jvae.data.validate import InvalidDataError, check_data
 
 __all__ = ["ArraySource", "NpySource", "NpzSource", "FolderSource", "Source", "PREFIXES",
@@ -99,7 +100,7 @@ class ArraySource:
             ValueError: one line: an unknown split, a ``validation_size`` not smaller than
                 the data, ``"test"`` without ``test``, or bad data.
         """
-        from jvae.data.datasets import SPLITS, Split
+        from jvae.data.datasets import SPLITS
 
         if split not in SPLITS:
             close = difflib.get_close_matches(str(split), SPLITS, n=1)
@@ -112,23 +113,20 @@ class ArraySource:
                                  "(test=..., config.dataset.test), or use the 'validation' "
                                  "split carved from the training data")
             return as_source(test, like=self).read(stored)
-        whole = self.read(stored)
         if split == "train_full":
-            return whole
-        n = len(whole.images)
-        if (isinstance(validation_size, bool) or not isinstance(validation_size, (int, np.integer))
-                or not 0 <= validation_size < n):
-            raise ValueError(f"validation_size {validation_size!r} must be an int in [0, {n}) "
-                             f"for the {n} examples of {self.name} (e.g. {max(1, n // 10)}, a "
-                             "tenth; config.dataset.validation_size)")
-        if split == "validation" and validation_size == 0:
-            raise ValueError(f'split "validation" of {self.name} is empty because '
-                             'validation_size=0; use validation_size > 0 or "train_full"')
-        held = np.zeros(n, bool)
-        held[np.random.default_rng(seed).choice(n, validation_size, replace=False)] = True
-        keep = held if split == "validation" else ~held
+            return self.read(stored)
+        return self._carve(split, validation_size, seed, stored)
+
+    def _carve(self, split: str, validation_size: int, seed: int, stored: bool):
+        """``"train"`` or ``"validation"``: carved from the stored data, then converted (no
+        float32 copy of the whole array is made)."""
+        from jvae.data.datasets import Split
+
+        whole = self.read(True)
+        keep = _kept(len(whole.images), split, validation_size, seed, self.name)
         labels = None if whole.labels is None else readonly(whole.labels[keep])
-        return Split(readonly(whole.images[keep]), labels)
+        images = whole.images[keep]
+        return Split(readonly(images if stored else pixels_to_unit(images)), labels)
 
 
 class NpySource(ArraySource):
@@ -144,10 +142,28 @@ class NpySource(ArraySource):
         super().__init__(None, labels, name=f"npy:{path}")
 
     def read(self, stored: bool = False):
+        return to_split(_load_npy(self.path, "npy"), self._read_labels(), self.name,
+                        stored=stored)
+
+    def _read_labels(self):
         labels = self._labels
         if isinstance(labels, (str, pathlib.Path)):
             labels = _load_npy(pathlib.Path(labels).expanduser(), "npy labels")
-        return to_split(_load_npy(self.path, "npy"), labels, self.name, stored=stored)
+        return labels
+
+    def _carve(self, split: str, validation_size: int, seed: int, stored: bool):
+        """Reads only the carved rows, chunk by chunk: the whole array is never in memory
+        (a file numpy's header reader cannot read goes the way of every source)."""
+        header = _npy_header(self.path)
+        if header is None:
+            return super()._carve(split, validation_size, seed, stored)
+        shape, dtype, offset = header
+        rows = np.flatnonzero(_kept(shape[0], split, validation_size, seed, self.name))
+        labels = self._read_labels()
+        if labels is not None:
+            labels = _labels(labels, shape[0], self.name)[rows]
+        images = readonly(_gather_npy(self.path, shape, dtype, offset, rows))   # not copied
+        return to_split(images, labels, self.name, stored=stored)
 
 
 class NpzSource(ArraySource):
@@ -290,6 +306,62 @@ def _as_float(images, name: str, stored: bool = False) -> np.ndarray:
                                "uint8 for 0..255 pixels (scaled by 1/255) or floating point")
     raise InvalidDataError(f"{name}: expected uint8, bool or floating-point data, got dtype "
                            f"{x.dtype}")
+
+
+def _kept(n: int, split: str, validation_size, seed: int, name: str) -> np.ndarray:
+    """bool ``[n]``: the examples of ``split`` (``"train"`` or ``"validation"``), the
+    validation split being ``validation_size`` examples drawn with ``seed``."""
+    if (isinstance(validation_size, bool) or not isinstance(validation_size, (int, np.integer))
+            or not 0 <= validation_size < n):
+        raise ValueError(f"validation_size {validation_size!r} must be an int in [0, {n}) "
+                         f"for the {n} examples of {name} (e.g. {max(1, n // 10)}, a "
+                         "tenth; config.dataset.validation_size)")
+    if split == "validation" and validation_size == 0:
+        raise ValueError(f'split "validation" of {name} is empty because '
+                         'validation_size=0; use validation_size > 0 or "train_full"')
+    held = np.zeros(n, bool)
+    held[np.random.default_rng(seed).choice(n, validation_size, replace=False)] = True
+    return held if split == "validation" else ~held
+
+
+def _npy_header(path: pathlib.Path):
+    """``(shape, dtype, data offset)`` of a plain C-order ``.npy`` file of at least one
+    axis, or ``None`` (missing, unreadable, truncated, Fortran order, objects)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with open(path, "rb") as f:
+            read = readers.get(np.lib.format.read_magic(f))
+            if read is None:
+                return None
+            shape, fortran, dtype = read(f)
+            offset = f.tell()
+    except (OSError, ValueError):
+        return None
+    if fortran or dtype.hasobject or not shape:
+        return None
+    if path.stat().st_size < offset + int(np.prod(shape)) * dtype.itemsize:
+        return None
+    return tuple(shape), dtype, offset
+
+
+def _gather_npy(path: pathlib.Path, shape, dtype, offset: int, rows: np.ndarray,
+                chunk_bytes: int = 1 << 24) -> np.ndarray:
+    """``array[rows]`` of a ``.npy`` file (``rows`` increasing), read in chunks of about
+    ``chunk_bytes``: memory is the result and one chunk."""
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    out = np.empty((len(rows), *shape[1:]), dtype)
+    step = max(1, chunk_bytes // max(row_bytes, 1))
+    with open(path, "rb") as f:
+        for start in range(0, shape[0], step):
+            stop = min(shape[0], start + step)
+            i, j = np.searchsorted(rows, [start, stop])
+            if i == j:
+                continue
+            f.seek(offset + start * row_bytes)
+            chunk = np.frombuffer(f.read((stop - start) * row_bytes), dtype)
+            out[i:j] = chunk.reshape(stop - start, *shape[1:])[rows[i:j] - start]
+    return out
 
 
 def _labels(labels, n: int, name: str) -> np.ndarray:
