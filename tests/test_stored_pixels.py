@@ -18,8 +18,7 @@ import pytest
 
 from jvae import default_config, train_and_evaluate
 from jvae.data import PIXEL_LEVELS, ArraySource, NpySource, load_dataset, pixels_to_unit
-from jvae.data import user
-from jvae.data.user import _gather_npy
+from jvae.data import npy_rows
 from jvae.models.heads import BernoulliHead, DiagGaussianHead
 from jvae.models.nets import MLP
 from jvae.models.priors import StandardNormalPrior
@@ -188,13 +187,14 @@ def test_an_npy_carve_read_in_chunks_equals_the_in_memory_carve(tmp_path, split,
     np.testing.assert_array_equal(got.images, pixels_to_unit(want.images))
     rows = np.array([0, 4, 5, 17, 49])                     # chunks of 2 rows, some skipped
     np.testing.assert_array_equal(
-        _gather_npy(tmp_path / "x.npy", u.shape, u.dtype, 128, rows, chunk_bytes=12), u[rows])
+        npy_rows.read_rows(tmp_path / "x.npy", u.shape, u.dtype, 128, rows, chunk_bytes=12), u[rows])
 
 
 def test_an_npy_carve_never_holds_the_whole_file(tmp_path, monkeypatch):
     u = _pixels(3000, shape=(28, 28))                      # 2.35 MB, read in 100 kB chunks
     np.save(tmp_path / "x.npy", u)
-    monkeypatch.setattr(user, "_gather_npy", functools.partial(_gather_npy, chunk_bytes=100_000))
+    monkeypatch.setattr(npy_rows, "read_rows",
+                        functools.partial(npy_rows.read_rows, chunk_bytes=100_000))
     tracemalloc.start()
     small = NpySource(tmp_path / "x.npy").split("validation", validation_size=30)
     peak = tracemalloc.get_traced_memory()[1]

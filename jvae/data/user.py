@@ -28,6 +28,7 @@ import zlib
 
 import numpy as np
 
+from jvae.data import npy_rows
 from jvae.data.folder import read_folder
 from jvae.data.idx import file_key, one_line, readonly
 from jvae.data.transforms import pixels_to_unit
@@ -154,7 +155,7 @@ class NpySource(ArraySource):
     def _carve(self, split: str, validation_size: int, seed: int, stored: bool):
         """Reads only the carved rows, chunk by chunk: the whole array is never in memory
         (a file numpy's header reader cannot read goes the way of every source)."""
-        header = _npy_header(self.path)
+        header = npy_rows.header(self.path)
         if header is None:
             return super()._carve(split, validation_size, seed, stored)
         shape, dtype, offset = header
@@ -162,7 +163,7 @@ class NpySource(ArraySource):
         labels = self._read_labels()
         if labels is not None:
             labels = _labels(labels, shape[0], self.name)[rows]
-        images = readonly(_gather_npy(self.path, shape, dtype, offset, rows))   # not copied
+        images = readonly(npy_rows.read_rows(self.path, shape, dtype, offset, rows))  # no copy
         return to_split(images, labels, self.name, stored=stored)
 
 
@@ -322,46 +323,6 @@ def _kept(n: int, split: str, validation_size, seed: int, name: str) -> np.ndarr
     held = np.zeros(n, bool)
     held[np.random.default_rng(seed).choice(n, validation_size, replace=False)] = True
     return held if split == "validation" else ~held
-
-
-def _npy_header(path: pathlib.Path):
-    """``(shape, dtype, data offset)`` of a plain C-order ``.npy`` file of at least one
-    axis, or ``None`` (missing, unreadable, truncated, Fortran order, objects)."""
-    readers = {(1, 0): np.lib.format.read_array_header_1_0,
-               (2, 0): np.lib.format.read_array_header_2_0}
-    try:
-        with open(path, "rb") as f:
-            read = readers.get(np.lib.format.read_magic(f))
-            if read is None:
-                return None
-            shape, fortran, dtype = read(f)
-            offset = f.tell()
-    except (OSError, ValueError):
-        return None
-    if fortran or dtype.hasobject or not shape:
-        return None
-    if path.stat().st_size < offset + int(np.prod(shape)) * dtype.itemsize:
-        return None
-    return tuple(shape), dtype, offset
-
-
-def _gather_npy(path: pathlib.Path, shape, dtype, offset: int, rows: np.ndarray,
-                chunk_bytes: int = 1 << 24) -> np.ndarray:
-    """``array[rows]`` of a ``.npy`` file (``rows`` increasing), read in chunks of about
-    ``chunk_bytes``: memory is the result and one chunk."""
-    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-    out = np.empty((len(rows), *shape[1:]), dtype)
-    step = max(1, chunk_bytes // max(row_bytes, 1))
-    with open(path, "rb") as f:
-        for start in range(0, shape[0], step):
-            stop = min(shape[0], start + step)
-            i, j = np.searchsorted(rows, [start, stop])
-            if i == j:
-                continue
-            f.seek(offset + start * row_bytes)
-            chunk = np.frombuffer(f.read((stop - start) * row_bytes), dtype)
-            out[i:j] = chunk.reshape(stop - start, *shape[1:])[rows[i:j] - start]
-    return out
 
 
 def _labels(labels, n: int, name: str) -> np.ndarray:
