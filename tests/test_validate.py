@@ -185,7 +185,8 @@ def test_epoch_refuses_nan_integer_out_of_range_and_wrong_shape_data():
             epoch, state, jnp.asarray(x))
     plain = make_train_epoch(loss, OPT, 8)   # no model: finiteness and dtype are still checked
     _raises("non-finite", plain, state, jnp.asarray(x))
-    _raises("integer dtype uint8", plain, state, (np.asarray(_grey()) * 255).astype(np.uint8))
+    # uint8 is stored pixels (converted per batch, tests/test_stored_pixels.py); int32 is not
+    _raises("integer dtype int32", plain, state, (np.asarray(_grey()) * 255).astype(np.int32))
     _raises(r"\[0, 1\].*BernoulliHead", epoch, state, _grey() * 3)
     _raises(r"got shape \(16, 5\)", epoch, state, jnp.zeros((16, 5)))
     _raises("empty", plain, state, jnp.zeros((0, 4)))

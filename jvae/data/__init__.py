@@ -38,13 +38,15 @@ from jvae.data.synthetic import gaussian2d
 from jvae.data.tfds_source import is_tfds_name
 from jvae.data.user import (ArraySource, FolderSource, NpySource, NpzSource, as_source,
                             is_user_name)
-from jvae.data.transforms import binarize_dynamic, binarize_static, centre, resize_images, uncentre
+from jvae.data.transforms import (PIXEL_LEVELS, binarize_dynamic, binarize_static, centre,
+                                  pixels_to_unit, resize_images, uncentre)
 from jvae.data.validate import (REAL, UNIT_INTERVAL, InvalidDataError, Support, check_data,
                                 check_points, likelihood_support, validate_images)
 
 __all__ = [
     "DATASETS", "FILE_DATASETS", "SPLITS", "BINARIZE", "Split", "DataNotFoundError", "DownloadError",
     "find_data_dir", "default_cache_dir", "load_split", "load_dataset", "binarize_static",
+    "PIXEL_LEVELS", "pixels_to_unit",
     "binarize_dynamic", "resize_images", "gaussian2d", "validate_images", "download",
     "ChecksumError", "InvalidDataError", "Support", "REAL", "UNIT_INTERVAL", "check_data",
     "likelihood_support", "is_tfds_name", "centre", "uncentre", "check_count", "check_number",

@@ -64,7 +64,7 @@ def find_data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path | N
 def load_split(name: str | ArraySource, split: str, *, data_dir=None, download: bool = False,
                cache_dir=None, validation_size: int = 10000, verify: bool = True,
                tfds_image_key: str = "image", limit: int | None = None,
-               validation_seed: int = 0, test=None) -> Split:
+               validation_seed: int = 0, test=None, stored: bool = False) -> Split:
     """Loads one split of a dataset as values in ``[0, 1]``.
 
     Files are looked for in ``find_data_dir(data_dir)``, then in the download cache
@@ -120,9 +120,13 @@ def load_split(name: str | ArraySource, split: str, *, data_dir=None, download: 
         tfds_image_key: the image feature of a TFDS dataset.
         limit: TFDS only: read just the first ``limit`` examples (other sources are decoded
             whole and cached; :func:`load_dataset` slices them).
+        stored: images at their stored precision where it is 8 bits: uint8 ``0..255`` for
+            mnist / fashion_mnist and your own uint8 data (no float32 copy is made); the
+            other datasets and dtypes come back as float32 all the same.
 
     Returns:
-        ``Split(images [N, H, W, C] float32, labels [N] int32 or None)``.
+        ``Split(images [N, H, W, C] float32 (or uint8 with stored), labels [N] int32 or
+        None)``.
 
     Raises:
         ValueError: unknown name/split, bad ``validation_size``, or a corrupt file (one line
@@ -133,7 +137,7 @@ def load_split(name: str | ArraySource, split: str, *, data_dir=None, download: 
     """
     if isinstance(name, ArraySource) or is_user_name(name):
         return as_source(name).split(split, validation_size=validation_size,
-                                     seed=validation_seed, test=test)
+                                     seed=validation_seed, test=test, stored=stored)
     if is_tfds_name(name):
         if not isinstance(split, str) or not split:
             raise ValueError(f"split must be a TFDS split name such as 'train', got {split!r}")
@@ -162,7 +166,7 @@ def load_split(name: str | ArraySource, split: str, *, data_dir=None, download: 
     prefix = "t10k" if split == "test" else "train"
     files = [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"]
     root = _locate(name, files, data_dir, cache_dir, download, verify)
-    images = read_idx(root / name / files[0], kind="images")
+    images = read_idx(root / name / files[0], kind="images", stored=stored)
     labels = read_idx(root / name / files[1], kind="labels")
     if len(images) != len(labels):
         raise ValueError(f"{root / name}: {len(images)} images but {len(labels)} labels")
@@ -176,7 +180,7 @@ def load_dataset(name: str | ArraySource, split: str, *, data_dir=None, binarize
                  download: bool = False, cache_dir=None,
                  validation_size: int = 10000, verify: bool = True,
                  tfds_image_key: str = "image", validation_seed: int = 0,
-                 test=None) -> np.ndarray:
+                 test=None, dtype: str = "float32") -> np.ndarray:
     """Loads images of a split, optionally subset, resized and statically binarised.
 
     Order of operations: take the first ``limit`` examples, resize, then binarise.
@@ -198,6 +202,11 @@ def load_dataset(name: str | ArraySource, split: str, *, data_dir=None, binarize
         threshold: static binarisation threshold in ``(0, 1)``.
         resize: output side length ``S`` (antialiased bilinear, see :func:`resize_images`).
         limit: keep only the first ``limit`` examples (``limit > 0``).
+        dtype: ``"float32"`` (default): grey levels in ``[0, 1]``. ``"stored"``: 8-bit images
+            (mnist, fashion_mnist, your own uint8 data) stay uint8 ``0..255``, a quarter of
+            the memory, for the training epoch to convert per batch
+            (:func:`jvae.data.pixels_to_unit` gives exactly the float32 values); with
+            ``resize`` or ``binarize="static"``, and for other data, float32 as by default.
 
     Returns:
         float32 ``[N, S, S, C]`` (without ``resize`` the stored ``[N, H, W, C]``: 28x28x1 for
@@ -211,6 +220,7 @@ def load_dataset(name: str | ArraySource, split: str, *, data_dir=None, binarize
             :class:`ChecksumError`) a file whose SHA-256 is not the pinned one.
     """
     _check_choice("binarize", binarize, BINARIZE)
+    _check_choice("dtype", dtype, ("float32", "stored"))
     if not 0.0 < float(threshold) < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     _check_positive("limit", limit)
@@ -218,7 +228,8 @@ def load_dataset(name: str | ArraySource, split: str, *, data_dir=None, binarize
     x = load_split(name, split, data_dir=data_dir, download=download, cache_dir=cache_dir,
                    validation_size=validation_size, verify=verify,
                    tfds_image_key=tfds_image_key, validation_seed=validation_seed, test=test,
-                   limit=limit if is_tfds_name(name) else None).images
+                   limit=limit if is_tfds_name(name) else None,
+                   stored=dtype == "stored" and resize is None and binarize != "static").images
     if limit is not None:
         x = x[:limit]
     if resize is not None and x.ndim != 4:

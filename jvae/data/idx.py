@@ -39,25 +39,27 @@ def one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def read_idx(path: pathlib.Path, *, kind: str) -> np.ndarray:
+def read_idx(path: pathlib.Path, *, kind: str, stored: bool = False) -> np.ndarray:
     """Decodes a gzipped IDX file.
 
     Args:
         path: the ``.gz`` file.
         kind: ``"images"`` or ``"labels"``.
+        stored: images as stored, uint8 ``0..255`` (no float32 copy is made).
 
     Returns:
-        images: float32 ``[N, 28, 28, 1]`` in ``[0, 1]``; labels: int32 ``[N]`` in ``0..9``.
-        Read-only, shared with the in-process cache.
+        images: float32 ``[N, 28, 28, 1]`` in ``[0, 1]`` (``x / 255``), or uint8 with
+        ``stored``; labels: int32 ``[N]`` in ``0..9``. Read-only, shared with the in-process
+        cache.
 
     Raises:
         ValueError: one line naming the file: not gzip, truncated, bad magic or shape.
     """
-    return _read_idx(*file_key(path), kind=kind)
+    return _read_idx(*file_key(path), kind=kind, stored=bool(stored))
 
 
 @functools.lru_cache(maxsize=8)
-def _read_idx(path: str, size: int, mtime_ns: int, *, kind: str) -> np.ndarray:
+def _read_idx(path: str, size: int, mtime_ns: int, *, kind: str, stored: bool) -> np.ndarray:
     del size, mtime_ns  # cache key only
     try:
         with gzip.open(path, "rb") as f:
@@ -79,6 +81,8 @@ def _read_idx(path: str, size: int, mtime_ns: int, *, kind: str) -> np.ndarray:
         raise ValueError(f"{path}: payload has {len(raw) - head} bytes, header {dims} needs "
                          f"{int(np.prod(dims))} (truncated or corrupt file)")
     data = np.frombuffer(raw, np.uint8, offset=head).reshape(dims)
+    if kind == "images" and stored:
+        return readonly(data[..., None])
     if kind == "images":
         grey = data.astype(np.float32)
         grey /= 255.0

@@ -1,5 +1,5 @@
-"""Array transforms of image data: static and dynamic binarisation, centring to [-1, 1] and
-back, antialiased resizing."""
+"""Array transforms of image data: stored 8-bit pixels to ``[0, 1]``, static and dynamic
+binarisation, centring to [-1, 1] and back, antialiased resizing."""
 
 from __future__ import annotations
 
@@ -10,9 +10,35 @@ import numpy as np
 from jvae.data.arguments import check_number
 from jvae.data.validate import UNIT_INTERVAL, check_data
 
-__all__ = ["binarize_static", "binarize_dynamic", "centre", "uncentre", "resize_images"]
+__all__ = ["PIXEL_LEVELS", "pixels_to_unit", "binarize_static", "binarize_dynamic", "centre", "uncentre", "resize_images"]
 
 _RESIZE_CHUNK = 2048  # images per chunk in resize_images; bounds temporary memory
+
+PIXEL_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255)
+"""float32 ``[256]``: the grey level ``v / 255`` of each 8-bit pixel value ``v``, rounded as the
+readers' ``x.astype(np.float32) / 255`` rounds it (IEEE division)."""
+PIXEL_LEVELS.flags.writeable = False
+
+
+def pixels_to_unit(x):
+    """Stored 8-bit pixels to float32 grey levels in ``[0, 1]``; other dtypes unchanged.
+
+    A lookup in :data:`PIXEL_LEVELS`, not ``x / 255``: XLA compiles a division by a
+    constant into a multiplication by its reciprocal, which rounds 126 of the 256 levels
+    differently from the readers; the table gives the readers' float32 values bit for bit
+    in numpy, under ``jit`` and on any backend.
+
+    Args:
+        x: uint8 ``[...]`` (numpy, JAX or a tracer), or an array of any other dtype.
+
+    Returns:
+        float32 ``[...]`` for uint8 input (numpy in, numpy out), else ``x`` itself.
+    """
+    if np.dtype(x.dtype) != np.uint8:
+        return x
+    if isinstance(x, np.ndarray):
+        return PIXEL_LEVELS[x]
+    return jnp.take(jnp.asarray(PIXEL_LEVELS), x.astype(jnp.int32), axis=0)
 
 
 def binarize_static(x, threshold: float = 0.5) -> np.ndarray:

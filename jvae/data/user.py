@@ -28,8 +28,10 @@ import zlib
 
 import numpy as np
 
+from jvae.data import npy_rows
 from jvae.data.folder import read_folder
 from jvae.data.idx import file_key, one_line, readonly
+from jvae.data.transforms import pixels_to_unit
 from jvae.data.validate import InvalidDataError, check_data
 
 __all__ = ["ArraySource", "NpySource", "NpzSource", "FolderSource", "Source", "PREFIXES",
@@ -67,17 +69,19 @@ class ArraySource:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
-    def read(self):
-        """Every example: ``Split(images float32 [N, ...], labels int32 [N] or None)``.
+    def read(self, stored: bool = False):
+        """Every example: ``Split(images float32 [N, ...], labels int32 [N] or None)``; with
+        ``stored``, uint8 images stay uint8 (``0..255``, no float32 copy; other dtypes are
+        float32 as without it).
 
         Raises:
             InvalidDataError: (a ``ValueError``) one line naming the data: wrong dtype or
                 shape, no examples, NaN/Inf, labels of the wrong length or dtype.
         """
-        return to_split(self._images, self._labels, self.name)
+        return to_split(self._images, self._labels, self.name, stored=stored)
 
     def split(self, split: str, *, validation_size: int = 0, seed: int = 0,
-              test: "Source | str | None" = None):
+              test: "Source | str | None" = None, stored: bool = False):
         """One split (see the module docstring): ``"train"``, ``"validation"``,
         ``"train_full"`` or ``"test"``.
 
@@ -87,15 +91,17 @@ class ArraySource:
             seed: which examples the validation split takes.
             test: the test data (a source, or a path or name for :func:`as_source`); needed
                 for ``"test"`` only.
+            stored: uint8 images as stored (see :meth:`read`).
 
         Returns:
-            ``Split(images [n, ...] float32, labels [n] int32 or None)``, read-only.
+            ``Split(images [n, ...] float32 (uint8 with ``stored``), labels [n] int32 or
+            None)``, read-only.
 
         Raises:
             ValueError: one line: an unknown split, a ``validation_size`` not smaller than
                 the data, ``"test"`` without ``test``, or bad data.
         """
-        from jvae.data.datasets import SPLITS, Split
+        from jvae.data.datasets import SPLITS
 
         if split not in SPLITS:
             close = difflib.get_close_matches(str(split), SPLITS, n=1)
@@ -107,24 +113,21 @@ class ArraySource:
                 raise ValueError(f"{self.name} has no test data: give a test file or folder "
                                  "(test=..., config.dataset.test), or use the 'validation' "
                                  "split carved from the training data")
-            return as_source(test, like=self).read()
-        whole = self.read()
+            return as_source(test, like=self).read(stored)
         if split == "train_full":
-            return whole
-        n = len(whole.images)
-        if (isinstance(validation_size, bool) or not isinstance(validation_size, (int, np.integer))
-                or not 0 <= validation_size < n):
-            raise ValueError(f"validation_size {validation_size!r} must be an int in [0, {n}) "
-                             f"for the {n} examples of {self.name} (e.g. {max(1, n // 10)}, a "
-                             "tenth; config.dataset.validation_size)")
-        if split == "validation" and validation_size == 0:
-            raise ValueError(f'split "validation" of {self.name} is empty because '
-                             'validation_size=0; use validation_size > 0 or "train_full"')
-        held = np.zeros(n, bool)
-        held[np.random.default_rng(seed).choice(n, validation_size, replace=False)] = True
-        keep = held if split == "validation" else ~held
+            return self.read(stored)
+        return self._carve(split, validation_size, seed, stored)
+
+    def _carve(self, split: str, validation_size: int, seed: int, stored: bool):
+        """``"train"`` or ``"validation"``: carved from the stored data, then converted (no
+        float32 copy of the whole array is made)."""
+        from jvae.data.datasets import Split
+
+        whole = self.read(True)
+        keep = _kept(len(whole.images), split, validation_size, seed, self.name)
         labels = None if whole.labels is None else readonly(whole.labels[keep])
-        return Split(readonly(whole.images[keep]), labels)
+        images = whole.images[keep]
+        return Split(readonly(images if stored else pixels_to_unit(images)), labels)
 
 
 class NpySource(ArraySource):
@@ -139,11 +142,29 @@ class NpySource(ArraySource):
         self.path = pathlib.Path(path).expanduser()
         super().__init__(None, labels, name=f"npy:{path}")
 
-    def read(self):
+    def read(self, stored: bool = False):
+        return to_split(_load_npy(self.path, "npy"), self._read_labels(), self.name,
+                        stored=stored)
+
+    def _read_labels(self):
         labels = self._labels
         if isinstance(labels, (str, pathlib.Path)):
             labels = _load_npy(pathlib.Path(labels).expanduser(), "npy labels")
-        return to_split(_load_npy(self.path, "npy"), labels, self.name)
+        return labels
+
+    def _carve(self, split: str, validation_size: int, seed: int, stored: bool):
+        """Reads only the carved rows, chunk by chunk: the whole array is never in memory
+        (a file numpy's header reader cannot read goes the way of every source)."""
+        header = npy_rows.header(self.path)
+        if header is None:
+            return super()._carve(split, validation_size, seed, stored)
+        shape, dtype, offset = header
+        rows = np.flatnonzero(_kept(shape[0], split, validation_size, seed, self.name))
+        labels = self._read_labels()
+        if labels is not None:
+            labels = _labels(labels, shape[0], self.name)[rows]
+        images = readonly(npy_rows.read_rows(self.path, shape, dtype, offset, rows))  # no copy
+        return to_split(images, labels, self.name, stored=stored)
 
 
 class NpzSource(ArraySource):
@@ -161,9 +182,9 @@ class NpzSource(ArraySource):
         self.key, self.labels_key = key or None, labels_key or None
         super().__init__(None, None, name=f"npz:{path}")
 
-    def read(self):
+    def read(self, stored: bool = False):
         images, labels = _load_npz(self.path, self.key, self.labels_key)
-        return to_split(images, labels, self.name)
+        return to_split(images, labels, self.name, stored=stored)
 
 
 class FolderSource(ArraySource):
@@ -181,13 +202,13 @@ class FolderSource(ArraySource):
         self.resize = resize or None
         super().__init__(None, None, name=f"folder:{path}")
 
-    def read(self):
+    def read(self, stored: bool = False):
         try:
             images, labels = read_folder(self.path, self.resize)
         except FileNotFoundError as e:
             from jvae.data.datasets import DataNotFoundError
             raise DataNotFoundError(str(e)) from None
-        return to_split(images, labels, self.name)
+        return to_split(images, labels, self.name, stored=stored)
 
 
 Source = ArraySource
@@ -232,40 +253,46 @@ def as_source(name, *, like: ArraySource | None = None, key: str | None = None,
     return FolderSource(path, resize=resize)
 
 
-def to_split(images, labels, name: str):
+def to_split(images, labels, name: str, *, stored: bool = False):
     """Converts arrays to a read-only ``Split`` (see the module docstring).
 
     Args:
         images: the examples, ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, D]``.
         labels: int ``[N]`` or ``None``.
         name: what to call the data in messages.
+        stored: keep uint8 images as uint8 (``0..255``; the training epoch converts each
+            batch to ``v / 255``, :func:`jvae.data.pixels_to_unit`).
 
     Returns:
-        ``Split(images float32 [N, H, W, C] or [N, D], labels int32 [N] or None)``.
+        ``Split(images float32 [N, H, W, C] or [N, D], labels int32 [N] or None)``; uint8
+        images with ``stored`` and uint8 input.
 
     Raises:
         InvalidDataError: one line naming ``name`` and the problem.
     """
     from jvae.data.datasets import Split
 
-    x = _as_float(images, name)
+    x = _as_float(images, name, stored)
     if x.ndim == 3:
         x = x[..., None]
     elif x.ndim not in (2, 4):
         raise InvalidDataError(f"{name}: expected examples [N, H, W], [N, H, W, C] or [N, D], "
                                f"got shape {x.shape}")
-    check_data(x, name=name)                    # no examples, NaN/Inf (count, first index)
+    # no examples, NaN/Inf (count, first index); uint8 pixels have no bad values
+    check_data(x, name=name, values=x.dtype != np.uint8)
     return Split(readonly(x), None if labels is None else _labels(labels, len(x), name))
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _as_float(images, name: str) -> np.ndarray:
+def _as_float(images, name: str, stored: bool = False) -> np.ndarray:
     try:
         x = np.asarray(images)
     except (TypeError, ValueError) as e:
         raise InvalidDataError(f"{name}: not an array of numbers ({one_line(e)})") from None
+    if x.dtype == np.uint8 and stored:          # a copy: never mark the caller's array read-only
+        return x if not x.flags.writeable else x.copy()
     if x.dtype == np.uint8:
         out = x.astype(np.float32)
         out /= 255.0                            # as the built-in MNIST reader
@@ -280,6 +307,22 @@ def _as_float(images, name: str) -> np.ndarray:
                                "uint8 for 0..255 pixels (scaled by 1/255) or floating point")
     raise InvalidDataError(f"{name}: expected uint8, bool or floating-point data, got dtype "
                            f"{x.dtype}")
+
+
+def _kept(n: int, split: str, validation_size, seed: int, name: str) -> np.ndarray:
+    """bool ``[n]``: the examples of ``split`` (``"train"`` or ``"validation"``), the
+    validation split being ``validation_size`` examples drawn with ``seed``."""
+    if (isinstance(validation_size, bool) or not isinstance(validation_size, (int, np.integer))
+            or not 0 <= validation_size < n):
+        raise ValueError(f"validation_size {validation_size!r} must be an int in [0, {n}) "
+                         f"for the {n} examples of {name} (e.g. {max(1, n // 10)}, a "
+                         "tenth; config.dataset.validation_size)")
+    if split == "validation" and validation_size == 0:
+        raise ValueError(f'split "validation" of {name} is empty because '
+                         'validation_size=0; use validation_size > 0 or "train_full"')
+    held = np.zeros(n, bool)
+    held[np.random.default_rng(seed).choice(n, validation_size, replace=False)] = True
+    return held if split == "validation" else ~held
 
 
 def _labels(labels, n: int, name: str) -> np.ndarray:

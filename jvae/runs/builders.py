@@ -37,9 +37,9 @@ __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimize
 _DEV_STREAM = 1          # (data_seed, 1): the dev split's binarisation stream
 
 class Datasets(NamedTuple):
-    """Training and evaluation arrays (float32, ``[N, *data_shape]``), the evaluation labels
-    (or None) and the dev split held out of the training data (``config.dataset.dev_size``;
-    None without one)."""
+    """Training and evaluation arrays (float32, ``[N, *data_shape]``; the training array
+    uint8 when loaded with ``stored=True``), the evaluation labels (or None) and the dev
+    split held out of the training data (``config.dataset.dev_size``; None without one)."""
 
     train: np.ndarray
     eval: np.ndarray
@@ -47,8 +47,13 @@ class Datasets(NamedTuple):
     dev: np.ndarray | None = None
 
 
-def load_data(config: ml_collections.ConfigDict) -> Datasets:
+def load_data(config: ml_collections.ConfigDict, stored: bool = False) -> Datasets:
     """Load the training and evaluation splits named by ``config.dataset``.
+
+    With ``stored=True`` (what training uses) the training split of 8-bit images (mnist,
+    fashion_mnist, your own uint8 data) stays uint8, a quarter of float32's memory, and the
+    epoch converts each batch exactly (:func:`jvae.data.pixels_to_unit`); the evaluation
+    and dev splits are float32 as without it, and so is centred data.
 
     Static binarisation and resizing happen here, once. With ``binarize="dynamic"`` the
     training data stays grey (a fresh binarisation is drawn per step inside the epoch) while
@@ -90,7 +95,9 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
     if user:
         common.update(validation_seed=int(ds.get("validation_seed", 0)),
                       test=ds.get("test", "") or None)
-    train = jdata.load_dataset(source, train_split, limit=ds.limit_train or None, **common)
+    stored = stored and not ds.get("centre", False)
+    train = jdata.load_dataset(source, train_split, limit=ds.limit_train or None,
+                               dtype="stored" if stored else "float32", **common)
     evals = jdata.load_dataset(source, eval_split, limit=ds.limit_eval or None, **common)
     labels = None
     if ds.name != "binarized_mnist":
@@ -109,7 +116,10 @@ def load_data(config: ml_collections.ConfigDict) -> Datasets:
         train, evals = jdata.centre(np.asarray(train)), jdata.centre(np.asarray(evals))
     _check_splits(ds, train, evals, LIKELIHOOD_SUPPORT.get(config.model.likelihood),
                   f"the {config.model.likelihood} likelihood")
-    train, dev = split_dev(np.asarray(train, np.float32), int(ds.dev_size), int(ds.dev_seed))
+    if train.dtype != np.uint8:
+        train = np.asarray(train, np.float32)
+    train, dev = split_dev(train, int(ds.dev_size), int(ds.dev_seed))
+    dev = None if dev is None else jdata.pixels_to_unit(dev)
     if dev is not None and ds.binarize == "dynamic":     # assessed like the evaluation split
         dev = fixed_binarisation(dev, (int(ds.data_seed), _DEV_STREAM))
     return Datasets(train, np.asarray(evals, np.float32), labels, dev)
@@ -122,6 +132,8 @@ def _check_splits(ds, train, evals, support, source: str, unit: bool = True) -> 
     if not unit:
         return
     for name, arr in (("training data", train), ("evaluation data", evals)):
+        if arr.dtype == np.uint8:     # stored pixels: every value maps into [0, 1]; shape only
+            arr = jdata.pixels_to_unit(arr[:1])
         if jdata.is_user_name(ds.name):
             jdata.check_data(np.asarray(arr), name=f"{name} ({ds.name}) for {source}",
                              support=support)

@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
+from jvae.data import pixels_to_unit
 from jvae.evaluation import make_evaluator
 from jvae.models.vae import VAE
 from jvae.runs import builders, schema, steplog
@@ -117,9 +118,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         raise ValueError("The work directory is empty; pass --workdir DIR.")
     workdir = pathlib.Path(workdir)
     log = log or stderr_line
-    datasets, model, optimizer = build_run(config)
+    datasets, model, optimizer = build_run(config, stored=True)   # uint8 pixels stay uint8
     check_available(bool(config.get("tensorboard", False)))
-    template = initial_state(config, model, optimizer, datasets.train[:1])
+    template = initial_state(config, model, optimizer, pixels_to_unit(datasets.train[:1]))
     lock = WorkdirLock(workdir)
     try:
         lock.acquire()

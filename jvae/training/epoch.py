@@ -11,6 +11,11 @@ is padded to ``batch_size`` rows (repeating examples of the same shuffle) and a 
 marks its real rows, which the loss's batch means count alone (``loss(..., mask=mask)``).
 Every step keeps the same shapes, so nothing is compiled twice.
 
+The training array may hold stored 8-bit pixels (uint8, a quarter of float32's device
+memory): each batch is converted to float32 grey levels ``v / 255`` after it is sliced, inside
+the compiled step (:func:`jvae.data.pixels_to_unit`, bit for bit the readers' float32), so
+uint8 data trains exactly as the same data read as float32.
+
 Before the compiled epoch runs, a concrete training array is checked once
 (:func:`jvae.data.check_data`): a NaN pixel or integer images raise a one-line ``ValueError``
 instead of returning NaN parameters or training on nonsense.
@@ -25,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jvae.data.transforms import pixels_to_unit
 from jvae.data.validate import UNIT_INTERVAL, check_data, likelihood_support
 from jvae.objectives.base import EstimatorState, Objective, accepts_mask, as_objective
 from jvae.training.state import TrainState, _untrainable, trainable
@@ -121,7 +127,7 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
 
     Returns:
       A :class:`TrainEpoch`: a callable taking a :class:`TrainState`, the training array ``[N, *data_shape]``
-      (already on the device) and an optional ``order_key`` and returning the new state, the
+      (already on the device; float, or uint8 pixels converted per batch to ``v / 255``) and an optional ``order_key`` and returning the new state, the
       per-epoch means of every ``aux`` entry (``loss_fn``'s ``aux`` must contain ``"loss"``),
       and the per-step losses ``[N // batch_size]`` (to locate a non-finite step on the host).
       The batch order is drawn from ``order_key`` when given, else from the state's key. Runs
@@ -187,7 +193,7 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
         def step(carry, inputs):
             params, opt_state, est = carry
             idx, (loss_key, bin_key), m = inputs
-            x = jnp.take(data, idx, axis=0)
+            x = pixels_to_unit(jnp.take(data, idx, axis=0))   # uint8: per batch, exactly
             if batch_sharding is not None:
                 x = jax.lax.with_sharding_constraint(x, batch_sharding)
             if dynamic_binarization:
@@ -249,8 +255,9 @@ class TrainEpoch:
     support: Any = None
 
     def __call__(self, state: TrainState, data: jax.Array, *args, **kwargs):
-        if self.validate:
-            check_data(data, model=self.model, support=self.support, name="training data")
+        if self.validate:    # uint8 pixels: every value maps into [0, 1]; shape checked only
+            check_data(data, model=self.model, support=self.support, name="training data",
+                       values=getattr(data, "dtype", None) != jnp.uint8)
         return self.epoch(state, data, *args, **kwargs)
 
     def lower(self, *args, **kwargs):
@@ -258,3 +265,4 @@ class TrainEpoch:
         if not hasattr(self.epoch, "lower"):
             raise TypeError("lower() needs an epoch built with jit=True.")
         return self.epoch.lower(*args, **kwargs)
+
