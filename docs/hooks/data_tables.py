@@ -17,7 +17,8 @@ import pathlib
 import re
 import sys
 
-DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from hook_common import DATA, load as _data, row as _row  # noqa: E402,F401
 MARKER = re.compile(r"^<!-- table: ([a-z0-9-]+) -->$", re.MULTILINE)
 #: The probe's verdicts, in the order of the table's columns.
 VERDICTS = ("clear error", "ok", "unclear error", "internal exception", "silent wrong result",
@@ -30,10 +31,6 @@ def _load(key: str) -> dict:
     if key not in data:
         raise KeyError(f"docs/data/reliability.json has no {key!r}: run its --record command")
     return data[key]
-
-
-def _row(cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def probe_table(summary: dict) -> str:
@@ -74,13 +71,6 @@ def kill_resume_table(summary: dict) -> str:
                  + ", ".join(f"{n} {name}" for name, n in
                              summary["reference_records"].items()) + " records.")
     return "\n".join(lines)
-
-
-def _data(name: str) -> dict:
-    path = DATA / name
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run the command its page names")
-    return json.loads(path.read_text())
 
 
 def _f(v) -> str:
@@ -403,11 +393,9 @@ def on_page_markdown(markdown: str, **kwargs) -> str:
     return render(markdown)
 
 # Tables of the results pages (docs/hooks/tables_results.py).
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from tables_results import TABLES as _RESULTS_TABLES  # noqa: E402
 TABLES.update(_RESULTS_TABLES)
 
 # Tables of the notebook and lecture pages (docs/hooks/tables_notebooks.py).
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from tables_notebooks import TABLES as _NOTEBOOK_TABLES  # noqa: E402
 TABLES.update(_NOTEBOOK_TABLES)

@@ -22,7 +22,7 @@ import json
 import math
 import pathlib
 
-DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+from hook_common import DATA, load as _data, row as _row  # noqa: F401
 FIGURES = DATA.parent / "figures"
 
 #: The values Homework 2's own asserts compare ``get_normal_KL`` and ``get_normal_nll`` with
@@ -38,17 +38,6 @@ HOMEWORK2_RTOL = "1e-3"
 #: measurement.
 GAUSSIAN2D_SIGMA = (3.0, 1.0)
 MODES = {"univariate": "univariate (axis-aligned)", "multivariate": "multivariate (rotated)"}
-
-
-def _data(name: str) -> dict:
-    path = DATA / name
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run the command its page names")
-    return json.loads(path.read_text())
-
-
-def _row(cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def _table(header, rows) -> list[str]:

@@ -17,23 +17,11 @@ that page, so no measured number is typed on these pages:
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 import statistics
 
-DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
-
-
-def _data(name: str) -> dict:
-    path = DATA / name
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run the command its page names")
-    return json.loads(path.read_text())
-
-
-def _row(cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
+from hook_common import DATA, load as _data, row as _row  # noqa: F401
 
 
 def _recorded(name: str) -> str:
