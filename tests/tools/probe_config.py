@@ -74,6 +74,8 @@ def config_cases() -> list[Case]:
         "dataset.tfds_image_key": ("img", ()), "dataset.dev_seed": (3, ()),
         "eval.dev_ll_samples": (5, ()), "eval.dev_final_ll_samples": (5, ()),
         "eval.ll_every": (2, ()), "shard_seeds": (True, ()),
+        "dataset.key": ("images", ()), "dataset.labels_key": ("labels", ()),
+        "dataset.test": ("/x/test.npz", ()), "dataset.validation_seed": (3, ()),
     }
     missing = sorted({r.field for r in RULES} - set(values))
     assert not missing, f"probe: no ignored-field case for {missing}"
