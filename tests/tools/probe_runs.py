@@ -134,7 +134,9 @@ def _record_cases(tmp: pathlib.Path) -> list[Case]:
             for extra in ((), ("--limit=10",), ("--seed=3",), ("--limit=10", "--block-size=4")):
                 proc = _cli("jvae.evaluate", f"--workdir={reference}", "--num-samples=3", *extra)
                 assert proc.returncode == 0, proc.stderr[-500:]
-                path = pathlib.Path(proc.stderr.strip().splitlines()[-1].split(" ", 1)[1])
+                # the last line: "wrote PATH: what it holds"
+                line = proc.stderr.strip().splitlines()[-1]
+                path = pathlib.Path(line.removeprefix("wrote ").split(".json:", 1)[0] + ".json")
                 results.append((path, json.loads(proc.stdout[proc.stdout.index("{"):])))
             return results
 
