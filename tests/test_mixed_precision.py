@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from jvae import testing
-from jvae.evaluation.likelihood import importance_log_likelihood
+from jvae.evaluation.likelihood import evaluate, importance_log_likelihood, make_evaluator
 from jvae.models.heads import DiagGaussianHead
 from jvae.models.nets import MLP
 from jvae.models.precision import (COMPUTE_DTYPES, check_compute_dtype, matmul,
@@ -208,3 +208,19 @@ def test_estimator_references_stay_float32_and_float64_checks_keep_float64():
         hv = jax.tree.map(lambda v: jnp.asarray(v, jnp.float64),
                           head.init(jax.random.key(0), h))
         assert head.apply(hv, h).mean().dtype == jnp.float64
+
+
+def test_evaluator_takes_a_compute_dtype():
+    model = _model("mlp", "float32")
+    x = _data(16)
+    params = init_params(model, jax.random.key(0), x[:1])
+    key = jax.random.key(4)
+    ref = evaluate(model, params, key, x, ll_samples=8, ll_chunk=4, batch_size=16)
+    bf = evaluate(model, params, key, x, ll_samples=8, ll_chunk=4, batch_size=16,
+                  compute_dtype="bfloat16")
+    same = evaluate(with_compute_dtype(model, "bfloat16"), params, key, x, ll_samples=8,
+                    ll_chunk=4, batch_size=16)
+    assert bf == same and bf["log_likelihood"] != ref["log_likelihood"]
+    assert abs(bf["log_likelihood"] - ref["log_likelihood"]) <= 5e-3 * abs(ref["log_likelihood"])
+    with pytest.raises(ValueError, match="did you mean 'bfloat16'"):
+        make_evaluator(model, compute_dtype="bfloat")
