@@ -108,6 +108,19 @@ def test_matmul_accumulates_bfloat16_products_in_float32():
     # a bfloat16 accumulator could not hold 4096 * (1 + 2^-7) = 4128 (spacing 32 there)
     np.testing.assert_allclose(np.asarray(out), 4096 * (1 + 2 ** -7), rtol=1e-6)
     assert matmul(x, w).dtype == jnp.float32
+    # its gradient: bfloat16 products (all three), float32 results close to float32's
+    keys = jax.random.split(jax.random.key(0), 3)
+    a, b = jax.random.normal(keys[0], (2, 5, 64)), jax.random.normal(keys[1], (64, 7))
+    c = jax.random.normal(keys[2], (2, 5, 7))
+
+    def loss(dtype):
+        return lambda a, b: jnp.sum(c * jnp.tanh(matmul(a, b, dtype)))
+    grad = jax.jit(jax.grad(loss(jnp.bfloat16), (0, 1)))
+    dots = [line for line in grad.lower(a, b).as_text().splitlines() if "dot_general" in line]
+    assert len(dots) == 3 and all(line.count("bf16>") == 2 for line in dots), dots
+    for g16, g32 in zip(grad(a, b), jax.grad(loss(None), (0, 1))(a, b)):
+        assert g16.dtype == jnp.float32 and g16.shape == g32.shape
+        assert float(jnp.max(jnp.abs(g16 - g32))) <= 0.02 * float(jnp.max(jnp.abs(g32)))
 
 
 @pytest.mark.parametrize("network", ["mlp", "conv"])

@@ -53,7 +53,7 @@ import numpy as np
 from jax import lax
 from flax.linen.linear import default_kernel_init
 
-from jvae.models.precision import operand_dtype
+from jvae.models.precision import matmul, operand_dtype
 
 __all__ = ["Conv", "ConvTranspose", "CONV_IMPLS", "resolve_conv_impl",
            "conv_output_size", "conv_transpose_output_size"]
@@ -383,8 +383,11 @@ def _pixel_conv_transpose(x, kernel, pads):
     kf = lax.pad(kf, jnp.zeros((), kf.dtype), [(lo_h, out_h - kh - lo_h, 0),
                                                (lo_w, out_w - kw - lo_w, 0), (0, 0, 0),
                                                (0, 0, 0)])
-    return jnp.einsum("bi,hwio->bhwo", x[:, 0, 0, :], kf,
-                      preferred_element_type=_accumulation(x))
+    if _accumulation(x) is None:
+        return jnp.einsum("bi,hwio->bhwo", x[:, 0, 0, :], kf)
+    oh, ow, c_in, c_out = kf.shape        # bfloat16: a product with a bfloat16 gradient too
+    kmat = kf.transpose(2, 0, 1, 3).reshape(c_in, oh * ow * c_out)
+    return matmul(x[:, 0, 0, :], kmat, x.dtype).reshape(x.shape[0], oh, ow, c_out)
 
 
 def _space_to_depth_conv(x, kernel, strides, pads, out):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 
 import flax.linen as nn
 import jax
@@ -55,11 +56,43 @@ def operand_dtype(name: str):
 def matmul(x: jax.Array, w: jax.Array, dtype=None) -> jax.Array:
     """``x @ w`` (``[..., K] @ [K, N] -> [..., N]``); with ``dtype`` (e.g. ``jnp.bfloat16``)
     both operands are rounded to it and the product is accumulated and returned in float32.
-    ``dtype=None`` is exactly ``x @ w``."""
+    ``dtype=None`` is exactly ``x @ w``.
+
+    The gradient's two products take ``dtype`` operands too (the output's cotangent rounded
+    to it; JAX's own rule would multiply it in float32 with the operand widened) and
+    accumulate in float32: the gradients with respect to ``x`` and ``w`` have their dtypes."""
     if dtype is None:
         return x @ w
-    return lax.dot_general(x.astype(dtype), w.astype(dtype), (((x.ndim - 1,), (0,)), ((), ())),
+    return _low_matmul(x, w, jnp.dtype(dtype))
+
+
+def _product(a, b, contract_a, contract_b):
+    return lax.dot_general(a, b, ((contract_a, contract_b), ((), ())),
                            preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _low_matmul(x, w, dtype):
+    return _product(x.astype(dtype), w.astype(dtype), (x.ndim - 1,), (0,))
+
+
+def _low_matmul_fwd(x, w, dtype):
+    xc, wc = x.astype(dtype), w.astype(dtype)
+    out = _product(xc, wc, (x.ndim - 1,), (0,))
+    # zero-size markers carry the operands' dtypes (their cotangents must have them)
+    return out, (xc, wc, jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
+
+
+def _low_matmul_bwd(dtype, res, g):
+    xc, wc, x_marker, w_marker = res
+    gc = g.astype(dtype)
+    dx = _product(gc, wc, (g.ndim - 1,), (1,))                        # [..., N] x [K, N]
+    lead = tuple(range(xc.ndim - 1))
+    dw = _product(xc, gc, lead, lead)                                  # [..., K] x [..., N]
+    return dx.astype(x_marker.dtype), dw.astype(w_marker.dtype)
+
+
+_low_matmul.defvjp(_low_matmul_fwd, _low_matmul_bwd)
 
 
 class MixedDense(nn.Module):
