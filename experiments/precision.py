@@ -6,7 +6,7 @@ config with ``model.encoder = model.decoder = "conv"``). For each, a float32 and
 copy start from the same parameters and train on the same batches (the same keys) for
 ``(rounds + 1) * steps`` steps on the first ``steps * 128`` training images, one epoch per
 round; round 0 compiles and is not timed, and the rounds alternate float32 and bfloat16
-(interleaved, so host load falls on both alike). Then, on the first ``--test`` test images:
+(interleaved, so host load falls on both alike). Then, on the first ``--test`` test images (``--conv-test`` for the conv model):
 
 * ``test_elbo``: the one-sample ELBO of each run's parameters, evaluated in float32 (what
   bfloat16 training did to the model);
@@ -73,11 +73,15 @@ def run_model(arch: str, train: np.ndarray, test: jnp.ndarray, args) -> dict:
             if r > 0:
                 times[name].append((time.perf_counter() - start) / args.steps)
             losses[name] = float(np.mean(np.asarray(step_losses)))
-    evaluators = {n: jvae.make_evaluator(m, batch_size=args.test, ll_samples=args.ll_samples,
-                                         ll_chunk=min(100, args.ll_samples))
+    # the conv model's chunk of K * batch decoded images must fit in memory: 50 x 20
+    batch, chunk = (args.test, 100) if arch == "mlp" else (50, 20)
+    evaluators = {n: jvae.make_evaluator(m, batch_size=min(batch, len(test)),
+                                         ll_samples=args.ll_samples,
+                                         ll_chunk=min(chunk, args.ll_samples))
                   for n, m in models.items()}
     key = jax.random.key(2)
     out = {"steps": (args.rounds + 1) * args.steps, "timed_rounds": args.rounds,
+           "test_images": len(test),
            "steps_per_round": args.steps, "batch": BATCH}
     for name in models:
         trained = states[name].params
@@ -114,6 +118,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (after one more)")
     parser.add_argument("--conv-steps", type=int, default=10, help="steps per round, conv model")
     parser.add_argument("--test", type=int, default=500, help="test images evaluated")
+    parser.add_argument("--conv-test", type=int, default=100,
+                        help="test images evaluated, conv model")
     parser.add_argument("--ll-samples", type=int, default=100, help="K of the IS estimate")
     parser.add_argument("--models", default="mlp,conv")
     parser.add_argument("--json", type=pathlib.Path, help="write the results here")
@@ -121,12 +127,13 @@ def main(argv=None):
     config = config_for("mlp")
     data = jvae.load_data(config)
     test = jnp.asarray(data.eval[: args.test])
-    result = {"models": {}, "dataset": "mnist (grey, Bernoulli)", "test_images": args.test,
+    result = {"models": {}, "dataset": "mnist (grey, Bernoulli)",
               "ll_samples": args.ll_samples, "backend": jax.default_backend(),
               "device": str(jax.devices()[0].device_kind)}
     for arch in args.models.split(","):
         steps = args.steps if arch == "mlp" else args.conv_steps
-        result["models"][arch] = run_model(arch, data.train, test,
+        images = test if arch == "mlp" else test[: args.conv_test]
+        result["models"][arch] = run_model(arch, data.train, images,
                                            argparse.Namespace(**{**vars(args), "steps": steps}))
         print(arch, json.dumps(result["models"][arch]["differences"]), flush=True)
     result = stamp(result, "experiments.precision", argv)

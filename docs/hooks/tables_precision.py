@@ -12,13 +12,14 @@ MODELS = {"mlp": "pytorch_example MLP VAE", "conv": "default conv model"}
 def precision_table(data: dict) -> str:
     """One row per model: float32 and bfloat16 runs from the same start, what bfloat16 did
     to the test ELBO and the IS log-likelihood, and the interleaved timings."""
-    lines = [row(["model", "steps", "test ELBO f32", "bf16 trained - f32",
+    lines = [row(["model", "steps", "test images", "test ELBO f32", "bf16 trained - f32",
                   f"log p(x) (K={data['ll_samples']}) f32", "bf16 trained - f32",
                   "bf16 evaluation - f32", "s/step f32", "s/step bf16",
-                  "IS eval s f32", "IS eval s bf16"]), row(["---"] * 11)]
+                  "IS eval s f32", "IS eval s bf16"]), row(["---"] * 12)]
     for name, m in data["models"].items():
         f32, b16, d = m["float32"], m["bfloat16"], m["differences"]
-        lines.append(row([MODELS.get(name, name), m["steps"], f"{f32['test_elbo']:.2f}",
+        lines.append(row([MODELS.get(name, name), m["steps"], m["test_images"],
+                          f"{f32['test_elbo']:.2f}",
                           f"{d['test_elbo_bf16_trained_minus_f32']:+.3f}",
                           f"{f32['ll']:.2f}", f"{d['ll_bf16_trained_minus_f32']:+.3f}",
                           f"{d['ll_bf16_eval_minus_f32_eval']:+.3f}",
@@ -28,8 +29,8 @@ def precision_table(data: dict) -> str:
     lines.append(f"`{data['command']}`, measured {data['measured']} at commit "
                  f"{data['commit']} on {data['machine']} ({data['backend']}, "
                  f"{data['device']}; 1-minute load average {data['load_average']} at the end: "
-                 f"a shared host, so the times are indicative); {data['test_images']} test "
-                 "images; times are medians of interleaved rounds.")
+                 "a shared host, so the times are indicative); times are medians of "
+                 "interleaved rounds.")
     return "\n".join(lines)
 
 
