@@ -399,3 +399,7 @@ TABLES.update(_RESULTS_TABLES)
 # Tables of the notebook and lecture pages (docs/hooks/tables_notebooks.py).
 from tables_notebooks import TABLES as _NOTEBOOK_TABLES  # noqa: E402
 TABLES.update(_NOTEBOOK_TABLES)
+
+# Table of the mixed-precision guide (docs/hooks/tables_precision.py).
+from tables_precision import TABLES as _PRECISION_TABLES  # noqa: E402
+TABLES.update(_PRECISION_TABLES)

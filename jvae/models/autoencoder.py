@@ -52,16 +52,20 @@ class PointHead(CheckedModule, nn.Module):
     Attributes:
       latent_dim: D, the size of the code.
       weight_init: initialisation of the output layer (see :func:`jvae.models.nets.dense`).
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (the layer's product; the code is
+        float32 either way, :mod:`jvae.models.precision`).
     """
 
     latent_dim: int
     weight_init: str = "lecun"
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
         if int(self.latent_dim) <= 0:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}.")
-        loc = dense(int(self.latent_dim), h.shape[-1], self.weight_init, name="code")(h)
+        loc = dense(int(self.latent_dim), h.shape[-1], self.weight_init, name="code",
+                    compute_dtype=self.compute_dtype)(h)
         return distrax.Independent(distrax.Deterministic(loc=loc), 1)
 
 

@@ -36,6 +36,10 @@ kernel gradient another layout and it takes 1.34-1.51 s against the sub-pixel fo
 the parameter), so the parameter tree is the one ``flax.linen.ConvTranspose`` /
 ``flax.linen.Conv`` would create.
 Images are NHWC with any number of leading batch axes.
+
+``compute_dtype="bfloat16"`` rounds the input and the kernel to bfloat16 and accumulates every
+product in float32 (``preferred_element_type``): outputs, bias and gradients with respect to
+the (float32) parameters are float32 (:mod:`jvae.models.precision`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from flax.linen.linear import default_kernel_init
+
+from jvae.models.precision import matmul, operand_dtype
 
 __all__ = ["Conv", "ConvTranspose", "CONV_IMPLS", "resolve_conv_impl",
            "conv_output_size", "conv_transpose_output_size"]
@@ -154,16 +160,20 @@ class _ConvLayer(nn.Module):
     impl: str = "auto"
     kernel_init: nn.initializers.Initializer = default_kernel_init
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+    compute_dtype: str = "float32"
 
     def _images_and_kernel(self, x, kernel_size, name):
         """``x [..., H, W, C]`` as ``[N, H, W, C]`` with its leading shape, and the
-        ``[kh, kw, C, features]`` kernel parameter."""
+        ``[kh, kw, C, features]`` kernel parameter, both rounded to the compute dtype."""
         if x.ndim < 3:
             raise ValueError(f"{name} expects [..., H, W, C] inputs, got {x.shape}.")
         batch_shape = x.shape[:-3]
         x = x.reshape((-1,) + x.shape[-3:])
         kernel = self.param("kernel", self.kernel_init,
                             kernel_size + (x.shape[-1], int(self.features)), jnp.float32)
+        dtype = operand_dtype(self.compute_dtype)
+        if dtype is not None:
+            x, kernel = x.astype(dtype), kernel.astype(dtype)
         return batch_shape, x, kernel
 
 
@@ -182,6 +192,7 @@ class ConvTranspose(_ConvLayer):
       padding: ``"SAME"``, ``"VALID"``, an int or ``((lo, hi), (lo, hi))`` (the pads of the
         dilated input, ``lax.conv_transpose``'s meaning).
       impl: ``"auto"`` (subpixel on CPU, native elsewhere), ``"subpixel"`` or ``"native"``.
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (bfloat16 operands, float32 output).
     """
 
     @nn.compact
@@ -193,7 +204,8 @@ class ConvTranspose(_ConvLayer):
         pads = _transpose_pads(kernel_size, strides, self.padding)
         if impl == "native":
             y = lax.conv_general_dilated(x, kernel, (1, 1), pads, lhs_dilation=strides,
-                                         dimension_numbers=_DN)
+                                         dimension_numbers=_DN,
+                                         preferred_element_type=_accumulation(x))
         elif strides == (1, 1):
             y = _valid_conv(_pad_images(x, pads), kernel)
         elif x.shape[1:3] == (1, 1):
@@ -231,7 +243,8 @@ class Conv(_ConvLayer):
                              f"{kernel_size[0]}x{kernel_size[1]} kernel with padding "
                              f"{self.padding!r}.")
         if impl == "native":
-            y = lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN)
+            y = lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN,
+                                         preferred_element_type=_accumulation(x))
         elif strides == (1, 1):
             y = _valid_conv(_pad_images(x, pads), kernel)
         else:
@@ -242,6 +255,12 @@ class Conv(_ConvLayer):
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def _accumulation(x):
+    """The accumulation dtype of a product of ``x``'s dtype: float32 for operands of fewer
+    bits (bfloat16), ``None`` (the operands' own) otherwise."""
+    return jnp.float32 if jnp.finfo(x.dtype).bits < 32 else None
+
 
 def _pad_images(x, pads):
     """``x [N, H, W, C]`` padded (negative pads crop) by ``[(lo, hi), (lo, hi)]``."""
@@ -338,7 +357,7 @@ def _phase_conv_transpose(x, kernel, strides, pads):
         cols = []
         for t0w, mw, pad_w in ph_w:
             if mh <= 0 or mw <= 0:                          # a phase with no taps: zeros
-                cols.append(jnp.zeros((b, qh, qw, c_out), x.dtype))
+                cols.append(jnp.zeros((b, qh, qw, c_out), _accumulation(x) or x.dtype))
                 continue
             kp = kernel[t0h::strides[0], t0w::strides[1]][:mh, :mw]
             # lax.conv_transpose correlates the dilated input with the kernel as given
@@ -364,7 +383,11 @@ def _pixel_conv_transpose(x, kernel, pads):
     kf = lax.pad(kf, jnp.zeros((), kf.dtype), [(lo_h, out_h - kh - lo_h, 0),
                                                (lo_w, out_w - kw - lo_w, 0), (0, 0, 0),
                                                (0, 0, 0)])
-    return jnp.einsum("bi,hwio->bhwo", x[:, 0, 0, :], kf)
+    if _accumulation(x) is None:
+        return jnp.einsum("bi,hwio->bhwo", x[:, 0, 0, :], kf)
+    oh, ow, c_in, c_out = kf.shape        # bfloat16: a product with a bfloat16 gradient too
+    kmat = kf.transpose(2, 0, 1, 3).reshape(c_in, oh * ow * c_out)
+    return matmul(x[:, 0, 0, :], kmat, x.dtype).reshape(x.shape[0], oh, ow, c_out)
 
 
 def _space_to_depth_conv(x, kernel, strides, pads, out):
@@ -418,7 +441,8 @@ def _stride1_conv(x, kernel):
     oh, ow = h - kh + 1, w - kw + 1
     # z[b, h, w, i, j] = x[b, h, w] @ K[i, j]; y[b, h, w] = sum_ij z[b, h + i, w + j, i, j]
     kmat = kernel.transpose(2, 0, 1, 3).reshape(c_in, kh * kw * c_out)
-    z = jnp.dot(x.reshape(-1, c_in), kmat).reshape(b, h, w, kh, kw, c_out)
+    z = jnp.dot(x.reshape(-1, c_in), kmat, preferred_element_type=_accumulation(x))
+    z = z.reshape(b, h, w, kh, kw, c_out)
     y = None
     for i in range(kh):
         for j in range(kw):
@@ -440,7 +464,8 @@ def _valid_conv(x, kernel):
 
 
 def _lax_valid_conv(x, kernel):
-    return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DN)
+    return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DN,
+                                    preferred_element_type=_accumulation(x))
 
 
 def _valid_conv_fwd(x, kernel):
@@ -451,12 +476,13 @@ def _valid_conv_bwd(res, dy):
     x, kernel = res
     kh, kw, c_in, c_out = kernel.shape
     oh, ow = dy.shape[1:3]
+    dy = dy.astype(x.dtype)        # a bfloat16 forward pass: bfloat16 products here too
     dy_pad = lax.pad(dy, jnp.zeros((), dy.dtype),
                      [(0, 0, 0), (kh - 1, kh - 1, 0), (kw - 1, kw - 1, 0), (0, 0, 0)])
     dx = _lax_valid_conv(dy_pad, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
     dy_mat = dy.reshape(-1, c_out)
     taps = [lax.dot_general(x[:, i:i + oh, j:j + ow, :].reshape(-1, c_in), dy_mat,
-                            (((0,), (0,)), ((), ())))
+                            (((0,), (0,)), ((), ())), preferred_element_type=_accumulation(x))
             for i in range(kh) for j in range(kw)]
     dk = jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
     return dx.astype(x.dtype), dk

@@ -20,6 +20,8 @@ import math
 import numbers
 from typing import Any
 
+from jvae.models.precision import check_compute_dtype
+
 __all__ = ["CheckedModule", "check_fields", "check_parts", "FIELDS"]
 
 #: What each field of each module class must be (looked up along the class's MRO by name).
@@ -87,8 +89,9 @@ class CheckedModule:
 
 def check_fields(module: Any) -> None:
     """Raise a one-line ``ValueError`` for the first field of ``module`` that is not what
-    :data:`FIELDS` says (a module of another class passes unchecked); a VAE also gets
-    :func:`check_parts`."""
+    :data:`FIELDS` says (a module of another class passes unchecked), or for a
+    ``compute_dtype`` that is not a name of :data:`jvae.models.precision.COMPUTE_DTYPES`; a
+    VAE also gets :func:`check_parts`."""
     rules: dict[str, str] = {}
     for cls in reversed(type(module).__mro__):
         rules.update(FIELDS.get(cls.__name__, {}))
@@ -96,6 +99,8 @@ def check_fields(module: Any) -> None:
     for field, kind in rules.items():
         if hasattr(module, field) and not _fits(getattr(module, field), kind):
             raise ValueError(_message(module, name, field, kind))
+    if hasattr(module, "compute_dtype"):
+        check_compute_dtype(module.compute_dtype, f"{name}.compute_dtype")
     if name == "VAE":
         check_parts(module)
 

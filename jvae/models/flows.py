@@ -48,6 +48,7 @@ import numpy as np
 from jvae.models.heads import positive_scale
 from jvae.models.made import MADE, MADEParams, made_apply
 from jvae.models.nets import dense, dropout
+from jvae.models.precision import check_compute_dtype
 
 __all__ = ["FlowPosterior", "Planar", "IAF", "PlanarFlowHead", "IAFHead", "CouplingFlowHead",
            "FLOW_POSTERIORS"]
@@ -227,6 +228,7 @@ class _FlowHead(nn.Module):
     min_scale: float = 1e-5
     weight_init: str = "lecun"
     dropout_rate: float = 0.0
+    compute_dtype: str = "float32"   # the dense layers' and MADEs' products; flows run in float32
 
     def _check(self, min_dim: int = 1) -> tuple[int, int]:
         d, n = int(self.latent_dim), int(self.num_layers)
@@ -239,8 +241,10 @@ class _FlowHead(nn.Module):
         return d, n
 
     def _layer(self, h, size, name):
-        return dense(size, h.shape[-1], self.weight_init, name=name)(
+        out = dense(size, h.shape[-1], self.weight_init, name=name,
+                    compute_dtype=check_compute_dtype(self.compute_dtype))(
             dropout(self, h, self.dropout_rate, name=f"dropout_{name}"))
+        return out.astype(jnp.float32) if out.dtype == jnp.bfloat16 else out
 
     def _base(self, h):
         d = int(self.latent_dim)
@@ -293,7 +297,8 @@ class IAFHead(_FlowHead):
         loc, scale = self._base(h)
         ctx = dropout(self, h, self.dropout_rate, name="dropout_context")
         layers = [IAF(MADE(d, tuple(self.hidden), reverse=k % 2 == 1, weight_init=self.weight_init,
-                           name=f"made_{k}")(ctx), self.forget_bias) for k in range(n)]
+                           compute_dtype=self.compute_dtype, name=f"made_{k}")(ctx),
+                      self.forget_bias) for k in range(n)]
         return FlowPosterior(loc, scale, _chain(layers))
 
 

@@ -12,6 +12,10 @@ Every head with dense output layers takes a ``dropout_rate``: dropout of the fea
 each of them (the DPM2 notebook's ``nn.Dropout(p_drop)`` before every ``nn.Linear``, one mask
 per layer), active only when ``apply`` gets a ``"dropout"`` stream (:func:`jvae.models.nets.dropout`).
 
+Every head takes a ``compute_dtype`` (``"float32"`` or ``"bfloat16"``) for its dense layers
+(:mod:`jvae.models.precision`); whatever it is, the parameters of the distributions a head
+returns (logits, means, scales, weights) are float32.
+
 Every likelihood head class declares the ``support`` of its observations (a
 :class:`jvae.data.Support`): :data:`~jvae.data.UNIT_INTERVAL` for Bernoulli and
 ContinuousBernoulli, :data:`~jvae.data.REAL` for Gaussian. The data checks of the entry
@@ -47,7 +51,7 @@ __all__ = [
 
 
 def hidden_features(module: nn.Module, h: jax.Array, width: int, weight_init: str = "lecun",
-                    dropout_rate: float = 0.0) -> jax.Array:
+                    dropout_rate: float = 0.0, compute_dtype: str = "float32") -> jax.Array:
     """``relu(dense(dropout(h)))`` to ``width`` units inside a posterior head's compact method
     (``[..., F] -> [..., width]``), or ``h`` unchanged for ``width = 0``: the encoder of the
     DPM2 notebook's ``GaussianCPDNet`` / ``MoGCPDNet`` (``nn.Dropout(p_drop)``,
@@ -58,7 +62,8 @@ def hidden_features(module: nn.Module, h: jax.Array, width: int, weight_init: st
     if width == 0:
         return h
     h = dropout(module, h, dropout_rate, name="dropout_hidden")
-    return nn.relu(dense(width, h.shape[-1], weight_init, name="hidden")(h))
+    return nn.relu(dense(width, h.shape[-1], weight_init, name="hidden",
+                         compute_dtype=compute_dtype)(h))
 
 
 def positive_scale(raw: jax.Array, kind: str = "softplus", min_scale: float = 1e-5) -> jax.Array:
@@ -91,6 +96,7 @@ class _LikelihoodHead(CheckedModule, nn.Module):
     project: bool = True
     weight_init: str = "lecun"
     dropout_rate: float = 0.0        # before the output layer (project=True only)
+    compute_dtype: str = "float32"   # of the output layer (project=True only)
 
     num_params = 1
     support = None  # a Support; a class attribute, not a dataclass field
@@ -102,14 +108,15 @@ class _LikelihoodHead(CheckedModule, nn.Module):
         k = self.num_params
         if self.project:
             h = dropout(self, h, self.dropout_rate, name="dropout_out")
-            h = dense(math.prod(event) * k, h.shape[-1], self.weight_init, name="out")(h)
-            return h.reshape(h.shape[:-1] + event + (k,))
+            h = dense(math.prod(event) * k, h.shape[-1], self.weight_init, name="out",
+                      compute_dtype=self.compute_dtype)(h)
+            return _float32(h.reshape(h.shape[:-1] + event + (k,)))
         expected = event[:-1] + (event[-1] * k,)
         if h.shape[h.ndim - len(event):] != expected:
             raise ValueError(
                 f"{type(self).__name__}(project=False) expects features ending in {expected}, "
                 f"got shape {h.shape}.")
-        return h.reshape(h.shape[: h.ndim - len(event)] + event + (k,))
+        return _float32(h.reshape(h.shape[: h.ndim - len(event)] + event + (k,)))
 
 
 class BernoulliHead(_LikelihoodHead):
@@ -207,6 +214,8 @@ class DiagGaussianHead(CheckedModule, nn.Module):
       hidden: width of a dense layer + ReLU between ``h`` and the output layers (0: none):
         the DPM2 notebook's ``GaussianCPDNet(hidden_size=2 * latent)``, ``Linear(1024, 20)``
         and ``ReLU`` (dropout before it too), see :func:`hidden_features`.
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (the dense layers' products; the
+        Gaussian's parameters are float32 either way).
     """
 
     latent_dim: int
@@ -215,17 +224,20 @@ class DiagGaussianHead(CheckedModule, nn.Module):
     weight_init: str = "lecun"
     dropout_rate: float = 0.0
     hidden: int = 0
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
         if int(self.latent_dim) <= 0:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}.")
-        h = hidden_features(self, h, self.hidden, self.weight_init, self.dropout_rate)
-        d, fan_in = int(self.latent_dim), h.shape[-1]
-        loc = dense(d, fan_in, self.weight_init, name="loc")(
+        h = hidden_features(self, h, self.hidden, self.weight_init, self.dropout_rate,
+                            self.compute_dtype)
+        d, fan_in, cd = int(self.latent_dim), h.shape[-1], self.compute_dtype
+        loc = dense(d, fan_in, self.weight_init, name="loc", compute_dtype=cd)(
             dropout(self, h, self.dropout_rate, name="dropout_loc"))
-        raw = dense(d, fan_in, self.weight_init, name="raw_scale")(
+        raw = dense(d, fan_in, self.weight_init, name="raw_scale", compute_dtype=cd)(
             dropout(self, h, self.dropout_rate, name="dropout_raw_scale"))
+        loc, raw = _float32(loc), _float32(raw)
         return dists.diag_gaussian(loc, positive_scale(raw, self.scale, self.min_scale))
 
 
@@ -248,6 +260,7 @@ class MixtureGaussianHead(CheckedModule, nn.Module):
       dropout_rate: dropout of ``h`` before each of the three output layers (own masks).
       hidden: width of a dense layer + ReLU before the output layers (0: none), the
         notebook's ``MoGCPDNet(hidden_size=2 * latent)``; see :func:`hidden_features`.
+      compute_dtype: as :class:`DiagGaussianHead`'s.
 
     ``init_spread = 0`` gives the notebook's ``MoGCPDNet`` exactly (no ``loc_offset``
     parameter: the components differ only through the ``loc`` layer's initial weights and
@@ -262,6 +275,7 @@ class MixtureGaussianHead(CheckedModule, nn.Module):
     weight_init: str = "lecun"
     dropout_rate: float = 0.0
     hidden: int = 0
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distrax.Distribution:
@@ -269,20 +283,30 @@ class MixtureGaussianHead(CheckedModule, nn.Module):
         if d <= 0 or c <= 0:
             raise ValueError(f"latent_dim and num_components must be positive integers, got "
                              f"{self.latent_dim!r} and {self.num_components!r}.")
-        h = hidden_features(self, h, self.hidden, self.weight_init, self.dropout_rate)
+        h = hidden_features(self, h, self.hidden, self.weight_init, self.dropout_rate,
+                            self.compute_dtype)
         fan_in = h.shape[-1]
         lead = h.shape[:-1]
         def drop(name):
             return dropout(self, h, self.dropout_rate, name=f"dropout_{name}")
 
-        loc = dense(c * d, fan_in, self.weight_init, name="loc")(drop("loc"))
+        def layer(size, name):
+            return _float32(dense(size, fan_in, self.weight_init, name=name,
+                                  compute_dtype=self.compute_dtype)(drop(name)))
+
+        loc = layer(c * d, "loc")
         loc = loc.reshape(*lead, c, d)
         if self.init_spread < 0:
             raise ValueError(f"init_spread must be >= 0, got {self.init_spread!r}.")
         offset = (self.param("loc_offset", nn.initializers.normal(self.init_spread), (c, d))
                   if self.init_spread > 0 else 0.0)
-        raw = dense(c * d, fan_in, self.weight_init, name="raw_scale")(drop("raw_scale"))
-        raw = raw.reshape(*lead, c, d)
-        logits = dense(c, fan_in, self.weight_init, name="logits")(drop("logits"))
+        raw = layer(c * d, "raw_scale").reshape(*lead, c, d)
+        logits = layer(c, "logits")
         return dists.mixture_diag_gaussian(logits, loc + offset,
                                            positive_scale(raw, self.scale, self.min_scale))
+
+
+def _float32(x: jax.Array) -> jax.Array:
+    """``x`` as float32 (a distribution's parameters, whatever the compute dtype); float32
+    and float64 arrays are returned unchanged."""
+    return x if jnp.finfo(x.dtype).bits >= 32 else x.astype(jnp.float32)

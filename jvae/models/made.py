@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jvae.models.nets import dense
+from jvae.models.precision import matmul, operand_dtype
 
 __all__ = ["MADE", "MADEParams", "made_apply", "made_masks"]
 
@@ -32,9 +33,11 @@ class MADEParams(NamedTuple):
 
     Attributes:
       kernels: hidden kernels, already multiplied by their masks, ``[D, H_1]``, ``[H_1, H_2]``...
+        (in the MADE's compute dtype: bfloat16 kernels make :func:`made_apply`'s products
+        bfloat16 with float32 accumulation)
       biases: hidden biases ``[H_l]``.
       context: the context's contribution to the first hidden layer, ``[..., H_1]``.
-      out_kernel: masked output kernel ``[H_L, 2 D]`` (``m`` then ``s``).
+      out_kernel: masked output kernel ``[H_L, 2 D]`` (``m`` then ``s``), in the compute dtype.
       out_bias: ``[2 D]``.
     """
 
@@ -76,6 +79,8 @@ class MADE(nn.Module):
       reverse: use the ordering ``D..1``.
       weight_init: initialisation of the kernels (:func:`jvae.models.nets.dense` schemes); the
         output kernel starts at zero (outputs start at their biases, ``m = s = 0``).
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (:mod:`jvae.models.precision`): the
+        products' operands; the parameters, the context and the outputs are float32.
 
     Call with the context ``h [..., F]``; returns :class:`MADEParams`.
     """
@@ -84,6 +89,7 @@ class MADE(nn.Module):
     hidden: Sequence[int] = (100,)
     reverse: bool = False
     weight_init: str = "lecun"
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> MADEParams:
@@ -92,28 +98,39 @@ class MADE(nn.Module):
             raise ValueError(f"The MADE's hidden widths (model.flow_hidden) must be at least "
                              f"latent_dim - 1 = {max(d - 1, 1)}, got {hidden}.")
         masks = made_masks(d, hidden, self.reverse)
+        dtype = operand_dtype(self.compute_dtype)
+        cast = (lambda a: a) if dtype is None else (lambda a: a.astype(dtype))
         kernels, biases, fan_in = [], [], d
         for i, (width, mask) in enumerate(zip(hidden, masks[:-1])):
             k = self.param(f"kernel_{i}", nn.initializers.lecun_normal(), (fan_in, width))
-            kernels.append(k * jnp.asarray(mask))
+            kernels.append(cast(k * jnp.asarray(mask)))
             biases.append(self.param(f"bias_{i}", nn.initializers.zeros, (width,)))
             fan_in = width
-        context = dense(hidden[0], h.shape[-1], self.weight_init, name="context")(h)
+        context = dense(hidden[0], h.shape[-1], self.weight_init, name="context",
+                        compute_dtype=self.compute_dtype)(h)
         out_mask = jnp.asarray(np.concatenate([masks[-1], masks[-1]], axis=1))
-        out_kernel = self.param("out_kernel", nn.initializers.zeros, (fan_in, 2 * d)) * out_mask
+        out_kernel = cast(self.param("out_kernel", nn.initializers.zeros, (fan_in, 2 * d))
+                          * out_mask)
         out_bias = self.param("out_bias", nn.initializers.zeros, (2 * d,))
         return MADEParams(tuple(kernels), tuple(biases), context, out_kernel, out_bias)
 
 
 def made_apply(params: MADEParams, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(m, s)``, each ``[..., D]``, of a MADE at ``x [..., D]``; the context ``[B, H_1]``
-    broadcasts against ``x``'s leading axes (``[S, B, D]`` works)."""
+    broadcasts against ``x``'s leading axes (``[S, B, D]`` works). Products take the kernels'
+    dtype (float32 accumulation for bfloat16 kernels); the outputs are float32."""
     hid = x
     for i, (k, b) in enumerate(zip(params.kernels, params.biases)):
-        hid = hid @ k + b
+        hid = matmul(hid, k, _low(k)) + b
         if i == 0:
             hid = hid + params.context
         hid = jax.nn.elu(hid)
-    out = hid @ params.out_kernel + params.out_bias
+    out = matmul(hid, params.out_kernel, _low(params.out_kernel)) + params.out_bias
     d = x.shape[-1]
     return out[..., :d], out[..., d:]
+
+
+def _low(kernel: jax.Array):
+    """``kernel``'s dtype if it is narrower than float32 (products then accumulate in
+    float32), else ``None`` (a plain ``@``)."""
+    return kernel.dtype if jnp.finfo(kernel.dtype).bits < 32 else None

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from jvae.models.conv import Conv, ConvTranspose, conv_output_size, conv_transpose_output_size
 from jvae.models.fields import CheckedModule
+from jvae.models.precision import MixedDense, operand_dtype
 
 __all__ = ["MLP", "ConvEncoder", "ConvDecoder", "get_activation", "ACTIVATIONS", "dense",
            "conv_init", "dropout",
@@ -57,7 +58,8 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
 INITS = ("lecun", "torch", "glorot")
 
 
-def dense(features: int, fan_in: int, init: str = "lecun", name: str | None = None) -> nn.Dense:
+def dense(features: int, fan_in: int, init: str = "lecun", name: str | None = None,
+          compute_dtype: str = "float32") -> nn.Module:
     """A dense layer with Flax's or PyTorch's default initialisation.
 
     Args:
@@ -66,20 +68,28 @@ def dense(features: int, fan_in: int, init: str = "lecun", name: str | None = No
       init: ``"lecun"`` (Flax: LeCun-normal kernel, zero bias), ``"torch"`` (PyTorch's
         ``nn.Linear``: kernel and bias uniform in ``+-1/sqrt(fan_in)``) or ``"glorot"``
         (Glorot & Bengio's uniform kernel, zero bias; the IWAE paper's choice).
+      compute_dtype: ``"float32"`` (``flax.linen.Dense``) or ``"bfloat16"``
+        (:class:`jvae.models.precision.MixedDense`: same parameters, bfloat16 operands,
+        float32 accumulation and output).
     """
+    dtype = operand_dtype(compute_dtype)
     if init == "lecun":
-        return nn.Dense(features, name=name)
-    if init == "glorot":
-        return nn.Dense(features, kernel_init=nn.initializers.glorot_uniform(), name=name)
-    if init == "torch":
+        inits = {}
+    elif init == "glorot":
+        inits = dict(kernel_init=nn.initializers.glorot_uniform())
+    elif init == "torch":
         bound = 1.0 / math.sqrt(max(int(fan_in), 1))
 
         def bias_init(key, shape, dtype=jnp.float32):
             return jax.random.uniform(key, shape, dtype, -bound, bound)
 
         kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-        return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, name=name)
-    raise ValueError(f"Unknown init {init!r}; choose one of {list(INITS)}.")
+        inits = dict(kernel_init=kernel_init, bias_init=bias_init)
+    else:
+        raise ValueError(f"Unknown init {init!r}; choose one of {list(INITS)}.")
+    if dtype is None:
+        return nn.Dense(features, name=name, **inits)
+    return MixedDense(features, dtype, name=name, **inits)
 
 
 def _uniform(bound: float):
@@ -152,6 +162,8 @@ class MLP(CheckedModule, nn.Module):
         layer's input included, as the notebook's ``nn.Dropout(p_drop)`` before every
         ``nn.Linear``); in ``[0, 1)``, active only with a ``"dropout"`` stream (see
         :func:`dropout`).
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (products in bfloat16, accumulated and
+        returned in float32: :mod:`jvae.models.precision`).
     """
 
     hidden: Sequence[int]
@@ -160,6 +172,7 @@ class MLP(CheckedModule, nn.Module):
     activate_final: bool = True
     weight_init: str = "lecun"
     dropout_rate: float = 0.0
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -169,7 +182,8 @@ class MLP(CheckedModule, nn.Module):
             x = x.reshape(x.shape[: x.ndim - self.in_event_ndims] + (-1,))
         for i, width in enumerate(self.hidden):
             x = dropout(self, x, self.dropout_rate, name=f"dropout_{i}")
-            x = dense(int(width), x.shape[-1], self.weight_init, name=f"dense_{i}")(x)
+            x = dense(int(width), x.shape[-1], self.weight_init, name=f"dense_{i}",
+                      compute_dtype=self.compute_dtype)(x)
             if i < len(self.hidden) - 1 or self.activate_final:
                 x = act(x)
         return x
@@ -209,6 +223,7 @@ class ConvEncoder(CheckedModule, nn.Module):
         encoder, ``conv(256) -> fc``, has none there).
       weight_init: ``"lecun"`` (Flax's defaults), ``"torch"`` (PyTorch's ``nn.Conv2d`` and
         ``nn.Linear``) or ``"glorot"``, for every layer (:func:`conv_init`, :func:`dense`).
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (every layer; see :class:`MLP`).
 
     Raises ``ValueError`` when the input is too small for the layers.
     """
@@ -223,6 +238,7 @@ class ConvEncoder(CheckedModule, nn.Module):
     dropout_rate: float = 0.0
     activate_last: bool = True
     weight_init: str = "lecun"
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -240,12 +256,13 @@ class ConvEncoder(CheckedModule, nn.Module):
         for i, (f, k, s, pad) in enumerate(layers):
             k_init, b_init = conv_init(self.weight_init, (k, k, h.shape[-1], f))
             h = Conv(int(f), int(k), int(s), pad, impl=self.impl, kernel_init=k_init,
-                     bias_init=b_init, name=f"conv_{i}")(h)
+                     bias_init=b_init, compute_dtype=self.compute_dtype, name=f"conv_{i}")(h)
             h = act(h) if self.activate_last or i < n - 1 else h
         h = h.reshape(h.shape[0], -1)
         if self.out_dim is not None:
             h = dropout(self, h, self.dropout_rate, name="dropout_proj")
-            h = act(dense(int(self.out_dim), h.shape[-1], self.weight_init, name="proj")(h))
+            h = act(dense(int(self.out_dim), h.shape[-1], self.weight_init, name="proj",
+                          compute_dtype=self.compute_dtype)(h))
         return h.reshape(batch_shape + h.shape[-1:])
 
 
@@ -281,6 +298,7 @@ class ConvDecoder(CheckedModule, nn.Module):
         :func:`dropout`.
       weight_init: ``"lecun"`` (Flax's defaults), ``"torch"`` (PyTorch's ``nn.Linear`` and
         ``nn.ConvTranspose2d``/``nn.Conv2d``) or ``"glorot"``, for every layer.
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (every layer; see :class:`MLP`).
 
     Raises ``ValueError`` when the layers cannot produce ``H x W`` (a 1x1 start map already
     overshoots by a crop of at least the product of the strides).
@@ -299,6 +317,7 @@ class ConvDecoder(CheckedModule, nn.Module):
     impl: str = "auto"
     dropout_rate: float = 0.0
     weight_init: str = "lecun"
+    compute_dtype: str = "float32"
 
     def layers(self) -> list[tuple]:
         """``(features, kernel, stride, padding)`` of each transposed convolution."""
@@ -324,19 +343,21 @@ class ConvDecoder(CheckedModule, nn.Module):
         batch_shape = z.shape[:-1]
         h = z.reshape(-1, z.shape[-1])
         h = dropout(self, h, self.dropout_rate, name="dropout_proj")
-        h = dense(h0 * w0 * start, h.shape[-1], self.weight_init, name="proj")(h)
+        h = dense(h0 * w0 * start, h.shape[-1], self.weight_init, name="proj",
+                  compute_dtype=self.compute_dtype)(h)
         h = act(h) if self.activate_start else h
         h = h.reshape(-1, h0, w0, start)
         for i, (f, k, s, pad) in enumerate(layers):
             k_init, b_init = conv_init(self.weight_init, (k, k, h.shape[-1], f), transpose=True)
             h = ConvTranspose(int(f), int(k), int(s), pad, impl=self.impl, kernel_init=k_init,
-                              bias_init=b_init, name=f"deconv_{i}")(h)
+                              bias_init=b_init, compute_dtype=self.compute_dtype,
+                              name=f"deconv_{i}")(h)
             if self.final == "conv" or i < len(layers) - 1:
                 h = act(h)
         if self.final == "conv":
             k_init, b_init = conv_init(self.weight_init, (3, 3, h.shape[-1], self.out_channels))
             h = Conv(int(self.out_channels), 3, 1, "SAME", impl=self.impl, kernel_init=k_init,
-                     bias_init=b_init, name="out")(h)
+                     bias_init=b_init, compute_dtype=self.compute_dtype, name="out")(h)
         top = (h.shape[1] - height) // 2
         left = (h.shape[2] - width) // 2
         h = h[:, top:top + height, left:left + width, :]

@@ -17,6 +17,7 @@ from jvae.models.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGauss
                         MixtureGaussianHead)
 from jvae.models.vae import VAE
 from jvae.models.conv import CONV_IMPLS
+from jvae.models.precision import check_compute_dtype, with_compute_dtype
 from jvae.models.nets import (CONV_PRESETS, INITS, MLP, ConvDecoder, ConvEncoder, check_dropout_rate,
                        conv_preset)
 from jvae.objectives.autoencoder import make_autoencoder_loss
@@ -169,7 +170,8 @@ def split_dev(train: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.n
 def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
     """Build the VAE described by ``config.model`` for observations of ``data_shape``; with
     ``config.model.kind = "autoencoder"`` its posterior is a :class:`~jvae.models.autoencoder.PointHead`
-    (a deterministic autoencoder)."""
+    (a deterministic autoencoder). ``config.model.compute_dtype = "bfloat16"`` gives every
+    network of it bfloat16 products (:func:`jvae.models.precision.with_compute_dtype`)."""
     m = config.model
     data_shape = tuple(int(s) for s in data_shape)
     latent = int(config.latent_dim)
@@ -241,7 +243,10 @@ def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:
     else:
         decoder = ConvDecoder(data_shape[:2], data_shape[2] * params_per_pixel, **dec_kw,
                               impl=conv_impl, dropout_rate=dec_drop, weight_init=m.init)
-    return VAE(data_shape, prior, encoder, posterior, decoder, likelihood)
+    model = VAE(data_shape, prior, encoder, posterior, decoder, likelihood)
+    compute_dtype = check_compute_dtype(m.get("compute_dtype", "float32"),
+                                        "config.model.compute_dtype")
+    return model if compute_dtype == "float32" else with_compute_dtype(model, compute_dtype)
 
 
 def build_loss(config: ml_collections.ConfigDict, model: VAE, beta=None):

@@ -101,6 +101,8 @@ def _model() -> ml_collections.ConfigDict:
     g.conv_decoder_features = (128, 64, 32)
     g.conv_preset = ""        # "": the conv_* widths above | dpm2 (the DPM2 notebook's CNN)
     g.conv_impl = "auto"      # auto (subpixel on CPU, native on GPU/TPU) | subpixel | native
+    g.compute_dtype = "float32"   # float32 | bfloat16 (products in bfloat16, accumulated in
+                                  # float32; parameters and densities float32: mixed precision)
     g.posterior = "gaussian"        # gaussian | mixture (of diagonal Gaussians) |
                                     # planar | iaf | coupling (flows, jvae.models.flows)
     g.posterior_components = 2       # mixture posterior: number of components

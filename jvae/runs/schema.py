@@ -13,6 +13,7 @@ from jvae import data as jdata
 from jvae.models.conv import CONV_IMPLS
 from jvae.models.flows import FLOW_POSTERIORS
 from jvae.models.nets import ACTIVATIONS, CONV_PRESETS, INITS, check_dropout_rate
+from jvae.models.precision import check_compute_dtype
 from jvae.objectives.control_variates import CONTROL_VARIATES
 from jvae.objectives.iwae import IWAE_ESTIMATORS
 from jvae.training.optimizers import OPTIMIZERS
@@ -174,6 +175,7 @@ def _check_model(config: ml_collections.ConfigDict) -> None:
     _choice("encoder", m.encoder, NETWORKS)
     _choice("decoder", m.decoder, NETWORKS)
     _choice("model.conv_impl", m.get("conv_impl", "auto"), CONV_IMPLS)
+    check_compute_dtype(m.get("compute_dtype", "float32"), "config.model.compute_dtype")
     if m.get("conv_preset", ""):
         _choice("model.conv_preset", m.conv_preset, CONV_PRESETS)
     _choice("likelihood", m.likelihood, LIKELIHOODS)
