@@ -59,7 +59,7 @@ DEFAULT_JSON = ROOT / "docs" / "data" / "bench_device.json"
 #: importance samples K of the evaluation, the conv steps' batch, and the timed rounds.
 MODES = {"full": dict(epoch_images=60000, seed_images=60000, eval_images=10000,
                       ll_samples=1000, conv_batch=256, rounds=5),
-         "quick": dict(epoch_images=12800, seed_images=3200, eval_images=500,
+         "quick": dict(epoch_images=60000, seed_images=12800, eval_images=500,
                        ll_samples=1000, conv_batch=64, rounds=3),
          "smoke": dict(epoch_images=256, seed_images=256, eval_images=16,
                        ll_samples=8, conv_batch=2, rounds=2)}

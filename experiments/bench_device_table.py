@@ -18,8 +18,11 @@ def _seed_counts(data: dict) -> list[int]:
                    for m in p["measurements"] if m.startswith("seeds_")})
 
 
-def _rows(data: dict) -> list[tuple[str, object]]:
-    """``(label, value(entry, dtype) -> number | None)`` for each row."""
+TIME, NATS, OTHER = "time", "nats", "other"     # how a row compares dtypes: ratio, difference
+
+
+def _rows(data: dict) -> list[tuple[str, str, object]]:
+    """``(label, kind, value(entry, dtype) -> number | "n/a" | None)`` for each row."""
     def field(measure, key):
         def get(e, d):
             record = e["measurements"].get(measure, {}).get(d, {})
@@ -37,31 +40,44 @@ def _rows(data: dict) -> list[tuple[str, object]]:
         return max(sizes) / 1e6 if sizes else None
 
     seeds = _seed_counts(data)
-    rows = [("pytorch_example epoch (s)", field("mlp_epoch", "median_s"))]
-    rows += [(f"{s} seed{'s' * (s > 1)}, one vmapped epoch (s)", field(f"seeds_{s}", "median_s"))
-             for s in seeds]
+    rows = [("pytorch_example epoch (s)", TIME, field("mlp_epoch", "median_s"))]
+    rows += [(f"{s} seed{'s' * (s > 1)}, one vmapped epoch (s)", TIME,
+              field(f"seeds_{s}", "median_s")) for s in seeds]
     if len(seeds) > 1:
         lo, hi = seeds[0], seeds[-1]
-        rows.append((f"{hi} seeds / {lo} seed{'s' * (lo > 1)} (vmapped epochs)",
+        rows.append((f"{hi} seeds / {lo} seed{'s' * (lo > 1)} (vmapped epochs)", OTHER,
                      lambda e, d: e["derived"].get(d, {}).get(f"seeds_{hi}_over_seeds_{lo}")))
-    rows += [("IS log-likelihood evaluation (s)", field("is_eval", "median_s")),
-             ("IS log-likelihood (nats)", field("is_eval", "log_likelihood")),
-             ("DPM2 CNN VAE training step (s)", field("conv_dpm2_step", "median_s")),
-             ("default conv model training step (s)", field("conv_default_step", "median_s")),
-             ("compile (and conv: first step), all programs (s)", compile_total),
-             ("largest compiled program (MB, XLA memory analysis)", largest),
-             ("peak memory of the whole run (MB)",
+    rows += [("IS log-likelihood evaluation (s)", TIME, field("is_eval", "median_s")),
+             ("IS log-likelihood (nats; the '/ float32' column: the difference)", NATS,
+              field("is_eval", "log_likelihood")),
+             ("DPM2 CNN VAE training step (s)", TIME, field("conv_dpm2_step", "median_s")),
+             ("default conv model training step (s)", TIME,
+              field("conv_default_step", "median_s")),
+             ("compile (and conv: first step), all programs (s)", TIME, compile_total),
+             ("largest compiled program (MB, XLA memory analysis)", OTHER, largest),
+             ("peak memory of the whole run (MB)", OTHER,
               lambda e, d: e["memory"]["peak_bytes"] / 1e6 if d == e["dtypes"][0] else None)]
     return rows
 
 
-def _cell(value, record_unavailable: bool) -> str:
+def _cell(value, record_unavailable: bool, kind: str = OTHER) -> str:
     if value is None:
         return "n/a" if record_unavailable else ""
     if isinstance(value, (int, float)):
+        if kind == NATS:
+            return f"{value:.2f}"
         a = abs(value)
         return f"{value:.0f}" if a >= 100 else f"{value:.2f}" if a >= 1 else f"{value:.3g}"
     return str(value)
+
+
+def _compare(kind: str, value, base) -> str:
+    """A dtype's cell against float32's: the ratio of times, the difference in nats."""
+    if not all(isinstance(v, (int, float)) for v in (value, base)) or kind == OTHER:
+        return ""
+    if kind == NATS:
+        return f"{value - base:+.3f}"
+    return f"{value / base:.2f}" if base > 0 else ""
 
 
 def _unavailable(entry: dict, dtype: str) -> bool:
@@ -95,18 +111,23 @@ def table(data: dict, platforms=None) -> str:
     measured = data["platforms"]
     if platforms is None:
         platforms = list(PLATFORMS) + [p for p in measured if p not in PLATFORMS]
-    columns = []                                    # (header, entry or None, dtype)
+    columns = []                  # (header, entry or None, dtype, compared with float32)
     for p in platforms:
         name = PLATFORMS.get(p, p.upper())
-        if p in measured:
-            columns += [(f"{name} {d}", measured[p], d) for d in measured[p]["dtypes"]]
-        else:
-            columns.append((name, None, None))
+        if p not in measured:
+            columns.append((name, None, None, False))
+            continue
+        dtypes = measured[p]["dtypes"]
+        columns += [(f"{name} {d}", measured[p], d, False) for d in dtypes]
+        if "float32" in dtypes:
+            columns += [(f"{name} {d} / float32", measured[p], d, True) for d in dtypes
+                        if d != "float32" and not _unavailable(measured[p], d)]
     lines = ["| measurement | " + " | ".join(c[0] for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
-    for label, value in _rows(data):
-        cells = [_cell(value(e, d), _unavailable(e, d)) if e else "not yet measured"
-                 for _, e, d in columns]
+    for label, kind, value in _rows(data):
+        cells = ["not yet measured" if e is None else
+                 _compare(kind, value(e, d), value(e, "float32")) if versus else
+                 _cell(value(e, d), _unavailable(e, d), kind) for _, e, d, versus in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     for p in platforms:

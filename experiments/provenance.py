@@ -108,6 +108,9 @@ PUBLISHED: dict[str, Published] = {
         f"experiments.bench_{name}", f"python -m experiments.bench_{name} --json "
         f"docs/data/bench_{name}.json (the flags on docs/benchmarks.md)",
         ("docs/benchmarks.md",)) for name in ("epoch", "seeds", "conv")},
+    "bench_device.json": Published(
+        "experiments.bench_device", "python -m experiments.bench_device --quick --merge on a "
+        "CPU, python -m experiments.bench_device --merge on a GPU", ("docs/benchmarks.md",)),
     "xla_workaround.json": Published(
         "experiments.bench_xla_workaround", "python -m experiments.bench_xla_workaround",
         ("docs/results/numerics.md",)),
