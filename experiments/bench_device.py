@@ -9,7 +9,8 @@ apart), for each compute dtype of ``--dtypes``:
 - ``seeds_S`` for each S of ``--seeds`` (default 1 and 8): one epoch of S seeds as one vmapped
   program (the stacked states of ``config.num_seeds = S``, as ``jvae.train`` trains them);
 - ``is_eval``: importance-sampled ``log p(x)`` (:func:`jvae.make_evaluator`, K samples in
-  chunks of 100) on MNIST test images, at the parameters after one float32 epoch;
+  chunks of 100) on MNIST test images, at the parameters after one epoch of the first dtype
+  (float32 by default; the same parameters for every dtype);
 - ``conv_dpm2_step`` and ``conv_default_step``: one training step of the DPM2 CNN VAE
   (``conv_preset("dpm2")``) and of the default conv model on 64x64 binary images
   (``experiments.bench_conv``'s programs, ``conv_impl="auto"``); their ``first_call_s`` is
@@ -18,8 +19,8 @@ apart), for each compute dtype of ``--dtypes``:
 A dtype other than float32 is passed as ``config.model.compute_dtype``; where this jvae's
 config has no such field, or the model refuses it, every measurement of that dtype is recorded
 as unavailable with the reason. Also recorded: the device (``jax.devices()``, platform, kind,
-jax/jaxlib versions), each AOT-compiled program's memory footprint (XLA's memory analysis) and
-the run's peak memory: ``device.memory_stats()['peak_bytes_in_use']`` where the backend reports
+jax/jaxlib versions, the default matmul precision), each AOT-compiled program's memory
+footprint (XLA's memory analysis) and the run's peak memory: ``device.memory_stats()['peak_bytes_in_use']`` where the backend reports
 it (GPU, TPU), else the process's peak resident set size (``ru_maxrss``; the CPU backend).
 
 The JSON (default ``docs/data/bench_device.json``) is keyed by platform; ``--merge`` keeps the
@@ -90,7 +91,9 @@ def device_info() -> dict:
     devices = jax.devices()
     return {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
             "devices": [str(d) for d in devices], "device_count": len(devices),
-            "jax": jax.__version__, "jaxlib": jaxlib.__version__}
+            "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+            # None: the backend's default (on NVIDIA GPUs since Ampere, TF32 for float32)
+            "matmul_precision": jax.config.jax_default_matmul_precision}
 
 
 def peak_memory() -> dict:
@@ -166,6 +169,7 @@ def measure(dtypes: list[str], seeds: list[int], only: list[str], sizes: dict,
     train = load("train_full", max(sizes["epoch_images"], sizes["seed_images"]))
     test = load("test", sizes["eval_images"]) if "is_eval" in only else None
     programs, out, eval_params = {}, {m: {} for m in only}, None
+    params_note = ["at initialisation"]
 
     def add(name, dtype, prepare):
         try:
@@ -185,8 +189,9 @@ def measure(dtypes: list[str], seeds: list[int], only: list[str], sizes: dict,
                 def prep(d=dtype):
                     nonlocal eval_params
                     run, record, box = prepare_epoch(d, train[:sizes["epoch_images"]])
-                    if eval_params is None:                # after one epoch of the first dtype
-                        eval_params = box[0].params
+                    if d == dtypes[0]:                    # after one epoch of the first dtype
+                        eval_params = jax.tree.map(jnp.copy, box[0].params)
+                        params_note[0] = f"after one {d} epoch"
                     return run, record
                 add(name, dtype, prep)
             elif name.startswith("seeds_"):
@@ -204,6 +209,8 @@ def measure(dtypes: list[str], seeds: list[int], only: list[str], sizes: dict,
         for dtype in dtypes:
             add("is_eval", dtype, lambda d=dtype: prepare_eval(d, test, eval_params,
                                                                sizes["ll_samples"]))
+            if "unavailable" not in out["is_eval"][dtype]:
+                out["is_eval"][dtype]["params"] = params_note[0]
     times = interleaved_rounds(programs, sizes["rounds"])
     for key, seconds in times.items():
         name, dtype = key.split("/")

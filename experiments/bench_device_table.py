@@ -93,12 +93,19 @@ def _sizes(entry: dict) -> str:
             f"medians of {s['rounds']} interleaved rounds")
 
 
+def _eval_params(entry: dict) -> str:
+    notes = {r.get("params") for r in entry["measurements"].get("is_eval", {}).values()}
+    return ", ".join(sorted(n for n in notes if n)) or "(not recorded)"
+
+
 def _footer(name: str, entry: dict) -> str:
     reasons = sorted({f"{d}: {r['unavailable']}" for m in entry["measurements"].values()
                       for d, r in m.items() if "unavailable" in r})
     commit = "" if entry.get("commit", "unknown") == "unknown" else f" (commit {entry['commit']})"
     return (f"**{name}**: {', '.join(entry['devices'])} ({entry['device_kind']}), jax "
-            f"{entry['jax']}, jaxlib {entry['jaxlib']}; {_sizes(entry)}; peak memory: "
+            f"{entry['jax']}, jaxlib {entry['jaxlib']}, float32 matmul precision "
+            f"{entry.get('matmul_precision') or 'the backend default'}; {_sizes(entry)}; "
+            "IS at the parameters " + _eval_params(entry) + "; peak memory: "
             f"{entry['memory']['source']}."
             + (f" Not available: {'; '.join(reasons)}." if reasons else "")
             + f" `{entry['command']}`, measured {entry['measured']}{commit} on "

@@ -56,6 +56,7 @@ def test_bench_device_records_every_measurement_per_dtype(smoke):
     assert cpu["measurements"]["mlp_epoch"]["float32"]["steps"] == 256 // 128
     ll = cpu["measurements"]["is_eval"]["float32"]
     assert (ll["images"], ll["samples"]) == (16, 8) and -800 < ll["log_likelihood"] < 0
+    assert ll["params"] == "after one float32 epoch"
     ratio = cpu["derived"]["float32"]["seeds_2_over_seeds_1"]
     s = cpu["measurements"]
     assert ratio == pytest.approx(s["seeds_2"]["float32"]["median_s"]
