@@ -93,3 +93,28 @@ def test_non_finite_results_are_marked_unavailable_and_bad_options_refused(jvae_
     for bad in (["--dtypes", "int8"], ["--seeds", "0,8"], ["--only", "epochs"]):
         with pytest.raises(SystemExit):
             bench_device.main(["--smoke", *bad, "--data-dir", str(jvae_data_dir)])
+
+
+def test_the_benchmarks_page_renders_the_recorded_json_through_the_docs_hook():
+    """No number of the device table is typed: the page's marker becomes the table of
+    docs/data/bench_device.json; the page gives the GPU command with its install line."""
+    import importlib.util
+    import pathlib
+
+    docs = pathlib.Path(__file__).resolve().parents[1] / "docs"
+    spec = importlib.util.spec_from_file_location("data_tables", docs / "hooks" / "data_tables.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = (docs / "benchmarks.md").read_text()
+    section = page.split("## One benchmark for any device")[1].split("\n## ")[0]
+    assert "<!-- table: bench-device -->" in section and "\n|" not in section
+    assert "pip install -r requirements-cuda.txt" in section
+    assert "python -m experiments.bench_device --merge" in section
+    data = json.loads((docs / "data" / "bench_device.json").read_text())
+    assert "cpu" in data["platforms"]
+    rendered = hook.render("<!-- table: bench-device -->")
+    assert rendered == bench_device_table.table(data)
+    cpu = data["platforms"]["cpu"]
+    assert f"`{cpu['command']}`, measured {cpu['measured']}" in rendered
+    if "gpu" not in data["platforms"]:
+        assert rendered.splitlines()[0].endswith("| GPU |")
