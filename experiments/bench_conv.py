@@ -58,9 +58,10 @@ def jvae_config(arch: str, impl: str):
     return config
 
 
-def jvae_programs(arch: str, impl: str, x: np.ndarray) -> dict:
-    """Compiled step and per-network callables ``name -> fn()`` (each blocks until done)."""
-    config = jvae_config(arch, impl)
+def jvae_programs(arch: str, impl: str, x: np.ndarray, config=None) -> dict:
+    """Compiled step and per-network callables ``name -> fn()`` (each blocks until done);
+    ``config`` replaces ``jvae_config(arch, impl)`` (e.g. with another compute dtype)."""
+    config = jvae_config(arch, impl) if config is None else config
     jvae.validate_config(config)
     model = jvae.build_model(config, x.shape[1:])
     loss_fn = jvae.build_loss(config, model)

@@ -111,6 +111,9 @@ PUBLISHED: dict[str, Published] = {
     "precision.json": Published(
         "experiments.precision", "python -m experiments.precision --json "
         "docs/data/precision.json", ("docs/guides/precision.md",)),
+    "bench_device.json": Published(
+        "experiments.bench_device", "python -m experiments.bench_device --quick --merge on a "
+        "CPU, python -m experiments.bench_device --merge on a GPU", ("docs/benchmarks.md",)),
     "xla_workaround.json": Published(
         "experiments.bench_xla_workaround", "python -m experiments.bench_xla_workaround",
         ("docs/results/numerics.md",)),

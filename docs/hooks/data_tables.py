@@ -6,8 +6,10 @@ that :data:`TABLES` renders for ``NAME`` from its data file. ``reliability-probe
 tests.tools.probe_faults --record docs/data/reliability.json`` and ``python -m
 tests.tools.kill_resume --record docs/data/reliability.json``; ``bench-epoch``,
 ``bench-seeds`` and ``bench-conv`` read the ``--json`` file of ``experiments/bench_epoch.py``,
-``bench_seeds.py`` and ``bench_conv.py`` (``docs/data/bench_*.json``). An unknown marker, or a data
-file without the key a table needs, fails the build.
+``bench_seeds.py`` and ``bench_conv.py`` (``docs/data/bench_*.json``); ``bench-device`` renders
+``docs/data/bench_device.json`` with ``experiments/bench_device_table.py``, the table that
+``python -m experiments.bench_device`` prints. An unknown marker, or a data file without the
+key a table needs, fails the build.
 """
 
 from __future__ import annotations
@@ -296,6 +298,14 @@ def _readme_results():
     return readme_results
 
 
+def bench_device_table(data: dict) -> str:
+    """``python -m experiments.bench_device``: the table its command prints, with a column per
+    platform (CPU and GPU always; one not measured says so and how to measure it)."""
+    _readme_results()                                   # puts the project root on sys.path
+    from experiments.bench_device_table import table
+    return table(data)
+
+
 def pytorch_seeds_table(data: dict) -> str:
     """``docs/data/pytorch_example_seeds.json``: jvae's seeds, the PyTorch reference's, the
     epsilon-matched jvae run and the notebook's number, then their difference in standard
@@ -368,6 +378,7 @@ TABLES = {"results-summary": results_summary_table,
           "bench-epoch": lambda: bench_epoch_table(_data("bench_epoch.json")),
           "bench-seeds": lambda: bench_seeds_table(_data("bench_seeds.json")),
           "bench-conv": lambda: bench_conv_table(_data("bench_conv.json")),
+          "bench-device": lambda: bench_device_table(_data("bench_device.json")),
           "notebook-dpm2": lambda: notebook_dpm2_table(_data("notebook_dpm2.json")),
           "dpm2-finished": lambda: dpm2_finished_table(_data("dpm2.json")),
           "notebook-lab5-pyro": lambda: notebook_lab5_pyro_table(_data("notebook_lab5.json")),
