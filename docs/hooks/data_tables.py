@@ -399,3 +399,7 @@ TABLES.update(_RESULTS_TABLES)
 # Tables of the notebook and lecture pages (docs/hooks/tables_notebooks.py).
 from tables_notebooks import TABLES as _NOTEBOOK_TABLES  # noqa: E402
 TABLES.update(_NOTEBOOK_TABLES)
+
+# Tables of the SNR-scaling page (docs/hooks/tables_snr.py).
+from tables_snr import TABLES as _SNR_TABLES  # noqa: E402
+TABLES.update(_SNR_TABLES)
