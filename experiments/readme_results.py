@@ -183,7 +183,8 @@ def row_snr_scaling() -> list[str]:
 
     return ["Gradient SNR against K on Rainforth et al.'s Gaussian model: log-log slopes "
             "(95% bootstrap interval)",
-            f"IWAE inference {slope('iwae_dreg_signal', 'inference')}, generative "
+            f"IWAE inference {slope('iwae', 'inference')} (signal from DReG's draws: "
+            f"{slope('iwae_dreg_signal', 'inference')}), generative "
             f"{slope('iwae', 'generative')}; DReG inference {slope('dreg', 'inference')}",
             "Rainforth et al. (2018): -0.5 and +0.5; Tucker et al. (2019): DReG grows",
             f"`{d['command'].strip()}`", _links("snr_scaling.md", "snr_scaling.png")]

@@ -22,8 +22,8 @@ def _mean_grad(ref, params, estimator, k, draws, key):
     """Mean and standard error ``[P]`` of the whole data set's loss gradient over draws."""
     loss = make_iwae_loss(ref.model, k, estimator)
     x = jnp.asarray(ref.data)
-    g = jax.vmap(lambda kk: ravel_pytree(
-        jax.grad(lambda p: loss(p, kk, x)[0])(params))[0])(jax.random.split(key, draws))
+    g = jax.jit(jax.vmap(lambda kk: ravel_pytree(
+        jax.grad(lambda p: loss(p, kk, x)[0])(params))[0]))(jax.random.split(key, draws))
     g = np.asarray(g, np.float64)
     return g.mean(0), g.std(0, ddof=1) / np.sqrt(draws)
 

@@ -26,15 +26,15 @@ def snr_run(data: dict) -> str:
     g = data["setups"].get("gaussian")
     if g:
         lines.append(f"Gaussian model: {g['points']} points (each the optimum perturbed by "
-                     f"N(0, {g['perturbation_sd']}^2) on every parameter, with one of the "
-                     f"{len(set(g['datapoints']))} observations {', '.join(map(str, g['datapoints'][:4]))}, ...);"
+                     f"N(0, {g['perturbation_sd']}^2) on every parameter, with one observation "
+                     f"each: {len(set(g['datapoints']))} distinct ones);"
                      f" {o['draws']} draws per point for iwae and vimco ({o['big_k_draws']} at "
                      f"their largest K), {o['quiet_draws']} for dreg and stl (rounded up to "
                      f"whole chunks: the tables give the counts); vimco up to K = "
                      f"{o['vimco_max_k']}.")
     m = data["setups"].get("mnist")
     if m:
-        lines.append(f"MNIST VAE: trained {m['train_epochs']} epochs on {m['train_images']} "
+        lines.append(f"MNIST VAE: trained {m['train_epochs']} epoch(s) on {m['train_images']} "
                      f"statically binarised training images (mean loss of the last 20 steps "
                      f"{m['train_loss_last_20_steps']:.2f} nats), measured at {m['points']} "
                      f"test images with {o['mnist_draws']} draws each, K up to "
@@ -84,7 +84,10 @@ def snr_values(data: dict, setup: str) -> str:
                 else:
                     cells.append(f"{r['snr']:.3g}")
             lines.append(_row([LABELS.get(name, name), group, *cells]))
-    draws = {k: n for s in res["series"].values() for k, n in zip(s["k"], s.get("draws", []))}
+    draws = {}
+    for s in res["series"].values():
+        for k, n in zip(s["k"], s.get("draws", [])):
+            draws[k] = max(n, draws.get(k, 0))
     lines += ["", "Draws per point, largest over the estimators: "
               + ", ".join(f"K = {k}: {draws[k]}" for k in ks if k in draws) + "."]
     return "\n".join(lines)

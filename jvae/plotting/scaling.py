@@ -30,7 +30,8 @@ def save_scaling_panels(panels: Sequence[Mapping], path, *, xlabel: str = "K",
     Args:
       panels: the panels, in reading order.
       path: output PNG; parent directories are created.
-      xlabel, ylabel: axis labels (shared by the panels).
+      xlabel: the x-axis label (shared by the panels).
+      ylabel: the y-axis label.
       title: the figure's title.
       ncols: panels per row.
       dpi: resolution.
