@@ -188,6 +188,43 @@ def draw_estimator_variance(data: dict, path) -> None:
     _save(fig, path)
 
 
+def draw_snr_scaling(data: dict, path) -> None:
+    """SNR against K per estimator, inference and generative network, each measured setup
+    (``experiments.snr_scaling``); hollow: not resolved from zero (not fitted); dashed: the
+    papers' slopes."""
+    from jvae.plotting import save_scaling_panels
+
+    names = {"gaussian": "Gaussian model (Rainforth et al.)", "mnist": "MNIST VAE"}
+    labels = {"iwae_dreg_signal": "iwae, signal from dreg draws"}
+    panels = []
+    for setup, res in data["setups"].items():
+        fits = {(f["estimator"], f["group"]): f for f in res["fits"]}
+        for group in ("inference", "generative"):
+            lines = []
+            for name, s in res["series"].items():
+                if group not in s or (group == "generative" and name != "iwae"):
+                    continue
+                f = fits.get((name, group))
+                slope = (f" slope {f['slope']:+.2f} [{f['low']:+.2f}, {f['high']:+.2f}]"
+                         if f and f["slope"] is not None else " (no fit)")
+                lines.append({"label": labels.get(name, name) + slope, "x": s["k"],
+                              "y": [r["snr"] for r in s[group]],
+                              "resolved": [r["resolved"] for r in s[group]]})
+            guides = [{"slope": -0.5 if group == "inference" else 0.5,
+                       "label": "Rainforth et al.: K^-1/2" if group == "inference"
+                       else "Rainforth et al.: K^1/2"}]
+            if group == "inference":
+                guides.append({"slope": 0.5, "label": "DReG (Tucker et al.): grows, K^1/2",
+                               "through": 1, "style": ":"})
+            title = f"{names.get(setup, setup)}: {group} network"
+            if group == "generative":
+                title += " (same for all)"
+            panels.append({"title": title, "lines": lines, "guides": guides})
+    save_scaling_panels(panels, path, ylabel="SNR (rms over parameters and points)",
+                        title=f"gradient SNR against the number of samples K "
+                              f"({data['measured']}; hollow: not resolved, not fitted)")
+
+
 def draw_benchmarks(data: dict, path) -> None:
     """Left: epoch time of jvae and PyTorch per host state. Right: many-seeds ratio for S = 8."""
     import numpy as np
@@ -445,6 +482,10 @@ SOURCES = (
     Source("numerics", {"": "numerics.png"},
            (("experiments/figures.py", "draw_numerics"), ("experiments/figures.py", "_figure")),
            data="numerics.json", draw=draw_numerics),
+    Source("snr_scaling", {"": "snr_scaling.png"},
+           (("experiments/figures.py", "draw_snr_scaling"),
+            ("jvae/plotting/scaling.py", "save_scaling_panels")),
+           data="snr_scaling.json", draw=draw_snr_scaling),
     Source("benchmarks", {"": "benchmarks.png"},
            (("experiments/figures.py", "draw_benchmarks"), ("experiments/figures.py", "_figure")),
            data="benchmarks.json", draw=draw_benchmarks),

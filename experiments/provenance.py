@@ -94,6 +94,9 @@ PUBLISHED: dict[str, Published] = {
     "linear_vae_ppca.json": Published(
         "experiments.linear_vae_ppca", "python -m experiments.linear_vae_ppca",
         (_README, "docs/results/linear-vae.md")),
+    "snr_scaling.json": Published(
+        "experiments.snr_scaling", "python -m experiments.snr_scaling",
+        (_README, "docs/results/snr_scaling.md")),
     "flows.json": Published(
         "experiments.flows",
         "python -m experiments.flows --workdir runs/flows --epochs 5 --seeds 3 --test-size 500 "

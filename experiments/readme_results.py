@@ -173,6 +173,23 @@ def row_flows() -> list[str]:
             _links("flows.md", "flows_gain.png")]
 
 
+def row_snr_scaling() -> list[str]:
+    d = _load("snr_scaling.json")
+    fits = {(f["estimator"], f["group"]): f for f in d["setups"]["gaussian"]["fits"]}
+
+    def slope(e, g):
+        f = fits[e, g]
+        return f"{f['slope']:+.2f} [{f['low']:+.2f}, {f['high']:+.2f}]"
+
+    return ["Gradient SNR against K on Rainforth et al.'s Gaussian model: log-log slopes "
+            "(95% bootstrap interval)",
+            f"IWAE inference {slope('iwae', 'inference')} (signal from DReG's draws: "
+            f"{slope('iwae_dreg_signal', 'inference')}), generative "
+            f"{slope('iwae', 'generative')}; DReG inference {slope('dreg', 'inference')}",
+            "Rainforth et al. (2018): -0.5 and +0.5; Tucker et al. (2019): DReG grows",
+            f"`{d['command'].strip()}`", _links("snr_scaling.md", "snr_scaling.png")]
+
+
 def main_command_text() -> str:
     """What the README's two main commands took and printed (``docs/data/readme_run.json``,
     written by ``python -m experiments.readme_run``)."""
@@ -205,7 +222,8 @@ def block_markers(name: str) -> tuple[str, str]:
 
 
 ROWS = (row_pytorch_example, row_pyro_vae, row_rate_distortion, row_iwae, row_dpm2,
-        row_estimator_variance, row_lecture, row_linear_vae, row_gaussian2d, row_flows)
+        row_estimator_variance, row_snr_scaling, row_lecture, row_linear_vae, row_gaussian2d,
+        row_flows)
 
 
 def render() -> str:

@@ -414,3 +414,6 @@ TABLES.update(_NOTEBOOK_TABLES)
 # Table of the mixed-precision guide (docs/hooks/tables_precision.py).
 from tables_precision import TABLES as _PRECISION_TABLES  # noqa: E402
 TABLES.update(_PRECISION_TABLES)
+# Tables of the SNR-scaling page (docs/hooks/tables_snr.py).
+from tables_snr import TABLES as _SNR_TABLES  # noqa: E402
+TABLES.update(_SNR_TABLES)

@@ -6,7 +6,7 @@ Agg canvas directly, so this module never touches pyplot's global state or the u
 nothing is left open after a call, and it is safe in notebooks, scripts and headless CI alike.
 Parent directories of ``path`` are created as needed; every ``save_*`` returns the written path.
 
-The figures live in twelve modules: :mod:`jvae.plotting.images` (grids, reconstructions,
+The figures live in thirteen modules: :mod:`jvae.plotting.images` (grids, reconstructions,
 interpolations, oversampled prior and conditional samples), :mod:`jvae.plotting.curves`
 (training curves per epoch), :mod:`jvae.plotting.steps` (curves per step and of the dev
 assessments), :mod:`jvae.plotting.mixture` (a mixture prior's samples by component),
@@ -15,7 +15,8 @@ error bars, the decoded manifold, t-SNE), :mod:`jvae.plotting.snapshots` (the la
 space epoch by epoch), :mod:`jvae.plotting.image_panels` (components as images,
 reconstruction rows with their difference, labelled images), :mod:`jvae.plotting.rate_distortion`
 (a beta sweep in the rate-distortion plane), :mod:`jvae.plotting.rates` (the rate of each
-latent dimension), :mod:`jvae.plotting.gains` (gains over a reference model as bars) and
+latent dimension), :mod:`jvae.plotting.gains` (gains over a reference model as bars),
+:mod:`jvae.plotting.scaling` (log-log scaling laws with reference slopes) and
 :mod:`jvae.plotting.linear_vae` (a linear VAE against PPCA); every public name is
 re-exported here.
 """
@@ -33,6 +34,7 @@ from jvae.plotting.linear_vae import save_linear_vae_ppca
 from jvae.plotting.mixture import save_prior_histograms, save_prior_pairs, save_prior_tsne
 from jvae.plotting.rate_distortion import save_rate_distortion
 from jvae.plotting.rates import save_latent_rates
+from jvae.plotting.scaling import save_scaling_panels
 from jvae.plotting.snapshots import save_latent_snapshots
 from jvae.plotting.steps import (DEFAULT_DEV_KEYS, DEFAULT_STEP_KEYS, save_compared_curves,
                                  save_dev_curves, save_step_curves)
@@ -70,4 +72,5 @@ __all__ = [
     "save_labelled_images",
     "save_compared_curves",
     "save_lines",
+    "save_scaling_panels",
 ]

@@ -31,7 +31,8 @@ from jvae.objectives.base import EstimatorState, Objective, as_objective
 from jvae.testing.draws import DEFAULT_CHUNK_BYTES, check_fixed_point
 from jvae.data.arguments import check_count
 
-__all__ = ["Moments", "moments_of", "combine_moments", "gradient_moments"]
+__all__ = ["Moments", "moments_of", "combine_moments", "gradient_moments",
+           "gradient_moments_at_points"]
 
 
 class Moments(NamedTuple):
@@ -159,6 +160,78 @@ def gradient_moments(objective: Callable | Objective, params: Any, x: jax.Array,
     for i in range(max(1, math.ceil(num_draws / chunk_size))):
         keys = jax.random.split(jax.random.fold_in(key, i), chunk_size)
         mean, m2 = chunk_moments(params, state, x, keys)
+        total = combine_moments(total, Moments(chunk_size, np.asarray(mean, np.float64),
+                                               np.asarray(m2, np.float64)))
+    return total
+
+
+def gradient_moments_at_points(objective: Callable | Objective, params: Any, x: jax.Array,
+                               num_draws: int, key: jax.Array, *,
+                               state: EstimatorState | None = None,
+                               chunk_size: int | None = None) -> Moments:
+    """:func:`gradient_moments` at ``P`` points at once: one compiled program for all of them.
+
+    Point ``p`` is ``(params[p], x[p])`` (every leaf of ``params`` and ``x`` stacked on a
+    leading axis of length ``P``), e.g. the perturbed optima and single datapoints over which
+    Rainforth et al. (2018) average their signal-to-noise ratios. Draw ``j`` of chunk ``i`` at
+    point ``p`` differentiates ``loss(params[p], state, key_ijp, x[p])`` with ``key_ijp`` the
+    ``p * chunk_size + j``-th key of ``jax.random.split(jax.random.fold_in(key, i), P *
+    chunk_size)``; a chunk is ``jax.vmap`` over points of ``jax.vmap`` over draws, reduced on
+    the device to per-point means and sums of squared deviations (float32) and combined on the
+    host in float64 by :func:`combine_moments`. ``num_draws`` is rounded up to whole chunks.
+
+    Args:
+      objective: a loss ``loss(params, key, x) -> (loss, aux)`` or an
+        :class:`~jvae.objectives.Objective` (differentiated: the loss, the negative bound).
+      params: the model's variables with a leading ``[P]`` axis on every leaf.
+      x: ``[P, B, *data_shape]`` observations, ``x[p]`` the batch of point ``p``.
+      num_draws: draws wanted per point (>= 2).
+      key: typed ``jax.random.key``.
+      state: the estimator state, held fixed and shared by every point; default the
+        objective's ``init(jax.random.fold_in(key, 1), x[0])``.
+      chunk_size: draws per point per compiled program; default as many as fit
+        :data:`~jvae.testing.DEFAULT_CHUNK_BYTES` (``[P, chunk, N]`` float32), at most
+        ``num_draws``. The samples inside the loss (``[K, B, D]`` per draw) are not counted:
+        lower it for a large ``K``.
+
+    Returns:
+      ``Moments(count, mean [P, N], m2 [P, N])`` in float64, ``N`` the number of parameters
+      of one point in ``ravel_pytree`` order, ``count`` the draws per point.
+    """
+    num_draws = check_count(num_draws, "num_draws (at least 2 for a variance)", minimum=2)
+    check_fixed_point(params, x)
+    leaves = jax.tree.leaves(params)
+    num_points = int(np.shape(x)[0])
+    bad = [np.shape(leaf) for leaf in leaves if np.ndim(leaf) == 0
+           or np.shape(leaf)[0] != num_points]
+    if bad or np.ndim(x) < 2:
+        raise ValueError(f"params and x must share a leading axis of points: x has shape "
+                         f"{np.shape(x)}, parameter leaves {bad or 'match'}.")
+    obj = as_objective(objective)
+    if state is None:
+        state = obj.init(jax.random.fold_in(key, 1), x[0])
+    num_params = int(sum(np.size(leaf) for leaf in leaves)) // num_points
+    if chunk_size is None:
+        chunk_size = max(1, min(num_draws, DEFAULT_CHUNK_BYTES
+                                // (4 * num_points * max(num_params, 1))))
+    chunk_size = check_count(chunk_size, "chunk_size")
+
+    @jax.jit
+    def chunk_moments(params, state, x, keys):                      # keys [P, C]
+        def at_point(p, xp, ks):
+            def one(k):
+                return ravel_pytree(jax.grad(lambda q: obj.loss(q, state, k, xp)[0])(p))[0]
+
+            g = jax.vmap(one)(ks)                                    # [C, N]
+            m = jnp.mean(g, axis=0)
+            return m, jnp.sum((g - m) ** 2, axis=0)
+
+        return jax.vmap(at_point)(params, x, keys)
+
+    total = Moments(0, np.zeros((num_points, num_params)), np.zeros((num_points, num_params)))
+    for i in range(max(1, math.ceil(num_draws / chunk_size))):
+        keys = jax.random.split(jax.random.fold_in(key, i), num_points * chunk_size)
+        mean, m2 = chunk_moments(params, state, x, keys.reshape(num_points, chunk_size))
         total = combine_moments(total, Moments(chunk_size, np.asarray(mean, np.float64),
                                                np.asarray(m2, np.float64)))
     return total
