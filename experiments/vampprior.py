@@ -65,11 +65,23 @@ def row_config(name: str, args):
     return c
 
 
+def finished(workdir: pathlib.Path, epochs: int) -> bool:
+    """Whether ``workdir`` holds a run evaluated after epoch ``epochs``."""
+    if not (workdir / "metrics.jsonl").exists():
+        return False
+    last = read_metrics(workdir)
+    return bool(last) and last[-1].get("epoch") == epochs and "eval/log_likelihood" in last[-1]
+
+
 def run_row(name: str, args, root: pathlib.Path) -> dict:
-    """Train and evaluate row ``name`` in ``root/name``; its per-seed test numbers."""
+    """Train and evaluate row ``name`` in ``root/name`` (with ``args.reuse``, a finished run
+    already there is summarised instead); its per-seed test numbers."""
     config = row_config(name, args)
     workdir = root / name
-    train_and_evaluate(config, workdir, progress=False)
+    if args.reuse and finished(workdir, args.epochs):
+        print(f"reusing the finished run in {workdir}", flush=True)
+    else:
+        train_and_evaluate(config, workdir, progress=False)
     records = read_metrics(workdir)
     last = records[-1]
     seconds = [r["train/seconds"] for r in records if "train/seconds" in r]
@@ -99,6 +111,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--ll-samples", type=int, default=1000, help="K of the IS estimate")
     parser.add_argument("--pseudo-inputs", type=int, default=500)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="summarise the rows already trained to --epochs in WORKDIR (same "
+                             "flags; e.g. rows trained by parallel --only runs), train the rest")
     parser.add_argument("--json", default=str(ROOT / "docs" / "data" / "vampprior.json"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -127,7 +142,8 @@ def main(argv=None) -> dict:
     data = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "JVAE_DATA_DIR=../shared/data python -m experiments.vampprior "
-                   + " ".join(argv if argv is not None else sys.argv[1:]),
+                   + " ".join(w for w in (argv if argv is not None else sys.argv[1:])
+                              if w != "--reuse"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, load "
                    f"{os.getloadavg()[0]:.1f} at the end",
         "quick": args.quick, "jax": jax.__version__,

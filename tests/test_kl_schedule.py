@@ -137,6 +137,23 @@ def test_constant_schedule_trains_bit_for_bit_as_the_plain_loss(model_params):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.parametrize("factory", ["nvil", "sfe"])
+def test_score_function_objectives_take_a_schedule(model_params, factory):
+    model, params = model_params
+    make = {"nvil": jvae.make_nvil_objective, "sfe": jvae.make_sfe_objective}[factory]
+    schedule = kl_warmup(beta=1.0, steps=8, kind="cosine")
+    obj = make(model, beta=schedule)
+    assert jvae.accepts_step(obj) and not jvae.accepts_step(make(model))
+    x, key = _data()[:BATCH], jax.random.key(9)
+    est = obj.init(key, x)
+    loss, (aux, _) = jax.jit(obj.loss)(params, est, key, x, step=jnp.int32(2))
+    beta = float(schedule(jnp.int32(2)))
+    ref, (ref_aux, _) = jax.jit(make(model, beta=beta).loss)(params, est, key, x)
+    np.testing.assert_allclose(float(loss), float(ref), rtol=1e-6)
+    np.testing.assert_allclose(float(aux["beta"]), beta, rtol=1e-6)
+    assert float(aux["elbo"]) == float(ref_aux["elbo"])
+
+
 # --- free bits ---------------------------------------------------------------------------
 
 def test_free_bits_rate_has_no_gradient_under_the_floor():

@@ -259,10 +259,10 @@ def build_loss(config: ml_collections.ConfigDict, model: VAE, beta=None):
     cvs = [make_control_variate(name, decay=float(obj.cv_decay),
                                 baseline_hidden=tuple(obj.baseline_hidden))
            for name in obj.control_variates]
+    if obj.beta_schedule != "constant":
+        beta = kl_warmup(beta, int(obj.kl_warmup_steps), float(obj.kl_warmup_start),
+                         obj.beta_schedule)
     if obj.name == "elbo":
-        if obj.beta_schedule != "constant":
-            beta = kl_warmup(beta, int(obj.kl_warmup_steps), float(obj.kl_warmup_start),
-                             obj.beta_schedule)
         return make_elbo_loss(model, beta=beta, num_samples=samples, kl=obj.kl,
                               free_bits=float(obj.free_bits))
     if obj.name == "sfe":

@@ -127,7 +127,8 @@ def _objective() -> ml_collections.ConfigDict:
     g.name = "elbo"              # elbo | sfe | mixture | nvil | iwae | vimco (nvil: the DPM2
                                  # notebook's choice: reparameterised if q can be, else sfe)
     g.beta = 1.0                 # rate weight (elbo, sfe, mixture)
-    g.beta_schedule = "constant" # elbo: constant | linear | cosine KL warm-up of the rate
+    g.beta_schedule = "constant" # elbo, sfe, mixture, nvil: constant | linear | cosine KL
+                                 # warm-up of the rate
                                  # weight from kl_warmup_start to beta (per optimiser step)
     g.kl_warmup_steps = 0        # optimiser steps of the warm-up (> 0 unless constant)
     g.kl_warmup_start = 0.0      # the rate weight at step 0
