@@ -85,6 +85,7 @@ def run_row(name: str, args, root: pathlib.Path) -> dict:
     records = read_metrics(workdir)
     last = records[-1]
     seconds = [r["train/seconds"] for r in records if "train/seconds" in r]
+    trained = [r for r in records if "train/rate" in r]
     per = lambda key: flows._per_seed(last, key, args.seeds)  # noqa: E731
     rates = per("eval/rate")
     return {"row": name, "prior": config.model.prior,
@@ -93,7 +94,15 @@ def run_row(name: str, args, root: pathlib.Path) -> dict:
             "seeds": list(range(args.seed, args.seed + args.seeds)),
             "test_elbo": per("eval/elbo"), "test_log_likelihood": per("eval/log_likelihood"),
             "test_rate": rates, "collapsed": [r < COLLAPSED_RATE for r in rates],
-            "seconds_per_epoch": statistics.median(seconds)}
+            "seconds_per_epoch": statistics.median(seconds),
+            # per epoch, means over the seeds: when the rate fell, at which KL weight
+            "train_rate_by_epoch": [statistics.mean(_seeds(r["train/rate"])) for r in trained],
+            "beta_by_epoch": [statistics.mean(_seeds(r.get("train/beta", 1.0)))
+                              for r in trained]}
+
+
+def _seeds(value) -> list[float]:
+    return [float(v) for v in (value if isinstance(value, list) else [value])]
 
 
 def main(argv=None) -> dict:

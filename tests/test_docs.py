@@ -724,6 +724,7 @@ def test_vampprior_page_is_generated_from_its_data_file():
     assert data["date"][:10] in table and data["command"] in table
     means = hook.render("<!-- table: vampprior-means -->")
     assert all(f"| {r['row']} |" in means for r in data["rows"])
-    _assert_markers_and_no_typed("vampprior", ("vampprior-table", "vampprior-means"),
+    _assert_markers_and_no_typed("vampprior", ("vampprior-table", "vampprior-means",
+                                               "vampprior-epochs"),
                                  [f"{v:.2f}" for r in data["rows"] for v in r["test_rate"]
                                   if v >= 1.0])

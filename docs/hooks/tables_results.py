@@ -455,6 +455,18 @@ def vampprior_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def vampprior_epochs(data: dict) -> str:
+    """Training rate (mean over seeds) and KL weight after chosen epochs, per row."""
+    n = len(data["rows"][0]["train_rate_by_epoch"])
+    epochs = sorted({e for e in (1, 2, 3, 5, 10, 20, n) if e <= n})
+    lines = [_row(["row", *(f"epoch {e}" for e in epochs)]), _row(["---"] * (len(epochs) + 1))]
+    for r in data["rows"]:
+        lines.append(_row([r["row"], *(f"{r['train_rate_by_epoch'][e - 1]:.2f} "
+                                       f"(beta {r['beta_by_epoch'][e - 1]:.2f})"
+                                       for e in epochs)]))
+    return "\n".join(lines)
+
+
 def vampprior_means(data: dict) -> str:
     """Mean over seeds of each row, and the warm-up's effect on the VampPrior."""
     lines = [_row(["row", "test ELBO", "test log p(x)", "test rate", "s / epoch"]),
@@ -482,6 +494,7 @@ def vampprior_means(data: dict) -> str:
 TABLES = {
     "vampprior-table": lambda: vampprior_table(_data("vampprior.json")),
     "vampprior-means": lambda: vampprior_means(_data("vampprior.json")),
+    "vampprior-epochs": lambda: vampprior_epochs(_data("vampprior.json")),
     "pyro-vae-epochs": lambda: pyro_vae_epochs(_data("pyro_vae.json")),
     "pyro-vae-seeds": lambda: pyro_vae_seeds(_data("pyro_vae.json")),
     "pyro-vae-run": lambda: pyro_vae_run(_data("pyro_vae.json")),
