@@ -304,6 +304,29 @@ def draw_flows(data: dict, path) -> None:
                    ylabel="gain over diagonal Gaussian (nats)")
 
 
+def draw_vampprior(data: dict, path) -> None:
+    """``experiments.vampprior``'s figure: per row, each seed's test rate and IS log p(x)
+    (collapsed seeds, rate under the threshold, drawn as crosses)."""
+    fig = _figure((9.0, 3.2))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    names = [r["row"] for r in data["rows"]]
+    threshold = data["budget"]["collapsed_rate"]
+    for i, r in enumerate(data["rows"]):
+        for ax, key in ((left, "test_rate"), (right, "test_log_likelihood")):
+            for v, gone in zip(r[key], r["collapsed"]):
+                ax.plot(i, v, "x" if gone else "o", color="C3" if gone else "C0", ms=6)
+    left.axhline(threshold, color="grey", ls="--", lw=1, label=f"collapse ({threshold} nats)")
+    left.set_ylabel("test rate KL(q || p) (nats)")
+    left.legend(fontsize=7)
+    right.set_ylabel("test log p(x) (nats)")
+    for ax in (left, right):
+        ax.set_xticks(range(len(names)), names, fontsize=8)
+        ax.grid(alpha=0.3)
+    left.set_title("rate per seed (x: collapsed)", fontsize=10)
+    right.set_title("importance-sampled log p(x) per seed", fontsize=10)
+    _save(fig, path)
+
+
 def draw_numerics(data: dict, path) -> None:
     """``experiments.numerics``' figure: the VampPrior's float32 error against float64 by
     posterior sd (jvae and the expanded square), and the planar flow's non-finite log-dets by
@@ -479,6 +502,9 @@ SOURCES = (
            (("experiments/figures.py", "draw_flows"),
             ("jvae/plotting/gains.py", "save_gain_bars")),
            data="flows.json", draw=draw_flows),
+    Source("vampprior", {"": "vampprior.png"},
+           (("experiments/figures.py", "draw_vampprior"), ("experiments/figures.py", "_figure")),
+           data="vampprior.json", draw=draw_vampprior),
     Source("numerics", {"": "numerics.png"},
            (("experiments/figures.py", "draw_numerics"), ("experiments/figures.py", "_figure")),
            data="numerics.json", draw=draw_numerics),

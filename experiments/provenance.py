@@ -101,6 +101,11 @@ PUBLISHED: dict[str, Published] = {
         "experiments.flows",
         "python -m experiments.flows --workdir runs/flows --epochs 5 --seeds 3 --test-size 500 "
         "--ll-samples 5000 --docs", (_README, "docs/results/flows.md")),
+    "vampprior.json": Published(
+        "experiments.vampprior",
+        "python -m experiments.vampprior --workdir runs/vampprior --epochs 30 "
+        "--warmup-epochs 10 --train-size 10000 --test-size 500 --ll-samples 1000",
+        ("docs/results/vampprior.md",)),
     "numerics.json": Published(
         "experiments.numerics", "python -m experiments.numerics --docs",
         ("docs/results/numerics.md",)),

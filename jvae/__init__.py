@@ -31,7 +31,7 @@ from jvae.objectives import (
     EstimatorState, iwae_bound, learned_baseline, leave_one_out, make_autoencoder_loss,
     make_control_variate, make_elbo_loss, make_iwae_loss, make_mixture_objective,
     make_sfe_objective, make_vimco_objective, make_nvil_objective, accepts_mask, batch_mean,
-    batch_std, Objective, reconstruction_terms, scaled_reward,
+    accepts_step, batch_std, free_bits_rate, kl_warmup, Objective, reconstruction_terms, scaled_reward,
     score_surrogate, self_critic, vimco_baseline,
 )
 from jvae.training import (
@@ -100,7 +100,8 @@ __all__ = [
     "prior_samples_with_components", "interpolate_latents", "centre", "uncentre", "VampPrior",
     "vamp_mixture", "FlowPosterior", "Planar", "IAF", "PlanarFlowHead", "IAFHead",
     "CouplingFlowHead", "MADE", "MADEParams", "made_apply", "made_masks", "TSNEMap", "tsne_map",
-    "make_nvil_objective", "accepts_mask", "batch_mean", "batch_std", "is_reparameterised",
+    "make_nvil_objective", "accepts_mask", "batch_mean", "batch_std", "accepts_step",
+    "kl_warmup", "free_bits_rate", "is_reparameterised",
     "steps_per_epoch",
     "normal_kl", "normal_nll", "get_latent_stats", "posterior_stats", "write_latent_snapshot",
     "read_latent_snapshots",

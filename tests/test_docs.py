@@ -707,3 +707,24 @@ def test_homework2_theory_checks_come_from_the_ports_data():
     assert f"from {first:.4f} to {last:.4f}" in hook.render("<!-- table: hw2-theory-problem3 -->")
     page = (DOCS / "notebooks" / "homework2-theory.md").read_text()
     assert "-7.5332" not in page and page.count("<!-- table: hw2-theory-problem") == 3
+
+
+def test_vampprior_page_is_generated_from_its_data_file():
+    """docs/results/vampprior.md types no number: per-seed rows, collapse and the budget are
+    rendered from docs/data/vampprior.json (experiments/vampprior.py)."""
+    hook = _data_tables_hook()
+    data = json.loads((DOCS / "data" / "vampprior.json").read_text())
+    table = hook.render("<!-- table: vampprior-table -->")
+    for r in data["rows"]:
+        for i, seed in enumerate(r["seeds"]):
+            gone = "**yes**" if r["collapsed"][i] else "no"
+            assert (f"| {r['row']} | {r['prior']} |" in table and f"| {seed} | "
+                    f"{r['test_elbo'][i]:.2f} | {r['test_log_likelihood'][i]:.2f} | "
+                    f"{r['test_rate'][i]:.2f} | {gone} |" in table), (r["row"], seed)
+    assert data["date"][:10] in table and data["command"] in table
+    means = hook.render("<!-- table: vampprior-means -->")
+    assert all(f"| {r['row']} |" in means for r in data["rows"])
+    _assert_markers_and_no_typed("vampprior", ("vampprior-table", "vampprior-means",
+                                               "vampprior-epochs"),
+                                 [f"{v:.2f}" for r in data["rows"] for v in r["test_rate"]
+                                  if v >= 1.0])

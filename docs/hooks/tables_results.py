@@ -12,7 +12,8 @@ that page, so no measured number is typed on these pages:
 - ``estimator-variance-*``: ``docs/results/estimator-variance.md`` from
   ``estimator_variance.json`` and ``estimator_report.json`` (its date from the file's
   provenance record, ``provenance.json``);
-- ``linear-vae-*``: ``docs/results/linear-vae.md`` from ``linear_vae_ppca.json``.
+- ``linear-vae-*``: ``docs/results/linear-vae.md`` from ``linear_vae_ppca.json``;
+- ``vampprior-*``: ``docs/results/vampprior.md`` from ``vampprior.json``.
 """
 
 from __future__ import annotations
@@ -423,7 +424,77 @@ def linear_vae_figure(data: dict) -> str:
     return "In numbers: " + "; ".join(out) + "."
 
 
+def vampprior_table(data: dict) -> str:
+    """Per row and seed: test ELBO, IS log p(x), rate, collapse; the budget against the paper's."""
+    b, paper = data["budget"], data["paper"]
+    lines = [_row(["row", "prior", "KL weight", "seed", "test ELBO", "test log p(x)",
+                   "test rate (nats)", "collapsed"]), _row(["---"] * 8)]
+    for r in data["rows"]:
+        weight = ("1 (constant)" if r["beta_schedule"] == "constant" else
+                  f"{r['beta_schedule']} 0 -> 1 over {r['kl_warmup_steps']} steps")
+        for i, seed in enumerate(r["seeds"]):
+            lines.append(_row([r["row"], r["prior"], weight, seed, f"{r['test_elbo'][i]:.2f}",
+                               f"{r['test_log_likelihood'][i]:.2f}", f"{r['test_rate'][i]:.2f}",
+                               "**yes**" if r["collapsed"][i] else "no"]))
+    lines.append("")
+    collapsed = [f"`{r['row']}` in {sum(r['collapsed'])} of {len(r['seeds'])} seeds"
+                 for r in data["rows"] if any(r["collapsed"])]
+    lines.append(
+        f"Collapse: a test rate under {b['collapsed_rate']} nats. "
+        + ("Collapsed: " + ", ".join(collapsed) + "." if collapsed else "No seed collapsed."))
+    lines.append("")
+    lines.append(
+        f"Budget: {b['epochs']} epochs over {b['train_size']} training images (batches of "
+        f"{b['batch_size']}, Adam at {b['learning_rate']:g}), the warm-up over the first "
+        f"{b['warmup_epochs']:g} epochs, {b['pseudo_inputs']} pseudo-inputs; test on "
+        f"{b['test_size']} images, log p(x) with K = {b['ll_samples']}. The paper: warm-up "
+        f"over {paper['warmup_epochs']} epochs of up to {paper['max_epochs']} on all 60000 "
+        f"images, {paper['pseudo_inputs']} pseudo-inputs, Adam at {paper['learning_rate']:g}, "
+        f"batches of {paper['batch_size']}, K = 5000. Measured {data['date'][:10]} "
+        f"({data['machine']}) with `{data['command']}`.")
+    return "\n".join(lines)
+
+
+def vampprior_epochs(data: dict) -> str:
+    """Training rate (mean over seeds) and KL weight after chosen epochs, per row."""
+    n = len(data["rows"][0]["train_rate_by_epoch"])
+    epochs = sorted({e for e in (1, 2, 3, 5, 10, 20, n) if e <= n})
+    lines = [_row(["row", *(f"epoch {e}" for e in epochs)]), _row(["---"] * (len(epochs) + 1))]
+    for r in data["rows"]:
+        lines.append(_row([r["row"], *(f"{r['train_rate_by_epoch'][e - 1]:.2f} "
+                                       f"(beta {r['beta_by_epoch'][e - 1]:.2f})"
+                                       for e in epochs)]))
+    return "\n".join(lines)
+
+
+def vampprior_means(data: dict) -> str:
+    """Mean over seeds of each row, and the warm-up's effect on the VampPrior."""
+    lines = [_row(["row", "test ELBO", "test log p(x)", "test rate", "s / epoch"]),
+             _row(["---"] * 5)]
+    for r in data["rows"]:
+        lines.append(_row([r["row"], f"{statistics.mean(r['test_elbo']):.2f}",
+                           f"{statistics.mean(r['test_log_likelihood']):.2f}",
+                           f"{statistics.mean(r['test_rate']):.2f}",
+                           f"{r['seconds_per_epoch']:.1f}"]))
+    rows = {r["row"]: r for r in data["rows"]}
+    lines.append("")
+    for row, ref in (("vamp_warm", "gaussian"), ("vamp_warm", "gaussian_warm"),
+                     ("vamp_warm", "vamp")):
+        if row not in rows or ref not in rows:
+            continue
+        a, b = rows[row], rows[ref]
+        ll = [x - y for x, y in zip(a["test_log_likelihood"], b["test_log_likelihood"])]
+        el = [x - y for x, y in zip(a["test_elbo"], b["test_elbo"])]
+        lines.append(f"`{row}` minus `{ref}`, per seed: test log p(x) "
+                     + "/".join(f"{v:+.2f}" for v in ll) + ", test ELBO "
+                     + "/".join(f"{v:+.2f}" for v in el) + " nats.  ")
+    return "\n".join(lines)
+
+
 TABLES = {
+    "vampprior-table": lambda: vampprior_table(_data("vampprior.json")),
+    "vampprior-means": lambda: vampprior_means(_data("vampprior.json")),
+    "vampprior-epochs": lambda: vampprior_epochs(_data("vampprior.json")),
     "pyro-vae-epochs": lambda: pyro_vae_epochs(_data("pyro_vae.json")),
     "pyro-vae-seeds": lambda: pyro_vae_seeds(_data("pyro_vae.json")),
     "pyro-vae-run": lambda: pyro_vae_run(_data("pyro_vae.json")),

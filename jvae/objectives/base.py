@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jvae.data.arguments import check_count
 
 __all__ = ["Objective", "EstimatorState", "as_objective", "score_surrogate", "value_and_surrogate",
-           "check_bound_args", "batch_mean", "batch_std", "accepts_mask"]
+           "check_bound_args", "batch_mean", "batch_std", "accepts_mask", "accepts_step"]
 
 LossFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
@@ -77,7 +77,11 @@ def as_objective(loss: LossFn | Objective) -> Objective:
         value, aux = loss(params, key, x) if mask is None else loss(params, key, x, mask=mask)
         return value, (aux, est)
 
-    return Objective(init, wrapped)
+    def wrapped_step(params, est, key, x, mask=None, *, step):
+        value, aux = loss(params, key, x, mask=mask, step=step)
+        return value, (aux, est)
+
+    return Objective(init, wrapped_step if accepts_step(loss) else wrapped)
 
 
 def score_surrogate(log_prob: jax.Array, signal: jax.Array) -> jax.Array:
@@ -157,3 +161,16 @@ def accepts_mask(loss: Callable | Objective) -> bool:
         return False
     return "mask" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
                                    for p in params.values())
+
+
+def accepts_step(loss: Callable | Objective) -> bool:
+    """Whether a loss function (or an :class:`Objective`'s ``loss``) takes a ``step``
+    keyword: the optimiser step, from which it computes a scheduled weight (a KL warm-up,
+    :func:`jvae.objectives.make_elbo_loss` with a schedule). The trainer passes
+    ``state.step`` plus the step's index in the epoch to such a loss, and nothing to others."""
+    fn = loss.loss if isinstance(loss, Objective) else loss
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "step" in params

@@ -110,7 +110,8 @@ def make_sfe_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
     Args:
       model: the VAE (any posterior).
       num_samples: S samples per example, drawn at once (``[S, B, D]``).
-      beta: weight of the rate (may be traced, for vmapped sweeps).
+      beta: weight of the rate (may be traced, for vmapped sweeps), or a schedule ``step ->
+        beta`` (a KL warm-up): the loss then takes ``step=`` and ``aux`` gains ``beta``.
       control_variates: a sequence applied as a :func:`chain`, or one control variate.
       kl: ``"mc"`` (signal ``log p(x|z) + beta (log p(z) - log q(z|x))``, the NVIL form of
         the notebook), ``"analytic"`` (signal ``log p(x|z)``, ``beta KL`` differentiated
@@ -135,14 +136,14 @@ def make_sfe_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
     if kl == "analytic" and cv.rescales:
         raise ValueError(_RESCALE_ERROR)
 
-    def loss(params, est, key, x, mask=None):
+    def body(params, est, key, x, mask, beta):
         apply = training_apply(model, key)
         q = apply(params, x, method=VAE.encode)
         pz = apply(params, method=VAE.prior_distribution)
         return _sfe_loss(apply, params, est, q, pz, key, x, cv=cv, num_samples=num_samples,
                          beta=beta, kl=kl, mask=mask)
 
-    return Objective(estimator_init(cv), loss)
+    return Objective(estimator_init(cv), _with_schedule(beta, body))
 
 
 def make_nvil_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
@@ -168,7 +169,8 @@ def make_nvil_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
     Args:
       model: the VAE (any posterior).
       num_samples: S samples per example.
-      beta: weight of the rate (the notebook's ``rate_weight``).
+      beta: weight of the rate (the notebook's ``rate_weight``), or a schedule ``step ->
+        beta`` (see :func:`make_sfe_objective`).
       control_variates: a sequence applied as a :func:`chain`, or one control variate (the
         notebook's ``CVChain``).
 
@@ -181,7 +183,7 @@ def make_nvil_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
     num_samples = check_bound_args(num_samples, beta)
     cv = _as_chain(control_variates)
 
-    def loss(params, est, key, x, mask=None):
+    def body(params, est, key, x, mask, beta):
         apply = training_apply(model, key)
         q = apply(params, x, method=VAE.encode)
         pz = apply(params, method=VAE.prior_distribution)
@@ -193,7 +195,7 @@ def make_nvil_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.0,
         return _reparameterised_loss(apply, params, est, q, pz, key, x, cv=cv,
                                      num_samples=num_samples, beta=beta, mask=mask)
 
-    return Objective(estimator_init(cv), loss)
+    return Objective(estimator_init(cv), _with_schedule(beta, body))
 
 
 def _reparameterised_loss(apply, params, est, q, pz, key, x, *, cv, num_samples, beta, mask):
@@ -244,7 +246,7 @@ def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.
             "derivatives, which would reweight the gradient's parts. Use centred, "
             "self_critic, baseline or leave_one_out.")
 
-    def loss(params, est, key, x, mask=None):
+    def body(params, est, key, x, mask, beta):
         k_z, k_fresh = jax.random.split(key)
         apply = training_apply(model, key)
         q = apply(params, x, method=VAE.encode)
@@ -272,4 +274,23 @@ def make_mixture_objective(model: VAE, *, num_samples: int = 1, beta: float = 1.
         return _result(distortion, rate, beta, surrogate, f, centred, cv_loss, cv_aux, est,
                        cv_state, mask)
 
-    return Objective(estimator_init(cv), loss)
+    return Objective(estimator_init(cv), _with_schedule(beta, body))
+
+
+def _with_schedule(beta, body):
+    """The :class:`Objective` loss of ``body(params, est, key, x, mask, beta)``: with a
+    number ``beta``, ``loss(params, est, key, x, mask=None)``; with a schedule ``step ->
+    beta`` (:func:`jvae.objectives.kl_schedule.kl_warmup`), ``loss(params, est, key, x,
+    mask=None, *, step)``, its ``aux`` gaining ``beta``, the weight used."""
+    if not callable(beta):
+        def loss(params, est, key, x, mask=None):
+            return body(params, est, key, x, mask, beta)
+
+        return loss
+
+    def scheduled_loss(params, est, key, x, mask=None, *, step):
+        weight = jnp.asarray(beta(step), jnp.float32)
+        total, (aux, new_est) = body(params, est, key, x, mask, weight)
+        return total, ({**aux, "beta": weight}, new_est)
+
+    return scheduled_loss

@@ -24,6 +24,7 @@ from jvae.objectives.autoencoder import make_autoencoder_loss
 from jvae.objectives.control_variates import CONTROL_VARIATES, make_control_variate
 from jvae.objectives.elbo import make_elbo_loss
 from jvae.objectives.iwae import IWAE_ESTIMATORS, make_iwae_loss, make_vimco_objective
+from jvae.objectives.kl_schedule import kl_warmup
 from jvae.objectives.score_function import (make_mixture_objective, make_nvil_objective,
                                             make_sfe_objective)
 from jvae.models.flows import FLOW_POSTERIORS, CouplingFlowHead, IAFHead, PlanarFlowHead
@@ -263,8 +264,12 @@ def build_loss(config: ml_collections.ConfigDict, model: VAE, beta=None):
     cvs = [make_control_variate(name, decay=float(obj.cv_decay),
                                 baseline_hidden=tuple(obj.baseline_hidden))
            for name in obj.control_variates]
+    if obj.beta_schedule != "constant":
+        beta = kl_warmup(beta, int(obj.kl_warmup_steps), float(obj.kl_warmup_start),
+                         obj.beta_schedule)
     if obj.name == "elbo":
-        return make_elbo_loss(model, beta=beta, num_samples=samples, kl=obj.kl)
+        return make_elbo_loss(model, beta=beta, num_samples=samples, kl=obj.kl,
+                              free_bits=float(obj.free_bits))
     if obj.name == "sfe":
         # "auto" means the notebook's NVIL signal for SFE: the whole bound in the score term.
         return make_sfe_objective(model, num_samples=samples, beta=beta,

@@ -129,6 +129,13 @@ def _objective() -> ml_collections.ConfigDict:
     g.name = "elbo"              # elbo | sfe | mixture | nvil | iwae | vimco (nvil: the DPM2
                                  # notebook's choice: reparameterised if q can be, else sfe)
     g.beta = 1.0                 # rate weight (elbo, sfe, mixture)
+    g.beta_schedule = "constant" # elbo, sfe, mixture, nvil: constant | linear | cosine KL
+                                 # warm-up of the rate
+                                 # weight from kl_warmup_start to beta (per optimiser step)
+    g.kl_warmup_steps = 0        # optimiser steps of the warm-up (> 0 unless constant)
+    g.kl_warmup_start = 0.0      # the rate weight at step 0
+    g.free_bits = 0.0            # elbo: nats per latent dimension, training loss's rate
+                                 # term sum_j max(free_bits, mean_B KL_j) (0: off)
     g.num_samples = 1            # S samples (elbo, sfe, mixture) or K (iwae, vimco)
     g.kl = "auto"                # elbo: auto (analytic where known) | analytic | mc
                                  # sfe: auto (= mc, the NVIL signal) | analytic | mc

@@ -31,6 +31,7 @@ import ml_collections
 __all__ = ["Rule", "RULES", "check_ignored", "check_types", "OPEN_FIELDS"]
 
 _FLOWS = ("planar", "iaf", "coupling")
+_BETA = ("elbo", "sfe", "mixture", "nvil")   # the objectives with a rate weight
 _DOWNLOADABLE = ("mnist", "fashion_mnist", "cifar10")
 _FILES = ("mnist", "fashion_mnist", "binarized_mnist", "cifar10")
 
@@ -101,6 +102,23 @@ RULES: tuple[Rule, ...] = (
          "the objectives 'elbo', 'sfe', 'mixture' and 'nvil' of a VAE (IWAE and VIMCO have "
          "no beta)",
          _is("model.kind", "objective.name")),
+    Rule("objective.beta_schedule", lambda c: _vae(c) and c.objective.name in _BETA,
+         "the objectives 'elbo', 'sfe', 'mixture' and 'nvil' of a VAE (IWAE and VIMCO have "
+         "no beta)", _is("model.kind", "objective.name")),
+    Rule("objective.kl_warmup_steps", lambda c: _vae(c) and c.objective.name in _BETA
+         and c.objective.beta_schedule != "constant",
+         "a KL warm-up (objective.beta_schedule 'linear' or 'cosine' of a beta objective)",
+         _is("objective.name", "objective.beta_schedule")),
+    Rule("objective.kl_warmup_start", lambda c: _vae(c) and c.objective.name in _BETA
+         and c.objective.beta_schedule != "constant",
+         "a KL warm-up (objective.beta_schedule 'linear' or 'cosine' of a beta objective)",
+         _is("objective.name", "objective.beta_schedule")),
+    Rule("objective.free_bits", lambda c: _vae(c) and c.objective.name == "elbo"
+         and c.model.prior == "standard" and c.model.posterior == "gaussian"
+         and c.objective.kl != "mc",
+         "the objective 'elbo' with a rate that splits per latent dimension (model.prior "
+         "'standard', model.posterior 'gaussian', objective.kl not 'mc')",
+         _is("objective.name", "model.prior", "model.posterior", "objective.kl")),
     Rule("objective.kl", lambda c: _vae(c) and c.objective.name in ("elbo", "sfe"),
          "the objectives 'elbo' and 'sfe' of a VAE",
          _is("model.kind", "objective.name")),

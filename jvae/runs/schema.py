@@ -16,6 +16,7 @@ from jvae.models.nets import ACTIVATIONS, CONV_PRESETS, INITS, check_dropout_rat
 from jvae.models.precision import check_compute_dtype
 from jvae.objectives.control_variates import CONTROL_VARIATES
 from jvae.objectives.iwae import IWAE_ESTIMATORS
+from jvae.objectives.kl_schedule import BETA_SCHEDULES
 from jvae.training.optimizers import OPTIMIZERS
 from jvae.runs.fields import check_ignored, check_types
 
@@ -203,6 +204,15 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
     _positive("config.objective.num_samples", obj.num_samples)
     _positive("config.objective.beta", obj.beta, allow_zero=True)
     _choice("kl", obj.kl, ("auto", "analytic", "mc"))
+    _choice("beta schedule (config.objective.beta_schedule)", obj.beta_schedule,
+            BETA_SCHEDULES)
+    _integer("config.objective.kl_warmup_steps", obj.kl_warmup_steps)
+    _positive("config.objective.kl_warmup_steps", obj.kl_warmup_steps, allow_zero=True)
+    if obj.beta_schedule != "constant" and int(obj.kl_warmup_steps) <= 0:
+        raise ValueError(f"config.objective.beta_schedule {obj.beta_schedule!r} needs "
+                         f"config.objective.kl_warmup_steps > 0, got {obj.kl_warmup_steps!r}.")
+    _positive("config.objective.kl_warmup_start", obj.kl_warmup_start, allow_zero=True)
+    _positive("config.objective.free_bits", obj.free_bits, allow_zero=True)
     _choice("IWAE estimator", obj.estimator, IWAE_ESTIMATORS)
     for cv in obj.control_variates:
         _choice("control variate", cv, CONTROL_VARIATES)

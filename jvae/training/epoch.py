@@ -32,7 +32,8 @@ import optax
 
 from jvae.data.transforms import pixels_to_unit
 from jvae.data.validate import UNIT_INTERVAL, check_data, likelihood_support
-from jvae.objectives.base import EstimatorState, Objective, accepts_mask, as_objective
+from jvae.objectives.base import (EstimatorState, Objective, accepts_mask, accepts_step,
+                                  as_objective)
 from jvae.training.state import TrainState, _untrainable, trainable
 from jvae.data.arguments import check_count
 
@@ -93,7 +94,10 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
       loss_fn: pure ``loss(params, key, x) -> (loss, aux)``, or a stateful
         :class:`~jvae.objectives.base.Objective`, whose estimator state
         (``state.estimator``) is threaded through the scan and whose trainable estimator
-        parameters are updated by ``optimizer`` with the model.
+        parameters are updated by ``optimizer`` with the model. A loss that takes a ``step``
+        keyword (a KL warm-up schedule, :func:`jvae.objectives.accepts_step`) gets each
+        step's optimiser step number, ``state.step`` plus its index in the epoch (int32), so
+        a resumed state continues its schedule exactly; other losses get nothing new.
       optimizer: optax transformation matching ``state.opt_state``.
       batch_size: examples per step; the epoch takes ``N // batch_size`` steps.
       dynamic_binarization: draw a fresh ``Bernoulli(x)`` binarisation of every batch inside
@@ -155,12 +159,16 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
             f"(loss(..., mask=None)); {getattr(loss_fn, '__name__', type(loss_fn).__name__)} "
             "does not. jvae's objectives take one; or keep drop_last=True.")
     objective = as_objective(loss_fn)
+    stepped = accepts_step(objective)   # a scheduled loss: it takes the optimiser step
 
-    def joint_loss(tree, est_state, key, x, mask=None):
+    def joint_loss(tree, est_state, key, x, mask=None, step=None):
         params, est_params = tree
+        kwargs = {} if step is None else {"step": step}
         if mask is None:
-            return objective.loss(params, EstimatorState(est_params, est_state), key, x)
-        return objective.loss(params, EstimatorState(est_params, est_state), key, x, mask=mask)
+            return objective.loss(params, EstimatorState(est_params, est_state), key, x,
+                                  **kwargs)
+        return objective.loss(params, EstimatorState(est_params, est_state), key, x, mask=mask,
+                              **kwargs)
 
     grad_fn = jax.value_and_grad(joint_loss, has_aux=True)
 
@@ -192,14 +200,14 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
 
         def step(carry, inputs):
             params, opt_state, est = carry
-            idx, (loss_key, bin_key), m = inputs
+            idx, (loss_key, bin_key), m, t = inputs
             x = pixels_to_unit(jnp.take(data, idx, axis=0))   # uint8: per batch, exactly
             if batch_sharding is not None:
                 x = jax.lax.with_sharding_constraint(x, batch_sharding)
             if dynamic_binarization:
                 x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
             (_, (aux, new_est)), grads = grad_fn((params, est.params), est.state, loss_key, x,
-                                                 m)
+                                                 m, t)
             if not jax.tree_util.tree_leaves(est.params):
                 grads = grads[0]
             tree = trainable(params, est)
@@ -207,9 +215,11 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
             params, est_params = _untrainable(optax.apply_updates(tree, updates), est)
             return (params, opt_state, EstimatorState(est_params, new_est.state)), aux
 
+        # A scheduled loss gets each step's optimiser step number: state.step + its index.
+        steps = state.step + jnp.arange(batches.shape[0], dtype=jnp.int32) if stepped else None
         (params, opt_state, est), aux = jax.lax.scan(
             step, (state.params, state.opt_state, state.estimator),
-            (batches, (loss_keys, bin_keys), mask))
+            (batches, (loss_keys, bin_keys), mask, steps))
         return state._replace(params=params, opt_state=opt_state, estimator=est,
                               step=state.step + batches.shape[0]), aux
 
