@@ -98,6 +98,10 @@ PUBLISHED: dict[str, Published] = {
         "experiments.flows",
         "python -m experiments.flows --workdir runs/flows --epochs 5 --seeds 3 --test-size 500 "
         "--ll-samples 5000 --docs", (_README, "docs/results/flows.md")),
+    "likelihood_table.json": Published(
+        "experiments.likelihood_table",
+        "python -m experiments.likelihood_table (the budget flags: the JSON's command) --docs",
+        ("docs/results/likelihood_table.md", "docs/results/index.md")),
     "numerics.json": Published(
         "experiments.numerics", "python -m experiments.numerics --docs",
         ("docs/results/numerics.md",)),
