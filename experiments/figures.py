@@ -180,7 +180,7 @@ def draw_likelihood_table(data: dict, path) -> None:
     ax.set_ylabel("test NLL (nats per image)")
     ax.set_title(("full schedules" if data["full_schedules"] else "CPU budget")
                  + f", {data['device'].split(' (')[0]} ({data['date'][:10]})")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3, axis="y")
     _save(fig, path)
 
