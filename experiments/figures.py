@@ -159,6 +159,32 @@ def draw_iwae(data: dict, path) -> None:
     _save(fig, path)
 
 
+def draw_likelihood_table(data: dict, path) -> None:
+    """``experiments.likelihood_table``'s figure: each row's test NLL (+- s.e.) at the epochs
+    it ran, beside the paper's and pythae's numbers."""
+    rows = data["rows"]
+    fig = _figure((6.4, 4.0))
+    ax = fig.add_subplot()
+    x = range(len(rows))
+    ax.errorbar(x, [r["test_nll"] for r in rows],
+                yerr=[r["test_nll_se"] or 0.0 for r in rows], fmt="o", capsize=4, color="C0",
+                label=f"jvae (K = {data['ll_samples']}, {data['eval_images']} test images)")
+    ax.plot(x, [r["paper"] for r in rows], "s", color="C3", label="paper")
+    ax.plot(x, [r["pythae"] for r in rows], "^", color="C2", label="pythae")
+    for xi, r in zip(x, rows):
+        ax.annotate(f"{r['test_nll']:.2f}", (xi, r["test_nll"]), textcoords="offset points",
+                    xytext=(8, -3), fontsize=7)
+    ax.set_xticks(list(x), [f"{r['row']}\n{r['epochs_run']}/{r['schedule_epochs']} epochs"
+                            for r in rows])
+    ax.set_xlim(-0.5, len(rows) - 0.3)
+    ax.set_ylabel("test NLL (nats per image)")
+    ax.set_title(("full schedules" if data["full_schedules"] else "CPU budget")
+                 + f", {data['device'].split(' (')[0]} ({data['date'][:10]})")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, path)
+
+
 def draw_estimator_variance(data: dict, path) -> None:
     """Gradient variance relative to the reparameterised estimator, log scale, two models."""
     import numpy as np
@@ -486,6 +512,10 @@ SOURCES = (
     Source("iwae", {"": "iwae_vs_elbo.png"},
            (("experiments/figures.py", "draw_iwae"), ("experiments/figures.py", "_figure")),
            data="iwae_compare.json", draw=draw_iwae),
+    Source("likelihood_table", {"": "likelihood_table.png"},
+           (("experiments/figures.py", "draw_likelihood_table"),
+            ("experiments/figures.py", "_figure")),
+           data="likelihood_table.json", draw=draw_likelihood_table),
     Source("estimator_variance", {"": "estimator_variance.png"},
            (("experiments/figures.py", "draw_estimator_variance"),
             ("experiments/figures.py", "_figure")),

@@ -106,6 +106,10 @@ PUBLISHED: dict[str, Published] = {
         "python -m experiments.vampprior --workdir runs/vampprior --epochs 30 "
         "--warmup-epochs 10 --train-size 10000 --test-size 500 --ll-samples 1000",
         ("docs/results/vampprior.md",)),
+    "likelihood_table.json": Published(
+        "experiments.likelihood_table",
+        "python -m experiments.likelihood_table (the budget flags: the JSON's command) --docs",
+        ("docs/results/likelihood_table.md", "docs/results/index.md")),
     "numerics.json": Published(
         "experiments.numerics", "python -m experiments.numerics --docs",
         ("docs/results/numerics.md",)),

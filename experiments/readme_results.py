@@ -188,6 +188,17 @@ def row_snr_scaling() -> list[str]:
             f"{slope('iwae', 'generative')}; DReG inference {slope('dreg', 'inference')}",
             "Rainforth et al. (2018): -0.5 and +0.5; Tucker et al. (2019): DReG grows",
             f"`{d['command'].strip()}`", _links("snr_scaling.md", "snr_scaling.png")]
+def row_likelihood_table() -> list[str]:
+    d = _load("likelihood_table.json")
+    status = ("full schedules" if d["full_schedules"] else
+              "a CPU budget; the full table is ready, not yet run on an accelerator")
+    return [f"Binarised-MNIST likelihood table: test NLL (nats), K = {d['ll_samples']} on "
+            f"{d['eval_images']} test images ({status})",
+            ", ".join(f"{r['row']} {r['test_nll']:.2f} ({r['epochs_run']}/"
+                      f"{r['schedule_epochs']} epochs)" for r in d["rows"]),
+            "papers: " + ", ".join(f"{r['row']} {r['paper']:.2f}" for r in d["rows"])
+            + "; pythae: " + ", ".join(f"{r['pythae']:.2f}" for r in d["rows"]),
+            f"`{d['command']}`", "[page](docs/results/likelihood_table.md)"]
 
 
 def main_command_text() -> str:
@@ -224,12 +235,15 @@ def block_markers(name: str) -> tuple[str, str]:
 ROWS = (row_pytorch_example, row_pyro_vae, row_rate_distortion, row_iwae, row_dpm2,
         row_estimator_variance, row_snr_scaling, row_lecture, row_linear_vae, row_gaussian2d,
         row_flows)
+#: Rows of the results index (``docs/results/index.md``) only: the README has no room.
+DOCS_ROWS = (row_likelihood_table,)
 
 
-def render() -> str:
-    """The table (its header and one line per row of :data:`ROWS`), between the markers."""
+def render(rows=ROWS) -> str:
+    """The table (its header and one line per row of ``rows``, default :data:`ROWS`),
+    between the markers."""
     lines = [BEGIN, "| experiment | jvae | reference | command | details |", "|---|---|---|---|---|"]
-    lines += ["| " + " | ".join(row()) + " |" for row in ROWS]
+    lines += ["| " + " | ".join(row()) + " |" for row in rows]
     return "\n".join(lines + [END])
 
 

@@ -291,7 +291,7 @@ def test_results_index_shows_the_readmes_generated_table_with_relative_links():
     table = hook.render("<!-- table: results-summary -->")
     assert "](docs/" not in table and "](flows.md)" in table and "](../figures/" in table
     from experiments import readme_results
-    assert len(table.splitlines()) == len(readme_results.ROWS) + 2
+    assert len(table.splitlines()) == len(readme_results.ROWS + readme_results.DOCS_ROWS) + 2
 
 
 def test_main_command_numbers_on_the_pages_come_from_readme_run():
@@ -396,6 +396,22 @@ def test_iwae_page_is_generated_from_its_data_file():
     assert f"{data['total_minutes']:.1f} minutes" in table and data["measured"] in table
     _assert_markers_and_no_typed("iwae", ("iwae-table",),
                                  ("-95.19", "3.33 +-", "20.0 minutes", "50 ms", "-86.76"))
+
+
+def test_likelihood_table_page_is_generated_from_its_data_file():
+    hook = _data_tables_hook()
+    data = json.loads((DOCS / "data" / "likelihood_table.json").read_text())
+    table = hook.render("<!-- table: likelihood-table -->")
+    for r in data["rows"]:
+        assert f"| {r['epochs_run']} / {r['schedule_epochs']} | **{r['test_nll']:.2f}**" in table
+        assert f"| {r['paper']:.2f} | {r['pythae']:.2f} |" in table
+    assert data["date"][:10] in table and data["command"] in table
+    if not data["all_test_images"]:
+        assert f"first {data['eval_images']} of the 10000 test images" in table
+    text = _results_page("likelihood_table")
+    assert "ready, not yet run on an accelerator" in text
+    _assert_markers_and_no_typed("likelihood_table", ("likelihood-table",),
+                                 [f"{r['test_nll']:.2f}" for r in data["rows"]])
 
 
 def test_rate_distortion_page_is_generated_from_its_data_file():

@@ -363,7 +363,8 @@ def figure_run_line(figure: str) -> str:
 def results_summary_table() -> str:
     """The README's results table (:mod:`experiments.readme_results`), its links made
     relative to ``docs/results/``."""
-    lines = _readme_results().render().splitlines()[1:-1]          # without the marker lines
+    module = _readme_results()
+    lines = module.render(module.ROWS + module.DOCS_ROWS).splitlines()[1:-1]   # no markers
     return "\n".join(line.replace("](docs/results/", "](").replace("](docs/figures/",
                                                                     "](../figures/")
                      for line in lines)
