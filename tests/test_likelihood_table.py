@@ -56,11 +56,8 @@ def test_row_configs_are_the_papers(row):
         assert (c.num_epochs, c.batch_size, c.learning_rate, c.latent_dim) == (2000, 100, 5e-4, 40)
         assert (c.model.prior, c.model.prior_components) == ("vamp", 500)
         assert tuple(c.model.encoder_hidden) == tuple(c.model.decoder_hidden) == (300, 300)
-        if "beta_schedule" in c.objective:     # once jvae has the KL warm-up fields
-            assert c.objective.beta_schedule == "linear" and table_config.warmup_applied(c)
-            assert c.objective.kl_warmup_steps == 100 * 50000 // 100   # 100 epochs of steps
-        else:
-            assert not table_config.warmup_applied(c)
+        assert c.objective.beta_schedule == "linear" and table_config.warmup_applied(c)
+        assert c.objective.kl_warmup_steps == 100 * 50000 // 100   # 100 epochs of steps
     else:
         assert (c.num_epochs, c.batch_size, c.learning_rate, c.latent_dim) == (3280, 20, 1e-3, 50)
         assert (c.optim.schedule, c.optim.eps, c.model.activation) == ("iwae", 1e-4, "tanh")
