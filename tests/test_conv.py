@@ -11,7 +11,7 @@ from jvae.runs import builders
 from jvae.runs import schema
 from jvae.runs.defaults import default_config
 from jvae.models.conv import Conv, ConvTranspose, resolve_conv_impl
-from jvae.models.nets import ConvDecoder, ConvEncoder, conv_preset
+from jvae.models.conv_nets import ConvDecoder, ConvEncoder, conv_preset
 
 # (kernel, stride, padding, input H x W): the DPM2 notebook's 5x5/6x6 VALID and jvae's 4x4
 # SAME, odd kernels, stride 3, explicit pads (smaller than the kernel: lax's own gradient is

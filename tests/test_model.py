@@ -20,7 +20,8 @@ from jvae.evaluation import importance_log_likelihood
 from jvae.models.heads import BernoulliHead, DiagGaussianHead
 from jvae.models.vae import (VAE, init_params, log_joint, naive_lower_bound, reconstruct,
                         sample_prior)
-from jvae.models.nets import MLP, ConvDecoder, ConvEncoder
+from jvae.models.conv_nets import ConvDecoder, ConvEncoder
+from jvae.models.nets import MLP
 from jvae.objectives.elbo import make_elbo_loss
 from jvae.models.priors import MixturePrior
 

@@ -18,7 +18,8 @@ from jvae.models.flows import IAF, CouplingFlowHead, FlowPosterior, IAFHead, Pla
 from jvae.models.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead,
                                GaussianHead, MixtureGaussianHead, positive_scale)
 from jvae.models.made import MADE, MADEParams, made_apply, made_masks
-from jvae.models.nets import MLP, ConvDecoder, ConvEncoder, conv_preset
+from jvae.models.conv_nets import ConvDecoder, ConvEncoder, conv_preset
+from jvae.models.nets import MLP
 from jvae.models.priors import MixturePrior, StandardNormalPrior, VampPrior, vamp_mixture
 from jvae.models.vae import (VAE, init_params, log_joint, naive_lower_bound, reconstruct,
                              sample_prior, training_apply)

@@ -18,8 +18,8 @@ from jvae.models.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGauss
 from jvae.models.vae import VAE
 from jvae.models.conv import CONV_IMPLS
 from jvae.models.precision import check_compute_dtype, with_compute_dtype
-from jvae.models.nets import (CONV_PRESETS, INITS, MLP, ConvDecoder, ConvEncoder, check_dropout_rate,
-                       conv_preset)
+from jvae.models.conv_nets import CONV_PRESETS, ConvDecoder, ConvEncoder, conv_preset
+from jvae.models.nets import INITS, MLP, check_dropout_rate
 from jvae.objectives.autoencoder import make_autoencoder_loss
 from jvae.objectives.control_variates import CONTROL_VARIATES, make_control_variate
 from jvae.objectives.elbo import make_elbo_loss

@@ -12,7 +12,8 @@ import numpy as np
 from jvae import data as jdata
 from jvae.models.conv import CONV_IMPLS
 from jvae.models.flows import FLOW_POSTERIORS
-from jvae.models.nets import ACTIVATIONS, CONV_PRESETS, INITS, check_dropout_rate
+from jvae.models.conv_nets import CONV_PRESETS
+from jvae.models.nets import ACTIVATIONS, INITS, check_dropout_rate
 from jvae.models.precision import check_compute_dtype
 from jvae.objectives.control_variates import CONTROL_VARIATES
 from jvae.objectives.iwae import IWAE_ESTIMATORS

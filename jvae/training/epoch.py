@@ -83,6 +83,32 @@ def steps_per_epoch(num_examples: int, batch_size: int, drop_last: bool = True) 
     return steps
 
 
+def plan_epoch(state: TrainState, n: int, batch_size: int, drop_last: bool = True,
+               order_key: jax.Array | None = None) -> "EpochPlan":
+    """The first part of an epoch over ``n`` examples: its batch order and every step's keys.
+
+    The order is a permutation drawn from ``order_key`` (else from ``state.key``); with
+    ``drop_last=False`` the last batch is padded with the shuffle's first examples (real,
+    finite rows) and masked out. Every step's (loss, binarisation) keys are drawn at once,
+    the same keys as splitting ``fold_in(epoch_key, i)`` inside step ``i``.
+    """
+    num_steps = steps_per_epoch(n, batch_size, drop_last)
+    next_key, perm_key, epoch_key = jax.random.split(state.key, 3)
+    if order_key is not None:
+        perm_key = order_key
+    mask = None
+    if drop_last:
+        perm = jax.random.permutation(perm_key, n)[: num_steps * batch_size]
+    else:
+        slots = jnp.arange(num_steps * batch_size)
+        perm = jnp.take(jax.random.permutation(perm_key, n), slots % n)
+        mask = (slots < n).astype(jnp.float32).reshape(num_steps, batch_size)
+    perm = perm.reshape(num_steps, batch_size)
+    step_keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(epoch_key, i)))(
+        jnp.arange(num_steps))
+    return EpochPlan(perm, step_keys[:, 0], step_keys[:, 1], next_key, mask)
+
+
 def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTransformation,
                      batch_size: int, *, dynamic_binarization: bool = False,
                      batch_sharding: jax.sharding.Sharding | None = None,
@@ -173,24 +199,7 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
     grad_fn = jax.value_and_grad(joint_loss, has_aux=True)
 
     def plan(state: TrainState, data: jax.Array, order_key: jax.Array | None = None):
-        n = data.shape[0]
-        num_steps = steps_per_epoch(n, batch_size, drop_last)
-        next_key, perm_key, epoch_key = jax.random.split(state.key, 3)
-        if order_key is not None:
-            perm_key = order_key
-        mask = None
-        if drop_last:
-            perm = jax.random.permutation(perm_key, n)[: num_steps * batch_size]
-        else:   # pad with the shuffle's first examples: real, finite rows, masked out
-            slots = jnp.arange(num_steps * batch_size)
-            perm = jnp.take(jax.random.permutation(perm_key, n), slots % n)
-            mask = (slots < n).astype(jnp.float32).reshape(num_steps, batch_size)
-        perm = perm.reshape(num_steps, batch_size)
-        # Every step's (loss, binarisation) keys, drawn at once before the loop (the same
-        # keys as splitting fold_in(epoch_key, i) inside step i, without its scalar RNG work).
-        step_keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(epoch_key, i)))(
-            jnp.arange(num_steps))
-        return EpochPlan(perm, step_keys[:, 0], step_keys[:, 1], next_key, mask)
+        return plan_epoch(state, data.shape[0], batch_size, drop_last, order_key)
 
     def run_steps(state: TrainState, data: jax.Array, batches, loss_keys, bin_keys,
                   mask=None):
