@@ -11,7 +11,7 @@ stored size: the split streamed from the file in chunks, :mod:`jvae.runs.streami
 process (``python -m jvae.train``'s :func:`jvae.train_and_evaluate`), which reports its own
 peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and the median over its
 epochs of the epoch's training seconds over its steps. ``--rounds R`` repeats every (size,
-path) R times, the paths interleaved within a round; the table gives the median over rounds
+path) R times, the paths interleaved within a round (a size over 1 GB stored runs once); the table gives the median over rounds
 (the raw values are in the JSON). A size whose file or in-memory run does not fit the free
 disk or memory is skipped with a printed reason.
 
@@ -46,6 +46,7 @@ CONFIG = ROOT / "experiments" / "configs" / "pytorch_example.py"
 SIDE = 28
 EVAL_SIZE = 1000
 MODES = ("in-memory", "out-of-core")
+ONE_ROUND_ABOVE = 10 ** 9          # stored bytes above which a size runs one round only
 
 
 def main(argv=None) -> int:
@@ -128,7 +129,7 @@ def _measure(sizes, codes, modes, folder: pathlib.Path, args) -> tuple[list[dict
         path = folder / f"images_{n}_{_shape(shape)}.npy"
         _write_images(path, n, shape)
         runs: dict = {}
-        for _ in range(args.rounds):
+        for _ in range(args.rounds if stored <= ONE_ROUND_ABOVE else 1):
             for name, code in codes.items():
                 for mode in mine:
                     result = _run_child(path, name, code, mode, args)

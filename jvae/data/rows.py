@@ -7,9 +7,9 @@ slice. Values are those of the in-memory readers at their stored precision
 (``load_dataset(..., dtype="stored")``): uint8 pixels stay uint8, ``bool`` and floats become
 float32, ``[N, H, W]`` gets a channel axis. Three kinds:
 
-* :class:`NpyRows`: a ``.npy`` file memory-mapped (``np.load(mmap_mode="r")``); after each
-  read the mapped pages are released (``madvise(MADV_DONTNEED)``), so resident memory holds
-  the rows read, not the file (the file's pages stay in the kernel's page cache).
+* :class:`NpyRows`: a ``.npy`` file memory-mapped (``np.load(mmap_mode="r")``); every few
+  hundred rows read the mapped pages are released (``madvise(MADV_DONTNEED)``), so resident
+  memory holds the rows read, not the file (its pages stay in the kernel's page cache).
 * :class:`FolderRows`: a folder of PNG/JPEG images (:mod:`jvae.data.folder`), each read
   decoded from its file.
 * :class:`TfdsRows`: a prepared TFDS dataset through ``tfds.data_source`` (ArrayRecord).
@@ -112,12 +112,19 @@ class NpyRows(Rows):
         self.shape = tuple(self._mm.shape) + extra
         self.dtype = np.dtype(np.uint8 if stored == np.uint8 else np.float32)
 
+    #: Rows read between two releases of the mapped pages. A page fault maps the pages
+    #: around it too (the kernel's fault-around, 64 KiB), so scattered rows keep up to
+    #: ``GROUP * 64 KiB`` resident until released.
+    GROUP = 256
+
     def _read(self, idx):
         order = np.argsort(idx, kind="stable")       # file order: fewer page faults
         out = np.empty((len(idx), *self.shape[1:]), self.dtype)
-        got = np.take(self._mm, idx[order], axis=0)
-        out[order] = got.reshape(len(idx), *self.shape[1:]).astype(self.dtype, copy=False)
-        self._release()
+        for a in range(0, len(idx), self.GROUP):
+            part = order[a: a + self.GROUP]
+            got = np.take(self._mm, idx[part], axis=0)
+            out[part] = got.reshape(len(part), *self.shape[1:]).astype(self.dtype, copy=False)
+            self._release()
         if self.dtype != np.uint8 and not np.all(np.isfinite(out)):
             bad = int(idx[np.flatnonzero(~np.isfinite(out.reshape(len(idx), -1)).all(1))[0]])
             raise InvalidDataError(f"{self.name}: non-finite values (NaN/Inf) in example {bad}")
