@@ -228,3 +228,49 @@ def test_a_streamed_folder_run_matches_in_memory(tmp_path):
     _, notes = _run(small, tmp_path / "str")
     assert any("streaming the 44 training examples" in n for n in notes), notes
     _same(_final_params(mem, tmp_path / "mem"), _final_params(small, tmp_path / "str"))
+
+
+def test_two_processes_stream_their_shares_and_train_the_one_process_model(tmp_path):
+    """A simulated two-process SLURM job (as tests/test_cluster.py) streaming an npy file:
+    both processes end with the parameters of the same run in one process in memory."""
+    import subprocess
+    import sys
+
+    from jvae.cli import launch
+    from tests.test_cluster import DUMP, ROOT, SLURM, _clean_env
+
+    np.save(tmp_path / "x.npy", _pixels(116))
+    args = ["--config", str(ROOT / "experiments/configs/pytorch_example.py"), "--noprogress",
+            f"--config.dataset.name=npy:{tmp_path / 'x.npy'}",
+            "--config.dataset.train_split=train", "--config.dataset.eval_split=validation",
+            "--config.dataset.validation_size=20", "--config.batch_size=8",
+            "--config.num_epochs=2", "--config.latent_dim=2", "--config.figures=False",
+            "--config.eval.ll_samples=0", "--config.model.encoder_hidden=(8,)",
+            "--config.model.decoder_hidden=(8,)", "--config.data_parallel=True"]
+    port, procs = launch.free_port(), []
+    for rank in (0, 1):
+        env = _clean_env(**{**SLURM, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+                         JAX_COORDINATOR_PORT=str(port), JVAE_INIT_TIMEOUT="60")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", DUMP, str(tmp_path), *args,
+             "--config.dataset.memory_budget=200", "--workdir", str(tmp_path / "job")],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+        assert "streaming the 96 training examples" in out, out[-3000:]
+    got = [list(np.load(tmp_path / f"params-{i}.npz").values()) for i in (0, 1)]
+    one = subprocess.run([sys.executable, "-c", DUMP.replace("params-", "one-"), str(tmp_path),
+                          *args, "--config.dataset.memory_budget=none",
+                          "--workdir", str(tmp_path / "one")],
+                         env=_clean_env(), cwd=ROOT, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    ref = list(np.load(tmp_path / "one-0.npz").values())
+    for a, b, c in zip(got[0], got[1], ref, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)   # (all-reduced gradients)

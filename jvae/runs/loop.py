@@ -300,7 +300,7 @@ def _streamed_epoch(run: Run, parts, dev: steplog.DevAssessor, state: TrainState
     config = run.config
     batch_size = int(config.batch_size)
     plan_fn, run_fn = parts()
-    placeholder = streaming.placeholder(len(train))
+    placeholder = train.constant(streaming.placeholder(len(train)))
     plan = plan_fn.lower(state, placeholder, key).compile()
     p0 = plan(state, placeholder, key)
     axis = 1 if run.multi else 0
@@ -315,7 +315,7 @@ def _streamed_epoch(run: Run, parts, dev: steplog.DevAssessor, state: TrainState
         if b - a not in programs:
             data = jax.ShapeDtypeStruct(((b - a) * batch_size, *train.shape[1:]), train.dtype,
                                         sharding=train.sharding())
-            local = streaming.relative_batches(b - a, batch_size, run.runs)
+            local = train.constant(streaming.relative_batches(b - a, batch_size, run.runs))
             rows = [steplog.take_steps(x, a, b, axis) for x in p0.rows()[1:]]
             programs[b - a] = run_fn.lower(state, data, local, *rows).compile()
     return functools.partial(streaming.streamed_epoch, plan, programs, dev, axis, num_steps,

@@ -260,6 +260,11 @@ class Stream:
             return sharding.replicated(self.mesh)
         return sharding.batch_sharding(self.mesh)
 
+    def constant(self, x: np.ndarray):
+        """A host array the chunk programs take beside the chunk (the placeholder, the
+        chunk's batch indices): replicated over the mesh when there is one."""
+        return x if self.mesh is None else sharding.replicate(x, self.mesh)
+
     def put(self, positions: np.ndarray) -> jax.Array:
         """The rows at ``positions`` (``[M]``, the chunk's examples in step order) as one
         device array ``[M, ...]``."""
@@ -351,16 +356,18 @@ def streamed_epoch(plan_fn, run_fns: dict, dev, axis: int, num_steps: int, batch
     after the chunks that end at one of its boundaries; ``runs``: the length of a stacked
     run's leading axis (0: one run)."""
     dev.seconds_in_epoch = 0.0
-    p = plan_fn(state, placeholder(len(stream)), order_key)
+    p = plan_fn(state, stream.constant(placeholder(len(stream))), order_key)
     order = np.asarray(p.batches)
     order = (order[0] if axis else order).reshape(-1)          # the runs share one order
     step0 = int(np.ravel(jax.device_get(state.step))[0])
     rows = p.rows()[1:]
     parts, previous = [], None
+    locals_ = {b - a: stream.constant(relative_batches(b - a, batch_size, runs))
+               for a, b in chunks}
     with Prefetcher(lambda ab: stream.put(order[ab[0] * batch_size: ab[1] * batch_size]),
                     chunks) as chunk_data:
         for (a, b), data in zip(chunks, chunk_data):
-            local = relative_batches(b - a, batch_size, runs)
+            local = locals_[b - a]
             state, aux = run_fns[b - a](state, data, local,
                                         *(_take(x, a, b, axis) for x in rows))
             parts.append(aux)
