@@ -62,6 +62,9 @@ def main(argv=None) -> int:
                         "stored size, so that they stream)")
     p.add_argument("--baseline", default="", help="PYTHONPATH of the jvae to compare with")
     p.add_argument("--json", default="", help="write the results here")
+    p.add_argument("--append", action="store_true",
+                   help="add the rows to those of the --json file (another invocation's, "
+                        "e.g. big sizes with fewer epochs); each invocation is recorded")
     p.add_argument("--dir", default="", help="folder for the .npy files and work directories "
                                              "(default: a temporary folder, removed after)")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)   # internal: one run
@@ -86,15 +89,27 @@ def main(argv=None) -> int:
         codes = {"before": args.baseline, **codes}
     with tempfile.TemporaryDirectory(dir=args.dir or None) as tmp:
         rows, skipped = _measure(sizes, codes, modes, pathlib.Path(args.dir or tmp), args)
-    print(_table(rows))
+    if not args.json:
+        print(_table(_growth(rows)))
     if args.json:
-        out = {"benchmark": "bench_memory", "sizes": args.sizes, "epochs": args.epochs,
-               "rounds": args.rounds, "budget": args.budget, "dtype": "uint8",
-               "config": "pytorch_example",
+        run = {"command": "python -m experiments.bench_memory " + " ".join(
+                   a for a in (argv if argv is not None else sys.argv[1:]) if a != "--append"),
+               "sizes": args.sizes, "epochs": args.epochs, "rounds": args.rounds,
+               "budget": args.budget,
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "load_average": os.getloadavg()[0],
+               "commits": {k: _commit(v) for k, v in codes.items()}}
+        for r in rows:
+            r["epochs_run"] = args.epochs
+        out = {"benchmark": "bench_memory", "dtype": "uint8", "config": "pytorch_example",
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-               "commits": {k: _commit(v) for k, v in codes.items()}, "rows": rows,
-               "skipped": skipped}
+               "invocations": [], "rows": [], "skipped": []}
+        if args.append and pathlib.Path(args.json).exists():
+            out = json.loads(pathlib.Path(args.json).read_text())
+        out["invocations"].append(run)
+        out["rows"] = _growth(out["rows"] + rows)
+        out["skipped"] += skipped
+        print(_table(out["rows"]))
         pathlib.Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
@@ -149,16 +164,23 @@ def _measure(sizes, codes, modes, folder: pathlib.Path, args) -> tuple[list[dict
                          "rounds": [{k: r[k] for k in ("peak_rss_bytes", "seconds_per_step")}
                                     for r in results]})
         path.unlink()
-    for name in codes:                        # growth per stored byte between sizes
-        for mode in modes:
-            for shape in {tuple(r["shape"]) for r in rows}:
-                mine = [r for r in rows if r["code"] == name and r["mode"] == mode
-                        and tuple(r["shape"]) == shape]
-                for a, b in zip(mine, mine[1:]):
-                    b["growth_per_stored_byte"] = ((b["peak_rss_bytes"] - a["peak_rss_bytes"])
-                                                   / (b["stored_bytes"] - a["stored_bytes"]))
-                    b["peak_over_smallest"] = b["peak_rss_bytes"] / mine[0]["peak_rss_bytes"]
     return rows, skipped
+
+
+def _growth(rows: list[dict]) -> list[dict]:
+    """Adds to each row the growth of the peak per stored byte from the next smaller size of
+    the same code, path and image shape, and its peak over the smallest size's."""
+    for r in rows:
+        r.pop("growth_per_stored_byte", None)
+        r.pop("peak_over_smallest", None)
+    for key in {(r["code"], r["mode"], tuple(r["shape"])) for r in rows}:
+        mine = sorted((r for r in rows if (r["code"], r["mode"], tuple(r["shape"])) == key),
+                      key=lambda r: r["images"])
+        for a, b in zip(mine, mine[1:]):
+            b["growth_per_stored_byte"] = ((b["peak_rss_bytes"] - a["peak_rss_bytes"])
+                                           / (b["stored_bytes"] - a["stored_bytes"]))
+            b["peak_over_smallest"] = b["peak_rss_bytes"] / mine[0]["peak_rss_bytes"]
+    return rows
 
 
 def _run_child(path, name, code, mode, args) -> dict:

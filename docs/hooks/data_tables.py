@@ -292,8 +292,8 @@ def bench_memory_table(data: dict) -> str:
     over rounds of the peak resident memory and seconds per step."""
     lines = [_row(["path", "images", "image", "stored", "peak memory", "peak / stored",
                    "growth per stored byte", "peak / smallest size's", "ms per step",
-                   "rounds"]),
-             _row(["---"] * 3 + ["---:"] * 7)]
+                   "rounds", "epochs"]),
+             _row(["---"] * 3 + ["---:"] * 8)]
     for r in data["rows"]:
         lines.append(_row([r["mode"], f"{r['images']:,}", "x".join(map(str, r["shape"])),
                            f"{r['stored_bytes'] / 1e6:,.0f} MB",
@@ -301,13 +301,14 @@ def bench_memory_table(data: dict) -> str:
                            f"{r['peak_over_stored']:.2f}",
                            _num(r.get("growth_per_stored_byte"), ".2f"),
                            _num(r.get("peak_over_smallest"), ".2f"),
-                           f"{r['seconds_per_step'] * 1e3:.2f}", len(r["rounds"])]))
+                           f"{r['seconds_per_step'] * 1e3:.2f}", len(r["rounds"]),
+                           r.get("epochs_run", "")]))
     lines.append("")
+    runs = "; ".join(f"`{i['command']}` measured {i['date']} (commit "
+                     f"{i['commits'].get('after', 'unknown')[:10]}, load average "
+                     f"{i['load_average']:.1f})" for i in data["invocations"])
     skipped = "; ".join(data.get("skipped", [])) or "none"
-    lines.append(f"`python -m experiments.bench_memory --sizes {data['sizes']} --rounds "
-                 f"{data['rounds']} --epochs {data['epochs']} --budget {data['budget']}`, "
-                 f"measured {data['date']} (commit {data['commits'].get('after', 'unknown')[:10]})"
-                 f" on {data['machine']['platform']}, {data['machine']['cpus']} CPUs; "
+    lines.append(f"{runs}; on {data['machine']['platform']}, {data['machine']['cpus']} CPUs; "
                  f"skipped: {skipped}.")
     return "\n".join(lines)
 
