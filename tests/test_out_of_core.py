@@ -274,3 +274,17 @@ def test_two_processes_stream_their_shares_and_train_the_one_process_model(tmp_p
     for a, b, c in zip(got[0], got[1], ref, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)   # (all-reduced gradients)
+
+
+def test_a_streamed_multi_seed_run_matches_in_memory(tmp_path):
+    """Two seeds as one vmapped program: the chunk's batch indices are stacked per seed."""
+    np.save(tmp_path / "x.npy", _pixels(116))
+    name = f"npy:{tmp_path / 'x.npy'}"
+    mem, small = _config(name), _config(name, budget="1000")
+    for c in (mem, small):
+        c.num_seeds, c.num_epochs = 2, 1
+    r_mem, _ = _run(mem, tmp_path / "mem")
+    r_str, notes = _run(small, tmp_path / "str")
+    assert any("streaming" in n for n in notes)
+    assert r_mem["train/loss"] == r_str["train/loss"] and len(r_mem["train/loss"]) == 2
+    _same(_final_params(mem, tmp_path / "mem"), _final_params(small, tmp_path / "str"))
