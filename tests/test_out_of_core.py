@@ -288,3 +288,35 @@ def test_a_streamed_multi_seed_run_matches_in_memory(tmp_path):
     assert any("streaming" in n for n in notes)
     assert r_mem["train/loss"] == r_str["train/loss"] and len(r_mem["train/loss"]) == 2
     _same(_final_params(mem, tmp_path / "mem"), _final_params(small, tmp_path / "str"))
+
+
+class _FakeDataSource:
+    """What ``tfds.data_source`` returns: a sequence of example dicts (ArrayRecord-backed)."""
+
+    def __init__(self, n, seed):
+        rng = np.random.default_rng(seed)
+        self.images = rng.integers(0, 256, (n, *SHAPE, 1), dtype=np.uint8)
+        self.labels = rng.integers(0, 3, n)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i], "label": self.labels[i]}
+
+
+def test_a_streamed_tfds_run_matches_in_memory(tmp_path, monkeypatch):
+    from jvae.data import tfds_source
+
+    sources = {"train": _FakeDataSource(96, 3), "test": _FakeDataSource(24, 4)}
+    monkeypatch.setattr(tfds_source, "_import_tfds", lambda: None)
+    monkeypatch.setattr(tfds_source, "_open", lambda tfds, name, split, data_dir: sources[split])
+    tfds_source._read.cache_clear()
+    mem, small = _config("tfds:fake"), _config("tfds:fake", budget="500")
+    for c in (mem, small):
+        c.dataset.eval_split = "test"
+    _run(mem, tmp_path / "mem")
+    _, notes = _run(small, tmp_path / "str")
+    tfds_source._read.cache_clear()
+    assert any("streaming the 96 training examples" in n and "tfds:fake" in n for n in notes)
+    _same(_final_params(mem, tmp_path / "mem"), _final_params(small, tmp_path / "str"))
