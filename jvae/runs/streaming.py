@@ -107,7 +107,9 @@ def training_rows(config) -> jrows.Rows | None:
     """A reader of the run's training rows, exactly those that
     :func:`jvae.runs.builders.load_data` would load before it holds out the dev split (the
     training split carved from the file, its first ``limit_train``), or ``None`` when the
-    dataset is not read from a random-access source (``npy:``, ``folder:``, ``tfds:``)."""
+    dataset is not read from a random-access source (``npy:``, ``folder:``, ``tfds:``) or
+    the source cannot be opened so (a missing or invalid file: the in-memory readers' errors
+    name the problem)."""
     from jvae.runs.outputs import trained_split
 
     ds = config.dataset
@@ -116,16 +118,19 @@ def training_rows(config) -> jrows.Rows | None:
     if kind not in ("npy", "folder", "tfds"):
         return None
     split = trained_split(config)
-    if kind == "tfds":
-        reader = jrows.TfdsRows(name, split, data_dir=ds.data_dir or None,
-                                image_key=ds.get("tfds_image_key", "image"))
-    else:
-        path = name.split(":", 1)[1]
-        reader = (jrows.NpyRows(path) if kind == "npy" else
-                  jrows.FolderRows(path, resize=ds.resize or None))
-        if split == "test":
-            raise ValueError(f"{FIELD}: training on the test split of {name} is not streamed; "
-                             "train on 'train' or 'train_full'")
+    try:
+        if kind == "tfds":
+            reader = jrows.TfdsRows(name, split, data_dir=ds.data_dir or None,
+                                    image_key=ds.get("tfds_image_key", "image"))
+        else:
+            path = name.split(":", 1)[1]
+            reader = (jrows.NpyRows(path) if kind == "npy" else
+                      jrows.FolderRows(path, resize=ds.resize or None))
+    except (ValueError, OSError, ImportError, KeyError):
+        return None        # the in-memory readers say what is wrong, in their words
+    if kind != "tfds":
+        if split == "test":             # (the separate test file: loaded, not streamed)
+            return None
         if split != "train_full":
             kept = user._kept(len(reader), split, int(ds.validation_size),
                               int(ds.get("validation_seed", 0)), reader.name)
@@ -179,6 +184,8 @@ def check_loaded(config, nbytes: int) -> None:
     Raises:
         ValueError: one line naming the sizes and what to do.
     """
+    if _kind(config.dataset.name) in ("npy", "folder", "tfds"):
+        return               # (its stored size was compared by streamed_rows)
     budget = resolve_budget(config.dataset.get("memory_budget", "auto"))
     if budget and nbytes > budget:
         raise ValueError(f"{config.dataset.name}: {nbytes / 1e6:.1f} MB of training data exceed "
