@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", default="", help="write the results here")
     p.add_argument("--append", action="store_true",
                    help="add the rows to those of the --json file (another invocation's, "
-                        "e.g. big sizes with fewer epochs); each invocation is recorded")
+                        "e.g. big sizes with fewer epochs; a size measured again replaces its "
+                        "rows); each invocation is recorded")
     p.add_argument("--dir", default="", help="folder for the .npy files and work directories "
                                              "(default: a temporary folder, removed after)")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)   # internal: one run
@@ -107,7 +108,8 @@ def main(argv=None) -> int:
         if args.append and pathlib.Path(args.json).exists():
             out = json.loads(pathlib.Path(args.json).read_text())
         out["invocations"].append(run)
-        out["rows"] = _growth(out["rows"] + rows)
+        fresh = {_key(r) for r in rows}         # a size measured again replaces its rows
+        out["rows"] = _growth([r for r in out["rows"] if _key(r) not in fresh] + rows)
         out["skipped"] += skipped
         print(_table(out["rows"]))
         pathlib.Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
@@ -165,6 +167,10 @@ def _measure(sizes, codes, modes, folder: pathlib.Path, args) -> tuple[list[dict
                                     for r in results]})
         path.unlink()
     return rows, skipped
+
+
+def _key(row: dict) -> tuple:
+    return row["code"], row["mode"], row["images"], tuple(row["shape"])
 
 
 def _growth(rows: list[dict]) -> list[dict]:
