@@ -9,7 +9,7 @@ log-likelihood. Two paths (``--modes``): ``in-memory`` (``dataset.memory_budget=
 split on the device) and ``out-of-core`` (``dataset.memory_budget=--budget``, default 32MB, at most half the
 stored size: the split streamed from the file in chunks, :mod:`jvae.runs.streaming`). Every run is a fresh
 process (``python -m jvae.train``'s :func:`jvae.train_and_evaluate`), which reports its own
-peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and the median over its
+peak resident memory (``VmHWM`` of ``/proc/self/status``, :func:`_peak_rss`) and the median over its
 epochs of the epoch's training seconds over its steps. ``--rounds R`` repeats every (size,
 path) R times, the paths interleaved within a round (a size over 1 GB stored runs once); the table gives the median over rounds
 (the raw values are in the JSON). A size whose file or in-memory run does not fit the free
@@ -219,7 +219,6 @@ def _shape(shape) -> str:
 
 def _child(path: pathlib.Path, epochs: int, budget: str) -> int:
     """One run in this process; prints one JSON line: peak RSS and seconds per step."""
-    import resource
     import runpy
 
     from jvae import train_and_evaluate
@@ -240,12 +239,29 @@ def _child(path: pathlib.Path, epochs: int, budget: str) -> int:
     records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     steps = records[0]["step"]                                 # steps of one epoch
     per_step = [r["train/seconds"] / steps for r in records]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # KiB on Linux
+    peak = _peak_rss()
     shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({"peak_rss_bytes": peak, "seconds_per_step": statistics.median(per_step),
                       "steps_per_epoch": steps, "epochs": len(records),
                       "streamed": any("streaming" in line for line in notes)}))
     return 0
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes: ``VmHWM`` of ``/proc/self/status``,
+    the high-water mark of this program's own memory since it started. (``getrusage``'s
+    ``ru_maxrss`` is not used: Linux carries it across ``fork`` and ``exec``, so a child
+    reports at least the parent's peak, e.g. the benchmark's own after writing a file.)
+    Falls back to ``ru_maxrss`` where ``/proc`` is missing."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # KiB on Linux
 
 
 def _count(path: pathlib.Path) -> int:
