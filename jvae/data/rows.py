@@ -71,7 +71,8 @@ class Rows:
 
     def subset(self, rows) -> "Rows":
         """The reader of ``rows`` (int ``[M]``) of this one, in that order."""
-        return _Subset(self, np.asarray(rows, np.int64))
+        index = np.int32 if len(self) < 2 ** 31 else np.int64      # (half the memory)
+        return _Subset(self, np.asarray(rows, index))
 
 
 class _Subset(Rows):

@@ -364,8 +364,8 @@ def streamed_epoch(plan_fn, run_fns: dict, dev, axis: int, num_steps: int, batch
     run's leading axis (0: one run)."""
     dev.seconds_in_epoch = 0.0
     p = plan_fn(state, stream.constant(placeholder(len(stream))), order_key)
-    order = np.asarray(p.batches)
-    order = (order[0] if axis else order).reshape(-1)          # the runs share one order
+    order = np.asarray(p.batches[0] if axis else p.batches).reshape(-1)   # one shared order
+    p = p._replace(batches=None)          # (the device copy is not needed any more)
     step0 = int(np.ravel(jax.device_get(state.step))[0])
     rows = p.rows()[1:]
     parts, previous = [], None
