@@ -744,3 +744,20 @@ def test_vampprior_page_is_generated_from_its_data_file():
                                                "vampprior-epochs"),
                                  [f"{v:.2f}" for r in data["rows"] for v in r["test_rate"]
                                   if v >= 1.0])
+
+
+def test_bench_memory_table_is_generated_from_its_data_file():
+    """The data guide's memory table renders ``experiments/bench_memory.py``'s --json file:
+    one row per (path, size) with its peak and seconds per step, every invocation's command."""
+    hook = _data_tables_hook()
+    assert "<!-- table: bench-memory -->" in (DOCS / "guides" / "data.md").read_text()
+    data = json.loads((DOCS / "data" / "bench_memory.json").read_text())
+    rendered = hook.render("<!-- table: bench-memory -->")
+    rows = [line for line in rendered.splitlines() if line.startswith("| ")][2:]
+    assert len(rows) == len(data["rows"]) > 0
+    for row, r in zip(rows, data["rows"]):
+        assert row.startswith(f"| {r['mode']} | {r['images']:,} |")
+        assert f"| {r['peak_rss_bytes'] / 1e6:,.0f} MB |" in row
+        assert f"| {r['seconds_per_step'] * 1e3:.2f} |" in row
+    for run in data["invocations"]:
+        assert f"`{run['command']}` measured {run['date']}" in rendered

@@ -5,11 +5,11 @@ that :data:`TABLES` renders for ``NAME`` from its data file. ``reliability-probe
 ``kill-resume`` read ``docs/data/reliability.json``, written by ``python -m
 tests.tools.probe_faults --record docs/data/reliability.json`` and ``python -m
 tests.tools.kill_resume --record docs/data/reliability.json``; ``bench-epoch``,
-``bench-seeds`` and ``bench-conv`` read the ``--json`` file of ``experiments/bench_epoch.py``,
-``bench_seeds.py`` and ``bench_conv.py`` (``docs/data/bench_*.json``); ``bench-device`` renders
-``docs/data/bench_device.json`` with ``experiments/bench_device_table.py``, the table that
-``python -m experiments.bench_device`` prints. An unknown marker, or a data file without the
-key a table needs, fails the build.
+``bench-seeds``, ``bench-conv`` and ``bench-memory`` read the ``--json`` file of
+``experiments/bench_epoch.py``, ``bench_seeds.py``, ``bench_conv.py`` and ``bench_memory.py``
+(``docs/data/bench_*.json``); ``bench-device`` renders ``docs/data/bench_device.json`` with
+``experiments/bench_device_table.py``, the table that ``python -m experiments.bench_device``
+prints. An unknown marker, or a data file without the key a table needs, fails the build.
 """
 
 from __future__ import annotations
@@ -288,6 +288,32 @@ def bench_conv_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def bench_memory_table(data: dict) -> str:
+    """``python -m experiments.bench_memory --json``: one row per (path, size), the median
+    over rounds of the peak resident memory and seconds per step."""
+    lines = [_row(["path", "images", "image", "stored", "peak memory", "peak / stored",
+                   "growth per stored byte", "peak / smallest size's", "ms per step",
+                   "rounds", "epochs"]),
+             _row(["---"] * 3 + ["---:"] * 8)]
+    for r in data["rows"]:
+        lines.append(_row([r["mode"], f"{r['images']:,}", "x".join(map(str, r["shape"])),
+                           f"{r['stored_bytes'] / 1e6:,.0f} MB",
+                           f"{r['peak_rss_bytes'] / 1e6:,.0f} MB",
+                           f"{r['peak_over_stored']:.2f}",
+                           _num(r.get("growth_per_stored_byte"), ".2f"),
+                           _num(r.get("peak_over_smallest"), ".2f"),
+                           f"{r['seconds_per_step'] * 1e3:.2f}", len(r["rounds"]),
+                           r.get("epochs_run", "")]))
+    lines.append("")
+    runs = "; ".join(f"`{i['command']}` measured {i['date']} (commit "
+                     f"{i['commits'].get('after', 'unknown')[:10]}, load average "
+                     f"{i['load_average']:.1f})" for i in data["invocations"])
+    skipped = "; ".join(data.get("skipped", [])) or "none"
+    lines.append(f"{runs}; on {data['machine']['platform']}, {data['machine']['cpus']} CPUs; "
+                 f"skipped: {skipped}.")
+    return "\n".join(lines)
+
+
 def _readme_results():
     import sys
 
@@ -380,6 +406,7 @@ TABLES = {"results-summary": results_summary_table,
           "bench-seeds": lambda: bench_seeds_table(_data("bench_seeds.json")),
           "bench-conv": lambda: bench_conv_table(_data("bench_conv.json")),
           "bench-device": lambda: bench_device_table(_data("bench_device.json")),
+          "bench-memory": lambda: bench_memory_table(_data("bench_memory.json")),
           "notebook-dpm2": lambda: notebook_dpm2_table(_data("notebook_dpm2.json")),
           "dpm2-finished": lambda: dpm2_finished_table(_data("dpm2.json")),
           "notebook-lab5-pyro": lambda: notebook_lab5_pyro_table(_data("notebook_lab5.json")),

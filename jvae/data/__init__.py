@@ -37,7 +37,7 @@ from jvae.data.fetch import DownloadError, default_cache_dir, download
 from jvae.data.synthetic import gaussian2d
 from jvae.data.tfds_source import is_tfds_name
 from jvae.data.user import (ArraySource, FolderSource, NpySource, NpzSource, as_source,
-                            is_user_name)
+                            clear_caches, is_user_name)
 from jvae.data.transforms import (PIXEL_LEVELS, binarize_dynamic, binarize_static, centre,
                                   pixels_to_unit, resize_images, uncentre)
 from jvae.data.validate import (REAL, UNIT_INTERVAL, InvalidDataError, Support, check_data,
@@ -51,5 +51,5 @@ __all__ = [
     "ChecksumError", "InvalidDataError", "Support", "REAL", "UNIT_INTERVAL", "check_data",
     "likelihood_support", "is_tfds_name", "centre", "uncentre", "check_count", "check_number",
     "check_points", "ArraySource", "NpySource", "NpzSource", "FolderSource", "as_source",
-    "is_user_name",
+    "is_user_name", "clear_caches",
 ]

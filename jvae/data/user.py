@@ -35,7 +35,7 @@ from jvae.data.transforms import pixels_to_unit
 from jvae.data.validate import InvalidDataError, check_data
 
 __all__ = ["ArraySource", "NpySource", "NpzSource", "FolderSource", "Source", "PREFIXES",
-           "is_user_name", "as_source", "to_split"]
+           "is_user_name", "as_source", "to_split", "clear_caches"]
 
 #: Dataset names starting with one of these read your own files (``"npz:data/x.npz"``).
 PREFIXES = ("npy:", "npz:", "folder:")
@@ -281,6 +281,18 @@ def to_split(images, labels, name: str, *, stored: bool = False):
     # no examples, NaN/Inf (count, first index); uint8 pixels have no bad values
     check_data(x, name=name, values=x.dtype != np.uint8)
     return Split(readonly(x), None if labels is None else _labels(labels, len(x), name))
+
+
+def clear_caches() -> None:
+    """Forget the decoded files that readers of your own data and of TFDS keep in-process
+    (``.npy``, ``.npz``, image folders, ``tfds:`` splits: whole datasets): a training run
+    calls it once its training array is on the device, so no host copy stays alive. The
+    built-in datasets' caches (MNIST, CIFAR-10: a fixed size) are kept. The next read of a
+    file decodes it again."""
+    from jvae.data import folder, tfds_source
+
+    for cached in (_read_npy, _read_npz, folder._read, tfds_source._read):
+        cached.cache_clear()
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 
 from jvae import data as jdata
+from jvae.data.rows import Rows
 from jvae.models.autoencoder import PointHead, is_autoencoder
 from jvae.models.heads import (BernoulliHead, ContinuousBernoulliHead, DiagGaussianHead, GaussianHead,
                         MixtureGaussianHead)
@@ -30,11 +31,12 @@ from jvae.objectives.score_function import (make_mixture_objective, make_nvil_ob
 from jvae.models.flows import FLOW_POSTERIORS, CouplingFlowHead, IAFHead, PlanarFlowHead
 from jvae.models.priors import MixturePrior, StandardNormalPrior, VampPrior
 from jvae.training import make_optimizer
+from jvae.runs import streaming
 from jvae.runs.outputs import evaluated_split, trained_split
 from jvae.runs.schema import LIKELIHOOD_SUPPORT, SYNTHETIC, _choice, _integer, _positive
 
 __all__ = ["Datasets", "load_data", "build_model", "build_loss", "build_optimizer",
-           "iwae_schedule", "iwae_epochs", "split_dev", "fixed_binarisation"]
+           "iwae_schedule", "iwae_epochs", "split_dev", "dev_rows", "fixed_binarisation"]
 
 _DEV_STREAM = 1          # (data_seed, 1): the dev split's binarisation stream
 
@@ -49,8 +51,15 @@ class Datasets(NamedTuple):
     dev: np.ndarray | None = None
 
 
-def load_data(config: ml_collections.ConfigDict, stored: bool = False) -> Datasets:
+def load_data(config: ml_collections.ConfigDict, stored: bool = False,
+              rows: bool = False) -> Datasets:
     """Load the training and evaluation splits named by ``config.dataset``.
+
+    With ``rows=True`` (what a training run uses, with ``stored``) the training split may
+    come back as a reader instead of an array (:func:`jvae.runs.streaming.streamed_rows`):
+    when it exceeds ``config.dataset.memory_budget`` (streamed by the run), or for uint8
+    ``npy:`` data (put on the device chunk by chunk). A split over the budget from a source
+    that cannot be streamed is refused (one-line ``ValueError``).
 
     With ``stored=True`` (what training uses) the training split of 8-bit images (mnist,
     fashion_mnist, your own uint8 data) stays uint8, a quarter of float32's memory, and the
@@ -98,8 +107,14 @@ def load_data(config: ml_collections.ConfigDict, stored: bool = False) -> Datase
         common.update(validation_seed=int(ds.get("validation_seed", 0)),
                       test=ds.get("test", "") or None)
     stored = stored and not ds.get("centre", False)
-    train = jdata.load_dataset(source, train_split, limit=ds.limit_train or None,
-                               dtype="stored" if stored else "float32", **common)
+    reader = streaming.streamed_rows(config) if rows and stored else None
+    if reader is not None:
+        train = reader
+    else:
+        train = jdata.load_dataset(source, train_split, limit=ds.limit_train or None,
+                                   dtype="stored" if stored else "float32", **common)
+        if rows:
+            streaming.check_loaded(config, train.nbytes)
     evals = jdata.load_dataset(source, eval_split, limit=ds.limit_eval or None, **common)
     labels = None
     if ds.name != "binarized_mnist":
@@ -118,9 +133,14 @@ def load_data(config: ml_collections.ConfigDict, stored: bool = False) -> Datase
         train, evals = jdata.centre(np.asarray(train)), jdata.centre(np.asarray(evals))
     _check_splits(ds, train, evals, LIKELIHOOD_SUPPORT.get(config.model.likelihood),
                   f"the {config.model.likelihood} likelihood")
-    if train.dtype != np.uint8:
-        train = np.asarray(train, np.float32)
-    train, dev = split_dev(train, int(ds.dev_size), int(ds.dev_seed))
+    if isinstance(train, Rows):      # (not loaded: the dev split read alone)
+        rest, held = dev_rows(len(train), int(ds.dev_size), int(ds.dev_seed))
+        dev = train.read(np.flatnonzero(held)) if held.any() else None
+        train = train if rest.all() else train.subset(np.flatnonzero(rest))
+    else:
+        if train.dtype != np.uint8:
+            train = np.asarray(train, np.float32)
+        train, dev = split_dev(train, int(ds.dev_size), int(ds.dev_seed))
     dev = None if dev is None else jdata.pixels_to_unit(dev)
     if dev is not None and ds.binarize == "dynamic":     # assessed like the evaluation split
         dev = fixed_binarisation(dev, (int(ds.data_seed), _DEV_STREAM))
@@ -134,6 +154,8 @@ def _check_splits(ds, train, evals, support, source: str, unit: bool = True) -> 
     if not unit:
         return
     for name, arr in (("training data", train), ("evaluation data", evals)):
+        if isinstance(arr, Rows) and arr.dtype != np.uint8:
+            continue                  # streamed: each chunk is checked as it is read
         if arr.dtype == np.uint8:     # stored pixels: every value maps into [0, 1]; shape only
             arr = jdata.pixels_to_unit(arr[:1])
         if jdata.is_user_name(ds.name):
@@ -160,12 +182,20 @@ def split_dev(train: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.n
     training example would be left."""
     if size == 0:
         return train, None
-    if not 0 < size < len(train):
+    rest, held = dev_rows(len(train), size, seed)
+    return train[rest], train[held]
+
+
+def dev_rows(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """bool ``[n]`` masks ``(rest, dev)`` of :func:`split_dev` (``size = 0``: all rest)."""
+    held = np.zeros(n, bool)
+    if size == 0:
+        return ~held, held
+    if not 0 < size < n:
         raise ValueError(f"config.dataset.dev_size {size} must be smaller than the training "
-                         f"set ({len(train)} examples), leaving some to train on.")
-    held = np.zeros(len(train), bool)
-    held[np.random.default_rng(seed).choice(len(train), size, replace=False)] = True
-    return train[~held], train[held]
+                         f"set ({n} examples), leaving some to train on.")
+    held[np.random.default_rng(seed).choice(n, size, replace=False)] = True
+    return ~held, held
 
 
 def build_model(config: ml_collections.ConfigDict, data_shape) -> VAE:

@@ -76,6 +76,11 @@ def _dataset() -> ml_collections.ConfigDict:
                             # split, assessed at step 0, every eval.every_steps steps
                             # and at the end (0: no dev split)
     g.dev_seed = 0          # which examples the dev split takes
+    g.memory_budget = "auto"    # bytes the training split may take in memory (e.g. "2GB");
+                            # larger splits of npy:/folder:/tfds: data are streamed from
+                            # the file in chunks (same parameters); "auto": half the
+                            # accelerator's memory, a quarter of the host's on the CPU;
+                            # "none" or "0": always in memory
     g.mode = "univariate"   # gaussian2d: univariate | multivariate
     g.count = 15000         # gaussian2d: number of points (70% train)
     return g

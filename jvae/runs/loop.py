@@ -31,10 +31,10 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from jvae.data import pixels_to_unit
+from jvae.data import clear_caches, pixels_to_unit
 from jvae.evaluation import make_evaluator
 from jvae.models.vae import VAE
-from jvae.runs import builders, schema, steplog
+from jvae.runs import builders, schema, steplog, streaming
 from jvae.runs.checkpoints import Checkpointer, check_writable, write_json_atomic
 from jvae.runs.checks import check_losses, check_resume, check_space
 from jvae.runs.figures import write_figures, write_latent_snapshot, write_snapshots
@@ -118,9 +118,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         raise ValueError("The work directory is empty; pass --workdir DIR.")
     workdir = pathlib.Path(workdir)
     log = log or stderr_line
-    datasets, model, optimizer = build_run(config, stored=True)   # uint8 pixels stay uint8
+    datasets, model, optimizer = build_run(config, stored=True, rows=True)  # uint8 stays uint8
     check_available(bool(config.get("tensorboard", False)))
     template = initial_state(config, model, optimizer, pixels_to_unit(datasets.train[:1]))
+    data = [datasets]     # handed over: _train drops the host training array once placed
+    del datasets
     lock = WorkdirLock(workdir)
     try:
         lock.acquire()
@@ -134,18 +136,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         check_writable(workdir, "work directory")
         ckpt.check_writable()
         check_space(ckpt, template)
-        return _train(config, workdir, datasets, model, optimizer, template, ckpt, resume,
+        return _train(config, workdir, data, model, optimizer, template, ckpt, resume,
                       progress, redraw, log)
     finally:
         ckpt.close()
         lock.release()
 
 
-def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, progress, redraw,
-           log):
+def _train(config, workdir, data: list, model, optimizer, state, ckpt, resume, progress,
+           redraw, log):
     """The body of :func:`train_and_evaluate`, with the directory locked and checked: open
     the run (fresh or resumed), plan it, compile its epoch, run the epochs, draw the figures
-    (a resumed run that had finished: only with ``redraw``)."""
+    (a resumed run that had finished: only with ``redraw``).
+
+    ``data`` is a one-element list holding the run's :class:`~jvae.runs.builders.Datasets`,
+    emptied here: once the training array is on the device no host reference to it is
+    left (this frame's, the caller's, the readers' caches: :func:`jvae.data.clear_caches`),
+    so the host copy is freed and the peak memory grows by about one byte per stored byte.
+    """
+    datasets = data.pop()
     start, state, history = open_run(config, workdir, state, ckpt, resume, log)
     run = plan_run(config, workdir, datasets, model, ckpt)
     if start and start >= int(config.num_epochs):
@@ -156,8 +165,19 @@ def _train(config, workdir, datasets, model, optimizer, state, ckpt, resume, pro
         if redraw:
             finish_run(run, state, history)
         return history[-1] if history else {}
-    state, train, evals, batch_spec = place(config, state, datasets.train, datasets.eval,
-                                            run.multi, log)
+    streamed = streaming.is_streamed(config, datasets.train)
+    state, train, evals, batch_spec = place(config, state,
+                                            None if streamed else datasets.train,
+                                            datasets.eval, run.multi, log)
+    if streamed:
+        mesh = sharding.make_mesh() if config.data_parallel or config.shard_seeds else None
+        train = streaming.Stream(datasets.train, mesh, check=_chunk_check(config, datasets))
+        log(f"note: streaming the {len(train)} training examples "
+            f"({datasets.train.nbytes / 1e6:.1f} MB) from {datasets.train.name}: more than "
+            f"{streaming.FIELD} ({streaming.resolve_budget(config.dataset.memory_budget) / 1e6:.1f} MB).")
+    datasets = datasets._replace(train=None)      # the host copy: freed (see the docstring)
+    run = run._replace(datasets=datasets)
+    clear_caches()
     t0 = time.perf_counter()
     dev = steplog.DevAssessor(config, model, datasets.dev, run.eval_keys, run.multi, workdir)
     epoch = compile_epoch(run, optimizer, batch_spec, dev, state, train)
@@ -255,6 +275,8 @@ def compile_epoch(run: Run, optimizer, batch_spec, dev: steplog.DevAssessor, sta
     length (at most 2) run by :func:`jvae.runs.steplog.chunked_epoch`."""
     epoch_fn, parts = epoch_programs(run, optimizer, batch_spec)
     key = order_key(run.config, 1, run.runs)
+    if isinstance(train, streaming.Stream):
+        return _streamed_epoch(run, parts, dev, state, train, key)
     if not dev.every_steps:
         return epoch_fn.lower(state, train, key).compile()
     plan_fn, run_fn = parts()
@@ -269,6 +291,48 @@ def compile_epoch(run: Run, optimizer, batch_spec, dev: steplog.DevAssessor, sta
             programs[b - a] = run_fn.lower(state, train, *(steplog.take_steps(x, a, b, axis)
                                                            for x in p0.rows())).compile()
     return functools.partial(steplog.chunked_epoch, plan, programs, dev, axis, num_steps)
+
+
+def _streamed_epoch(run: Run, parts, dev: steplog.DevAssessor, state: TrainState,
+                    train: streaming.Stream, key) -> Callable:
+    """The out-of-core epoch (:func:`jvae.runs.streaming.streamed_epoch`): the plan program
+    and one ``run_steps`` program per chunk length (at most 2), compiled ahead of time."""
+    config = run.config
+    batch_size = int(config.batch_size)
+    plan_fn, run_fn = parts()
+    placeholder = train.constant(streaming.placeholder(len(train)))
+    plan = plan_fn.lower(state, placeholder, key).compile()
+    p0 = plan(state, placeholder, key)
+    axis = 1 if run.multi else 0
+    num_steps = steps_per_epoch(len(train), batch_size, bool(config.get("drop_last", True)))
+    row_bytes = train.rows.nbytes // max(len(train), 1)
+    chunk = streaming.chunk_steps(batch_size, row_bytes,
+                                  streaming.resolve_budget(config.dataset.memory_budget),
+                                  dev.every_steps)
+    chunks = streaming.stream_chunks(num_steps, chunk, dev.every_steps)
+    programs = {}
+    for a, b in chunks:
+        if b - a not in programs:
+            data = jax.ShapeDtypeStruct(((b - a) * batch_size, *train.shape[1:]), train.dtype,
+                                        sharding=train.sharding())
+            local = train.constant(streaming.relative_batches(b - a, batch_size, run.runs))
+            rows = [steplog.take_steps(x, a, b, axis) for x in p0.rows()[1:]]
+            programs[b - a] = run_fn.lower(state, data, local, *rows).compile()
+    return functools.partial(streaming.streamed_epoch, plan, programs, dev, axis, num_steps,
+                             batch_size, chunks, run.runs, train)
+
+
+def _chunk_check(config, datasets) -> Callable | None:
+    """The check of each streamed chunk of float data (uint8 pixels need none): finite values
+    in the likelihood's support, as the in-memory path checks the whole split."""
+    if datasets.train.dtype == np.uint8:
+        return None
+    from jvae.data import check_data
+    from jvae.runs.schema import LIKELIHOOD_SUPPORT
+
+    support = LIKELIHOOD_SUPPORT.get(config.model.likelihood)
+    return lambda chunk: check_data(chunk, name=f"training data ({config.dataset.name})",
+                                    support=support)
 
 
 def evaluators(run: Run) -> tuple[Callable, Callable]:

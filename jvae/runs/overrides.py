@@ -34,7 +34,8 @@ OPEN_GROUPS = ("optim.param_groups",)
 
 RESUMABLE = ("num_epochs", "eval", "figures", "tensorboard", "checkpoint_every", "divergence",
              "dataset.data_dir", "dataset.download", "dataset.verify_checksums",
-             "dataset.eval_split", "dataset.limit_eval", "dataset.test", "data_parallel", "shard_seeds")
+             "dataset.eval_split", "dataset.limit_eval", "dataset.test", "dataset.memory_budget",
+             "data_parallel", "shard_seeds")
 
 
 class ConfigError(ValueError):

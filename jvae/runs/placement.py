@@ -10,6 +10,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jvae.data.rows import Rows
+from jvae.runs.streaming import to_device
 from jvae.training import sharding
 
 __all__ = ["place"]
@@ -27,6 +29,10 @@ def place(config, state, train, evals, stacked: bool, log: Callable[[str], None]
     before (one line says so). ``shard_seeds``: the stacked states of a multi-seed run or
     sweep spread over the devices (no communication). Returns ``(state, train, evals,
     batch_sharding or None)``; with neither option, the arrays go to the default device.
+
+    ``train`` may be a reader (:class:`jvae.data.rows.Rows`, uint8 ``npy:`` data): it is
+    written to the device chunk by chunk (:func:`jvae.runs.streaming.to_device`), never
+    whole on the host; or ``None`` (a streamed run): nothing is placed for it.
     """
     if not (config.data_parallel or config.shard_seeds):
         if jax.process_count() > 1:
@@ -35,7 +41,7 @@ def place(config, state, train, evals, stacked: bool, log: Callable[[str], None]
                              "--config.data_parallel=True.")
         # device_put of the host array itself: through jnp.asarray, a read-only array became an
         # alias that the first compiled call copied again (2x the training array at 600k images)
-        return state, jax.device_put(train), jax.device_put(evals), None
+        return state, _put(train), jax.device_put(evals), None
     mesh = sharding.make_mesh()
     if config.data_parallel and config.shard_seeds:
         raise ValueError("Choose one of config.data_parallel and config.shard_seeds.")
@@ -49,14 +55,28 @@ def place(config, state, train, evals, stacked: bool, log: Callable[[str], None]
                 sharding.batch_sharding(mesh))
     if not stacked:
         raise ValueError("config.shard_seeds needs num_seeds > 1 or a sweep.")
-    return sharding.shard_leading_axis(state, mesh), sharding.replicate(train, mesh), evals, None
+    return sharding.shard_leading_axis(state, mesh), _replicated(train, mesh), evals, None
+
+
+def _put(train):
+    """The training array on the default device (``None`` stays ``None``)."""
+    if train is None or not isinstance(train, Rows):
+        return None if train is None else jax.device_put(train)
+    return to_device(train)
+
+
+def _replicated(train, mesh):
+    """The training array on every device of ``mesh`` (``None`` stays ``None``)."""
+    if train is None:
+        return None
+    return sharding.replicate(_put(train) if isinstance(train, Rows) else train, mesh)
 
 
 def _training_array(train, mesh, log) -> jax.Array:
     """The data-parallel training array: this process's share of the rows in a job of
     several processes, the whole array replicated otherwise."""
-    if jax.process_count() == 1:
-        return sharding.replicate(train, mesh)
+    if train is None or jax.process_count() == 1:
+        return _replicated(train, mesh)
     me, count, n = jax.process_index(), jax.process_count(), len(train)
     shared = sharding.shard_examples(train, mesh)
     if shared is not None:
@@ -67,7 +87,7 @@ def _training_array(train, mesh, log) -> jax.Array:
     _say(log, f"process {me} of {count} holds all {n} training examples: {n} is not a "
               f"multiple of the {mesh.size} devices (a multiple, e.g. "
               f"config.dataset.limit_train={n - n % mesh.size}, splits them over the processes)")
-    return sharding.replicate(train, mesh)
+    return _replicated(train, mesh)
 
 
 def _say(log, line: str) -> None:

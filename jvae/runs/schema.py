@@ -126,6 +126,9 @@ def _check_numbers(config: ml_collections.ConfigDict) -> None:
 def _check_dataset(config: ml_collections.ConfigDict) -> None:
     """``config.dataset``: the name, binarisation, sizes, limits, centring, dev split."""
     ds = config.dataset
+    from jvae.runs.streaming import parse_budget     # (streaming imports the builders' data)
+
+    parse_budget(ds.get("memory_budget", "auto"))
     user = jdata.is_user_name(ds.name)
     if user:
         if not ds.name.split(":", 1)[1]:

@@ -23,11 +23,12 @@ def run_keys(seed: int):
     return init_key, train_key, eval_key, figure_key
 
 
-def build_run(config: ml_collections.ConfigDict, stored: bool = False):
+def build_run(config: ml_collections.ConfigDict, stored: bool = False, rows: bool = False):
     """Validate ``config`` and build its ``(datasets, model, optimizer)``; ``stored``: the
-    training array at its stored precision (see :func:`jvae.runs.builders.load_data`)."""
+    training array at its stored precision, ``rows``: the training split possibly as a
+    reader (see :func:`jvae.runs.builders.load_data`)."""
     schema.validate_config(config)
-    datasets = builders.load_data(config, stored=stored)
+    datasets = builders.load_data(config, stored=stored, rows=rows)
     model = builders.build_model(config, datasets.train.shape[1:])
     drop_last = bool(config.get("drop_last", True))
     if drop_last and len(datasets.train) < int(config.batch_size):
