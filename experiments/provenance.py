@@ -123,6 +123,10 @@ PUBLISHED: dict[str, Published] = {
     "precision.json": Published(
         "experiments.precision", "python -m experiments.precision --json "
         "docs/data/precision.json", ("docs/guides/precision.md",)),
+    "bench_memory.json": Published(
+        "experiments.bench_memory", "the bench_memory commands in the file's invocations "
+        "(python -m experiments.bench_memory --sizes ... --json docs/data/bench_memory.json "
+        "--append)", ("docs/guides/data.md",)),
     "bench_device.json": Published(
         "experiments.bench_device", "python -m experiments.bench_device --quick --merge on a "
         "CPU, python -m experiments.bench_device --merge on a GPU", ("docs/benchmarks.md",)),
