@@ -494,6 +494,9 @@ def vampprior_means(data: dict) -> str:
         lines.append(f"`{row}` minus `{ref}`, per seed: test log p(x) "
                      + "/".join(f"{v:+.2f}" for v in ll) + ", test ELBO "
                      + "/".join(f"{v:+.2f}" for v in el) + " nats.  ")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------ likelihood_table
 
 
