@@ -57,6 +57,7 @@ def row_config(name: str, args):
     """flows.py's config of the row's prior, with the KL warm-up when the row has one."""
     base, warm = ROWS[name]
     c = flows.row_config(base, args)
+    c.model.likelihood_bias = getattr(args, "likelihood_bias", "zero")
     if warm:
         steps_per_epoch = (args.train_size or 60000) // args.batch_size
         c.objective.beta_schedule = "linear"
@@ -119,6 +120,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--ll-samples", type=int, default=1000, help="K of the IS estimate")
     parser.add_argument("--pseudo-inputs", type=int, default=500)
+    parser.add_argument("--likelihood-bias", choices=("zero", "marginal"), default="zero",
+                        help="the decoder's output bias at start: zero, or the training "
+                             "pixels' log-odds (model.likelihood_bias)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--reuse", action="store_true",
                         help="summarise the rows already trained to --epochs in WORKDIR (same "
@@ -161,7 +165,8 @@ def main(argv=None) -> dict:
                    "batch_size": args.batch_size, "learning_rate": args.lr,
                    "train_size": args.train_size or 60000,
                    "test_size": args.test_size or 10000, "ll_samples": args.ll_samples,
-                   "pseudo_inputs": args.pseudo_inputs, "collapsed_rate": COLLAPSED_RATE},
+                   "pseudo_inputs": args.pseudo_inputs, "collapsed_rate": COLLAPSED_RATE,
+                   "likelihood_bias": args.likelihood_bias},
         "paper": PAPER,
         "rows": rows,
     }

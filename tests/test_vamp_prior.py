@@ -193,3 +193,74 @@ def test_chunked_and_single_pass_densities_agree():
     np.testing.assert_allclose(many[:3, :4], few, rtol=1e-6, atol=1e-5)
     with jax.disable_jit():
         np.testing.assert_allclose(prior.log_prob(z[:2]), many[:2], rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("sd", [0.05, 1.0, 3.0])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_log_prob_gradient_is_the_responsibility_weighted_closed_form(sd, chunked, monkeypatch):
+    """``d/d mu_k sum_n log p(z_n) = sum_n r_nk (z_n - mu_k) / s_k^2`` and ``d/d s_k =
+    sum_n r_nk ((z_n - mu_k)^2 / s_k^3 - 1 / s_k)`` (``r`` the float64 responsibilities), for
+    narrow and wide components, in one pass over the components and in chunks."""
+    import jvae.models.priors as priors
+    from experiments.numerics import vamp_problem
+    from jvae.models.distributions import diag_gaussian
+    from scipy.special import softmax
+
+    loc, scale, z = vamp_problem(sd, 40, 6, 30, seed=3)
+    if chunked:                                   # chunks of 7 of the 40 components (padded)
+        monkeypatch.setattr(priors, "_CHUNK_ELEMENTS", 7 * 30 * 6)
+    f32 = [jnp.asarray(a, jnp.float32) for a in (loc, scale, z)]
+    g_loc, g_scale = jax.grad(
+        lambda l, s: jnp.sum(priors.vamp_mixture(diag_gaussian(l, s)).log_prob(f32[2])),
+        argnums=(0, 1))(f32[0], f32[1])
+    diff = z[:, None, :] - loc                                                   # [N, K, D]
+    log_n = np.sum(-0.5 * (diff / scale) ** 2 - np.log(scale), -1)               # [N, K]
+    r = softmax(log_n, -1)[..., None]
+    ref_loc = np.sum(r * diff / scale ** 2, 0)
+    ref_scale = np.sum(r * (diff ** 2 / scale ** 3 - 1 / scale), 0)
+    for got, ref in ((g_loc, ref_loc), (g_scale, ref_scale)):
+        np.testing.assert_allclose(np.asarray(got, np.float64), ref, rtol=2e-3,
+                                   atol=2e-3 * np.abs(ref).max())
+
+
+def test_the_elbo_s_rate_is_the_monte_carlo_kl_to_the_encoder_s_own_mixture():
+    """The rate is ``log q(z|x) - log 1/K sum_k q(z|u_k)`` with the posterior's encoder at the
+    pseudo-inputs, and its gradient reaches the encoder through the prior as well (the
+    paper's shared encoder): differentiating with the prior's encoder frozen gives another
+    encoder gradient and the same pseudo-input gradient."""
+    from jvae.models.distributions import diag_gaussian
+    from jvae.objectives.elbo import elbo_terms
+
+    model = _model()
+    params = _params(model, seed=5)
+    x = (np.random.default_rng(6).random((9,) + DATA) > 0.5).astype(np.float32)
+    key = jax.random.key(7)
+    _, rate = elbo_terms(model, params, key, x, kl="mc")
+    q = model.apply(params, x, method=VAE.encode)
+    z, log_q = q.sample_and_log_prob(seed=key)
+    _, loc, scale = _components(params)
+    zk = np.asarray(z, np.float64)[:, None, :]
+    log_nk = np.sum(-0.5 * ((zk - loc) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi),
+                    -1)
+    np.testing.assert_allclose(rate, np.asarray(log_q) - (logsumexp(log_nk, -1) - np.log(K)),
+                               rtol=1e-5, atol=1e-5)
+
+    def mean_rate(p, frozen_prior_encoder):
+        q = model.apply(p, x, method=VAE.encode)
+        z, log_q = q.sample_and_log_prob(seed=key)
+        u = jnp.clip(p["params"]["prior"]["pseudo_inputs"], 0.0, 1.0)
+        pe = jax.lax.stop_gradient(p) if frozen_prior_encoder else p
+        qu = model.apply(pe, u, method=VAE.encode)
+        prior = diag_gaussian(qu.loc, qu.scale_diag)
+        log_p = jax.nn.logsumexp(prior.log_prob(z[:, None, :]), -1) - np.log(K)
+        return jnp.mean(log_q - log_p)
+
+    g_lib = jax.grad(lambda p: jnp.mean(elbo_terms(model, p, key, x, kl="mc")[1]))(params)
+    g_shared, g_frozen = (jax.grad(mean_rate)(params, f) for f in (False, True))
+    for a, b in zip(jax.tree.leaves(g_lib), jax.tree.leaves(g_shared)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    enc = lambda g: np.concatenate([np.ravel(v) for v in jax.tree.leaves(  # noqa: E731
+        {k: g["params"][k] for k in ("encoder", "posterior")})])
+    assert np.max(np.abs(enc(g_shared) - enc(g_frozen))) > 1e-2 * np.max(np.abs(enc(g_shared)))
+    np.testing.assert_allclose(g_shared["params"]["prior"]["pseudo_inputs"],
+                               g_frozen["params"]["prior"]["pseudo_inputs"], rtol=1e-5, atol=1e-6)

@@ -425,6 +425,10 @@ def linear_vae_figure(data: dict) -> str:
     return "In numbers: " + "; ".join(out) + "."
 
 
+#: ``budget.likelihood_bias`` of vampprior.json, in words.
+_BIAS_START = {"zero": "zero", "marginal": "the training pixels' log-odds"}
+
+
 def vampprior_table(data: dict) -> str:
     """Per row and seed: test ELBO, IS log p(x), rate, collapse; the budget against the paper's."""
     b, paper = data["budget"], data["paper"]
@@ -447,7 +451,8 @@ def vampprior_table(data: dict) -> str:
     lines.append(
         f"Budget: {b['epochs']} epochs over {b['train_size']} training images (batches of "
         f"{b['batch_size']}, Adam at {b['learning_rate']:g}), the warm-up over the first "
-        f"{b['warmup_epochs']:g} epochs, {b['pseudo_inputs']} pseudo-inputs; test on "
+        f"{b['warmup_epochs']:g} epochs, {b['pseudo_inputs']} pseudo-inputs, the decoder's "
+        f"output bias starting at {_BIAS_START[b.get('likelihood_bias', 'zero')]}; test on "
         f"{b['test_size']} images, log p(x) with K = {b['ll_samples']}. The paper: warm-up "
         f"over {paper['warmup_epochs']} epochs of up to {paper['max_epochs']} on all 60000 "
         f"images, {paper['pseudo_inputs']} pseudo-inputs, Adam at {paper['learning_rate']:g}, "

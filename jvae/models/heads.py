@@ -47,6 +47,8 @@ __all__ = [
     "MixtureGaussianHead",
     "hidden_features",
     "positive_scale",
+    "marginal_logits",
+    "with_output_bias",
 ]
 
 
@@ -117,6 +119,45 @@ class _LikelihoodHead(CheckedModule, nn.Module):
                 f"{type(self).__name__}(project=False) expects features ending in {expected}, "
                 f"got shape {h.shape}.")
         return _float32(h.reshape(h.shape[: h.ndim - len(event)] + event + (k,)))
+
+
+def marginal_logits(x, eps: float = 1e-3) -> np.ndarray:
+    """The log-odds of every pixel's training mean, ``logit(clip(mean_N x, eps, 1 - eps))``:
+    ``x [N, *data_shape]`` in ``[0, 1]`` (uint8 read as ``x / 255``) -> float32
+    ``[*data_shape]``. The starting bias of a Bernoulli head (Burda et al.'s IWAE code), so
+    that the decoder does not have to learn the pixel marginals through its hidden layers
+    (which saturates tanh units and leaves ``z`` unused for hundreds of steps)."""
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    if len(shape) < 2 or shape[0] == 0:
+        raise ValueError(f"marginal_logits needs a non-empty batch [N, *data_shape], got shape "
+                         f"{shape}.")
+    # Summed in chunks of rows: a streamed (out-of-core) split is read, never held whole.
+    total, uint8 = np.zeros(shape[1:], np.float64), False
+    for start in range(0, shape[0], 65536):
+        rows = np.asarray(x[start:start + 65536])
+        uint8 = rows.dtype == np.uint8
+        total += rows.sum(0, dtype=np.float64)
+    mean = total / shape[0] / (255.0 if uint8 else 1.0)
+    if not (np.all(mean >= 0) and np.all(mean <= 1)):
+        raise ValueError("marginal_logits needs data in [0, 1] (or uint8 pixels).")
+    p = np.clip(mean, eps, 1.0 - eps)
+    return (np.log(p) - np.log1p(-p)).astype(np.float32)
+
+
+def with_output_bias(params, logits):
+    """``params`` with the Bernoulli head's output bias (``likelihood/out/bias``, an MLP
+    decoder's projection) replaced by ``logits [*data_shape]`` (flattened)."""
+    p = dict(params)
+    inner = dict(p["params"])
+    lik = dict(inner["likelihood"])
+    out = dict(lik["out"])
+    bias = jnp.asarray(logits, out["bias"].dtype).reshape(-1)
+    if bias.shape != out["bias"].shape:
+        raise ValueError(f"The output bias has shape {out['bias'].shape}, the logits "
+                         f"{bias.shape} after flattening.")
+    out["bias"] = jnp.broadcast_to(bias, out["bias"].shape)
+    lik["out"], inner["likelihood"], p["params"] = out, lik, inner
+    return p
 
 
 class BernoulliHead(_LikelihoodHead):

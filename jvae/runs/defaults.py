@@ -101,6 +101,8 @@ def _model() -> ml_collections.ConfigDict:
     g.activation = "relu"     # relu | sigmoid | tanh | softplus | elu | gelu |
                               # leaky_relu | identity
     g.init = "lecun"          # dense and conv init: lecun (Flax) | torch (PyTorch) | glorot
+    g.likelihood_bias = "zero"  # bernoulli + mlp decoder: the output bias starts at zero |
+                              # marginal (the training pixels' log-odds, Burda et al.'s code)
     g.conv_encoder_features = (32, 64, 128, 256)
     g.conv_encoder_out = 0    # dense projection after the conv stack (0: none)
     g.conv_decoder_features = (128, 64, 32)

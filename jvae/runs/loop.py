@@ -120,7 +120,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     log = log or stderr_line
     datasets, model, optimizer = build_run(config, stored=True, rows=True)  # uint8 stays uint8
     check_available(bool(config.get("tensorboard", False)))
-    template = initial_state(config, model, optimizer, pixels_to_unit(datasets.train[:1]))
+    template = initial_state(config, model, optimizer, pixels_to_unit(datasets.train[:1]),
+                             x_train=datasets.train)
     data = [datasets]     # handed over: _train drops the host training array once placed
     del datasets
     lock = WorkdirLock(workdir)

@@ -196,6 +196,12 @@ def _check_model(config: ml_collections.ConfigDict) -> None:
               allow_zero=True)
     _positive("config.model.posterior_init_spread", m.get("posterior_init_spread", 1.0),
               allow_zero=True)
+    _choice("model.likelihood_bias", m.get("likelihood_bias", "zero"), ("zero", "marginal"))
+    if m.get("likelihood_bias", "zero") == "marginal" and (
+            m.likelihood != "bernoulli" or m.decoder != "mlp" or m.kind != "vae"):
+        raise ValueError("config.model.likelihood_bias = 'marginal' needs a VAE with "
+                         "likelihood 'bernoulli' and an mlp decoder, got likelihood "
+                         f"{m.likelihood!r}, decoder {m.decoder!r}, kind {m.kind!r}.")
     if not isinstance(m.get("encoder_activate_final", True), bool):
         raise ValueError("config.model.encoder_activate_final must be true or false, got "
                          f"{m.encoder_activate_final!r}.")

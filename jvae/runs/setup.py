@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jvae.models.heads import marginal_logits, with_output_bias
 from jvae.models.vae import init_params
 from jvae.objectives.base import as_objective
 from jvae.runs import builders, schema
@@ -40,16 +41,25 @@ def build_run(config: ml_collections.ConfigDict, stored: bool = False, rows: boo
     return datasets, model, optimizer
 
 
-def initial_state(config, model, optimizer, x_example) -> TrainState:
+def initial_state(config, model, optimizer, x_example, x_train=None) -> TrainState:
     """The train state of seed ``config.seed``; with ``num_seeds > 1`` the states of seeds
     ``seed .. seed + num_seeds - 1``, and for a sweep one state per swept value (all from
-    ``config.seed``, with their own learning rate), stacked along a leading axis by ``vmap``."""
+    ``config.seed``, with their own learning rate), stacked along a leading axis by ``vmap``.
+    With ``config.model.likelihood_bias = "marginal"`` the Bernoulli head's output bias
+    starts at the log-odds of ``x_train``'s pixel means ``[N, *data_shape]``
+    (:func:`jvae.models.heads.marginal_logits`; zero when ``x_train`` is None, as for a
+    template that a checkpoint overwrites)."""
     objective = as_objective(builders.build_loss(config, model))
+    bias = None
+    if config.model.get("likelihood_bias", "zero") == "marginal" and x_train is not None:
+        bias = marginal_logits(x_train)
 
     def create(init_key, train_key):
         est = objective.init(jax.random.fold_in(init_key, 1), jnp.asarray(x_example))
-        return TrainState.create(init_params(model, init_key, x_example), optimizer, train_key,
-                                 est)
+        params = init_params(model, init_key, x_example)
+        if bias is not None:
+            params = with_output_bias(params, bias)
+        return TrainState.create(params, optimizer, train_key, est)
 
     sweep = schema.sweep_values(config)
     keys = [run_keys(s) for s in run_seeds(config)]
