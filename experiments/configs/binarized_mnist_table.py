@@ -93,6 +93,9 @@ def get_config(variant: str = ""):
     c.eval.ll_samples = 0       # the K = 5000 score is the table command's, after training
     c.eval.every = 10
     c.eval.tsne_points = 0
+    # The decoder's output bias starts at the training pixels' log-odds (Burda et al.'s IWAE
+    # code; without it the VampPrior collapses: docs/results/vampprior.md).
+    c.model.likelihood_bias = "marginal"
     if row == "vampprior":
         _vampprior(c)
     else:
