@@ -61,27 +61,35 @@ def _clean_env(**extra) -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
-def slurm_job(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cluster")
-    workdir, port = base / "run", launch.free_port()
-    procs = []
-    t0 = time.perf_counter()
+def run_slurm_job(dump_dir: pathlib.Path, args: list[str]) -> list[str]:
+    """Run ``python -m jvae.train ARGS`` (with :data:`DUMP`, saving each process's final
+    parameters in ``dump_dir``) as the 2 tasks of a simulated SLURM job step; both must exit
+    0. Returns each process's output."""
+    port, procs = launch.free_port(), []
     for rank in (0, 1):
         env = _clean_env(**{**SLURM, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
                          JAX_COORDINATOR_PORT=str(port), JVAE_INIT_TIMEOUT="60")
         procs.append(subprocess.Popen(
-            [sys.executable, "-c", DUMP, str(base), *TRAIN_ARGS, "--workdir", str(workdir)],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            [sys.executable, "-c", DUMP, str(dump_dir), *args], env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     try:
         outs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    print(f"2 processes (simulated SLURM job): {time.perf_counter() - t0:.1f} s")
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
+    return outs
+
+
+@pytest.fixture(scope="module")
+def slurm_job(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cluster")
+    workdir = base / "run"
+    t0 = time.perf_counter()
+    outs = run_slurm_job(base, [*TRAIN_ARGS, "--workdir", str(workdir)])
+    print(f"2 processes (simulated SLURM job): {time.perf_counter() - t0:.1f} s")
     return base, workdir, outs
 
 

@@ -236,8 +236,7 @@ def test_two_processes_stream_their_shares_and_train_the_one_process_model(tmp_p
     import subprocess
     import sys
 
-    from jvae.cli import launch
-    from tests.test_cluster import DUMP, ROOT, SLURM, _clean_env
+    from tests.test_cluster import DUMP, ROOT, _clean_env, run_slurm_job
 
     np.save(tmp_path / "x.npy", _pixels(116))
     args = ["--config", str(ROOT / "experiments/configs/pytorch_example.py"), "--noprogress",
@@ -247,22 +246,9 @@ def test_two_processes_stream_their_shares_and_train_the_one_process_model(tmp_p
             "--config.num_epochs=2", "--config.latent_dim=2", "--config.figures=False",
             "--config.eval.ll_samples=0", "--config.model.encoder_hidden=(8,)",
             "--config.model.decoder_hidden=(8,)", "--config.data_parallel=True"]
-    port, procs = launch.free_port(), []
-    for rank in (0, 1):
-        env = _clean_env(**{**SLURM, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
-                         JAX_COORDINATOR_PORT=str(port), JVAE_INIT_TIMEOUT="60")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", DUMP, str(tmp_path), *args,
-             "--config.dataset.memory_budget=200", "--workdir", str(tmp_path / "job")],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    try:
-        outs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, out in zip(procs, outs):
-        assert p.returncode == 0, out[-3000:]
+    outs = run_slurm_job(tmp_path, [*args, "--config.dataset.memory_budget=200",
+                                    "--workdir", str(tmp_path / "job")])
+    for out in outs:
         assert "streaming the 96 training examples" in out, out[-3000:]
     got = [list(np.load(tmp_path / f"params-{i}.npz").values()) for i in (0, 1)]
     one = subprocess.run([sys.executable, "-c", DUMP.replace("params-", "one-"), str(tmp_path),
