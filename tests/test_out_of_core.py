@@ -3,6 +3,7 @@ is streamed from its file in compiled chunks of steps, with the in-memory run's 
 for bit; a run stopped mid-epoch resumes to the uninterrupted run's parameters; the prefetch
 thread ends on errors; bad budgets are refused in one line."""
 
+import os
 import threading
 
 import jax
@@ -200,6 +201,44 @@ def test_npy_rows_are_memory_mapped_and_read_in_any_order(tmp_path):
     np.save(tmp_path / "f.npy", np.array([[0.5, np.nan], [0.1, 0.2]]))
     with pytest.raises(ValueError, match="non-finite values.*example 0"):
         NpyRows(tmp_path / "f.npy").read([1, 0])
+
+
+@pytest.mark.parametrize("iov", [512, 2, 1])
+def test_npy_rows_are_read_by_positioned_reads_equal_to_numpy(tmp_path, monkeypatch, iov):
+    """Rows of C-ordered files come from ``os.preadv`` (never through the memory map, whose
+    page-cache folios would count in resident memory), runs of consecutive rows split at the
+    buffers-per-call limit; a Fortran-ordered file is read through the map."""
+    rng = np.random.default_rng(3)
+    arrays = {"u8": rng.integers(0, 256, (300, 5, 7), dtype=np.uint8),
+              "rgb": rng.integers(0, 256, (120, 4, 4, 3), dtype=np.uint8),
+              "f64": rng.random((200, 12)), "f16": rng.random((90, 6)).astype(np.float16),
+              "bool": rng.random((80, 3, 3)) > 0.5,
+              "fortran": np.asfortranarray(rng.integers(0, 256, (60, 6, 5), dtype=np.uint8))}
+    monkeypatch.setattr(NpyRows, "IOV", iov)
+    mapped = []
+    original = NpyRows._read_mapped
+    monkeypatch.setattr(NpyRows, "_read_mapped",
+                        lambda self, *a: (mapped.append(self.name), original(self, *a))[1])
+    for name, a in arrays.items():
+        np.save(tmp_path / f"{name}.npy", a)
+        rows = NpyRows(tmp_path / f"{name}.npy")
+        want = a.reshape(rows.shape).astype(rows.dtype)
+        n = len(a)
+        for idx in (np.arange(n), rng.permutation(n), rng.integers(0, n, 500), np.arange(0),
+                    np.arange(10, 20)[::-1], np.r_[np.arange(5), np.arange(3, 9), [0, 0, 0]]):
+            got = rows.read(idx)
+            assert got.dtype == rows.dtype and got.shape == (len(idx), *rows.shape[1:])
+            np.testing.assert_array_equal(got, want[idx], err_msg=f"{name} {idx[:8]}")
+    assert set(mapped) == {f"npy:{tmp_path / 'fortran.npy'}"}
+
+
+def test_a_npy_file_truncated_after_opening_is_named_in_one_line(tmp_path):
+    np.save(tmp_path / "x.npy", _pixels(50))
+    rows = NpyRows(tmp_path / "x.npy")
+    os.truncate(tmp_path / "x.npy", os.path.getsize(tmp_path / "x.npy") - 30)
+    np.testing.assert_array_equal(rows.read([0, 1]), _pixels(50)[:2][..., None])
+    with pytest.raises(ValueError, match=r"x\.npy: the file ends \d+ bytes short .*truncated"):
+        rows.read([3, 49])
 
 
 def test_folder_rows_decode_each_image_as_the_folder_reader(tmp_path):

@@ -7,9 +7,11 @@ slice. Values are those of the in-memory readers at their stored precision
 (``load_dataset(..., dtype="stored")``): uint8 pixels stay uint8, ``bool`` and floats become
 float32, ``[N, H, W]`` gets a channel axis. Three kinds:
 
-* :class:`NpyRows`: a ``.npy`` file memory-mapped (``np.load(mmap_mode="r")``); every few
-  hundred rows read the mapped pages are released (``madvise(MADV_DONTNEED)``), so resident
-  memory holds the rows read, not the file (its pages stay in the kernel's page cache).
+* :class:`NpyRows`: a ``.npy`` file, its header read by ``np.load(mmap_mode="r")`` and its
+  rows by positioned reads (``os.preadv``, consecutive rows in one call) into the output, so
+  resident memory holds the rows read, never the file's pages. (Reading rows through the
+  memory map instead maps the kernel's page-cache folios whole, up to megabytes per row
+  touched.)
 * :class:`FolderRows`: a folder of PNG/JPEG images (:mod:`jvae.data.folder`), each read
   decoded from its file.
 * :class:`TfdsRows`: a prepared TFDS dataset through ``tfds.data_source`` (ArrayRecord).
@@ -20,6 +22,7 @@ float32, ``[N, H, W]`` gets a channel axis. Three kinds:
 from __future__ import annotations
 
 import mmap
+import os
 import pathlib
 
 import numpy as np
@@ -113,23 +116,76 @@ class NpyRows(Rows):
         self.shape = tuple(self._mm.shape) + extra
         self.dtype = np.dtype(np.uint8 if stored == np.uint8 else np.float32)
 
-    #: Rows read between two releases of the mapped pages. A page fault maps the pages
-    #: around it too (the kernel's fault-around, 64 KiB), so scattered rows keep up to
-    #: ``GROUP * 64 KiB`` resident until released.
-    GROUP = 256
+    #: Rows read between two releases of the mapped pages, where the rows are read through
+    #: the memory map (a Fortran-ordered file, or no ``os.preadv``).
+    GROUP = 16
+    #: Buffers per ``os.preadv`` call (at most the system's ``IOV_MAX``, 1024 on Linux).
+    IOV = 512
 
     def _read(self, idx):
-        order = np.argsort(idx, kind="stable")       # file order: fewer page faults
-        out = np.empty((len(idx), *self.shape[1:]), self.dtype)
-        for a in range(0, len(idx), self.GROUP):
-            part = order[a: a + self.GROUP]
-            got = np.take(self._mm, idx[part], axis=0)
-            out[part] = got.reshape(len(part), *self.shape[1:]).astype(self.dtype, copy=False)
-            self._release()
+        order = np.argsort(idx, kind="stable")       # file order: sequential reads
+        raw = np.empty((len(idx), *self._mm.shape[1:]), self._mm.dtype)
+        if self._mm.flags.c_contiguous and hasattr(os, "preadv"):
+            self._pread(idx, order, raw)
+        else:
+            self._read_mapped(idx, order, raw)
+        out = raw.reshape(len(idx), *self.shape[1:]).astype(self.dtype, copy=False)
         if self.dtype != np.uint8 and not np.all(np.isfinite(out)):
             bad = int(idx[np.flatnonzero(~np.isfinite(out.reshape(len(idx), -1)).all(1))[0]])
             raise InvalidDataError(f"{self.name}: non-finite values (NaN/Inf) in example {bad}")
         return out
+
+    def _pread(self, idx, order, raw) -> None:
+        """Reads rows ``idx`` into ``raw`` with positioned reads: the rows in file order,
+        each run of consecutive file rows one ``preadv`` into their output rows (one
+        buffer where those are consecutive too)."""
+        if not len(idx):
+            return
+        size = raw[0].nbytes
+        rows = raw.reshape(len(idx), -1).view(np.uint8)      # [M, size] bytes
+        src, dst = idx[order], order
+        # a new run starts where the file rows or the output rows stop being consecutive
+        cut = np.flatnonzero((np.diff(src) != 1) | (np.diff(dst) != 1)) + 1
+        starts, stops = np.r_[0, cut], np.r_[cut, len(src)]
+        offset = int(self._mm.offset)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            pending, at, end = [], 0, 0     # buffers of consecutive file bytes at..end
+            for a, b in zip(starts.tolist(), stops.tolist()):
+                here = offset + int(src[a]) * size
+                if pending and (here != end or len(pending) >= self.IOV):
+                    self._preadv(fd, pending, at)
+                    pending = []
+                if not pending:
+                    at = end = here
+                pending.append(memoryview(rows[dst[a]: dst[a] + (b - a)].reshape(-1)))
+                end += (b - a) * size
+            self._preadv(fd, pending, at)
+        finally:
+            os.close(fd)
+
+    def _preadv(self, fd, buffers, offset) -> None:
+        want = sum(len(m) for m in buffers)
+        while want:
+            got = os.preadv(fd, buffers, offset)
+            if got <= 0:
+                raise InvalidDataError(f"{self.name}: the file ends {want} bytes short of the "
+                                       f"rows read (at byte {offset}); it was truncated or "
+                                       "replaced after it was opened")
+            want, offset = want - got, offset + got
+            while got and buffers:           # (a short read: go on after what was read)
+                if got >= len(buffers[0]):
+                    got -= len(buffers[0])
+                    buffers = buffers[1:]
+                else:
+                    buffers = [buffers[0][got:]] + buffers[1:]
+                    got = 0
+
+    def _read_mapped(self, idx, order, raw) -> None:
+        for a in range(0, len(idx), self.GROUP):
+            part = order[a: a + self.GROUP]
+            raw[part] = np.take(self._mm, idx[part], axis=0)
+            self._release()
 
     def _release(self) -> None:
         """Drop the mapped pages from this process's resident memory."""

@@ -2,8 +2,8 @@
 
 ``config.dataset.memory_budget`` bounds the bytes the training split may take in memory at
 its stored precision (uint8 pixels: one byte each). When the split is larger, the run does
-not load it: it reads its rows from the file (:mod:`jvae.data.rows`: a memory-mapped
-``.npy``, a folder of images, a TFDS split through ``tfds.data_source``), and each epoch runs
+not load it: it reads its rows from the file (:mod:`jvae.data.rows`: a ``.npy`` by
+positioned reads, a folder of images, a TFDS split through ``tfds.data_source``), and each epoch runs
 as compiled chunks of steps, each chunk's examples read on the host and put on the device
 while the previous chunk trains.
 
