@@ -119,8 +119,6 @@ class NpyRows(Rows):
     #: Rows read between two releases of the mapped pages, where the rows are read through
     #: the memory map (a Fortran-ordered file, or no ``os.preadv``).
     GROUP = 16
-    #: Buffers per ``os.preadv`` call (at most the system's ``IOV_MAX``, 1024 on Linux).
-    IOV = 512
 
     def _read(self, idx):
         order = np.argsort(idx, kind="stable")       # file order: sequential reads
@@ -136,50 +134,32 @@ class NpyRows(Rows):
         return out
 
     def _pread(self, idx, order, raw) -> None:
-        """Reads rows ``idx`` into ``raw`` with positioned reads: the rows in file order,
-        each run of consecutive file rows one ``preadv`` into their output rows (one
-        buffer where those are consecutive too)."""
+        """Reads rows ``idx`` into ``raw`` with positioned reads, in file order: each run of
+        rows consecutive both in the file and in ``raw`` is one ``preadv``."""
         if not len(idx):
             return
         size = raw[0].nbytes
-        rows = raw.reshape(len(idx), -1).view(np.uint8)      # [M, size] bytes
+        buf = memoryview(raw.reshape(-1).view(np.uint8))
         src, dst = idx[order], order
-        # a new run starts where the file rows or the output rows stop being consecutive
         cut = np.flatnonzero((np.diff(src) != 1) | (np.diff(dst) != 1)) + 1
-        starts, stops = np.r_[0, cut], np.r_[cut, len(src)]
-        offset = int(self._mm.offset)
-        fd = os.open(self.path, os.O_RDONLY)
+        starts = np.r_[0, cut]
+        lengths = (np.diff(np.r_[starts, len(src)]) * size).tolist()
+        at_file = (int(self._mm.offset) + src[starts] * size).tolist()
+        at_out = (dst[starts] * size).tolist()
+        fd, preadv = os.open(self.path, os.O_RDONLY), os.preadv
         try:
-            pending, at, end = [], 0, 0     # buffers of consecutive file bytes at..end
-            for a, b in zip(starts.tolist(), stops.tolist()):
-                here = offset + int(src[a]) * size
-                if pending and (here != end or len(pending) >= self.IOV):
-                    self._preadv(fd, pending, at)
-                    pending = []
-                if not pending:
-                    at = end = here
-                pending.append(memoryview(rows[dst[a]: dst[a] + (b - a)].reshape(-1)))
-                end += (b - a) * size
-            self._preadv(fd, pending, at)
+            for f, o, n in zip(at_file, at_out, lengths):
+                got = preadv(fd, [buf[o: o + n]], f)
+                while got < n:                   # a short read: go on after what was read
+                    more = preadv(fd, [buf[o + got: o + n]], f + got)
+                    if more <= 0:
+                        raise InvalidDataError(
+                            f"{self.name}: the file ends {n - got} bytes short of the rows "
+                            f"read (at byte {f + got}); it was truncated or replaced after "
+                            "it was opened")
+                    got += more
         finally:
             os.close(fd)
-
-    def _preadv(self, fd, buffers, offset) -> None:
-        want = sum(len(m) for m in buffers)
-        while want:
-            got = os.preadv(fd, buffers, offset)
-            if got <= 0:
-                raise InvalidDataError(f"{self.name}: the file ends {want} bytes short of the "
-                                       f"rows read (at byte {offset}); it was truncated or "
-                                       "replaced after it was opened")
-            want, offset = want - got, offset + got
-            while got and buffers:           # (a short read: go on after what was read)
-                if got >= len(buffers[0]):
-                    got -= len(buffers[0])
-                    buffers = buffers[1:]
-                else:
-                    buffers = [buffers[0][got:]] + buffers[1:]
-                    got = 0
 
     def _read_mapped(self, idx, order, raw) -> None:
         for a in range(0, len(idx), self.GROUP):
