@@ -332,6 +332,14 @@ def bench_device_table(data: dict) -> str:
     return table(data)
 
 
+def bench_is_eval_table(data: dict) -> str:
+    """``python -m experiments.bench_is_eval --json``: the table its command prints, and the
+    command's provenance."""
+    _readme_results()                                   # puts the project root on sys.path
+    from experiments.bench_is_eval import table
+    return table(data) + " " + _provenance(data)
+
+
 def pytorch_seeds_table(data: dict) -> str:
     """``docs/data/pytorch_example_seeds.json``: jvae's seeds, the PyTorch reference's, the
     epsilon-matched jvae run and the notebook's number, then their difference in standard
@@ -407,6 +415,7 @@ TABLES = {"results-summary": results_summary_table,
           "bench-conv": lambda: bench_conv_table(_data("bench_conv.json")),
           "bench-device": lambda: bench_device_table(_data("bench_device.json")),
           "bench-memory": lambda: bench_memory_table(_data("bench_memory.json")),
+          "bench-is-eval": lambda: bench_is_eval_table(_data("bench_is_eval.json")),
           "notebook-dpm2": lambda: notebook_dpm2_table(_data("notebook_dpm2.json")),
           "dpm2-finished": lambda: dpm2_finished_table(_data("dpm2.json")),
           "notebook-lab5-pyro": lambda: notebook_lab5_pyro_table(_data("notebook_lab5.json")),
