@@ -130,6 +130,10 @@ PUBLISHED: dict[str, Published] = {
     "bench_device.json": Published(
         "experiments.bench_device", "python -m experiments.bench_device --quick --merge on a "
         "CPU, python -m experiments.bench_device --merge on a GPU", ("docs/benchmarks.md",)),
+    "precision_seeds.json": Published(
+        "experiments.precision_seeds", "python -m experiments.precision_seeds --merge --json "
+        "docs/data/precision_seeds.json, once with each jax version",
+        ("docs/guides/precision.md",)),
     "bench_is_eval.json": Published(
         "experiments.bench_is_eval", "python -m experiments.bench_is_eval --images 10000 "
         "--samples 1000 --rounds 3 --json docs/data/bench_is_eval.json",

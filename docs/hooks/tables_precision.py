@@ -4,6 +4,8 @@ docs/data/precision.json``. Registered into :data:`data_tables.TABLES`."""
 
 from __future__ import annotations
 
+import pathlib
+
 from hook_common import load, row
 
 MODELS = {"mlp": "pytorch_example MLP VAE", "conv": "default conv model"}
@@ -34,4 +36,24 @@ def precision_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"precision": lambda: precision_table(load("precision.json"))}
+def precision_seeds_table(data: dict) -> str:
+    """``python -m experiments.precision_seeds``: a table per jax version (the test loss of
+    each seed in both precisions, the median epochs), each with its command's provenance."""
+    import sys
+
+    root = str(pathlib.Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from experiments.precision_seeds import table
+
+    parts = []
+    for entry in data.values():
+        parts.append(table(entry))
+        parts.append(f"\n`{entry['command']}`, measured {entry['measured']} at commit "
+                     f"{entry['commit']} on {entry['machine']} ({entry['device']}), load "
+                     f"average {entry['load_average']} at the end.\n")
+    return "\n".join(parts)
+
+
+TABLES = {"precision": lambda: precision_table(load("precision.json")),
+          "precision-seeds": lambda: precision_seeds_table(load("precision_seeds.json"))}
