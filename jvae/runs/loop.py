@@ -47,6 +47,7 @@ from jvae.runs.restore import report_skipped, stderr_line
 from jvae.runs.setup import build_run, initial_state, order_key, run_keys, run_seeds
 from jvae.runs.tensorboard import TensorBoardLog, check_available
 from jvae.training import TrainState, make_train_epoch, sharding, steps_per_epoch
+from jvae.training.compiler import training_jit
 
 __all__ = ["train_and_evaluate"]
 
@@ -249,11 +250,11 @@ def epoch_programs(run: Run, optimizer, batch_spec) -> tuple[Callable, Callable]
         betas = jnp.asarray(run.sweep["beta"])
         swept = jax.vmap(lambda st, beta, d, k: make_epoch(beta)(st, d, k),
                          in_axes=(0, 0, None, 0))
-        epoch_fn = jax.jit(lambda st, d, k: swept(st, betas, d, k))
+        epoch_fn = training_jit(lambda st, d, k: swept(st, betas, d, k))
     elif run.multi:
-        epoch_fn = jax.jit(jax.vmap(base, in_axes=(0, None, 0)))
+        epoch_fn = training_jit(jax.vmap(base, in_axes=(0, None, 0)))
     else:
-        epoch_fn = jax.jit(base)
+        epoch_fn = training_jit(base)
 
     def parts():
         plan_fn = jax.jit(jax.vmap(base.plan, in_axes=(0, None, 0)) if run.multi else base.plan)
@@ -261,10 +262,10 @@ def epoch_programs(run: Run, optimizer, batch_spec) -> tuple[Callable, Callable]
         if run.sweep is not None:
             steps = jax.vmap(lambda st, beta, d, *p: make_epoch(beta).run_steps(st, d, *p),
                              in_axes=(0, 0, None) + rows)
-            return plan_fn, jax.jit(lambda st, d, *p: steps(st, betas, d, *p))
+            return plan_fn, training_jit(lambda st, d, *p: steps(st, betas, d, *p))
         if run.multi:
-            return plan_fn, jax.jit(jax.vmap(base.run_steps, in_axes=(0, None) + rows))
-        return plan_fn, jax.jit(base.run_steps)
+            return plan_fn, training_jit(jax.vmap(base.run_steps, in_axes=(0, None) + rows))
+        return plan_fn, training_jit(base.run_steps)
 
     return epoch_fn, parts
 

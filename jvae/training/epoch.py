@@ -36,6 +36,7 @@ from jvae.objectives.base import (EstimatorState, Objective, accepts_mask, accep
                                   as_objective)
 from jvae.training.state import TrainState, _untrainable, trainable
 from jvae.data.arguments import check_count
+from jvae.training.compiler import training_jit
 
 __all__ = ["EpochPlan", "TrainEpoch", "make_train_epoch", "steps_per_epoch"]
 
@@ -245,9 +246,9 @@ def make_train_epoch(loss_fn: LossFn | Objective, optimizer: optax.GradientTrans
     override = None  # None: the model's own support (or none without a model)
     if dynamic_binarization and (support is None or support.low < 0 or support.high > 1):
         override = UNIT_INTERVAL  # the pixels are Bernoulli probabilities
-    return TrainEpoch(epoch=jax.jit(epoch) if jit else epoch,
+    return TrainEpoch(epoch=training_jit(epoch) if jit else epoch,
                       plan=jax.jit(plan) if jit else plan,
-                      run_steps=jax.jit(run_steps) if jit else run_steps,
+                      run_steps=training_jit(run_steps) if jit else run_steps,
                       validate=bool(validate), model=model, support=override)
 
 
