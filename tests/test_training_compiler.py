@@ -28,7 +28,7 @@ def test_the_option_is_set_on_the_cpu_and_can_be_turned_off(fresh_options, monke
 
 
 def test_the_epoch_is_the_same_with_and_without_it_and_op_by_op():
-    x = np.random.default_rng(0).random((64, 28, 28, 1)).astype(np.float32)
+    x = np.random.default_rng(0).random((32, 28, 28, 1)).astype(np.float32)
     config = pytorch_example.get_config()
     model = jvae.build_model(config, x.shape[1:])
     optimizer = jvae.build_optimizer(config)
