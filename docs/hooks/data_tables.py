@@ -20,7 +20,7 @@ import re
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from hook_common import DATA, load as _data, row as _row  # noqa: E402,F401
+from hook_common import DATA, load as _data, project_on_path, row as _row  # noqa: E402,F401
 MARKER = re.compile(r"^<!-- table: ([a-z0-9-]+) -->$", re.MULTILINE)
 #: The probe's verdicts, in the order of the table's columns.
 VERDICTS = ("clear error", "ok", "unclear error", "internal exception", "silent wrong result",
@@ -315,11 +315,7 @@ def bench_memory_table(data: dict) -> str:
 
 
 def _readme_results():
-    import sys
-
-    root = str(DATA.parents[1])
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    project_on_path()
     from experiments import readme_results
     return readme_results
 
@@ -327,7 +323,7 @@ def _readme_results():
 def bench_device_table(data: dict) -> str:
     """``python -m experiments.bench_device``: the table its command prints, with a column per
     platform (CPU and GPU always; one not measured says so and how to measure it)."""
-    _readme_results()                                   # puts the project root on sys.path
+    project_on_path()
     from experiments.bench_device_table import table
     return table(data)
 
@@ -335,7 +331,7 @@ def bench_device_table(data: dict) -> str:
 def bench_is_eval_table(data: dict) -> str:
     """``python -m experiments.bench_is_eval --json``: the table its command prints, and the
     command's provenance."""
-    _readme_results()                                   # puts the project root on sys.path
+    project_on_path()
     from experiments.bench_is_eval import table
     return table(data) + " " + _provenance(data)
 

@@ -1,10 +1,12 @@
 """What the docs hooks' table renderers share: the data directory, reading a data file with a
-clear error, and a markdown table row."""
+clear error, a markdown table row, and the project root on ``sys.path`` (for the renderers
+that reuse an experiment's own table function)."""
 
 from __future__ import annotations
 
 import json
 import pathlib
+import sys
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
@@ -20,3 +22,10 @@ def load(name: str) -> dict:
 def row(cells) -> str:
     """One markdown table row."""
     return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def project_on_path() -> None:
+    """Puts the project root on ``sys.path`` (once), so that ``experiments`` imports."""
+    root = str(DATA.parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)

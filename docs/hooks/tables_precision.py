@@ -4,9 +4,7 @@ docs/data/precision.json``. Registered into :data:`data_tables.TABLES`."""
 
 from __future__ import annotations
 
-import pathlib
-
-from hook_common import load, row
+from hook_common import load, project_on_path, row
 
 MODELS = {"mlp": "pytorch_example MLP VAE", "conv": "default conv model"}
 
@@ -39,11 +37,7 @@ def precision_table(data: dict) -> str:
 def precision_seeds_table(data: dict) -> str:
     """``python -m experiments.precision_seeds``: a table per jax version (the test loss of
     each seed in both precisions, the median epochs), each with its command's provenance."""
-    import sys
-
-    root = str(pathlib.Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    project_on_path()
     from experiments.precision_seeds import table
 
     parts = []
